@@ -1,0 +1,140 @@
+"""A GPT-style decoder-only Transformer, in plain torch. Imports nothing from the app.
+
+Pre-LayerNorm blocks, causal `scaled_dot_product_attention` (flash / memory-efficient kernels
+where the device has them), GELU MLP, input and output embeddings tied, GPT-2 initialisation.
+References: GPT-2 (Radford et al. 2019), nanoGPT (Karpathy).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+
+@dataclass
+class GPTShape:
+    vocab_size: int
+    block_size: int = 64
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = False
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, shape: GPTShape):
+        super().__init__()
+        assert shape.n_embd % shape.n_head == 0
+        self.c_attn = nn.Linear(shape.n_embd, 3 * shape.n_embd, bias=shape.bias)  # q, k, v at once
+        self.c_proj = nn.Linear(shape.n_embd, shape.n_embd, bias=shape.bias)
+        self.resid_dropout = nn.Dropout(shape.dropout)
+        self.n_head = shape.n_head
+        self.dropout = shape.dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, shape: GPTShape):
+        super().__init__()
+        self.c_fc = nn.Linear(shape.n_embd, 4 * shape.n_embd, bias=shape.bias)
+        self.gelu = nn.GELU(approximate="tanh")  # GPT-2's GELU
+        self.c_proj = nn.Linear(4 * shape.n_embd, shape.n_embd, bias=shape.bias)
+        self.dropout = nn.Dropout(shape.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm: normalise the input of each sub-layer, keep the residual path clean."""
+
+    def __init__(self, shape: GPTShape):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(shape.n_embd, bias=shape.bias)
+        self.attn = CausalSelfAttention(shape)
+        self.ln_2 = nn.LayerNorm(shape.n_embd, bias=shape.bias)
+        self.mlp = MLP(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, shape: GPTShape):
+        super().__init__()
+        self.shape = shape
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(shape.vocab_size, shape.n_embd),
+            wpe=nn.Embedding(shape.block_size, shape.n_embd),
+            drop=nn.Dropout(shape.dropout),
+            h=nn.ModuleList([Block(shape) for _ in range(shape.n_layer)]),
+            ln_f=nn.LayerNorm(shape.n_embd, bias=shape.bias),
+        ))
+        self.lm_head = nn.Linear(shape.n_embd, shape.vocab_size, bias=False)
+        # Weight tying (Press & Wolf 2017): one matrix embeds tokens and scores them.
+        self.transformer.wte.weight = self.lm_head.weight
+        self.apply(self._init_weights)
+        # GPT-2: scale the residual projections by 1/sqrt(2 * n_layer) so that the residual
+        # stream's variance does not grow with depth.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * shape.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                loss_weights: torch.Tensor | None = None):
+        """idx (B, T) token ids -> logits (B, T, vocab); with targets also the mean loss.
+        Without targets only the last position is scored (all that sampling needs)."""
+        B, T = idx.shape
+        if T > self.shape.block_size:
+            raise ValueError(f"sequence of {T} tokens is longer than the block ({self.shape.block_size})")
+        pos = torch.arange(T, dtype=torch.long, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            x = block(x)
+        x = self.transformer.ln_f(x)
+        if targets is None:
+            return self.lm_head(x[:, [-1], :]), None
+        logits = self.lm_head(x)
+        if loss_weights is None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1))
+        else:
+            per_token = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1),
+                                        reduction="none")
+            w = loss_weights.reshape(-1).to(per_token.dtype)
+            loss = (per_token * w).sum() / w.sum().clamp_min(1)
+        return logits, loss
+
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token (forward + backward), as in the PaLM appendix B."""
+        s = self.shape
+        n = self.num_params()
+        return 6 * n + 12 * s.n_layer * s.n_embd * s.block_size

@@ -1,0 +1,262 @@
+"""What the CLI and the window do, as plain functions: train, resume, load, evaluate, generate.
+
+The CLI (studio/cli.py) parses arguments and prints; the window calls the same functions or
+starts `studio train --events json` in a child process. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from studio.config import from_dict, parse_assignments, split_settings, to_dict
+from studio.errors import StudioError
+from studio.registry import default_registry
+from studio.runstore import RunDir, read_json, write_json
+
+
+def cache_dir() -> Path:
+    """Where token and feature caches live (STUDIO_CACHE_DIR overrides the platform's)."""
+    override = os.environ.get("STUDIO_CACHE_DIR")
+    if override:
+        return Path(override)
+    from platformdirs import user_cache_dir
+    return Path(user_cache_dir("aigc-studio"))
+
+
+def _train_config_cls():
+    from studio.engine import TrainConfig
+    return TrainConfig
+
+
+def build_configs(gen_cls, preset: str | None = None, config_file: str | None = None,
+                  settings: list[str] | None = None, overrides: dict | None = None):
+    """Generator config and training config from: defaults < preset < JSON file < --set <
+    explicit flags (overrides). Every value goes through the one validator."""
+    TrainConfig = _train_config_cls()
+    gen_values: dict = {}
+    train_values: dict = dict(gen_cls.train_defaults)
+    if preset:
+        if preset not in gen_cls.presets:
+            raise StudioError(f"generator '{gen_cls.name}' has no preset '{preset}'. Presets: "
+                              f"{', '.join(gen_cls.presets) or 'none'}.")
+        gen_values.update(gen_cls.presets[preset])
+    if config_file:
+        doc = read_json(Path(config_file), "the config file")
+        if not isinstance(doc, dict):
+            raise StudioError(f"{config_file}: expected a JSON object.")
+        if "config" in doc or "train" in doc:  # a run's config.json or a saved preset
+            gen_values.update(doc.get("config", {}))
+            train_values.update(doc.get("train", {}))
+        else:
+            file_gen, file_train = split_settings(doc, gen_cls.Config, TrainConfig, where=config_file)
+            gen_values.update(file_gen)
+            train_values.update(file_train)
+    set_gen, set_train = split_settings(parse_assignments(settings), gen_cls.Config, TrainConfig)
+    gen_values.update(set_gen)
+    train_values.update(set_train)
+    train_values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return (from_dict(gen_cls.Config, gen_values, f"{gen_cls.name} config"),
+            from_dict(TrainConfig, train_values, "training config"))
+
+
+def _ensure_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise StudioError(f"cannot write the run folder {folder}: {exc.strerror or exc}. "
+                          f"Pick a writable --run-dir.") from None
+
+
+def default_run_dir(gen_name: str) -> Path:
+    return Path("runs") / f"{gen_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _callbacks(events: str, run: RunDir):
+    from studio import callbacks as cb
+    sinks = {"json": [cb.JsonLinesOut()], "bar": [cb.ProgressBar()], "plain": [cb.PlainOut()],
+             "none": []}[events]
+    extra = []
+    try:
+        extra.append(cb.TensorBoard(run.path / "tensorboard"))
+    except ImportError:  # tensorboard is optional; events.jsonl holds the same scalars
+        pass
+    return cb.standard_callbacks() + extra + sinks
+
+
+def train(generator: str | None = None, data: str | None = None, val_data: str | None = None,
+          run_dir: str | None = None, preset: str | None = None, config_file: str | None = None,
+          settings: list[str] | None = None, max_steps: int | None = None,
+          max_minutes: float | None = None, resume: str | None = None,
+          checkpoint: str | None = None, events: str = "plain") -> tuple[str, RunDir]:
+    """Start a new run, or continue one (`resume`). Returns (status, run)."""
+    from studio.engine import Engine
+
+    flags = {"max_steps": max_steps, "max_minutes": max_minutes}
+    if resume is not None:
+        if preset or config_file:
+            raise StudioError("--preset and --config cannot change a run being resumed; use --set "
+                              "for training settings, or start a new run.")
+        run = RunDir.open(Path(resume))
+        doc = run.config()
+        gen_cls = default_registry().get(doc["generator"])
+        if generator is not None and generator != gen_cls.name:
+            raise StudioError(f"{run.path} is a run of generator '{gen_cls.name}', not "
+                              f"'{generator}'. Use `studio train --resume {run.path}`.")
+        gen_config = from_dict(gen_cls.Config, doc.get("config", {}), f"{run.config_path}")
+        set_gen, set_train = split_settings(parse_assignments(settings), gen_cls.Config,
+                                            _train_config_cls())
+        if set_gen:
+            raise StudioError(f"model setting '{next(iter(set_gen))}' cannot change when resuming; "
+                              f"only training settings can (e.g. --set lr=...).")
+        train_values = {**doc.get("train", {}), **set_train,
+                        **{k: v for k, v in flags.items() if v is not None}}
+        train_config = from_dict(_train_config_cls(), train_values, "training config")
+        ckpt = run.resolve_checkpoint(checkpoint)
+        data_doc = doc.get("data", {})
+        data, val_data = data or data_doc.get("source"), val_data or data_doc.get("val_source")
+        gen = gen_cls(gen_config)
+        gen.load_assets(run.assets_dir)
+    else:
+        if generator is None:
+            raise StudioError("name a generator (e.g. `studio train text`) or --resume a run; "
+                              "`studio generators` lists them.")
+        gen_cls = default_registry().get(generator)
+        gen_config, train_config = build_configs(gen_cls, preset, config_file, settings, flags)
+        run_path = Path(run_dir) if run_dir else default_run_dir(gen_cls.name)
+        if (run_path / "config.json").exists():
+            raise StudioError(f"{run_path} already holds a run. Continue it with "
+                              f"`studio train --resume {run_path}`, or pick a new --run-dir.")
+        _ensure_writable(run_path)
+        gen = gen_cls(gen_config)
+        ckpt = None
+
+    report = gen.load_data(data, val_data, cache_dir())
+    if resume is None:
+        run = RunDir.create(run_path, {
+            "generator": gen_cls.name, "generator_version": gen_cls.version,
+            "config": to_dict(gen_config), "train": to_dict(train_config),
+            "data": {"source": data, "val_source": val_data}})
+        write_json(run.path / "data_report.json", report.to_json())
+    else:
+        doc.update(train=to_dict(train_config), data={"source": data, "val_source": val_data})
+        write_json(run.config_path, doc)
+
+    engine = Engine(gen, train_config, run, _callbacks(events, run))
+    engine.setup()
+    if resume is None and engine.is_main:
+        gen.save_assets(run.assets_dir)
+    for note in report.summary.get("notes", []):
+        engine.emit("warning", message=note)
+    for item, reason in report.skipped[:20]:
+        engine.emit("warning", message=f"skipped {item}: {reason}")
+    status = engine.fit(resume_from=ckpt)
+    return status, run
+
+
+def load_run(path: str, checkpoint: str | None = None, device: str = "auto",
+             threads: int = 0):
+    """A generator with a run's weights loaded, ready to sample or evaluate (no optimizer)."""
+    import torch
+    from studio.engine import (autocast_context, configure_threads, load_model_tensors,
+                               pick_device, resolve_precision)
+
+    run = RunDir.open(Path(path))
+    doc = run.config()
+    gen_cls = default_registry().get(doc["generator"])
+    gen = gen_cls(from_dict(gen_cls.Config, doc.get("config", {}), str(run.config_path)))
+    folder = run.resolve_checkpoint(checkpoint)
+    state, tensors = run.load_checkpoint(folder)
+    if state.get("generator_name", gen_cls.name) != gen_cls.name:
+        raise StudioError(f"{folder} was written by generator '{state.get('generator_name')}'.")
+    configure_threads(threads)
+    gen.device = pick_device(device)
+    precision = resolve_precision(doc.get("train", {}).get("precision", "auto"), gen.device)
+    gen.autocast = lambda: autocast_context(gen.device, precision)
+    gen.load_assets(run.assets_dir)
+    model = gen.build()
+    load_model_tensors(model, tensors["model.safetensors"], state.get("aliases", {}), str(folder))
+    gen.model = model.to(gen.device).eval()
+    gen.load_extra_state(state.get("generator", {}))
+    torch.set_grad_enabled(False)
+    return run, gen, folder
+
+
+def evaluate(path: str, data: str | None = None, checkpoint: str | None = None,
+             device: str = "auto") -> dict:
+    run, gen, folder = load_run(path, checkpoint, device)
+    if data is None:
+        doc = run.config()["data"]
+        gen.load_data(doc.get("source"), doc.get("val_source"), cache_dir())
+    elif not Path(data).exists():
+        raise StudioError(f"data path {data} does not exist. Give held-out text to evaluate on.")
+    metrics = gen.evaluate(source=data, max_batches=None)
+    plain = {k.removeprefix("val_"): v for k, v in metrics.items()}
+    return {"run": str(run.path), "checkpoint": folder.name, "data": data or "held-out split",
+            **plain}
+
+
+def generate(path: str, prompt=None, n: int = 1, seed: int = 0, settings: list[str] | None = None,
+             checkpoint: str | None = None, device: str = "auto"):
+    run, gen, folder = load_run(path, checkpoint, device)
+    params = from_dict(gen.SampleConfig, parse_assignments(settings), "sampling settings")
+    samples = gen.sample(params, n=n, seed=seed, prompt=prompt)
+    for s in samples:
+        s.meta.update(run=str(run.path), checkpoint=folder.name, generator=gen.name)
+    return samples
+
+
+def _process_alive(pid) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def runs_table(root: str) -> list[dict]:
+    from studio.runstore import list_runs
+    rows = []
+    for run in list_runs(Path(root)):
+        info = run.info()
+        try:
+            doc = run.config()
+        except StudioError:
+            continue
+        status = info.get("status", "?")
+        if status in ("running", "paused") and not _process_alive(info.get("pid")):
+            status = "interrupted"  # the process died without saying so: resume from the last checkpoint
+        best = info.get("best") or {}
+        rows.append({"run": str(run.path), "generator": doc["generator"], "status": status,
+                     "step": info.get("step", 0), "max_steps": doc.get("train", {}).get("max_steps"),
+                     "best_metric": best.get("metric"), "best": best.get("value"),
+                     "best_step": best.get("step"), "checkpoints": len(run.checkpoints())})
+    return rows
+
+
+def control(path: str, command: str) -> None:
+    run = RunDir.open(Path(path))
+    info = run.info()
+    if info.get("status") not in ("running", "paused") or not _process_alive(info.get("pid")):
+        raise StudioError(f"{run.path} is not training now (status: {info.get('status', '?')}); "
+                          f"start it with `studio train --resume {run.path}`.")
+    run.write_control(command)
+
+
+def describe_generator(name: str) -> dict:
+    from studio.config import describe
+    gen_cls = default_registry().get(name)
+    doc = gen_cls.describe()
+    doc["train"] = describe(_train_config_cls())
+    for field in doc["train"]:
+        if field["name"] in gen_cls.train_defaults:
+            field["default"] = gen_cls.train_defaults[field["name"]]
+    return json.loads(json.dumps(doc, default=str))
+

@@ -1,0 +1,210 @@
+"""`studio ...`: every action of the window as a command.
+
+torch is imported only by the commands that need it, so `studio --help` is instant. A problem
+the user can fix is printed as one line (what, where, what to do) with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from studio import __version__
+from studio.errors import StudioError
+
+EXAMPLES = """\
+examples:
+  studio generators
+  studio train text --data corpus.txt --run-dir runs/shk --max-minutes 5
+  studio train --resume runs/shk
+  studio generate runs/shk --prompt "ROMEO:" --n 3 --seed 7 --set temperature=0.8
+  studio eval runs/shk --data held_out.txt
+  studio runs runs/
+  studio control runs/shk pause        (resume, stop)
+  studio config text                   (every setting, its default, bounds and help)
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="studio", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
+        description="AIGC Studio: train, fine-tune, evaluate and sample generative models on "
+                    "your own data.")
+    p.add_argument("--version", action="version", version=f"aigc-studio {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    g = sub.add_parser("generators", help="list registered generators (name, modality, version, status)")
+    g.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    c = sub.add_parser("config", help="show a generator's settings: defaults, bounds, choices, help")
+    c.add_argument("generator")
+
+    t = sub.add_parser("train", help="train a new run, or continue one with --resume",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="Settings: `studio config GENERATOR` lists every key --set accepts.")
+    t.add_argument("generator", nargs="?", help="generator name (see `studio generators`)")
+    t.add_argument("--data", help="training data: a file or folder (default: the built-in demo data)")
+    t.add_argument("--val-data", help="held-out data (default: a share of --data)")
+    t.add_argument("--run-dir", help="folder for the new run (default: runs/GENERATOR-TIME)")
+    t.add_argument("--resume", metavar="RUN", help="continue this run from its latest checkpoint")
+    t.add_argument("--checkpoint", help="with --resume: which checkpoint (name, step, best)")
+    t.add_argument("--preset", help="a named starting config of the generator (e.g. tiny, small)")
+    t.add_argument("--config", dest="config_file", help="JSON file of settings")
+    t.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
+                   help="override one setting; repeatable")
+    t.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in total")
+    t.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this many minutes")
+    t.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps (same as --set device=...)")
+    t.add_argument("--events", choices=("json", "bar", "plain", "none"),
+                   help="json: one JSON event per line on stdout (for the window); "
+                        "default: a progress bar on a terminal, plain lines otherwise")
+
+    gen = sub.add_parser("generate", help="sample from a run")
+    gen.add_argument("run", help="run folder (or one of its checkpoint folders)")
+    gen.add_argument("--prompt", help="text to continue (text generators)")
+    gen.add_argument("--n", type=int, default=1, help="number of samples (default 1)")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
+    gen.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
+                     help="sampling setting, e.g. temperature=0.8, top_k=50, max_new_tokens=300")
+    gen.add_argument("--checkpoint", help="latest (default), best, a name or a step")
+    gen.add_argument("--device", default="auto")
+    gen.add_argument("--out", help="write the samples into this folder (text: samples.json)")
+    gen.add_argument("--json", action="store_true", help="print samples as JSON lines")
+
+    e = sub.add_parser("eval", help="evaluate a run on held-out data; prints JSON metrics")
+    e.add_argument("run")
+    e.add_argument("--data", help="held-out data (default: the run's own held-out split)")
+    e.add_argument("--checkpoint", help="latest (default), best, a name or a step")
+    e.add_argument("--device", default="auto")
+
+    r = sub.add_parser("runs", help="list runs with generator, status, step and best held-out metric")
+    r.add_argument("root", nargs="?", default="runs")
+    r.add_argument("--json", action="store_true")
+
+    ctl = sub.add_parser("control", help="pause, resume or stop a run that is training")
+    ctl.add_argument("run")
+    ctl.add_argument("action", choices=("pause", "resume", "stop"))
+    return p
+
+
+def _print_table(rows: list[dict], columns: list[str]) -> None:
+    cells = [[("" if r.get(c) is None else (f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c])))
+              for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def _cmd_generators(args) -> int:
+    from studio.registry import default_registry
+    rows = [e.info() for e in default_registry().entries()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no generators registered: is aigc-studio installed (pip install -e .)?")
+        return 0
+    _print_table(rows, ["name", "modality", "version", "status", "source"])
+    for row in rows:
+        if row["error"]:
+            print(f"  {row['name']}: {row['error']}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from studio import api
+    settings = list(args.settings or [])
+    if args.device:
+        settings.append(f"device={args.device}")
+    events = args.events or ("bar" if sys.stderr.isatty() else "plain")
+    status, run = api.train(args.generator, data=args.data, val_data=args.val_data,
+                            run_dir=args.run_dir, preset=args.preset, config_file=args.config_file,
+                            settings=settings, max_steps=args.max_steps,
+                            max_minutes=args.max_minutes, resume=args.resume,
+                            checkpoint=args.checkpoint, events=events)
+    if events != "json":
+        print(f"run {run.path}: {status}. Sample with `studio generate {run.path}`, "
+              f"continue with `studio train --resume {run.path}`.", file=sys.stderr)
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    from studio import api
+    from studio.runstore import save_samples
+    if args.n < 1:
+        raise StudioError(f"--n must be at least 1, got {args.n}.")
+    samples = api.generate(args.run, prompt=args.prompt, n=args.n, seed=args.seed,
+                           settings=args.settings, checkpoint=args.checkpoint, device=args.device)
+    if args.out:
+        from pathlib import Path
+        folder = save_samples(Path(args.out), samples)
+        print(f"wrote {len(samples)} sample(s) to {folder}", file=sys.stderr)
+    for i, s in enumerate(samples):
+        if args.json:
+            data = s.data if s.kind == "text" else f"<{s.kind} {list(s.data.shape)}>"
+            print(json.dumps({"kind": s.kind, "data": data, "meta": s.meta}, ensure_ascii=False))
+        elif s.kind == "text":
+            if len(samples) > 1:
+                print(f"--- sample {i + 1} (seed {args.seed}) ---")
+            print(s.data)
+        elif not args.out:
+            print(f"sample {i + 1}: {s.kind} of shape {list(s.data.shape)} (use --out to save it)")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from studio import api
+    print(json.dumps(api.evaluate(args.run, data=args.data, checkpoint=args.checkpoint,
+                                  device=args.device), indent=2))
+    return 0
+
+
+def _cmd_runs(args) -> int:
+    from studio import api
+    rows = api.runs_table(args.root)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print(f"no runs in {args.root} yet: start one with `studio train text`.")
+    else:
+        _print_table(rows, ["run", "generator", "status", "step", "best_metric", "best", "checkpoints"])
+    return 0
+
+
+def _cmd_config(args) -> int:
+    from studio import api
+    print(json.dumps(api.describe_generator(args.generator), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _cmd_control(args) -> int:
+    from studio import api
+    api.control(args.run, args.action)
+    print(f"asked {args.run} to {args.action}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"generators": _cmd_generators, "train": _cmd_train, "generate": _cmd_generate,
+            "eval": _cmd_eval, "runs": _cmd_runs, "config": _cmd_config, "control": _cmd_control}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return COMMANDS[args.command](args)
+    except StudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

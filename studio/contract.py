@@ -1,0 +1,183 @@
+"""The plugin contract: what a generator declares and implements. The engine does the rest.
+
+A generator is a class registered under the entry-point group `aigc_studio.generators`. It
+declares who it is and what it is configured by, and implements six things: load data, build
+the model, configure optimizers, draw a batch, take a training step, and sample. Everything
+else -- devices, precision, accumulation, clipping, the LR schedule, held-out evaluation,
+previews, checkpoints, stop/pause/resume, the CLI and the window -- comes from the studio.
+
+A minimal generator::
+
+    @dataclass
+    class Config:
+        width: int = setting(64, "hidden units", min=1)
+        batch_size: int = setting(32, "examples per step", min=1)
+
+    class MyGenerator(Generator):
+        name, modality, version = "mine", "image", "0.1"
+        Config = Config
+        SampleConfig = NoSampleParams
+
+        def load_data(self, source, val_source, cache_dir): ...   # -> DataReport
+        def build(self): ...                                      # -> torch.nn.Module
+        def get_batch(self, split, rng): ...                      # -> anything training_step takes
+        def training_step(self, batch, ctx): ...                  # -> {"loss": tensor, ...}
+        def sample(self, params, n, seed, prompt=None): ...       # -> list[Sample]
+
+Sampling returns plain data, never widgets: text as `str`, an image as an HxWxC uint8 numpy
+array, a video as a TxHxWxC uint8 numpy array, each with a metadata dict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Literal
+
+if TYPE_CHECKING:  # torch is imported lazily so that `studio --help` stays instant
+    import torch
+
+Modality = Literal["text", "image", "video"]
+
+
+@dataclass
+class Sample:
+    """One generated item: `kind` says how to show it, `data` is plain data, `meta` its lineage."""
+
+    kind: Modality
+    data: Any  # str | np.ndarray (H, W, C) uint8 | np.ndarray (T, H, W, C) uint8
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class DataReport:
+    """What `load_data` used and what it skipped (with the reason per item)."""
+
+    source: str
+    used: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
+    summary: dict = field(default_factory=dict)  # e.g. {"tokens": ..., "train_tokens": ...}
+    preview: list[Sample] = field(default_factory=list)  # a few items for the data panel
+
+    def to_json(self) -> dict:
+        return {"source": self.source, "used": self.used,
+                "skipped": [list(s) for s in self.skipped], "summary": self.summary}
+
+
+@dataclass
+class NoSampleParams:
+    """For generators whose sampling takes no parameters besides count and seed."""
+
+
+class TrainContext:
+    """What a step sees of the engine. Manual-optimization generators call `backward` and
+    `step` themselves; the engine supplies mixed precision, loss scaling and clipping."""
+
+    step: int
+    device: "torch.device"
+
+    def autocast(self):  # pragma: no cover - implemented by the engine
+        raise NotImplementedError
+
+    def backward(self, loss: "torch.Tensor") -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def step_optimizer(self, optimizer: "torch.optim.Optimizer") -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
+class Generator:
+    """Base class of every generator. Subclasses set the class attributes and implement the
+    methods that raise NotImplementedError; the others have sensible defaults."""
+
+    # --- who it is ------------------------------------------------------------------------
+    name: ClassVar[str]
+    modality: ClassVar[Modality]
+    version: ClassVar[str] = "0.0"
+    Config: ClassVar[type]  # a dataclass of `studio.config.setting` fields: model and data
+    SampleConfig: ClassVar[type] = NoSampleParams  # sampling parameters, validated the same way
+    presets: ClassVar[dict[str, dict]] = {}  # named partial configs, e.g. {"tiny": {...}}
+    train_defaults: ClassVar[dict] = {}  # engine settings this generator prefers (e.g. lr)
+    manual_optimization: ClassVar[bool] = False  # True: training_step steps its own optimizers
+    best_metric: ClassVar[str] = "val_loss"  # held-out metric that picks the best checkpoint
+    best_mode: ClassVar[Literal["min", "max"]] = "min"
+    throughput_unit: ClassVar[str] = "samples"  # what count_items counts, e.g. "tokens"
+
+    def __init__(self, config):
+        self.config = config
+        self.model: "torch.nn.Module | None" = None
+        self.device = None  # set by the engine before build()
+        self.autocast = contextlib.nullcontext  # the engine supplies the run's mixed precision
+
+    # --- data -----------------------------------------------------------------------------
+    def load_data(self, source: str | None, val_source: str | None,
+                  cache_dir: Path) -> DataReport:
+        """Read and validate the training data (`source` None: the built-in demo data) and keep
+        a held-out split (from `val_source`, or carved from `source`). Raise StudioError when
+        nothing usable is left; report skipped items otherwise."""
+        raise NotImplementedError
+
+    def get_batch(self, split: Literal["train", "val"], rng: "torch.Generator") -> Any:
+        """One batch, drawn with `rng` only, so the engine can checkpoint the data position."""
+        raise NotImplementedError
+
+    def count_items(self, batch: Any) -> int:
+        """How many `throughput_unit`s a batch holds (for the rate the window shows)."""
+        first = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return int(first.shape[0]) if hasattr(first, "shape") else 0
+
+    # --- model ----------------------------------------------------------------------------
+    def build(self) -> "torch.nn.Module":
+        """Create the network (after load_data or load_assets). The engine moves it."""
+        raise NotImplementedError
+
+    def configure_optimizers(self, train) -> "list[torch.optim.Optimizer]":
+        """Default: AdamW with decay on matrices only (nanoGPT's split), fused where possible."""
+        from studio.engine import default_adamw
+        return [default_adamw(self.model, train)]
+
+    def training_step(self, batch: Any, ctx: TrainContext) -> dict:
+        """Return {"loss": scalar tensor, ...more metrics}. With manual_optimization, call
+        ctx.backward and ctx.step_optimizer yourself and return detached metrics."""
+        raise NotImplementedError
+
+    def evaluate(self, source: str | None = None, max_batches: int | None = None) -> dict:
+        """Held-out metrics ({"val_loss": ...}); `source` None means the held-out split."""
+        raise NotImplementedError
+
+    # --- sampling -------------------------------------------------------------------------
+    def sample(self, params, n: int = 1, seed: int = 0, prompt: Any = None) -> list[Sample]:
+        raise NotImplementedError
+
+    def preview(self) -> list[Sample]:
+        """Samples on a fixed probe set (same prompts and seeds every time) for live previews."""
+        return self.sample(self.SampleConfig(), n=4, seed=0)
+
+    # --- state that is not tensors of the model -------------------------------------------
+    def save_assets(self, folder: Path) -> None:
+        """Write files the model needs besides its weights (e.g. the tokenizer)."""
+
+    def load_assets(self, folder: Path) -> None:
+        """Read what save_assets wrote; called before build() when loading a run."""
+
+    def extra_state(self) -> dict:
+        """JSON-able state to put in each checkpoint (besides model, optimizers, RNG)."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    # --- helpers ----------------------------------------------------------------------------
+    @classmethod
+    def config_from(cls, values: dict, where: str = "config"):
+        from studio.config import from_dict
+        return from_dict(cls.Config, values, where)
+
+    @classmethod
+    def describe(cls) -> dict:
+        from studio.config import describe
+        return {"name": cls.name, "modality": cls.modality, "version": cls.version,
+                "config": describe(cls.Config), "sample": describe(cls.SampleConfig),
+                "presets": cls.presets, "train_defaults": cls.train_defaults}
+

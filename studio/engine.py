@@ -1,0 +1,554 @@
+"""The training engine, shared by every generator.
+
+The engine owns the loop: device, CPU threads, seeding, precision, gradient accumulation and
+clipping, warmup + cosine LR, pause/resume/stop, the NaN guard, and distributed data parallel
+under torchrun. Everything that happens *around* a step (held-out evaluation, previews,
+checkpoints, logging) is a callback (studio/callbacks.py), so the loop below stays short.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from studio.config import setting
+from studio.contract import Generator, TrainContext
+from studio.errors import StudioError, TrainingDiverged
+
+if TYPE_CHECKING:
+    from studio.callbacks import Callback
+    from studio.runstore import RunDir
+
+
+@dataclass
+class TrainConfig:
+    """How to train (any generator). Generators may change defaults via `train_defaults`."""
+
+    max_steps: int = setting(2000, "total optimizer steps of the run (resume continues to this)", min=1)
+    max_minutes: float | None = setting(None, "stop (with a checkpoint) after this many minutes of "
+                                        "this session; empty = no limit", min=0, min_exclusive=True)
+    lr: float = setting(1e-3, "peak learning rate, reached after warmup", min=0, max=10)
+    min_lr_ratio: float = setting(0.1, "final LR as a fraction of the peak (cosine decay)", min=0, max=1)
+    lr_schedule: str = setting("cosine", "how the LR moves after warmup", choices=("cosine", "constant"))
+    warmup_steps: int = setting(100, "linear warmup from 0 to the peak LR", min=0)
+    weight_decay: float = setting(0.1, "AdamW decay on weight matrices (not on norms/biases)", min=0)
+    beta1: float = setting(0.9, "Adam beta1", min=0, max=1)
+    beta2: float = setting(0.99, "Adam beta2 (0.99 suits small batches)", min=0, max=1)
+    grad_accum: int = setting(1, "micro-batches summed into one optimizer step", min=1)
+    grad_clip: float = setting(1.0, "clip the gradient norm to this (0 = off)", min=0)
+    eval_every: int = setting(250, "held-out evaluation every N steps (0 = only at the end)", min=0)
+    eval_batches: int = setting(50, "held-out batches per periodic evaluation", min=1)
+    preview_every: int = setting(500, "samples on the fixed probe set every N steps (0 = only at the end)", min=0)
+    checkpoint_every: int = setting(500, "checkpoint every N steps (also on stop, pause, best)", min=0)
+    keep_last: int = setting(3, "checkpoints kept besides the best one", min=1)
+    log_every: int = setting(10, "progress event every N steps", min=1)
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
+    precision: str = setting("auto", "auto: bf16 on GPUs that have it, else fp32",
+                             choices=("auto", "fp32", "bf16", "fp16"))
+    threads: int = setting(0, "CPU threads for torch (0 = one per core this process may use)", min=0)
+    compile: bool = setting(False, "torch.compile the model (pays off on GPUs and long runs)")
+    seed: int = setting(1337, "seed for weights, batches and dropout", min=0)
+
+
+# --- device, threads, precision ------------------------------------------------------------------
+
+def available_devices() -> list[str]:
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def pick_device(spec: str) -> torch.device:
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        if "mps" in available_devices():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise StudioError(f"device '{spec}' is not a device name; use auto, cpu, cuda, cuda:N "
+                          f"or mps.") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise StudioError(f"device '{spec}': no CUDA GPU is available here; use cpu or auto.")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise StudioError(f"device '{spec}': only {torch.cuda.device_count()} CUDA device(s) "
+                              f"are present; available: {', '.join(available_devices())}.")
+    if device.type == "mps" and "mps" not in available_devices():
+        raise StudioError(f"device '{spec}': MPS is not available here; use cpu or auto.")
+    return device
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def configure_threads(requested: int) -> int:
+    """Pin torch's intra-op threads explicitly: an oversubscribed pool made steps up to 30x
+    slower on a 2-core machine. Under torchrun, the cores are shared among local ranks."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    threads = requested or max(1, usable_cores() // local)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    if requested != "auto":
+        if requested == "fp16" and device.type == "cpu":
+            raise StudioError("precision fp16 is not supported on CPU (it is far slower than fp32 "
+                              "there); use fp32 or bf16.")
+        if requested == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise StudioError(f"precision bf16: {torch.cuda.get_device_name(device)} has no bf16; "
+                              f"use fp16 or fp32.")
+        return requested
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    # On CPU, bf16 autocast was measured slower than fp32 for the small models people train
+    # here (bench/bench_core.py): cast overhead outweighs the faster matmuls. Opt in with bf16.
+    return "fp32"
+
+
+def autocast_context(device: torch.device, precision: str):
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# --- optimizer and schedule ------------------------------------------------------------------------
+
+def default_adamw(model: torch.nn.Module, train: TrainConfig, lr: float | None = None,
+                  betas: tuple[float, float] | None = None) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only (nanoGPT's split). The fused kernel runs the
+    whole update in one pass (CPU and CUDA); foreach is the fallback."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": train.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    kwargs = dict(lr=lr if lr is not None else train.lr, betas=betas or (train.beta1, train.beta2))
+    device_type = params[0].device.type if params else "cpu"
+    try:
+        return torch.optim.AdamW(groups, fused=device_type in ("cpu", "cuda"), **kwargs)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, foreach=True, **kwargs)
+
+
+def lr_factor(step: int, train: TrainConfig) -> float:
+    """Linear warmup, then cosine decay to min_lr_ratio at max_steps (or constant)."""
+    if step < train.warmup_steps:
+        return (step + 1) / (train.warmup_steps + 1)
+    if train.lr_schedule == "constant":
+        return 1.0
+    span = max(1, train.max_steps - train.warmup_steps)
+    progress = min(1.0, (step - train.warmup_steps) / span)
+    return train.min_lr_ratio + (1 - train.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+# --- state for checkpoints ---------------------------------------------------------------------------
+
+def model_tensors(model: torch.nn.Module) -> tuple[dict, dict]:
+    """State dict as unique CPU tensors plus the aliases of tied weights (safetensors refuses
+    shared storage): {"lm_head.weight": "wte.weight"}."""
+    tensors, aliases, seen = {}, {}, {}
+    for name, tensor in model.state_dict().items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if tensor.numel() and key in seen:
+            aliases[name] = seen[key]
+            continue
+        seen[key] = name
+        tensors[name] = tensor.detach().to("cpu").contiguous()
+    return tensors, aliases
+
+
+def load_model_tensors(model: torch.nn.Module, tensors: dict, aliases: dict, where: str) -> None:
+    full = dict(tensors)
+    for name, source in aliases.items():
+        full[name] = tensors[source]
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(full))
+    unexpected = sorted(set(full) - set(expected))
+    if missing or unexpected:
+        raise StudioError(f"{where}: the weights do not fit this model (missing: "
+                          f"{missing[:3]}, unexpected: {unexpected[:3]}). Was it saved by another "
+                          f"generator or config?")
+    for name, tensor in full.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise StudioError(f"{where}: weight '{name}' has shape {tuple(tensor.shape)} but the "
+                              f"model expects {tuple(expected[name].shape)}.")
+    model.load_state_dict(full, strict=True)
+
+
+def optimizer_state(optimizers: list[torch.optim.Optimizer]) -> tuple[dict, list]:
+    """Split optimizer state into tensors (safetensors) and the rest (JSON)."""
+    tensors, meta = {}, []
+    for i, opt in enumerate(optimizers):
+        sd = opt.state_dict()
+        scalars = {}
+        for pid, slots in sd["state"].items():
+            for key, value in slots.items():
+                if torch.is_tensor(value):
+                    tensors[f"opt{i}.{pid}.{key}"] = value.detach().to("cpu").contiguous()
+                else:
+                    scalars[f"{pid}.{key}"] = value
+        meta.append({"param_groups": sd["param_groups"], "scalars": scalars})
+    return tensors, meta
+
+
+def load_optimizer_state(optimizers: list[torch.optim.Optimizer], tensors: dict, meta: list) -> None:
+    if len(meta) != len(optimizers):
+        raise StudioError(f"checkpoint has {len(meta)} optimizer(s) but the generator uses "
+                          f"{len(optimizers)}.")
+    for i, (opt, info) in enumerate(zip(optimizers, meta)):
+        state: dict = {}
+        prefix = f"opt{i}."
+        for name, value in tensors.items():
+            if name.startswith(prefix):
+                pid, key = name[len(prefix):].split(".", 1)
+                state.setdefault(int(pid), {})[key] = value
+        for name, value in info["scalars"].items():
+            pid, key = name.split(".", 1)
+            state.setdefault(int(pid), {})[key] = value
+        opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+
+
+def rng_state(data_rng: torch.Generator) -> tuple[dict, dict]:
+    tensors = {"rng.torch": torch.get_rng_state(), "rng.data": data_rng.get_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda{i}"] = s
+    py = random.getstate()
+    np_state = np.random.get_state()
+    meta = {"python": [py[0], list(py[1]), py[2]],
+            "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]]}
+    return tensors, meta
+
+
+def load_rng_state(data_rng: torch.Generator, tensors: dict, meta: dict) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    data_rng.set_state(tensors["rng.data"])
+    if torch.cuda.is_available():
+        cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda")]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+    py = meta["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    np_state = meta["numpy"]
+    np.random.set_state((np_state[0], np.array(np_state[1], dtype=np.uint32), *np_state[2:]))
+
+
+# --- the step context a generator sees -------------------------------------------------------------
+
+class _Context(TrainContext):
+    def __init__(self, engine: "Engine"):
+        self._engine = engine
+        self.step = 0
+        self.device = engine.device
+        self.model = engine.train_model
+        self.micro_steps = engine.train.grad_accum
+
+    def autocast(self):
+        return autocast_context(self._engine.device, self._engine.precision)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        scaler = self._engine.scaler
+        (scaler.scale(loss) if scaler else loss).backward()
+
+    def step_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        self._engine.step_optimizer(optimizer)
+
+
+# --- the engine --------------------------------------------------------------------------------------
+
+class Engine:
+    def __init__(self, generator: Generator, train: TrainConfig, run: "RunDir",
+                 callbacks: list["Callback"]):
+        self.generator = generator
+        self.train = train
+        self.run = run
+        self.callbacks = callbacks
+        self.world_size = int(os.environ.get("WORLD_SIZE", 1))
+        self.rank = int(os.environ.get("RANK", 0))
+        self.is_main = self.rank == 0
+        self.threads = configure_threads(train.threads)
+        self.device = pick_device(train.device)
+        self.precision = resolve_precision(train.precision, self.device)
+        self.scaler = (torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None)
+        self.step = 0
+        self.started = time.monotonic()
+        self.paused_seconds = 0.0
+        self.stop_reason: str | None = None
+        self.last_metrics: dict = {}
+        self.pending_losses: list[torch.Tensor] = []
+        self.items_seen = 0
+        self.data_rng = torch.Generator()
+        self.optimizers: list[torch.optim.Optimizer] = []
+        self.train_model: torch.nn.Module | None = None
+
+    # -- events go to every callback (the run log, the terminal, the window)
+    def emit(self, event: str, **data) -> None:
+        if not self.is_main:
+            return
+        record = {"event": event, "time": round(time.time(), 3), **data}
+        for cb in self.callbacks:
+            cb.on_event(self, record)
+
+    # -- set-up
+    def setup(self) -> None:
+        """Build the model on the device, wrap it for DDP/compile, and make its optimizers."""
+        if self.world_size > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        seed_everything(self.train.seed)
+        self.data_rng.manual_seed(self.train.seed + self.rank)
+        gen = self.generator
+        gen.device = self.device
+        gen.autocast = lambda: autocast_context(self.device, self.precision)
+        model = gen.build().to(self.device)
+        gen.model = model
+        self.train_model = model
+        if self.train.compile:
+            model.compile()  # compiles forward in place; state_dict keys stay unchanged
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(model, device_ids=ids)
+        optimizers = gen.configure_optimizers(self.train)
+        self.optimizers = list(optimizers) if isinstance(optimizers, (list, tuple)) else [optimizers]
+        for opt in self.optimizers:
+            for group in opt.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+
+    # -- checkpoints
+    def checkpoint_payload(self) -> tuple[dict, dict]:
+        model, aliases = model_tensors(self.generator.model)
+        opt_tensors, opt_meta = optimizer_state(self.optimizers)
+        rng_tensors, rng_meta = rng_state(self.data_rng)
+        state = {
+            "aliases": aliases, "optimizers": opt_meta, "rng": rng_meta,
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "generator": self.generator.extra_state(),
+            "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks},
+            "metrics": dict(self.last_metrics), "items_seen": self.items_seen,
+            "generator_name": self.generator.name, "generator_version": self.generator.version,
+        }
+        return {"model.safetensors": model, "trainer.safetensors": {**opt_tensors, **rng_tensors}}, state
+
+    def restore(self, state: dict, tensors: dict, where: str) -> None:
+        if state.get("generator_name") != self.generator.name:
+            raise StudioError(f"{where} was written by generator '{state.get('generator_name')}', "
+                              f"not '{self.generator.name}'.")
+        load_model_tensors(self.generator.model, tensors["model.safetensors"], state["aliases"], where)
+        trainer = tensors.get("trainer.safetensors", {})
+        load_optimizer_state(self.optimizers, trainer, state["optimizers"])
+        load_rng_state(self.data_rng, trainer, state["rng"])
+        if self.rank:  # other ranks draw their own batches: reseed from (seed, rank, step)
+            self.data_rng.manual_seed(self.train.seed + self.rank + 1_000_003 * int(state["step"]))
+        if self.scaler and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.generator.load_extra_state(state.get("generator", {}))
+        for cb in self.callbacks:
+            cb.load_state_dict(state.get("callbacks", {}).get(type(cb).__name__, {}))
+        self.step = int(state["step"])
+        self.items_seen = int(state.get("items_seen", 0))
+        self.last_metrics = dict(state.get("metrics", {}))
+
+    # -- one optimizer step (also used by manual-optimization generators)
+    def step_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler:
+            self.scaler.unscale_(optimizer)
+        if self.train.grad_clip > 0:
+            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, self.train.grad_clip, foreach=True)
+        if self.scaler:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def _set_lr(self) -> float:
+        factor = lr_factor(self.step, self.train)
+        for opt in self.optimizers:
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+        return self.optimizers[0].param_groups[0]["lr"] if self.optimizers else 0.0
+
+    def _train_step(self, ctx: _Context) -> dict:
+        gen = self.generator
+        if gen.manual_optimization:
+            batch = gen.get_batch("train", self.data_rng)
+            self.items_seen += gen.count_items(batch)
+            return gen.training_step(batch, ctx)
+        accum = self.train.grad_accum
+        metrics: dict = {}
+        for micro in range(accum):
+            batch = gen.get_batch("train", self.data_rng)
+            self.items_seen += gen.count_items(batch)
+            sync = nullcontext()
+            if self.world_size > 1 and micro < accum - 1:
+                sync = self.train_model.no_sync()
+            with sync:
+                with ctx.autocast():
+                    out = gen.training_step(batch, ctx)
+                ctx.backward(out["loss"] / accum)
+            metrics = out
+        for opt in self.optimizers:
+            self.step_optimizer(opt)
+        return metrics
+
+    # -- losses are read back in groups, so a GPU is not synchronised every step
+    def flush_losses(self) -> float | None:
+        if not self.pending_losses:
+            return None
+        values = torch.stack(self.pending_losses).float().cpu()
+        self.pending_losses.clear()
+        if not torch.isfinite(values).all():
+            raise TrainingDiverged(self._diverged_message())
+        return float(values.mean())
+
+    def _diverged_message(self) -> str:
+        kept = self.run.checkpoints()
+        where = f"the last good checkpoint {kept[-1].name} is kept" if kept else "no checkpoint had been written yet"
+        return (f"training diverged: the loss became NaN or infinite near step {self.step} of "
+                f"{self.run.path}; {where}. Lower lr (--set lr=...) or raise warmup_steps, then "
+                f"resume.")
+
+    def elapsed_minutes(self) -> float:
+        return (time.monotonic() - self.started - self.paused_seconds) / 60
+
+    # -- control: signals and the control file
+    def request_stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    def _install_signal_handlers(self):
+        previous = {}
+
+        def handler(signum, frame):
+            if self.stop_reason is not None:  # second signal: stop now, earlier checkpoints stay
+                raise KeyboardInterrupt
+            self.request_stop(signal.Signals(signum).name)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread (e.g. embedded); rely on the control file
+                pass
+        return previous
+
+    def _poll_control(self) -> None:
+        command = self.run.read_control() if self.is_main else None
+        if command == "stop":
+            self.run.clear_control()
+            self.request_stop("stop requested")
+        elif command == "pause":
+            self._pause()
+
+    def _pause(self) -> None:
+        for cb in self.callbacks:
+            cb.on_pause(self)
+        self.emit("paused", step=self.step)
+        self.run.update(status="paused", step=self.step)
+        began = time.monotonic()
+        while self.stop_reason is None:
+            command = self.run.read_control()
+            if command == "stop":
+                self.request_stop("stop requested")
+            elif command != "pause":
+                break
+            time.sleep(0.2)
+        self.run.clear_control()
+        self.paused_seconds += time.monotonic() - began
+        if self.stop_reason is None:
+            self.run.update(status="running", step=self.step)
+            self.emit("resumed", step=self.step)
+
+    # -- the loop
+    def fit(self, resume_from: Path | None = None) -> str:
+        """Train until max_steps, max_minutes, a stop request or a signal. Returns the status."""
+        if resume_from is not None:
+            state, tensors = self.run.load_checkpoint(resume_from)
+            self.restore(state, tensors, str(resume_from))
+        previous_handlers = self._install_signal_handlers()
+        ctx = _Context(self)
+        train = self.train
+        self.run.clear_control()
+        if self.is_main:
+            self.run.update(status="running", step=self.step, pid=os.getpid())
+        self.emit("start", step=self.step, max_steps=train.max_steps, device=str(self.device),
+                  precision=self.precision, threads=self.threads, world_size=self.world_size,
+                  params=sum(p.numel() for p in self.generator.model.parameters()),
+                  unit=self.generator.throughput_unit, run=str(self.run.path))
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        status = "failed"
+        try:
+            while self.step < train.max_steps:
+                self._poll_control()
+                if train.max_minutes is not None and self.elapsed_minutes() >= train.max_minutes:
+                    self.request_stop(f"time limit of {train.max_minutes:g} min")
+                if self.stop_reason is not None:
+                    break
+                lr = self._set_lr()
+                ctx.step = self.step
+                metrics = self._train_step(ctx)
+                self.pending_losses.append(metrics["loss"].detach())
+                self.step += 1
+                self.last_metrics["lr"] = lr
+                for cb in self.callbacks:
+                    cb.on_step_end(self, metrics)
+            status = "done" if self.stop_reason is None else "stopped"
+            for cb in self.callbacks:
+                cb.on_train_end(self, status)
+        except TrainingDiverged as exc:
+            status = "diverged"
+            self.emit("error", message=str(exc), step=self.step)
+            raise
+        except StudioError as exc:
+            self.emit("error", message=str(exc), step=self.step)
+            raise
+        except KeyboardInterrupt:
+            status = "stopped"
+            self.emit("warning", message="stopped without a final checkpoint (second interrupt)")
+        except BaseException as exc:
+            self.emit("error", message=f"{type(exc).__name__}: {exc}", step=self.step)
+            raise
+        finally:
+            for sig, old in previous_handlers.items():
+                signal.signal(sig, old)
+            if self.is_main:
+                self.run.update(status=status, step=self.step, pid=None)
+            if self.world_size > 1 and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+        self.emit("done", status=status, step=self.step, reason=self.stop_reason or "max_steps reached")
+        return status

@@ -1,0 +1,14 @@
+"""The one exception type that reaches a user as a message instead of a traceback.
+
+Raise `StudioError` for anything the user can fix: a missing path, a bad config value, a
+checkpoint that is not ours. The CLI prints it as one line and exits with code 2; the window
+shows it in a dialog. Write the message as "what, where, what to do".
+"""
+
+
+class StudioError(Exception):
+    """A problem with the user's input or files, explained in plain words."""
+
+
+class TrainingDiverged(StudioError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
