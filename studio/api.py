@@ -89,13 +89,24 @@ def _callbacks(events: str, run: RunDir):
     return cb.standard_callbacks() + extra + sinks
 
 
-def train(generator: str | None = None, data: str | None = None, val_data: str | None = None,
-          run_dir: str | None = None, preset: str | None = None, config_file: str | None = None,
-          settings: list[str] | None = None, max_steps: int | None = None,
-          max_minutes: float | None = None, resume: str | None = None,
-          checkpoint: str | None = None, events: str = "plain") -> tuple[str, RunDir]:
-    """Start a new run, or continue one (`resume`). Returns (status, run)."""
-    from studio.engine import Engine
+def train(*args, **kwargs) -> tuple[str, RunDir]:
+    """Start a new run, or continue one (`resume`), and train it. Returns (status, run).
+    Takes the arguments of `prepare_training`."""
+    engine, checkpoint = prepare_training(*args, **kwargs)
+    return engine.fit(resume_from=checkpoint), engine.run
+
+
+def prepare_training(generator: str | type | None = None, data: str | None = None,
+                     val_data: str | None = None, run_dir: str | None = None,
+                     preset: str | None = None, config_file: str | None = None,
+                     settings: list[str] | None = None, max_steps: int | None = None,
+                     max_minutes: float | None = None, resume: str | None = None,
+                     checkpoint: str | None = None, events: str = "plain",
+                     callbacks: list | None = None):
+    """Everything before the loop: configs, data, run folder, model. Returns (engine, the
+    checkpoint to resume from or None). `generator` is a registered name or a Generator class
+    (tests and notebooks); `callbacks` are added after the standard ones."""
+    from studio.engine import Engine, pick_device, resolve_precision
 
     flags = {"max_steps": max_steps, "max_minutes": max_minutes}
     if resume is not None:
@@ -104,8 +115,9 @@ def train(generator: str | None = None, data: str | None = None, val_data: str |
                               "for training settings, or start a new run.")
         run = RunDir.open(Path(resume))
         doc = run.config()
-        gen_cls = default_registry().get(doc["generator"])
-        if generator is not None and generator != gen_cls.name:
+        gen_cls = _generator_class(generator) if isinstance(generator, type) else \
+            default_registry().get(doc["generator"])
+        if generator is not None and _generator_class(generator).name != gen_cls.name:
             raise StudioError(f"{run.path} is a run of generator '{gen_cls.name}', not "
                               f"'{generator}'. Use `studio train --resume {run.path}`.")
         gen_config = from_dict(gen_cls.Config, doc.get("config", {}), f"{run.config_path}")
@@ -126,7 +138,7 @@ def train(generator: str | None = None, data: str | None = None, val_data: str |
         if generator is None:
             raise StudioError("name a generator (e.g. `studio train text`) or --resume a run; "
                               "`studio generators` lists them.")
-        gen_cls = default_registry().get(generator)
+        gen_cls = _generator_class(generator)
         gen_config, train_config = build_configs(gen_cls, preset, config_file, settings, flags)
         run_path = Path(run_dir) if run_dir else default_run_dir(gen_cls.name)
         if (run_path / "config.json").exists():
@@ -136,6 +148,8 @@ def train(generator: str | None = None, data: str | None = None, val_data: str |
         gen = gen_cls(gen_config)
         ckpt = None
 
+    # Refuse a bad device or precision before any data is read or folder written.
+    resolve_precision(train_config.precision, pick_device(train_config.device))
     report = gen.load_data(data, val_data, cache_dir())
     if resume is None:
         run = RunDir.create(run_path, {
@@ -147,7 +161,7 @@ def train(generator: str | None = None, data: str | None = None, val_data: str |
         doc.update(train=to_dict(train_config), data={"source": data, "val_source": val_data})
         write_json(run.config_path, doc)
 
-    engine = Engine(gen, train_config, run, _callbacks(events, run))
+    engine = Engine(gen, train_config, run, _callbacks(events, run) + list(callbacks or []))
     engine.setup()
     if resume is None and engine.is_main:
         gen.save_assets(run.assets_dir)
@@ -155,14 +169,16 @@ def train(generator: str | None = None, data: str | None = None, val_data: str |
         engine.emit("warning", message=note)
     for item, reason in report.skipped[:20]:
         engine.emit("warning", message=f"skipped {item}: {reason}")
-    status = engine.fit(resume_from=ckpt)
-    return status, run
+    return engine, ckpt
+
+
+def _generator_class(generator: str | type) -> type:
+    return generator if isinstance(generator, type) else default_registry().get(generator)
 
 
 def load_run(path: str, checkpoint: str | None = None, device: str = "auto",
              threads: int = 0):
     """A generator with a run's weights loaded, ready to sample or evaluate (no optimizer)."""
-    import torch
     from studio.engine import (autocast_context, configure_threads, load_model_tensors,
                                pick_device, resolve_precision)
 
@@ -183,7 +199,6 @@ def load_run(path: str, checkpoint: str | None = None, device: str = "auto",
     load_model_tensors(model, tensors["model.safetensors"], state.get("aliases", {}), str(folder))
     gen.model = model.to(gen.device).eval()
     gen.load_extra_state(state.get("generator", {}))
-    torch.set_grad_enabled(False)
     return run, gen, folder
 
 
@@ -195,7 +210,9 @@ def evaluate(path: str, data: str | None = None, checkpoint: str | None = None,
         gen.load_data(doc.get("source"), doc.get("val_source"), cache_dir())
     elif not Path(data).exists():
         raise StudioError(f"data path {data} does not exist. Give held-out text to evaluate on.")
-    metrics = gen.evaluate(source=data, max_batches=None)
+    import torch
+    with torch.no_grad():
+        metrics = gen.evaluate(source=data, max_batches=None)
     plain = {k.removeprefix("val_"): v for k, v in metrics.items()}
     return {"run": str(run.path), "checkpoint": folder.name, "data": data or "held-out split",
             **plain}
@@ -205,7 +222,9 @@ def generate(path: str, prompt=None, n: int = 1, seed: int = 0, settings: list[s
              checkpoint: str | None = None, device: str = "auto"):
     run, gen, folder = load_run(path, checkpoint, device)
     params = from_dict(gen.SampleConfig, parse_assignments(settings), "sampling settings")
-    samples = gen.sample(params, n=n, seed=seed, prompt=prompt)
+    import torch
+    with torch.no_grad():
+        samples = gen.sample(params, n=n, seed=seed, prompt=prompt)
     for s in samples:
         s.meta.update(run=str(run.path), checkpoint=folder.name, generator=gen.name)
     return samples

@@ -74,7 +74,7 @@ class Progress(Callback):
                     elapsed_s=round(engine.elapsed_minutes() * 60, 1), **extra)
 
 
-class _NoGradEval:
+class EvalMode:
     """Evaluation mode, no autograd, and the global RNG left as it was (so a resumed run
     draws the same dropout masks as a straight one)."""
 
@@ -108,7 +108,7 @@ class Evaluate(Callback):
 
     def run(self, engine) -> dict:
         gen = engine.generator
-        with _NoGradEval(engine):
+        with EvalMode(engine):
             metrics = gen.evaluate(max_batches=engine.train.eval_batches)
         self.last_step = engine.step
         value = metrics.get(gen.best_metric)
@@ -146,7 +146,7 @@ class Preview(Callback):
         self.last_step: int | None = None
 
     def run(self, engine) -> None:
-        with _NoGradEval(engine):
+        with EvalMode(engine):
             samples = engine.generator.preview()
         folder = save_samples(engine.run.previews_dir / f"step_{engine.step:07d}", samples,
                               {"step": engine.step})

@@ -1,0 +1,42 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# Qt aborts the process without a display; tests never need a real one.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+SHAKESPEARE_TRAIN = SHARED / "text" / "shakespeare_train.txt"
+SHAKESPEARE_VAL = SHARED / "text" / "shakespeare_val.txt"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("STUDIO_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    """A small English corpus: a few thousand characters of made-up dialogue."""
+    lines = []
+    names = ["ANNA", "BORIS", "CLARA", "DMITRI"]
+    words = "the sea is calm and the night is long we sail at dawn to find the light".split()
+    for i in range(300):
+        speaker = names[i % 4]
+        sentence = " ".join(words[(i * 7 + j) % len(words)] for j in range(8))
+        lines.append(f"{speaker}:\n{sentence.capitalize()}.\n")
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """Run `studio ARGS` in a fresh process; returns (exit code, stdout, stderr)."""
+    import subprocess
+    proc = subprocess.run([sys.executable, "-m", "studio", *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=600,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return proc.returncode, proc.stdout, proc.stderr

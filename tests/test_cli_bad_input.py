@@ -1,0 +1,206 @@
+"""Bad input gets one clear line and exit code 2 -- never a traceback -- and loses nothing."""
+
+import pickle
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from studio.cli import main
+from studio.config import setting
+from studio.registry import default_registry
+from studio.runstore import RunDir
+
+TINY = ["--set", "n_layer=1", "--set", "n_head=2", "--set", "n_embd=16", "--set", "block_size=16",
+        "--set", "batch_size=4", "--set", "device=cpu", "--set", "eval_every=0",
+        "--set", "preview_every=0", "--events", "none"]
+
+
+def studio(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def expect_error(capsys, *args, match: str) -> str:
+    code, out, err = studio(capsys, *args)
+    assert code == 2, (code, out, err)
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert match.lower() in err.lower(), err
+    return err
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """A tiny text run with checkpoints at steps 10 and 20."""
+    root = tmp_path_factory.mktemp("run")
+    corpus = root / "corpus.txt"
+    corpus.write_text("All the world's a stage, and all the men and women merely players.\n" * 30)
+    run = root / "run"
+    assert main(["train", "text", "--data", str(corpus), "--run-dir", str(run), "--max-steps", "20",
+                 "--set", "checkpoint_every=10", *TINY]) == 0
+    return run
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy)
+    return copy
+
+
+def test_missing_data_path(capsys, tmp_path):
+    expect_error(capsys, "train", "text", "--data", tmp_path / "nope.txt", "--run-dir", tmp_path / "r",
+                 *TINY, match="does not exist")
+
+
+def test_empty_file(capsys, tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    expect_error(capsys, "train", "text", "--data", tmp_path / "empty.txt", "--run-dir", tmp_path / "r",
+                 *TINY, match="empty file")
+
+
+def test_binary_file_given_as_text(capsys, tmp_path):
+    (tmp_path / "blob.txt").write_bytes(bytes(range(256)) * 50)
+    expect_error(capsys, "train", "text", "--data", tmp_path / "blob.txt", "--run-dir", tmp_path / "r",
+                 *TINY, match="binary")
+
+
+def test_folder_without_text_files(capsys, tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    expect_error(capsys, "train", "text", "--data", tmp_path / "data", "--run-dir", tmp_path / "r",
+                 *TINY, match="no usable text")
+
+
+def test_latin1_file_is_decoded_and_said(capsys, tmp_path):
+    text = "Café crème, déjà vu, naïve façade. Ça va très bien à Zürich.\n" * 20
+    (tmp_path / "latin.txt").write_bytes(text.encode("latin-1"))
+    code, out, err = studio(capsys, "train", "text", "--data", tmp_path / "latin.txt", "--run-dir",
+                            tmp_path / "r", "--max-steps", "2", *TINY[:-2], "--events", "plain")
+    assert code == 0, err
+    assert "not UTF-8: decoded as Latin-1" in err
+    from generators.text.tokenizer import load_tokenizer
+    assert "é" in load_tokenizer(tmp_path / "r" / "assets" / "tokenizer.json").itos
+
+
+def test_corpus_shorter_than_one_block(capsys, tmp_path):
+    (tmp_path / "short.txt").write_text("Too short.")
+    expect_error(capsys, "train", "text", "--data", tmp_path / "short.txt", "--run-dir", tmp_path / "r",
+                 *TINY, match="fewer than one block")
+
+
+def test_unknown_set_key(capsys, tmp_path, corpus):
+    err = expect_error(capsys, "train", "text", "--data", corpus, "--run-dir", tmp_path / "r",
+                       "--set", "n_layers=3", *TINY, match="unknown setting 'n_layers'")
+    assert "n_layer" in err  # the known settings are listed
+
+
+@pytest.mark.parametrize("pair, match", [("n_layer=three", "must be int"),
+                                          ("lr=-1", "must be >= 0"),
+                                          ("dropout=1.5", "must be <= 0.9"),
+                                          ("tokenizer=words", "must be one of char, bpe"),
+                                          ("n_embd=15", "multiple of n_head"),
+                                          ("device=tpu", "not a device name")])
+def test_wrong_type_or_out_of_range(capsys, tmp_path, corpus, pair, match):
+    expect_error(capsys, "train", "text", "--data", corpus, "--run-dir", tmp_path / "r",
+                 *TINY, "--set", pair, match=match)
+    assert not (tmp_path / "r" / "config.json").exists()
+
+
+def test_resume_a_folder_that_is_not_a_run(capsys, tmp_path):
+    (tmp_path / "notrun").mkdir()
+    expect_error(capsys, "train", "--resume", tmp_path / "notrun", match="not a run folder")
+    expect_error(capsys, "train", "--resume", tmp_path / "missing", match="does not exist")
+
+
+@dataclass
+class _OtherConfig:
+    width: int = setting(4, "width", min=1)
+
+
+def test_resume_a_run_of_another_generator(capsys, run_copy):
+    from studio.contract import Generator
+
+    class Other(Generator):
+        name, modality, version, Config = "other-kind", "image", "0.1", _OtherConfig
+
+    default_registry().add("other-kind", Other)
+    expect_error(capsys, "train", "other-kind", "--resume", run_copy,
+                 match="is a run of generator 'text', not 'other-kind'")
+
+
+def test_resume_refuses_changing_the_model(capsys, run_copy):
+    expect_error(capsys, "train", "--resume", run_copy, "--set", "n_layer=2",
+                 match="cannot change when resuming")
+
+
+def test_truncated_checkpoint_is_refused_and_the_earlier_one_still_works(capsys, run_copy):
+    latest = run_copy / "checkpoints" / "step_0000020" / "model.safetensors"
+    latest.write_bytes(latest.read_bytes()[:100])
+    err = expect_error(capsys, "train", "--resume", run_copy, "--max-steps", "25", "--events", "none",
+                       match="damaged")
+    assert "--checkpoint step_0000010" in err
+    expect_error(capsys, "generate", run_copy, match="damaged")
+    code, out, err = studio(capsys, "train", "--resume", run_copy, "--checkpoint", "step_0000010",
+                            "--max-steps", "12", "--events", "none")
+    assert code == 0, err
+
+
+def test_corrupted_checkpoint_bytes_are_detected(capsys, run_copy):
+    latest = run_copy / "checkpoints" / "step_0000020" / "trainer.safetensors"
+    data = bytearray(latest.read_bytes())
+    data[-5] ^= 0xFF  # one flipped bit deep in the tensor data: safetensors alone would not notice
+    latest.write_bytes(bytes(data))
+    expect_error(capsys, "train", "--resume", run_copy, "--max-steps", "25", match="SHA-256")
+
+
+def test_pickle_offered_as_a_checkpoint_is_never_loaded(capsys, tmp_path, run_copy):
+    class Boom:
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "pwned",))
+
+    evil = tmp_path / "model.pt"
+    evil.write_bytes(pickle.dumps({"weights": Boom()}))
+    expect_error(capsys, "generate", evil, match="never loads pickles")
+    expect_error(capsys, "train", "--resume", evil, match="never loads pickles")
+    # a pickle dressed up as the checkpoint's safetensors file
+    (run_copy / "checkpoints" / "step_0000020" / "model.safetensors").write_bytes(evil.read_bytes())
+    expect_error(capsys, "generate", run_copy, match="damaged")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_unwritable_run_folder(capsys, tmp_path, corpus):
+    (tmp_path / "a-file").write_text("not a folder")
+    expect_error(capsys, "train", "text", "--data", corpus, "--run-dir", tmp_path / "a-file" / "run",
+                 *TINY, match="cannot write the run folder")
+
+
+def test_existing_run_is_not_overwritten(capsys, corpus, run_copy):
+    before = (run_copy / "config.json").read_bytes()
+    expect_error(capsys, "train", "text", "--data", corpus, "--run-dir", run_copy, *TINY,
+                 match="already holds a run")
+    assert (run_copy / "config.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("pair, match", [("temperature=-1", "must be >= 0"),
+                                          ("top_k=lots", "must be int"),
+                                          ("beam=3", "unknown setting")])
+def test_bad_sampling_values(capsys, trained_run, pair, match):
+    expect_error(capsys, "generate", trained_run, "--set", pair, match=match)
+
+
+def test_unknown_generator_and_preset(capsys, tmp_path):
+    expect_error(capsys, "train", "nosuch", "--run-dir", tmp_path / "r", match="no generator named")
+    expect_error(capsys, "train", "text", "--preset", "huge", "--run-dir", tmp_path / "r",
+                 match="no preset 'huge'")
+
+
+def test_nothing_is_lost_after_errors(capsys, trained_run):
+    run = RunDir(trained_run)
+    for ckpt in run.checkpoints():
+        run.load_checkpoint(ckpt.folder)  # verifies sizes and hashes
+    assert [c.step for c in run.checkpoints()] == [10, 20]
