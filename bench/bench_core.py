@@ -1,0 +1,598 @@
+"""Core CPU benchmark of AIGC Studio: matmul peak, training speed and MFU, the engine's
+overhead, bf16 against fp32, and the real 2000-step Shakespeare run, measured in one process.
+
+What it measures, in order:
+
+1. Matmul peak (GFLOP/s) in fp32 and bf16 at the thread count training uses
+   (`studio.engine.configure_threads(0)`): square n x n matmuls, the median of several timed
+   repeats after warm-up; the best size is the peak. Also the rate of the forward matmuls the
+   nanoGPT-shape model really runs (768 rows = batch 12 x block 64), which bounds its MFU.
+2. Training throughput at nanoGPT's documented CPU shape (character level, 4 layers, 4 heads,
+   128 wide, block 64, batch 12, lr 1e-3, dropout 0: the text generator's defaults): tokens/s,
+   median ms per step and model FLOPs utilisation,
+   MFU = tokens/s x GPT.flops_per_token() / fp32 matmul peak.
+3. The engine's overhead: `studio.engine.Engine` with `standard_callbacks()` writing to a
+   temporary run folder, against a bare for-loop over an identical copy of the model (same
+   batches from the same `get_batch` and seed, same fused AdamW from `default_adamw`, same LR
+   schedule, same clipping). Blocks of the two alternate inside one `Engine.fit`, so noise from
+   other work hits both alike; both must produce the same losses. The periodic work the timed
+   window leaves out (held-out evaluation, preview, checkpoint) is timed separately and
+   amortised over the default intervals.
+4. fp32 against bf16 autocast (the engine's `precision=bf16` context) at that shape and at a
+   wider one (6 layers, 6 heads, 384 wide, block 256, batch 16), in alternating blocks.
+5. The real path: `studio.api.train` for 2000 steps on shakespeare_train.txt with
+   shakespeare_val.txt held out (events="none", temporary run folder), then
+   `studio.api.evaluate` on the whole validation file: wall time, ms/step and held-out loss
+   next to plain nanoGPT's on this machine.
+
+Run it from the repository root, on an otherwise idle machine (the load average is recorded):
+
+    STUDIO_CACHE_DIR=/tmp/studio-cache-bench .venv/bin/python bench/bench_core.py          # ~6 min
+    STUDIO_CACHE_DIR=/tmp/studio-cache-bench .venv/bin/python bench/bench_core.py --quick  # ~30 s
+
+It prints a summary table at the end and writes every number to bench/results/bench_core.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the checkout's studio/ and generators/, even if not installed
+os.environ.setdefault("STUDIO_CACHE_DIR", "/tmp/studio-cache-bench")  # never the user's cache
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from studio import api  # noqa: E402
+from studio.callbacks import Callback, standard_callbacks  # noqa: E402
+from studio.config import to_dict  # noqa: E402
+from studio.engine import (Engine, autocast_context, configure_threads, default_adamw,  # noqa: E402
+                           lr_factor, seed_everything)
+from studio.registry import default_registry  # noqa: E402
+from studio.runstore import RunDir  # noqa: E402
+
+DATA = Path("/work/shared/data/text")
+# Plain nanoGPT (train.py, config/train_shakespeare_char.py with the README's CPU flags) at the
+# same shape, on this machine, on the same train/val files.
+REFERENCE = {"ms_per_step": 50.0, "tokens_per_s": 15_000.0, "val_loss": 1.91, "wall_s": 111.0,
+             "steps": 2000}
+WIDE = ["n_layer=6", "n_head=6", "n_embd=384", "block_size=256", "batch_size=16"]
+NEVER = 10**9  # an interval that never comes due inside a timed window
+
+
+@dataclass
+class Plan:
+    """How many repeats and steps each part takes (full run or --quick smoke run)."""
+    sizes: tuple            # square matmul sizes for the peak
+    mm_warmup: int
+    mm_repeats: int
+    overhead_warmup: int    # steps of each loop before anything is timed
+    overhead_block: int     # steps per alternating block
+    overhead_blocks: int    # blocks of each loop
+    end_repeats: int        # repeats of each periodic action (eval, preview, checkpoint)
+    prec_warmup: int
+    prec_block: int
+    prec_blocks: int
+    wide_warmup: int
+    wide_block: int
+    wide_blocks: int
+    train_steps: int        # steps of the real studio.api.train run
+
+
+FULL = Plan(sizes=(1024, 1536, 2048), mm_warmup=2, mm_repeats=7,
+            overhead_warmup=30, overhead_block=40, overhead_blocks=10, end_repeats=3,
+            prec_warmup=20, prec_block=25, prec_blocks=6,
+            wide_warmup=2, wide_block=3, wide_blocks=4, train_steps=2000)
+QUICK = Plan(sizes=(512, 1024), mm_warmup=1, mm_repeats=3,
+             overhead_warmup=3, overhead_block=5, overhead_blocks=2, end_repeats=1,
+             prec_warmup=2, prec_block=4, prec_blocks=2,
+             wide_warmup=1, wide_block=1, wide_blocks=2, train_steps=40)
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def median_ms(seconds: list[float]) -> float:
+    return 1e3 * statistics.median(seconds)
+
+
+def load_avg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def cpu_description() -> dict:
+    """CPU model and the ISA extensions that decide matmul speed (AVX-512, AMX for bf16)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return {"model": model, "isa": [f for f in wanted if f in flags], "cores": os.cpu_count()}
+
+
+# --- 1. matmul peak ---------------------------------------------------------------------------
+
+def rate_gflops(fn, flops: float, warmup: int, repeats: int, calls: int = 1) -> float:
+    """Median rate of `fn` over `repeats` timings of `calls` calls each, after warm-up (the
+    first calls pay for page faults and oneDNN kernel creation)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        times.append((time.perf_counter() - t0) / calls)
+    return flops / statistics.median(times) / 1e9
+
+
+def matmul_peak(plan: Plan) -> dict:
+    out = {}
+    for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
+        by_size = {}
+        for n in plan.sizes:
+            a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+            c = torch.empty(n, n, dtype=dtype)  # out= keeps allocation out of the timing
+            by_size[n] = rate_gflops(lambda: torch.mm(a, b, out=c), 2 * n**3,
+                                     plan.mm_warmup, plan.mm_repeats)
+        out[name] = {"by_size": by_size, "peak": max(by_size.values())}
+    return out
+
+
+def model_gemm_rates(rows: int, width: int, vocab: int, plan: Plan) -> dict:
+    """The forward matmuls of one block and the head, as nn.Linear runs them (x @ W^T), at the
+    model's real row count. Small inner dimensions keep these far below the square peak."""
+    shapes = {"qkv": (width, 3 * width), "attn_proj": (width, width),
+              "mlp_fc": (width, 4 * width), "mlp_proj": (4 * width, width), "lm_head": (width, vocab)}
+    out: dict = {"rows": rows}
+    for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
+        out[name] = {}
+        for label, (k, n) in shapes.items():
+            x, w = torch.randn(rows, k).to(dtype), torch.randn(n, k).to(dtype)
+            out[name][label] = rate_gflops(lambda: F.linear(x, w), 2 * rows * k * n,
+                                           warmup=3, repeats=max(3, plan.mm_repeats), calls=20)
+    return out
+
+
+# --- the bare loop: nanoGPT's, nothing else ----------------------------------------------------
+
+class BareLoop:
+    """Set the LR, draw a batch, forward (under autocast if asked), backward, clip, step, zero
+    the gradients: what nanoGPT's train.py does per step, with the engine's own building blocks
+    (default_adamw, lr_factor, autocast_context, the same clip call) so that any difference in
+    time is the engine's loop and callbacks, not a different optimizer or kernel."""
+
+    def __init__(self, gen, model: torch.nn.Module, train, precision: str = "fp32"):
+        self.gen, self.model, self.train = gen, model, train
+        self.opt = default_adamw(model, train)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        # The engine seeds its data generator with seed + rank (rank 0 here): same batches.
+        self.rng = torch.Generator().manual_seed(train.seed)
+        self.device = next(model.parameters()).device
+        self.precision = precision
+        self.step = 0
+        self.losses: list[torch.Tensor] = []
+
+    def run(self, n: int) -> list[float]:
+        """n steps; returns the wall time of each (end of one step to end of the next)."""
+        times, t_prev = [], time.perf_counter()
+        for _ in range(n):
+            lr = self.train.lr * lr_factor(self.step, self.train)
+            for group in self.opt.param_groups:
+                group["lr"] = lr
+            x, y = self.gen.get_batch("train", self.rng)
+            with autocast_context(self.device, self.precision):
+                _, loss = self.model(x, y)
+            loss.backward()
+            if self.train.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.params, self.train.grad_clip, foreach=True)
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+            self.losses.append(loss.detach())  # as the engine keeps its losses: no sync
+            self.step += 1
+            now = time.perf_counter()
+            times.append(now - t_prev)
+            t_prev = now
+        return times
+
+
+# --- 3. engine against bare loop, alternating inside one fit ------------------------------------
+
+class Interleave(Callback):
+    """Appended after the standard callbacks, so the time from the end of one of its
+    on_step_end calls to the start of the next is one whole engine iteration: control-file
+    poll, LR, batch, step, clipping, and every other callback. Every `block` engine steps it
+    runs `block` bare steps itself, and restarts its clock after them (and after its own
+    bookkeeping), so neither loop's time leaks into the other's."""
+
+    def __init__(self, bare: BareLoop, warmup: int, block: int, blocks: int):
+        self.bare, self.warmup, self.block = bare, warmup, block
+        self.engine_blocks: list[list[float]] = [[] for _ in range(blocks)]
+        self.bare_blocks: list[list[float]] = []
+        self.losses: list[torch.Tensor] = []
+        self.t_prev = self.last_step_end = 0.0
+
+    def on_train_start(self, engine) -> None:
+        self.t_prev = time.perf_counter()
+
+    def on_step_end(self, engine, metrics: dict) -> None:
+        now = time.perf_counter()
+        self.losses.append(metrics["loss"].detach())
+        k = engine.step - self.warmup  # engine steps past its warm-up
+        if k > 0:
+            self.engine_blocks[(k - 1) // self.block].append(now - self.t_prev)
+        if k == 0:
+            self.bare.run(self.warmup)  # the bare loop's own warm-up, untimed
+        elif k > 0 and k % self.block == 0:
+            self.bare_blocks.append(self.bare.run(self.block))
+        self.last_step_end = time.perf_counter()
+        self.t_prev = time.perf_counter()
+
+
+def time_call(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def engine_vs_bare(gen_cls, train_path: str, val_path: str, folder: Path, plan: Plan) -> dict:
+    steps = plan.overhead_warmup + plan.overhead_block * plan.overhead_blocks
+    # The text generator's defaults are nanoGPT's CPU shape; build them through the same
+    # validator the CLI uses. Periodic work never comes due inside the timed window.
+    gen_cfg, train = api.build_configs(gen_cls, overrides={
+        "max_steps": steps, "eval_every": NEVER, "preview_every": NEVER,
+        "checkpoint_every": NEVER, "precision": "fp32", "device": "cpu"})
+    gen = gen_cls(gen_cfg)
+    report = gen.load_data(train_path, val_path, api.cache_dir())
+    run = RunDir.create(folder / "engine-run", {
+        "generator": gen_cls.name, "generator_version": gen_cls.version,
+        "config": to_dict(gen_cfg), "train": to_dict(train),
+        "data": {"source": train_path, "val_source": val_path}})
+    callbacks = standard_callbacks()
+    engine = Engine(gen, train, run, callbacks)
+    engine.setup()
+    gen.save_assets(run.assets_dir)
+    # The bare loop trains an identical copy (deepcopy keeps the tied embedding/head weight).
+    bare_model = copy.deepcopy(gen.model)
+    assert bare_model.lm_head.weight is bare_model.transformer.wte.weight
+    bare = BareLoop(gen, bare_model, train)
+    timer = Interleave(bare, plan.overhead_warmup, plan.overhead_block, plan.overhead_blocks)
+    engine.callbacks.append(timer)
+
+    t0 = time.perf_counter()
+    status = engine.fit()
+    fit_end = time.perf_counter()
+    assert status == "done", status
+
+    # Same model, same batches, same schedule: the losses must agree step for step, or the two
+    # loops are not doing the same work and the comparison means nothing.
+    engine_losses = torch.stack(timer.losses).float()
+    bare_losses = torch.stack(bare.losses).float()
+    assert len(engine_losses) == len(bare_losses) == steps, (len(engine_losses), len(bare_losses))
+    max_loss_diff = float((engine_losses - bare_losses).abs().max())
+
+    engine_times = [t for block in timer.engine_blocks for t in block]
+    bare_times = [t for block in timer.bare_blocks for t in block]
+    pair_ratios = [statistics.median(e) / statistics.median(b)
+                   for e, b in zip(timer.engine_blocks, timer.bare_blocks)]
+
+    # What the timed window leaves out: the end of fit() (eval + preview + checkpoint + the
+    # final run.json update), and each periodic action timed on its own.
+    evaluate, preview, checkpoint = callbacks[1], callbacks[2], callbacks[3]
+    periodic = {
+        "eval_s": time_call(lambda: evaluate.run(engine), plan.end_repeats),
+        "preview_s": time_call(lambda: preview.run(engine), plan.end_repeats),
+        "checkpoint_s": time_call(lambda: checkpoint.save(engine), plan.end_repeats),
+    }
+    defaults = type(train)()  # the intervals a user gets without --set
+    engine_step_s = statistics.median(engine_times)
+    # With the default intervals a checkpoint follows every improving evaluation, so in a run
+    # whose held-out loss keeps falling it comes every eval_every steps.
+    amortised = (periodic["eval_s"] / defaults.eval_every
+                 + periodic["checkpoint_s"] / min(defaults.eval_every, defaults.checkpoint_every)
+                 + periodic["preview_s"] / defaults.preview_every)
+    model = gen.model
+    tokens_per_step = gen_cfg.batch_size * gen_cfg.block_size
+    return {
+        "shape": {k: getattr(gen_cfg, k) for k in
+                  ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "dropout")},
+        "vocab_size": gen.tokenizer.vocab_size,
+        "params": sum(p.numel() for p in model.parameters()),
+        "flops_per_token": model.flops_per_token(),
+        "tokens_per_step": tokens_per_step,
+        "train_tokens": report.summary["train_tokens"],
+        "steps_each": steps, "timed_steps_each": len(engine_times),
+        "engine_ms": median_ms(engine_times), "bare_ms": median_ms(bare_times),
+        "engine_block_ms": [median_ms(b) for b in timer.engine_blocks],
+        "bare_block_ms": [median_ms(b) for b in timer.bare_blocks],
+        "overhead_pct": 100 * (statistics.median(engine_times) / statistics.median(bare_times) - 1),
+        "overhead_paired_pct": 100 * (statistics.median(pair_ratios) - 1),
+        "max_loss_diff": max_loss_diff,
+        "final_loss": float(engine_losses[-plan.overhead_block:].mean()),
+        "fit_total_s": fit_end - t0,
+        "end_of_fit_s": fit_end - timer.last_step_end,
+        "periodic": periodic,
+        "default_intervals": {"eval_every": defaults.eval_every,
+                              "preview_every": defaults.preview_every,
+                              "checkpoint_every": defaults.checkpoint_every},
+        "periodic_amortised_pct": 100 * amortised / engine_step_s,
+    }
+
+
+# --- 4. fp32 against bf16 autocast, alternating -------------------------------------------------
+
+def fp32_vs_bf16(gen_cls, settings: list[str], train_path: str, val_path: str,
+                 warmup: int, block: int, blocks: int) -> dict:
+    gen_cfg, train = api.build_configs(gen_cls, settings=settings,
+                                       overrides={"max_steps": warmup + block * blocks})
+    gen = gen_cls(gen_cfg)
+    gen.load_data(train_path, val_path, api.cache_dir())
+    gen.device = torch.device("cpu")
+    seed_everything(train.seed)
+    model = gen.build()
+    loops = {"fp32": BareLoop(gen, model, train, "fp32"),
+             "bf16": BareLoop(gen, copy.deepcopy(model), train, "bf16")}
+    for loop in loops.values():
+        loop.run(warmup)
+    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    ratios = []
+    for k in range(blocks):
+        # ABBA order: a slow drift in machine load (or thermals) cancels between the two.
+        order = ("fp32", "bf16") if k % 2 == 0 else ("bf16", "fp32")
+        block_median = {}
+        for name in order:
+            t = loops[name].run(block)
+            times[name] += t
+            block_median[name] = statistics.median(t)
+        ratios.append(block_median["fp32"] / block_median["bf16"])
+    tokens_per_step = gen_cfg.batch_size * gen_cfg.block_size
+    out = {"shape": {k: getattr(gen_cfg, k) for k in
+                     ("n_layer", "n_head", "n_embd", "block_size", "batch_size")},
+           "params": sum(p.numel() for p in model.parameters()),
+           "flops_per_token": model.flops_per_token(), "tokens_per_step": tokens_per_step,
+           "timed_steps_each": len(times["fp32"]),
+           # > 1 means bf16 is faster
+           "bf16_speedup": statistics.median(times["fp32"]) / statistics.median(times["bf16"]),
+           "bf16_speedup_paired": statistics.median(ratios)}
+    for name, loop in loops.items():
+        out[name] = {"ms": median_ms(times[name]),
+                     "tokens_per_s": tokens_per_step / statistics.median(times[name]),
+                     "last_loss": float(torch.stack(loop.losses[-block:]).float().mean())}
+    return out
+
+
+# --- 5. the real path: studio.api.train, then studio.api.evaluate ---------------------------------
+
+def real_run(train_path: str, val_path: str, steps: int, folder: Path) -> dict:
+    t0 = time.perf_counter()
+    status, run = api.train("text", data=train_path, val_data=val_path,
+                            run_dir=str(folder / "api-run"), max_steps=steps, events="none")
+    wall = time.perf_counter() - t0
+    events = run.events()
+    start = next(e for e in events if e["event"] == "start")
+    done = next(e for e in events if e["event"] == "done")
+    progress = [e for e in events if e["event"] == "progress"]
+    # ms/step from the progress events' timestamps (every log_every steps); the median skips
+    # the intervals that also hold an evaluation, preview or checkpoint.
+    per_step = [(b["time"] - a["time"]) / (b["step"] - a["step"])
+                for a, b in zip([start] + progress, progress) if b["step"] > a["step"]]
+    evals = [(e["step"], round(e["metrics"]["val_loss"], 4)) for e in events if e["event"] == "eval"]
+    t1 = time.perf_counter()
+    result = api.evaluate(str(run.path), data=val_path, checkpoint="latest")
+    eval_wall = time.perf_counter() - t1
+    torch.set_grad_enabled(True)  # api.load_run turns autograd off for the whole process
+    doc = run.config()
+    tokens_per_step = doc["config"]["batch_size"] * doc["config"]["block_size"]
+    step_s = statistics.median(per_step)
+    return {"status": status, "steps": done["step"], "wall_s": wall,
+            "loop_wall_s": done["time"] - start["time"],
+            "ms_per_step": 1e3 * step_s, "tokens_per_s": tokens_per_step / step_s,
+            "val_loss": result["loss"], "val_bits_per_byte": result["bits_per_byte"],
+            "val_tokens": result["tokens"], "checkpoint": result["checkpoint"],
+            "evaluate_wall_s": eval_wall, "periodic_evals": evals}
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+def summary(res: dict) -> str:
+    env, peak, ov = res["environment"], res["matmul"], res["engine_vs_bare"]
+    fp32_peak, bf16_peak = peak["fp32"]["peak"], peak["bf16"]["peak"]
+    ref = REFERENCE
+    lines = []
+    add = lines.append
+
+    def mfu(ms: float, flops_per_token: float, tokens: int, peak_gflops: float) -> float:
+        return 100 * tokens / (ms / 1e3) * flops_per_token / (peak_gflops * 1e9)
+
+    add("=" * 92)
+    add(f"SUMMARY  ({res['mode']} run)  {env['cpu']['model']}, {env['threads']} threads, "
+        f"torch {env['torch']}, ISA {' '.join(env['cpu']['isa'])}")
+    add(f"load average (1 min) before/after: {env['load_before']} / {env['load_after']}")
+    add("=" * 92)
+    add("1. matmul peak (square, median of repeats)")
+    sizes = "  ".join(f"{n}: {v:7.1f}" for n, v in peak["fp32"]["by_size"].items())
+    add(f"   fp32 {fp32_peak:8.1f} GFLOP/s   ({sizes})")
+    sizes = "  ".join(f"{n}: {v:7.1f}" for n, v in peak["bf16"]["by_size"].items())
+    add(f"   bf16 {bf16_peak:8.1f} GFLOP/s   ({sizes})   bf16/fp32 = {bf16_peak / fp32_peak:.2f}x")
+    g = res["model_gemms"]
+    shapes = [k for k in g["fp32"]]
+    add(f"   model's forward matmuls ({g['rows']} rows)  " + "  ".join(
+        f"{k} {g['fp32'][k]:.0f}/{g['bf16'][k]:.0f}" for k in shapes) + "  GFLOP/s fp32/bf16")
+    s = ov["shape"]
+    add("")
+    add(f"2+3. nanoGPT CPU shape: char vocab {ov['vocab_size']}, {s['n_layer']} layers, "
+        f"{s['n_head']} heads, {s['n_embd']} wide, block {s['block_size']}, batch "
+        f"{s['batch_size']}; {ov['params'] / 1e6:.2f}M params, "
+        f"{ov['flops_per_token'] / 1e6:.2f} MFLOP/token")
+    add(f"   {'':34}{'ms/step':>9}{'tokens/s':>11}{'MFU (fp32 peak)':>17}")
+    for label, ms in (("bare loop (fp32)", ov["bare_ms"]), ("studio Engine (fp32)", ov["engine_ms"])):
+        add(f"   {label:34}{ms:9.2f}{ov['tokens_per_step'] / ms * 1e3:11.0f}"
+            f"{mfu(ms, ov['flops_per_token'], ov['tokens_per_step'], fp32_peak):16.2f}%")
+    add(f"   {'reference: plain nanoGPT':34}{ref['ms_per_step']:9.2f}{ref['tokens_per_s']:11.0f}"
+        f"{mfu(ref['ms_per_step'], ov['flops_per_token'], ov['tokens_per_step'], fp32_peak):16.2f}%")
+    verdict = "met" if ov["overhead_paired_pct"] < 3 and ov["overhead_pct"] < 3 else "MISSED"
+    add(f"   engine overhead: {ov['overhead_pct']:+.2f}% (pooled medians), "
+        f"{ov['overhead_paired_pct']:+.2f}% (median of {len(ov['engine_block_ms'])} paired blocks)"
+        f"  -> target < 3%: {verdict}")
+    add(f"   per-block ms engine: {' '.join(f'{x:.1f}' for x in ov['engine_block_ms'])}")
+    add(f"   per-block ms bare:   {' '.join(f'{x:.1f}' for x in ov['bare_block_ms'])}")
+    add(f"   engine and bare losses agree: max |diff| = {ov['max_loss_diff']:.2e} over "
+        f"{ov['steps_each']} steps each")
+    p = ov["periodic"]
+    iv = ov["default_intervals"]
+    add(f"   outside the timed window: eval ({res['eval_batches']} batches) {p['eval_s'] * 1e3:.0f} ms, "
+        f"preview {p['preview_s'] * 1e3:.0f} ms, checkpoint {p['checkpoint_s'] * 1e3:.0f} ms; "
+        f"end of fit() {ov['end_of_fit_s'] * 1e3:.0f} ms")
+    add(f"   amortised at default intervals (eval {iv['eval_every']}, preview "
+        f"{iv['preview_every']}, checkpoint {iv['checkpoint_every']} + on each new best): "
+        f"+{ov['periodic_amortised_pct']:.1f}% per step")
+    add("")
+    add("4. fp32 vs bf16 autocast (bare loop, alternating blocks)")
+    add(f"   {'shape':34}{'fp32 ms':>9}{'bf16 ms':>9}{'bf16 speedup':>14}{'MFU fp32':>10}"
+        f"{'MFU bf16*':>10}")
+    for key in ("precision_tiny", "precision_wide"):
+        r = res.get(key)
+        if not r:
+            continue
+        s = r["shape"]
+        label = (f"{s['n_layer']}L {s['n_embd']}w T{s['block_size']} B{s['batch_size']} "
+                 f"({r['params'] / 1e6:.1f}M)")
+        add(f"   {label:34}{r['fp32']['ms']:9.1f}{r['bf16']['ms']:9.1f}"
+            f"{r['bf16_speedup']:8.2f}x ({r['bf16_speedup_paired']:.2f})"
+            f"{mfu(r['fp32']['ms'], r['flops_per_token'], r['tokens_per_step'], fp32_peak):9.1f}%"
+            f"{mfu(r['bf16']['ms'], r['flops_per_token'], r['tokens_per_step'], bf16_peak):9.1f}%")
+    add("   (speedup > 1: bf16 faster; in brackets the median of paired blocks; "
+        "* MFU of bf16 against the bf16 peak)")
+    rr = res.get("real_run")
+    if rr:
+        add("")
+        add(f"5. studio.api.train, {rr['steps']} steps, shakespeare train -> held-out val "
+            f"(full file, {rr['val_tokens']} tokens)")
+        add(f"   {'':34}{'ours':>10}{'nanoGPT':>10}")
+        add(f"   {'median ms/step':34}{rr['ms_per_step']:10.2f}{ref['ms_per_step']:10.2f}")
+        add(f"   {'tokens/s':34}{rr['tokens_per_s']:10.0f}{ref['tokens_per_s']:10.0f}")
+        ref_wall = ref["wall_s"] * rr["steps"] / ref["steps"]
+        add(f"   {'wall time, s (api.train)':34}{rr['wall_s']:10.1f}{ref_wall:10.1f}"
+            + ("" if rr["steps"] == ref["steps"] else "   (reference scaled to these steps)"))
+        add(f"   {'  of which the training loop, s':34}{rr['loop_wall_s']:10.1f}")
+        if rr["steps"] == ref["steps"]:
+            add(f"   {'held-out loss, nats/char':34}{rr['val_loss']:10.4f}{ref['val_loss']:10.2f}")
+            faster = rr["ms_per_step"] <= ref["ms_per_step"] and rr["wall_s"] <= ref["wall_s"]
+            better = rr["val_loss"] <= ref["val_loss"] + 0.005
+            add(f"   targets: at least as fast -> {'met' if faster else 'MISSED'}; "
+                f"loss no worse -> {'met' if better else 'MISSED'}")
+        else:
+            add(f"   {'held-out loss, nats/char':34}{rr['val_loss']:10.4f}"
+                f"   (after only {rr['steps']} steps; nanoGPT's {ref['val_loss']} is after "
+                f"{ref['steps']})")
+        add(f"   bits/byte {rr['val_bits_per_byte']:.4f}; periodic evals (50 batches): "
+            + ", ".join(f"{s}: {v}" for s, v in rr["periodic_evals"]))
+    add("=" * 92)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: a few steps of everything (~30 s)")
+    parser.add_argument("--no-wide", action="store_true",
+                        help="skip the wide-shape fp32/bf16 comparison (slowest part after 5)")
+    parser.add_argument("--train-data", default=str(DATA / "shakespeare_train.txt"))
+    parser.add_argument("--val-data", default=str(DATA / "shakespeare_val.txt"))
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "bench_core.json"),
+                        help="where the JSON results go")
+    args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
+    for path in (args.train_data, args.val_data):
+        if not Path(path).is_file():
+            parser.error(f"{path} does not exist (see --train-data / --val-data)")
+
+    # The thread count training uses; everything below runs at it.
+    threads = configure_threads(0)
+    assert torch.get_num_threads() == threads
+    gen_cls = default_registry().get("text")
+    started = time.perf_counter()
+    res: dict = {"mode": "quick" if args.quick else "full", "plan": asdict(plan),
+                 "reference_nanogpt": REFERENCE,
+                 "environment": {"cpu": cpu_description(), "threads": threads,
+                                 "torch": torch.__version__, "python": platform.python_version(),
+                                 "load_before": load_avg(),
+                                 "time": time.strftime("%Y-%m-%d %H:%M:%S")},
+                 "eval_batches": api.build_configs(gen_cls)[1].eval_batches}
+    env = res["environment"]
+    say(f"bench_core ({res['mode']}): {env['cpu']['model']}, {threads} threads, torch "
+        f"{env['torch']}, load {env['load_before']}")
+
+    say("[1/5] matmul peak ...")
+    res["matmul"] = matmul_peak(plan)
+    for name in ("fp32", "bf16"):
+        say(f"      {name}: " + ", ".join(f"{n}: {v:.1f}" for n, v in res["matmul"][name]["by_size"].items())
+            + " GFLOP/s")
+
+    with tempfile.TemporaryDirectory(prefix="bench_core-") as tmp:
+        folder = Path(tmp)
+        say("[2-3/5] engine vs bare loop at nanoGPT's CPU shape (alternating blocks) ...")
+        res["engine_vs_bare"] = ov = engine_vs_bare(gen_cls, args.train_data, args.val_data,
+                                                    folder, plan)
+        say(f"      engine {ov['engine_ms']:.2f} ms/step, bare {ov['bare_ms']:.2f} ms/step, "
+            f"overhead {ov['overhead_pct']:+.2f}% (paired {ov['overhead_paired_pct']:+.2f}%), "
+            f"loss diff {ov['max_loss_diff']:.1e}")
+        # Part of 1, but it needs the model's real vocabulary: the matmuls this model runs.
+        shape = ov["shape"]
+        res["model_gemms"] = model_gemm_rates(shape["batch_size"] * shape["block_size"],
+                                              shape["n_embd"], ov["vocab_size"], plan)
+
+        say("[4/5] fp32 vs bf16 autocast ...")
+        res["precision_tiny"] = r = fp32_vs_bf16(gen_cls, [], args.train_data, args.val_data,
+                                                 plan.prec_warmup, plan.prec_block, plan.prec_blocks)
+        say(f"      nanoGPT shape: fp32 {r['fp32']['ms']:.2f} ms, bf16 {r['bf16']['ms']:.2f} ms, "
+            f"bf16 speedup {r['bf16_speedup']:.2f}x")
+        if not args.no_wide:
+            res["precision_wide"] = r = fp32_vs_bf16(gen_cls, WIDE, args.train_data, args.val_data,
+                                                     plan.wide_warmup, plan.wide_block,
+                                                     plan.wide_blocks)
+            say(f"      wide shape: fp32 {r['fp32']['ms']:.1f} ms, bf16 {r['bf16']['ms']:.1f} ms, "
+                f"bf16 speedup {r['bf16_speedup']:.2f}x")
+
+        say(f"[5/5] studio.api.train for {plan.train_steps} steps, then studio.api.evaluate ...")
+        res["real_run"] = rr = real_run(args.train_data, args.val_data, plan.train_steps, folder)
+        say(f"      {rr['steps']} steps in {rr['wall_s']:.1f} s, {rr['ms_per_step']:.2f} ms/step, "
+            f"held-out loss {rr['val_loss']:.4f}")
+
+    env["load_after"] = load_avg()
+    res["total_s"] = time.perf_counter() - started
+    say()
+    say(summary(res))
+    say(f"total {res['total_s']:.0f} s")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2, default=str) + "\n")
+    say(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()

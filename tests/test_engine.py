@@ -1,0 +1,97 @@
+"""Engine behaviour: schedule, NaN guard, time limit, checkpoint retention, other modalities."""
+
+import json
+
+import pytest
+
+from studio import api
+from studio.engine import TrainConfig, lr_factor
+from studio.errors import TrainingDiverged
+from studio.runstore import RunDir
+from studio.testing import GeneratorConformance
+from toy_generators import ToyImageGenerator, ToyVideoGenerator
+
+QUIET = ["device=cpu", "eval_every=0", "preview_every=0"]
+
+
+@pytest.fixture(autouse=True)
+def _toys_registered():
+    from studio.registry import default_registry
+    for cls in (ToyImageGenerator, ToyVideoGenerator):
+        default_registry().add(cls.name, cls)
+
+
+def test_lr_warmup_then_cosine_to_the_floor():
+    train = TrainConfig(max_steps=1000, warmup_steps=100, min_lr_ratio=0.1)
+    factors = [lr_factor(s, train) for s in range(1000)]
+    assert factors[0] < factors[50] < factors[99] <= 1.0
+    assert factors[100] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[100:], factors[101:]))  # never rises after warmup
+    assert lr_factor(1000, train) == pytest.approx(0.1)
+    assert lr_factor(5000, train) == pytest.approx(0.1)
+    constant = TrainConfig(max_steps=1000, warmup_steps=0, lr_schedule="constant")
+    assert {lr_factor(s, constant) for s in range(0, 1000, 100)} == {1.0}
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match="NaN or infinite.*step_0000010 is kept"):
+        api.train(ToyImageGenerator, run_dir=str(run), max_steps=50, events="none",
+                  settings=QUIET + ["explode_at=15", "checkpoint_every=10", "log_every=5"])
+    store = RunDir(run)
+    assert [c.step for c in store.checkpoints()] == [10]
+    state, tensors = store.load_checkpoint(store.checkpoints()[0].folder)
+    import torch
+    assert all(torch.isfinite(t).all() for t in tensors["model.safetensors"].values())
+    assert store.info()["status"] == "diverged"
+    assert any(e["event"] == "error" and "NaN" in e["message"] for e in store.events())
+
+
+def test_time_limit_stops_with_a_checkpoint(tmp_path):
+    status, run = api.train(ToyImageGenerator, run_dir=str(tmp_path / "run"), max_steps=10**9,
+                            max_minutes=0.02, events="none", settings=QUIET)
+    assert status == "stopped"
+    assert run.checkpoints() and run.checkpoints()[-1].step > 0
+    done = [e for e in run.events() if e["event"] == "done"][-1]
+    assert "time limit" in done["reason"]
+
+
+def test_keeps_the_last_k_and_the_best_checkpoint(tmp_path):
+    status, run = api.train(ToyImageGenerator, run_dir=str(tmp_path / "run"), max_steps=60,
+                            events="none", settings=["device=cpu", "preview_every=0",
+                                                     "eval_every=10", "checkpoint_every=10",
+                                                     "keep_last=2", "lr=0.05"])
+    steps = [c.step for c in run.checkpoints()]
+    best = run.best_checkpoint()
+    evals = [e for e in run.events() if e["event"] == "eval"]
+    best_eval = min(evals, key=lambda e: e["metrics"]["val_loss"])
+    assert best == f"step_{best_eval['step']:07d}"
+    assert steps[-2:] == [50, 60] and len(steps) <= 3
+    assert run.info()["best"]["step"] == best_eval["step"]
+    assert api.load_run(str(run.path), checkpoint="best")[2].name == best
+
+
+def test_events_log_is_append_only_json_lines(tmp_path):
+    status, run = api.train(ToyImageGenerator, run_dir=str(tmp_path / "run"), max_steps=20,
+                            events="none", settings=QUIET)
+    first = run.events_path.read_text()
+    api.train(resume=str(run.path), max_steps=30, events="none", generator=ToyImageGenerator)
+    second = run.events_path.read_text()
+    assert second.startswith(first)
+    kinds = [json.loads(l)["event"] for l in second.splitlines()]
+    assert kinds.count("start") == 2 and kinds.count("done") == 2
+
+
+class TestToyImageConformance(GeneratorConformance):
+    """The conformance suite carries image generators (and saves their previews as PNG)."""
+
+    generator = ToyImageGenerator
+    tiny_config = {"size": 4}
+    train_steps = 4
+
+    def make_data(self, folder):
+        return str(folder)
+
+
+class TestToyVideoConformance(TestToyImageConformance):
+    generator = ToyVideoGenerator
