@@ -25,7 +25,8 @@ What it measures, in order:
    `studio.api.evaluate` on the whole validation file: wall time, ms/step and held-out loss
    next to plain nanoGPT's on this machine.
 
-Run it from the repository root, on an otherwise idle machine (the load average is recorded):
+Run it from the repository root, on an otherwise idle machine. It waits (up to 2 min) for the
+CPUs to go quiet first, and records how much CPU other processes took during each part:
 
     STUDIO_CACHE_DIR=/tmp/studio-cache-bench .venv/bin/python bench/bench_core.py          # ~6 min
     STUDIO_CACHE_DIR=/tmp/studio-cache-bench .venv/bin/python bench/bench_core.py --quick  # ~30 s
@@ -55,7 +56,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from studio import api  # noqa: E402
-from studio.callbacks import Callback, standard_callbacks  # noqa: E402
+from studio.callbacks import Callback, Checkpoint, Evaluate, Preview, standard_callbacks  # noqa: E402
 from studio.config import to_dict  # noqa: E402
 from studio.engine import (Engine, autocast_context, configure_threads, default_adamw,  # noqa: E402
                            lr_factor, seed_everything)
@@ -91,8 +92,8 @@ class Plan:
 
 
 FULL = Plan(sizes=(1024, 1536, 2048), mm_warmup=2, mm_repeats=7,
-            overhead_warmup=30, overhead_block=40, overhead_blocks=10, end_repeats=3,
-            prec_warmup=20, prec_block=25, prec_blocks=6,
+            overhead_warmup=30, overhead_block=50, overhead_blocks=12, end_repeats=3,
+            prec_warmup=20, prec_block=25, prec_blocks=8,
             wide_warmup=2, wide_block=3, wide_blocks=4, train_steps=2000)
 QUICK = Plan(sizes=(512, 1024), mm_warmup=1, mm_repeats=3,
              overhead_warmup=3, overhead_block=5, overhead_blocks=2, end_repeats=1,
@@ -113,6 +114,42 @@ def load_avg() -> float | None:
         return round(os.getloadavg()[0], 2)
     except OSError:
         return None
+
+
+def cpu_snapshot() -> tuple[float, float, float] | None:
+    """(wall time, busy CPU-seconds of the whole machine, CPU-seconds of this process), from
+    /proc/stat (Linux; None elsewhere). The difference between the two CPU counts over a
+    section is what other processes took from us: on 2 cores, another busy process makes
+    torch's spinning OpenMP threads wait for each other and steps run up to 10x slower."""
+    try:
+        with open("/proc/stat") as f:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    except (OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    mine = os.times()
+    return (time.perf_counter(), (user + nice + system + irq + softirq + steal) / tick,
+            mine.user + mine.system)
+
+
+def other_cpu_pct(before, after) -> float | None:
+    """Share of the machine's CPUs that other processes (or the hypervisor) used in between."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    others = (after[1] - before[1]) - (after[2] - before[2])
+    return round(max(0.0, 100 * others / ((after[0] - before[0]) * (os.cpu_count() or 1))), 1)
+
+
+def wait_for_quiet(max_wait_s: float, threshold_pct: float = 10.0) -> float | None:
+    """Wait (up to max_wait_s) until other processes use under threshold_pct of the CPUs over
+    2 s, so the run starts on a quiet machine. Returns the last measured share."""
+    deadline, share = time.monotonic() + max_wait_s, None
+    while True:
+        before = cpu_snapshot()
+        time.sleep(2.0)
+        share = other_cpu_pct(before, cpu_snapshot())
+        if share is None or share < threshold_pct or time.monotonic() >= deadline:
+            return share
 
 
 def cpu_description() -> dict:
@@ -258,6 +295,37 @@ def time_call(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def bookkeeping_us(engine, callbacks: list, repeats: int) -> dict:
+    """The engine's per-step work besides the step itself, each piece timed over many calls
+    (far more precise than the A/B difference, which machine noise blurs by a percent or so):
+    the control-file poll, the LR update, and the callbacks' on_step_end on a quiet step and on
+    a logging step (Progress reads the losses back and an event is appended to events.jsonl)."""
+    saved_step, loss = engine.step, torch.tensor(1.0)
+    metrics = {"loss": loss}
+    log_every = engine.train.log_every
+
+    def callbacks_at(step: int, refill: bool):
+        def call():
+            engine.step = step
+            if refill:
+                engine.pending_losses.extend([loss] * log_every)
+            for cb in callbacks:
+                cb.on_step_end(engine, metrics)
+        return call
+
+    quiet_step = 10**6 + 1                # not due for logging, evaluation, preview or checkpoint
+    log_step = 10**6 + log_every          # due for logging only
+    out = {name: 1e6 * time_call(fn, repeats) for name, fn in (
+        ("poll_control", engine._poll_control), ("set_lr", engine._set_lr),
+        ("callbacks_quiet_step", callbacks_at(quiet_step, False)),
+        ("callbacks_log_step", callbacks_at(log_step, True)))}
+    engine.step = saved_step
+    engine.pending_losses.clear()
+    out["per_step_avg"] = (out["poll_control"] + out["set_lr"] + out["callbacks_quiet_step"]
+                           + (out["callbacks_log_step"] - out["callbacks_quiet_step"]) / log_every)
+    return out
+
+
 def engine_vs_bare(gen_cls, train_path: str, val_path: str, folder: Path, plan: Plan) -> dict:
     steps = plan.overhead_warmup + plan.overhead_block * plan.overhead_blocks
     # The text generator's defaults are nanoGPT's CPU shape; build them through the same
@@ -271,8 +339,7 @@ def engine_vs_bare(gen_cls, train_path: str, val_path: str, folder: Path, plan: 
         "generator": gen_cls.name, "generator_version": gen_cls.version,
         "config": to_dict(gen_cfg), "train": to_dict(train),
         "data": {"source": train_path, "val_source": val_path}})
-    callbacks = standard_callbacks()
-    engine = Engine(gen, train, run, callbacks)
+    engine = Engine(gen, train, run, standard_callbacks())
     engine.setup()
     gen.save_assets(run.assets_dir)
     # The bare loop trains an identical copy (deepcopy keeps the tied embedding/head weight).
@@ -301,13 +368,18 @@ def engine_vs_bare(gen_cls, train_path: str, val_path: str, folder: Path, plan: 
 
     # What the timed window leaves out: the end of fit() (eval + preview + checkpoint + the
     # final run.json update), and each periodic action timed on its own.
-    evaluate, preview, checkpoint = callbacks[1], callbacks[2], callbacks[3]
+    def find(kind):
+        return next(cb for cb in engine.callbacks if isinstance(cb, kind))
+
+    evaluate, preview, checkpoint = find(Evaluate), find(Preview), find(Checkpoint)
     periodic = {
         "eval_s": time_call(lambda: evaluate.run(engine), plan.end_repeats),
         "preview_s": time_call(lambda: preview.run(engine), plan.end_repeats),
         "checkpoint_s": time_call(lambda: checkpoint.save(engine), plan.end_repeats),
     }
-    defaults = type(train)()  # the intervals a user gets without --set
+    bookkeeping = bookkeeping_us(engine, [cb for cb in engine.callbacks if cb is not timer],
+                                 repeats=plan.end_repeats * 300)
+    defaults = api.build_configs(gen_cls)[1]  # the intervals a user gets without --set
     engine_step_s = statistics.median(engine_times)
     # With the default intervals a checkpoint follows every improving evaluation, so in a run
     # whose held-out loss keeps falling it comes every eval_every steps.
@@ -335,6 +407,8 @@ def engine_vs_bare(gen_cls, train_path: str, val_path: str, folder: Path, plan: 
         "fit_total_s": fit_end - t0,
         "end_of_fit_s": fit_end - timer.last_step_end,
         "periodic": periodic,
+        "bookkeeping_us": bookkeeping,
+        "bookkeeping_pct": 100 * bookkeeping["per_step_avg"] / 1e6 / engine_step_s,
         "default_intervals": {"eval_every": defaults.eval_every,
                               "preview_every": defaults.preview_every,
                               "checkpoint_every": defaults.checkpoint_every},
@@ -430,9 +504,18 @@ def summary(res: dict) -> str:
     add("=" * 92)
     add(f"SUMMARY  ({res['mode']} run)  {env['cpu']['model']}, {env['threads']} threads, "
         f"torch {env['torch']}, ISA {' '.join(env['cpu']['isa'])}")
-    add(f"load average (1 min) before/after: {env['load_before']} / {env['load_after']}")
+    other = res["other_cpu_pct"]
+    add(f"load average (1 min) before/after: {env['load_before']} / {env['load_after']};  "
+        f"CPU used by other processes per part (%): "
+        + ", ".join(f"{k} {'?' if v is None else v}" for k, v in other.items()))
     add("=" * 92)
-    add("1. matmul peak (square, median of repeats)")
+
+    def noisy(part: str) -> str:
+        share = other.get(part)
+        return (f"   [NOISY: other processes used {share}% of the CPUs meanwhile]"
+                if share is not None and share > 5 else "")
+
+    add("1. matmul peak (square, median of repeats)" + noisy("matmul"))
     sizes = "  ".join(f"{n}: {v:7.1f}" for n, v in peak["fp32"]["by_size"].items())
     add(f"   fp32 {fp32_peak:8.1f} GFLOP/s   ({sizes})")
     sizes = "  ".join(f"{n}: {v:7.1f}" for n, v in peak["bf16"]["by_size"].items())
@@ -446,7 +529,7 @@ def summary(res: dict) -> str:
     add(f"2+3. nanoGPT CPU shape: char vocab {ov['vocab_size']}, {s['n_layer']} layers, "
         f"{s['n_head']} heads, {s['n_embd']} wide, block {s['block_size']}, batch "
         f"{s['batch_size']}; {ov['params'] / 1e6:.2f}M params, "
-        f"{ov['flops_per_token'] / 1e6:.2f} MFLOP/token")
+        f"{ov['flops_per_token'] / 1e6:.2f} MFLOP/token" + noisy("engine_vs_bare"))
     add(f"   {'':34}{'ms/step':>9}{'tokens/s':>11}{'MFU (fp32 peak)':>17}")
     for label, ms in (("bare loop (fp32)", ov["bare_ms"]), ("studio Engine (fp32)", ov["engine_ms"])):
         add(f"   {label:34}{ms:9.2f}{ov['tokens_per_step'] / ms * 1e3:11.0f}"
@@ -463,6 +546,11 @@ def summary(res: dict) -> str:
         f"{ov['steps_each']} steps each")
     p = ov["periodic"]
     iv = ov["default_intervals"]
+    bk = ov["bookkeeping_us"]
+    add(f"   engine bookkeeping per step (timed alone): {bk['per_step_avg']:.0f} us = "
+        f"{ov['bookkeeping_pct']:.2f}% of a step (control poll {bk['poll_control']:.0f} us, "
+        f"LR {bk['set_lr']:.0f} us, callbacks {bk['callbacks_quiet_step']:.0f} us, "
+        f"{bk['callbacks_log_step']:.0f} us on a logging step)")
     add(f"   outside the timed window: eval ({res['eval_batches']} batches) {p['eval_s'] * 1e3:.0f} ms, "
         f"preview {p['preview_s'] * 1e3:.0f} ms, checkpoint {p['checkpoint_s'] * 1e3:.0f} ms; "
         f"end of fit() {ov['end_of_fit_s'] * 1e3:.0f} ms")
@@ -470,7 +558,8 @@ def summary(res: dict) -> str:
         f"{iv['preview_every']}, checkpoint {iv['checkpoint_every']} + on each new best): "
         f"+{ov['periodic_amortised_pct']:.1f}% per step")
     add("")
-    add("4. fp32 vs bf16 autocast (bare loop, alternating blocks)")
+    add("4. fp32 vs bf16 autocast (bare loop, alternating blocks)"
+        + (noisy("precision_tiny") or noisy("precision_wide")))
     add(f"   {'shape':34}{'fp32 ms':>9}{'bf16 ms':>9}{'bf16 speedup':>14}{'MFU fp32':>10}"
         f"{'MFU bf16*':>10}")
     for key in ("precision_tiny", "precision_wide"):
@@ -490,10 +579,13 @@ def summary(res: dict) -> str:
     if rr:
         add("")
         add(f"5. studio.api.train, {rr['steps']} steps, shakespeare train -> held-out val "
-            f"(full file, {rr['val_tokens']} tokens)")
+            f"(full file, {rr['val_tokens']} tokens)" + noisy("real_run"))
         add(f"   {'':34}{'ours':>10}{'nanoGPT':>10}")
         add(f"   {'median ms/step':34}{rr['ms_per_step']:10.2f}{ref['ms_per_step']:10.2f}")
         add(f"   {'tokens/s':34}{rr['tokens_per_s']:10.0f}{ref['tokens_per_s']:10.0f}")
+        add(f"   {'MFU (fp32 peak)':34}"
+            f"{mfu(rr['ms_per_step'], ov['flops_per_token'], ov['tokens_per_step'], fp32_peak):9.2f}%"
+            f"{mfu(ref['ms_per_step'], ov['flops_per_token'], ov['tokens_per_step'], fp32_peak):9.2f}%")
         ref_wall = ref["wall_s"] * rr["steps"] / ref["steps"]
         add(f"   {'wall time, s (api.train)':34}{rr['wall_s']:10.1f}{ref_wall:10.1f}"
             + ("" if rr["steps"] == ref["steps"] else "   (reference scaled to these steps)"))
@@ -521,12 +613,17 @@ def main() -> None:
                         help="smoke run: a few steps of everything (~30 s)")
     parser.add_argument("--no-wide", action="store_true",
                         help="skip the wide-shape fp32/bf16 comparison (slowest part after 5)")
+    parser.add_argument("--wait-quiet", type=float, default=None, metavar="S",
+                        help="first wait up to S seconds for other processes to go quiet "
+                             "(default: 120, or 0 with --quick)")
     parser.add_argument("--train-data", default=str(DATA / "shakespeare_train.txt"))
     parser.add_argument("--val-data", default=str(DATA / "shakespeare_val.txt"))
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "bench_core.json"),
                         help="where the JSON results go")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
+    if args.wait_quiet is None:
+        args.wait_quiet = 0.0 if args.quick else 120.0
     for path in (args.train_data, args.val_data):
         if not Path(path).is_file():
             parser.error(f"{path} does not exist (see --train-data / --val-data)")
@@ -547,8 +644,18 @@ def main() -> None:
     say(f"bench_core ({res['mode']}): {env['cpu']['model']}, {threads} threads, torch "
         f"{env['torch']}, load {env['load_before']}")
 
+    if args.wait_quiet > 0:
+        share = wait_for_quiet(args.wait_quiet)
+        say(f"other processes use {share}% of the CPUs now (waited up to {args.wait_quiet:g} s "
+            f"for under 10%)")
+    # Each part records how much CPU other processes took while it ran: a result measured
+    # while something else was busy says so in the summary instead of passing as real.
+    contention = res["other_cpu_pct"] = {}
+
     say("[1/5] matmul peak ...")
+    snap = cpu_snapshot()
     res["matmul"] = matmul_peak(plan)
+    contention["matmul"] = other_cpu_pct(snap, cpu_snapshot())
     for name in ("fp32", "bf16"):
         say(f"      {name}: " + ", ".join(f"{n}: {v:.1f}" for n, v in res["matmul"][name]["by_size"].items())
             + " GFLOP/s")
@@ -556,8 +663,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_core-") as tmp:
         folder = Path(tmp)
         say("[2-3/5] engine vs bare loop at nanoGPT's CPU shape (alternating blocks) ...")
+        snap = cpu_snapshot()
         res["engine_vs_bare"] = ov = engine_vs_bare(gen_cls, args.train_data, args.val_data,
                                                     folder, plan)
+        contention["engine_vs_bare"] = other_cpu_pct(snap, cpu_snapshot())
         say(f"      engine {ov['engine_ms']:.2f} ms/step, bare {ov['bare_ms']:.2f} ms/step, "
             f"overhead {ov['overhead_pct']:+.2f}% (paired {ov['overhead_paired_pct']:+.2f}%), "
             f"loss diff {ov['max_loss_diff']:.1e}")
@@ -567,19 +676,24 @@ def main() -> None:
                                               shape["n_embd"], ov["vocab_size"], plan)
 
         say("[4/5] fp32 vs bf16 autocast ...")
+        snap = cpu_snapshot()
         res["precision_tiny"] = r = fp32_vs_bf16(gen_cls, [], args.train_data, args.val_data,
                                                  plan.prec_warmup, plan.prec_block, plan.prec_blocks)
         say(f"      nanoGPT shape: fp32 {r['fp32']['ms']:.2f} ms, bf16 {r['bf16']['ms']:.2f} ms, "
             f"bf16 speedup {r['bf16_speedup']:.2f}x")
+        contention["precision_tiny"] = other_cpu_pct(snap, snap := cpu_snapshot())
         if not args.no_wide:
             res["precision_wide"] = r = fp32_vs_bf16(gen_cls, WIDE, args.train_data, args.val_data,
                                                      plan.wide_warmup, plan.wide_block,
                                                      plan.wide_blocks)
             say(f"      wide shape: fp32 {r['fp32']['ms']:.1f} ms, bf16 {r['bf16']['ms']:.1f} ms, "
                 f"bf16 speedup {r['bf16_speedup']:.2f}x")
+            contention["precision_wide"] = other_cpu_pct(snap, cpu_snapshot())
 
         say(f"[5/5] studio.api.train for {plan.train_steps} steps, then studio.api.evaluate ...")
+        snap = cpu_snapshot()
         res["real_run"] = rr = real_run(args.train_data, args.val_data, plan.train_steps, folder)
+        contention["real_run"] = other_cpu_pct(snap, cpu_snapshot())
         say(f"      {rr['steps']} steps in {rr['wall_s']:.1f} s, {rr['ms_per_step']:.2f} ms/step, "
             f"held-out loss {rr['val_loss']:.4f}")
 

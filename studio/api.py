@@ -106,7 +106,7 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
     """Everything before the loop: configs, data, run folder, model. Returns (engine, the
     checkpoint to resume from or None). `generator` is a registered name or a Generator class
     (tests and notebooks); `callbacks` are added after the standard ones."""
-    from studio.engine import Engine, pick_device, resolve_precision
+    from studio.engine import Engine, barrier, init_distributed, pick_device, resolve_precision
 
     flags = {"max_steps": max_steps, "max_minutes": max_minutes}
     if resume is not None:
@@ -141,7 +141,7 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
         gen_cls = _generator_class(generator)
         gen_config, train_config = build_configs(gen_cls, preset, config_file, settings, flags)
         run_path = Path(run_dir) if run_dir else default_run_dir(gen_cls.name)
-        if (run_path / "config.json").exists():
+        if (run_path / "config.json").exists() and int(os.environ.get("RANK", 0)) == 0:
             raise StudioError(f"{run_path} already holds a run. Continue it with "
                               f"`studio train --resume {run_path}`, or pick a new --run-dir.")
         _ensure_writable(run_path)
@@ -150,14 +150,19 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
 
     # Refuse a bad device or precision before any data is read or folder written.
     resolve_precision(train_config.precision, pick_device(train_config.device))
+    # Under torchrun every rank reads the data; rank 0 alone writes the run folder.
+    rank, _ = init_distributed(train_config.device)
     report = gen.load_data(data, val_data, cache_dir())
     if resume is None:
-        run = RunDir.create(run_path, {
-            "generator": gen_cls.name, "generator_version": gen_cls.version,
-            "config": to_dict(gen_config), "train": to_dict(train_config),
-            "data": {"source": data, "val_source": val_data}})
-        write_json(run.path / "data_report.json", report.to_json())
-    else:
+        if rank == 0:
+            run = RunDir.create(run_path, {
+                "generator": gen_cls.name, "generator_version": gen_cls.version,
+                "config": to_dict(gen_config), "train": to_dict(train_config),
+                "data": {"source": data, "val_source": val_data}})
+            write_json(run.path / "data_report.json", report.to_json())
+        barrier()
+        run = RunDir(run_path)
+    elif rank == 0:
         doc.update(train=to_dict(train_config), data={"source": data, "val_source": val_data})
         write_json(run.config_path, doc)
 

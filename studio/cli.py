@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from studio import __version__
@@ -82,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("root", nargs="?", default="runs")
     r.add_argument("--json", action="store_true")
 
+    d = sub.add_parser("demo", help="train the text generator on the built-in corpus (offline), "
+                                    "then print samples; continues where it stopped")
+    d.add_argument("--run-dir", default="runs/demo")
+    d.add_argument("--steps", type=int, default=2000, help="training steps (default 2000, ~1 min)")
+    d.add_argument("--device", default="auto")
+
     ctl = sub.add_parser("control", help="pause, resume or stop a run that is training")
     ctl.add_argument("run")
     ctl.add_argument("action", choices=("pause", "resume", "stop"))
@@ -124,7 +131,7 @@ def _cmd_train(args) -> int:
                             settings=settings, max_steps=args.max_steps,
                             max_minutes=args.max_minutes, resume=args.resume,
                             checkpoint=args.checkpoint, events=events)
-    if events != "json":
+    if events != "json" and int(os.environ.get("RANK", 0)) == 0:
         print(f"run {run.path}: {status}. Sample with `studio generate {run.path}`, "
               f"continue with `studio train --resume {run.path}`.", file=sys.stderr)
     return 0
@@ -179,6 +186,25 @@ def _cmd_config(args) -> int:
     return 0
 
 
+def _cmd_demo(args) -> int:
+    from pathlib import Path
+    from studio import api
+    events = "bar" if sys.stderr.isatty() else "plain"
+    run = Path(args.run_dir)
+    if not (run / "config.json").exists():
+        print(f"training a small GPT on the built-in corpus (Python's own documentation) "
+              f"into {run}", file=sys.stderr)
+        api.train("text", run_dir=str(run), max_steps=args.steps, events=events,
+                  settings=[f"device={args.device}"])
+    elif api.runs_table(str(run))[0]["step"] < args.steps:
+        api.train(resume=str(run), max_steps=args.steps, events=events)
+    print(json.dumps({k: v for k, v in api.evaluate(str(run)).items() if k != "run"}), file=sys.stderr)
+    for i, sample in enumerate(api.generate(str(run), prompt="The ", n=2, seed=0,
+                                            settings=["max_new_tokens=300"])):
+        print(f"--- sample {i + 1} ---\n{sample.data}")
+    return 0
+
+
 def _cmd_control(args) -> int:
     from studio import api
     api.control(args.run, args.action)
@@ -187,7 +213,8 @@ def _cmd_control(args) -> int:
 
 
 COMMANDS = {"generators": _cmd_generators, "train": _cmd_train, "generate": _cmd_generate,
-            "eval": _cmd_eval, "runs": _cmd_runs, "config": _cmd_config, "control": _cmd_control}
+            "eval": _cmd_eval, "runs": _cmd_runs, "config": _cmd_config, "control": _cmd_control,
+            "demo": _cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -134,6 +134,23 @@ def autocast_context(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def init_distributed(device_spec: str) -> tuple[int, int]:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1). Returns (rank, world)."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    rank = int(os.environ.get("RANK", 0))
+    if world > 1 and not torch.distributed.is_initialized():
+        device = pick_device(device_spec)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world
+
+
+def barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -321,9 +338,7 @@ class Engine:
     # -- set-up
     def setup(self) -> None:
         """Build the model on the device, wrap it for DDP/compile, and make its optimizers."""
-        if self.world_size > 1 and not torch.distributed.is_initialized():
-            backend = "nccl" if self.device.type == "cuda" else "gloo"
-            torch.distributed.init_process_group(backend)
+        init_distributed(self.train.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -451,6 +466,19 @@ class Engine:
         if self.stop_reason is None:
             self.stop_reason = reason
 
+    def _should_stop(self) -> bool:
+        """Single process: stop when asked. Under torchrun the ranks must leave the loop at the
+        same step, so they agree every `log_every` steps (one tiny all-reduce)."""
+        if self.world_size == 1:
+            return self.stop_reason is not None
+        if self.step % self.train.log_every:
+            return False
+        flag = torch.tensor([1.0 if self.stop_reason else 0.0], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        if flag.item() and self.stop_reason is None:
+            self.stop_reason = "stop requested on another rank"
+        return bool(flag.item())
+
     def _install_signal_handlers(self):
         previous = {}
 
@@ -517,7 +545,7 @@ class Engine:
                 self._poll_control()
                 if train.max_minutes is not None and self.elapsed_minutes() >= train.max_minutes:
                     self.request_stop(f"time limit of {train.max_minutes:g} min")
-                if self.stop_reason is not None:
+                if self._should_stop():
                     break
                 lr = self._set_lr()
                 ctx.step = self.step
