@@ -558,6 +558,7 @@ class Engine:
             status = "done" if self.stop_reason is None else "stopped"
             for cb in self.callbacks:
                 cb.on_train_end(self, status)
+            barrier()  # ranks leave together, after rank 0's final evaluation and checkpoint
         except TrainingDiverged as exc:
             status = "diverged"
             self.emit("error", message=str(exc), step=self.step)
