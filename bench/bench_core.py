@@ -15,9 +15,10 @@ What it measures, in order:
    temporary run folder, against a bare for-loop over an identical copy of the model (same
    batches from the same `get_batch` and seed, same fused AdamW from `default_adamw`, same LR
    schedule, same clipping). Blocks of the two alternate inside one `Engine.fit`, so noise from
-   other work hits both alike; both must produce the same losses. The periodic work the timed
-   window leaves out (held-out evaluation, preview, checkpoint) is timed separately and
-   amortised over the default intervals.
+   other work hits both alike; their losses are compared step by step (they must agree, or the
+   two are not doing the same work). The engine's per-step bookkeeping is also timed alone, and
+   the periodic work the timed window leaves out (held-out evaluation, preview, checkpoint) is
+   timed separately and amortised over the default intervals.
 4. fp32 against bf16 autocast (the engine's `precision=bf16` context) at that shape and at a
    wider one (6 layers, 6 heads, 384 wide, block 256, batch 16), in alternating blocks.
 5. The real path: `studio.api.train` for 2000 steps on shakespeare_train.txt with
@@ -28,8 +29,10 @@ What it measures, in order:
 Run it from the repository root, on an otherwise idle machine. It waits (up to 2 min) for the
 CPUs to go quiet first, and records how much CPU other processes took during each part:
 
-    STUDIO_CACHE_DIR=/tmp/studio-cache-bench .venv/bin/python bench/bench_core.py          # ~6 min
-    STUDIO_CACHE_DIR=/tmp/studio-cache-bench .venv/bin/python bench/bench_core.py --quick  # ~30 s
+    STUDIO_CACHE_DIR=/tmp/studio-cache-bench .venv/bin/python bench/bench_core.py          # ~3 min
+    STUDIO_CACHE_DIR=/tmp/studio-cache-bench .venv/bin/python bench/bench_core.py --quick  # ~20 s
+
+(times on an idle 2-core machine; STUDIO_CACHE_DIR defaults to that folder if unset.)
 
 It prints a summary table at the end and writes every number to bench/results/bench_core.json.
 """
@@ -56,7 +59,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from studio import api  # noqa: E402
-from studio.callbacks import Callback, Checkpoint, Evaluate, Preview, standard_callbacks  # noqa: E402
+from studio.callbacks import (Callback, Checkpoint, Evaluate, Preview,  # noqa: E402
+                              standard_callbacks)
 from studio.config import to_dict  # noqa: E402
 from studio.engine import (Engine, autocast_context, configure_threads, default_adamw,  # noqa: E402
                            lr_factor, seed_everything)
@@ -94,7 +98,7 @@ class Plan:
 FULL = Plan(sizes=(1024, 1536, 2048), mm_warmup=2, mm_repeats=7,
             overhead_warmup=30, overhead_block=50, overhead_blocks=12, end_repeats=3,
             prec_warmup=20, prec_block=25, prec_blocks=8,
-            wide_warmup=2, wide_block=3, wide_blocks=4, train_steps=2000)
+            wide_warmup=2, wide_block=3, wide_blocks=6, train_steps=2000)
 QUICK = Plan(sizes=(512, 1024), mm_warmup=1, mm_repeats=3,
              overhead_warmup=3, overhead_block=5, overhead_blocks=2, end_repeats=1,
              prec_warmup=2, prec_block=4, prec_blocks=2,
@@ -123,7 +127,8 @@ def cpu_snapshot() -> tuple[float, float, float] | None:
     torch's spinning OpenMP threads wait for each other and steps run up to 10x slower."""
     try:
         with open("/proc/stat") as f:
-            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+            fields = f.readline().split()[1:9]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields)
     except (OSError, ValueError):
         return None
     tick = os.sysconf("SC_CLK_TCK")
@@ -154,17 +159,18 @@ def wait_for_quiet(max_wait_s: float, threshold_pct: float = 10.0) -> float | No
 
 def cpu_description() -> dict:
     """CPU model and the ISA extensions that decide matmul speed (AVX-512, AMX for bf16)."""
-    model, flags = platform.processor() or platform.machine(), set()
+    model, flags = None, set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
+            if line.startswith("model name") and model is None:
                 model = line.split(":", 1)[1].strip()
             elif line.startswith("flags") and not flags:
                 flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    return {"model": model, "isa": [f for f in wanted if f in flags], "cores": os.cpu_count()}
+    return {"model": model or platform.processor() or platform.machine(),
+            "isa": [f for f in wanted if f in flags], "cores": os.cpu_count()}
 
 
 # --- 1. matmul peak ---------------------------------------------------------------------------
@@ -199,8 +205,8 @@ def matmul_peak(plan: Plan) -> dict:
 def model_gemm_rates(rows: int, width: int, vocab: int, plan: Plan) -> dict:
     """The forward matmuls of one block and the head, as nn.Linear runs them (x @ W^T), at the
     model's real row count. Small inner dimensions keep these far below the square peak."""
-    shapes = {"qkv": (width, 3 * width), "attn_proj": (width, width),
-              "mlp_fc": (width, 4 * width), "mlp_proj": (4 * width, width), "lm_head": (width, vocab)}
+    shapes = {"qkv": (width, 3 * width), "attn_proj": (width, width), "mlp_fc": (width, 4 * width),
+              "mlp_proj": (4 * width, width), "lm_head": (width, vocab)}
     out: dict = {"rows": rows}
     for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
         out[name] = {}
@@ -402,6 +408,7 @@ def engine_vs_bare(gen_cls, train_path: str, val_path: str, folder: Path, plan: 
         "bare_block_ms": [median_ms(b) for b in timer.bare_blocks],
         "overhead_pct": 100 * (statistics.median(engine_times) / statistics.median(bare_times) - 1),
         "overhead_paired_pct": 100 * (statistics.median(pair_ratios) - 1),
+        "overhead_per_pair_pct": [100 * (r - 1) for r in pair_ratios],
         "max_loss_diff": max_loss_diff,
         "final_loss": float(engine_losses[-plan.overhead_block:].mean()),
         "fit_total_s": fit_end - t0,
@@ -473,11 +480,11 @@ def real_run(train_path: str, val_path: str, steps: int, folder: Path) -> dict:
     # the intervals that also hold an evaluation, preview or checkpoint.
     per_step = [(b["time"] - a["time"]) / (b["step"] - a["step"])
                 for a, b in zip([start] + progress, progress) if b["step"] > a["step"]]
-    evals = [(e["step"], round(e["metrics"]["val_loss"], 4)) for e in events if e["event"] == "eval"]
+    evals = [(e["step"], round(e["metrics"]["val_loss"], 4))
+             for e in events if e["event"] == "eval"]
     t1 = time.perf_counter()
     result = api.evaluate(str(run.path), data=val_path, checkpoint="latest")
     eval_wall = time.perf_counter() - t1
-    torch.set_grad_enabled(True)  # api.load_run turns autograd off for the whole process
     doc = run.config()
     tokens_per_step = doc["config"]["batch_size"] * doc["config"]["block_size"]
     step_s = statistics.median(per_step)
@@ -500,6 +507,9 @@ def summary(res: dict) -> str:
 
     def mfu(ms: float, flops_per_token: float, tokens: int, peak_gflops: float) -> float:
         return 100 * tokens / (ms / 1e3) * flops_per_token / (peak_gflops * 1e9)
+
+    def tiny_mfu(ms: float) -> float:  # at nanoGPT's shape, against the fp32 peak
+        return mfu(ms, ov["flops_per_token"], ov["tokens_per_step"], fp32_peak)
 
     add("=" * 92)
     add(f"SUMMARY  ({res['mode']} run)  {env['cpu']['model']}, {env['threads']} threads, "
@@ -531,18 +541,23 @@ def summary(res: dict) -> str:
         f"{s['batch_size']}; {ov['params'] / 1e6:.2f}M params, "
         f"{ov['flops_per_token'] / 1e6:.2f} MFLOP/token" + noisy("engine_vs_bare"))
     add(f"   {'':34}{'ms/step':>9}{'tokens/s':>11}{'MFU (fp32 peak)':>17}")
-    for label, ms in (("bare loop (fp32)", ov["bare_ms"]), ("studio Engine (fp32)", ov["engine_ms"])):
+    for label, ms in (("bare loop (fp32)", ov["bare_ms"]),
+                      ("studio Engine (fp32)", ov["engine_ms"])):
         add(f"   {label:34}{ms:9.2f}{ov['tokens_per_step'] / ms * 1e3:11.0f}"
-            f"{mfu(ms, ov['flops_per_token'], ov['tokens_per_step'], fp32_peak):16.2f}%")
+            f"{tiny_mfu(ms):16.2f}%")
     add(f"   {'reference: plain nanoGPT':34}{ref['ms_per_step']:9.2f}{ref['tokens_per_s']:11.0f}"
-        f"{mfu(ref['ms_per_step'], ov['flops_per_token'], ov['tokens_per_step'], fp32_peak):16.2f}%")
+        f"{tiny_mfu(ref['ms_per_step']):16.2f}%")
     verdict = "met" if ov["overhead_paired_pct"] < 3 and ov["overhead_pct"] < 3 else "MISSED"
     add(f"   engine overhead: {ov['overhead_pct']:+.2f}% (pooled medians), "
         f"{ov['overhead_paired_pct']:+.2f}% (median of {len(ov['engine_block_ms'])} paired blocks)"
         f"  -> target < 3%: {verdict}")
-    add(f"   per-block ms engine: {' '.join(f'{x:.1f}' for x in ov['engine_block_ms'])}")
-    add(f"   per-block ms bare:   {' '.join(f'{x:.1f}' for x in ov['bare_block_ms'])}")
-    add(f"   engine and bare losses agree: max |diff| = {ov['max_loss_diff']:.2e} over "
+    add(f"   per-block ms engine: {' '.join(f'{x:6.1f}' for x in ov['engine_block_ms'])}")
+    add(f"   per-block ms bare:   {' '.join(f'{x:6.1f}' for x in ov['bare_block_ms'])}")
+    add(f"   overhead per pair %: {' '.join(f'{x:+6.1f}' for x in ov['overhead_per_pair_pct'])}"
+        f"   (the spread is machine noise)")
+    agree = ("agree" if ov["max_loss_diff"] < 1e-4
+             else "DIFFER (the comparison is not like for like)")
+    add(f"   engine and bare-loop losses {agree}: max |diff| = {ov['max_loss_diff']:.2e} over "
         f"{ov['steps_each']} steps each")
     p = ov["periodic"]
     iv = ov["default_intervals"]
@@ -551,7 +566,8 @@ def summary(res: dict) -> str:
         f"{ov['bookkeeping_pct']:.2f}% of a step (control poll {bk['poll_control']:.0f} us, "
         f"LR {bk['set_lr']:.0f} us, callbacks {bk['callbacks_quiet_step']:.0f} us, "
         f"{bk['callbacks_log_step']:.0f} us on a logging step)")
-    add(f"   outside the timed window: eval ({res['eval_batches']} batches) {p['eval_s'] * 1e3:.0f} ms, "
+    add(f"   outside the timed window: eval ({res['eval_batches']} batches) "
+        f"{p['eval_s'] * 1e3:.0f} ms, "
         f"preview {p['preview_s'] * 1e3:.0f} ms, checkpoint {p['checkpoint_s'] * 1e3:.0f} ms; "
         f"end of fit() {ov['end_of_fit_s'] * 1e3:.0f} ms")
     add(f"   amortised at default intervals (eval {iv['eval_every']}, preview "
@@ -584,12 +600,12 @@ def summary(res: dict) -> str:
         add(f"   {'median ms/step':34}{rr['ms_per_step']:10.2f}{ref['ms_per_step']:10.2f}")
         add(f"   {'tokens/s':34}{rr['tokens_per_s']:10.0f}{ref['tokens_per_s']:10.0f}")
         add(f"   {'MFU (fp32 peak)':34}"
-            f"{mfu(rr['ms_per_step'], ov['flops_per_token'], ov['tokens_per_step'], fp32_peak):9.2f}%"
-            f"{mfu(ref['ms_per_step'], ov['flops_per_token'], ov['tokens_per_step'], fp32_peak):9.2f}%")
+            f"{tiny_mfu(rr['ms_per_step']):9.2f}%{tiny_mfu(ref['ms_per_step']):9.2f}%")
         ref_wall = ref["wall_s"] * rr["steps"] / ref["steps"]
         add(f"   {'wall time, s (api.train)':34}{rr['wall_s']:10.1f}{ref_wall:10.1f}"
             + ("" if rr["steps"] == ref["steps"] else "   (reference scaled to these steps)"))
         add(f"   {'  of which the training loop, s':34}{rr['loop_wall_s']:10.1f}")
+        add(f"   {'api.evaluate on the val file, s':34}{rr['evaluate_wall_s']:10.1f}")
         if rr["steps"] == ref["steps"]:
             add(f"   {'held-out loss, nats/char':34}{rr['val_loss']:10.4f}{ref['val_loss']:10.2f}")
             faster = rr["ms_per_step"] <= ref["ms_per_step"] and rr["wall_s"] <= ref["wall_s"]
@@ -610,7 +626,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: a few steps of everything (~30 s)")
+                        help="smoke run: a few steps of everything (~20 s)")
     parser.add_argument("--no-wide", action="store_true",
                         help="skip the wide-shape fp32/bf16 comparison (slowest part after 5)")
     parser.add_argument("--wait-quiet", type=float, default=None, metavar="S",
@@ -657,8 +673,8 @@ def main() -> None:
     res["matmul"] = matmul_peak(plan)
     contention["matmul"] = other_cpu_pct(snap, cpu_snapshot())
     for name in ("fp32", "bf16"):
-        say(f"      {name}: " + ", ".join(f"{n}: {v:.1f}" for n, v in res["matmul"][name]["by_size"].items())
-            + " GFLOP/s")
+        by_size = res["matmul"][name]["by_size"]
+        say(f"      {name}: " + ", ".join(f"{n}: {v:.1f}" for n, v in by_size.items()) + " GFLOP/s")
 
     with tempfile.TemporaryDirectory(prefix="bench_core-") as tmp:
         folder = Path(tmp)
@@ -678,7 +694,8 @@ def main() -> None:
         say("[4/5] fp32 vs bf16 autocast ...")
         snap = cpu_snapshot()
         res["precision_tiny"] = r = fp32_vs_bf16(gen_cls, [], args.train_data, args.val_data,
-                                                 plan.prec_warmup, plan.prec_block, plan.prec_blocks)
+                                                 plan.prec_warmup, plan.prec_block,
+                                                 plan.prec_blocks)
         say(f"      nanoGPT shape: fp32 {r['fp32']['ms']:.2f} ms, bf16 {r['bf16']['ms']:.2f} ms, "
             f"bf16 speedup {r['bf16_speedup']:.2f}x")
         contention["precision_tiny"] = other_cpu_pct(snap, snap := cpu_snapshot())

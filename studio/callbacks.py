@@ -41,7 +41,9 @@ class Progress(Callback):
     ETA (over a sliding window, so a pause or an evaluation does not skew it for long)."""
 
     def __init__(self):
-        self.window: deque = deque(maxlen=20)
+        # The last few progress points: the rate follows recent speed (after a compile warm-up
+        # or a pause) instead of the average since the start.
+        self.window: deque = deque(maxlen=6)
 
     def on_train_start(self, engine) -> None:
         self.window.clear()

@@ -74,7 +74,12 @@ def available_devices() -> list[str]:
 def pick_device(spec: str) -> torch.device:
     if spec == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            local_rank = int(os.environ.get("LOCAL_RANK", 0))
+            if local_rank >= torch.cuda.device_count():
+                raise StudioError(f"torchrun started more processes on this machine than it has "
+                                  f"GPUs ({torch.cuda.device_count()}); lower --nproc_per_node, "
+                                  f"or train on the CPU with --device cpu.")
+            return torch.device("cuda", local_rank)
         if "mps" in available_devices():
             return torch.device("mps")
         return torch.device("cpu")

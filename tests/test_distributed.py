@@ -15,7 +15,7 @@ def test_two_processes_under_torchrun_write_one_run(tmp_path, corpus):
     args = [torchrun, "--nproc_per_node", "2", "--standalone", "-m", "studio", "train",
             "text", "--data", str(corpus), "--run-dir", str(run), "--max-steps", "30",
             "--set", "n_layer=1", "--set", "n_embd=32", "--set", "n_head=2",
-            "--set", "eval_every=10", "--set", "log_every=5", "--events", "none"]
+            "--set", "device=cpu", "--set", "eval_every=10", "--set", "log_every=5", "--events", "none"]
     proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=300,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
