@@ -197,10 +197,11 @@ def load_run(path: str, checkpoint: str | None = None, device: str = "auto",
         raise StudioError(f"{folder} was written by generator '{state.get('generator_name')}'.")
     configure_threads(threads)
     gen.device = pick_device(device)
-    precision = resolve_precision(doc.get("train", {}).get("precision", "auto"), gen.device)
-    gen.autocast = lambda: autocast_context(gen.device, precision)
     gen.load_assets(run.assets_dir)
     model = gen.build()
+    precision = resolve_precision(doc.get("train", {}).get("precision", "auto"), gen.device,
+                                  sum(p.numel() for p in model.parameters()))
+    gen.autocast = lambda: autocast_context(gen.device, precision)
     load_model_tensors(model, tensors["model.safetensors"], state.get("aliases", {}), str(folder))
     gen.model = model.to(gen.device).eval()
     gen.load_extra_state(state.get("generator", {}))
