@@ -281,10 +281,14 @@ class TensorBoard(Callback):
     """Scalars for TensorBoard, when the tensorboard package is installed."""
 
     def __init__(self, folder):
-        from torch.utils.tensorboard import SummaryWriter  # raises ImportError without tensorboard
-        self.writer = SummaryWriter(str(folder))
+        import tensorboard  # noqa: F401  raises ImportError when it is not installed
+        self.folder = folder
+        self.writer = None
 
     def on_event(self, engine, record: dict) -> None:
+        if self.writer is None:  # made on the first event, so only the rank that logs writes
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(self.folder))
         kind, step = record["event"], record.get("step", 0)
         if kind == "progress":
             self.writer.add_scalar("train/loss", record["loss"], step)
@@ -294,7 +298,7 @@ class TensorBoard(Callback):
             for key, value in record["metrics"].items():
                 if isinstance(value, (int, float)):
                     self.writer.add_scalar(f"eval/{key}", value, step)
-        elif kind == "done":
+        elif kind in ("done", "error"):
             self.writer.flush()
 
 

@@ -552,8 +552,8 @@ class Engine:
         previous_handlers = self._install_signal_handlers()
         ctx = _Context(self)
         train = self.train
-        self.run.clear_control()
         if self.is_main:
+            self.run.clear_control()
             self.run.update(status="running", step=self.step, pid=os.getpid())
         self.emit("start", step=self.step, max_steps=train.max_steps, device=str(self.device),
                   precision=self.precision, threads=self.threads, world_size=self.world_size,

@@ -95,3 +95,16 @@ class TestToyImageConformance(GeneratorConformance):
 
 class TestToyVideoConformance(TestToyImageConformance):
     generator = ToyVideoGenerator
+
+
+def test_tensorboard_scalars_are_written_beside_the_event_log(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    status, run = api.train(ToyImageGenerator, run_dir=str(tmp_path / "run"), max_steps=20,
+                            events="none", settings=QUIET + ["eval_every=10", "log_every=5"])
+    acc = EventAccumulator(str(run.path / "tensorboard"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert {"train/loss", "train/lr", "eval/val_loss"} <= set(tags)
+    assert [e.step for e in acc.Scalars("train/loss")] == [5, 10, 15, 20]
+    logged = [e["loss"] for e in run.events() if e["event"] == "progress"]
+    assert [e.value for e in acc.Scalars("train/loss")] == pytest.approx(logged)
