@@ -129,11 +129,13 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
         train_values = {**doc.get("train", {}), **set_train,
                         **{k: v for k, v in flags.items() if v is not None}}
         train_config = from_dict(_train_config_cls(), train_values, "training config")
-        ckpt = run.resolve_checkpoint(checkpoint)
+        # A run stopped before its first checkpoint starts again from step 0 with its config.
+        ckpt = run.resolve_checkpoint(checkpoint) if run.checkpoints() or checkpoint else None
         data_doc = doc.get("data", {})
         data, val_data = data or data_doc.get("source"), val_data or data_doc.get("val_source")
         gen = gen_cls(gen_config)
-        gen.load_assets(run.assets_dir)
+        if ckpt is not None:
+            gen.load_assets(run.assets_dir)
     else:
         if generator is None:
             raise StudioError("name a generator (e.g. `studio train text`) or --resume a run; "
@@ -168,7 +170,7 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
 
     engine = Engine(gen, train_config, run, _callbacks(events, run) + list(callbacks or []))
     engine.setup()
-    if resume is None and engine.is_main:
+    if ckpt is None and engine.is_main:
         gen.save_assets(run.assets_dir)
     for note in report.summary.get("notes", []):
         engine.emit("warning", message=note)

@@ -204,3 +204,14 @@ def test_nothing_is_lost_after_errors(capsys, trained_run):
     for ckpt in run.checkpoints():
         run.load_checkpoint(ckpt.folder)  # verifies sizes and hashes
     assert [c.step for c in run.checkpoints()] == [10, 20]
+
+
+def test_resume_a_run_interrupted_before_its_first_checkpoint(capsys, run_copy):
+    import shutil as sh
+    for ckpt in (run_copy / "checkpoints").glob("step_*"):
+        sh.rmtree(ckpt)
+    (run_copy / "checkpoints" / "index.json").unlink()
+    expect_error(capsys, "generate", run_copy, match="has no checkpoint yet")
+    code, out, err = studio(capsys, "train", "--resume", run_copy, "--max-steps", "4")
+    assert code == 0, err
+    assert [c.step for c in RunDir(run_copy).checkpoints()] == [4]
