@@ -32,12 +32,14 @@ def _train_config_cls():
 
 
 def build_configs(gen_cls, preset: str | None = None, config_file: str | None = None,
-                  settings: list[str] | None = None, overrides: dict | None = None):
-    """Generator config and training config from: defaults < preset < JSON file < --set <
+                  settings: list[str] | None = None, overrides: dict | None = None,
+                  start_from: dict | None = None, fine_tune: bool = False):
+    """Generator config and training config from: defaults < the model started from
+    (`start_from`, with the generator's fine-tuning defaults) < preset < JSON file < --set <
     explicit flags (overrides). Every value goes through the one validator."""
     TrainConfig = _train_config_cls()
-    gen_values: dict = {}
-    train_values: dict = dict(gen_cls.train_defaults)
+    gen_values: dict = dict(start_from or {})
+    train_values: dict = {**gen_cls.train_defaults, **(gen_cls.finetune_defaults if fine_tune else {})}
     if preset:
         if preset not in gen_cls.presets:
             raise StudioError(f"generator '{gen_cls.name}' has no preset '{preset}'. Presets: "
@@ -102,10 +104,13 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
                      settings: list[str] | None = None, max_steps: int | None = None,
                      max_minutes: float | None = None, resume: str | None = None,
                      checkpoint: str | None = None, events: str = "plain",
-                     callbacks: list | None = None):
+                     callbacks: list | None = None, init_from: str | None = None,
+                     init_from_pretrained: str | None = None):
     """Everything before the loop: configs, data, run folder, model. Returns (engine, the
     checkpoint to resume from or None). `generator` is a registered name or a Generator class
-    (tests and notebooks); `callbacks` are added after the standard ones."""
+    (tests and notebooks); `callbacks` are added after the standard ones. A new run can start
+    from another run's weights and assets (`init_from`: a run or checkpoint folder) or from a
+    foreign pretrained folder the generator can read (`init_from_pretrained`)."""
     from studio.engine import Engine, barrier, init_distributed, pick_device, resolve_precision
 
     flags = {"max_steps": max_steps, "max_minutes": max_minutes}
@@ -141,7 +146,12 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
             raise StudioError("name a generator (e.g. `studio train text`) or --resume a run; "
                               "`studio generators` lists them.")
         gen_cls = _generator_class(generator)
-        gen_config, train_config = build_configs(gen_cls, preset, config_file, settings, flags)
+        init = _describe_init(gen_cls, init_from, init_from_pretrained)
+        if init and preset:
+            raise StudioError("--preset cannot be combined with --init-from: the model's shape "
+                              "comes from the weights you start from.")
+        gen_config, train_config = build_configs(gen_cls, preset, config_file, settings, flags,
+                                                 start_from=init.get("config"), fine_tune=bool(init))
         run_path = Path(run_dir) if run_dir else default_run_dir(gen_cls.name)
         if (run_path / "config.json").exists() and int(os.environ.get("RANK", 0)) == 0:
             raise StudioError(f"{run_path} already holds a run. Continue it with "
@@ -149,7 +159,10 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
         _ensure_writable(run_path)
         gen = gen_cls(gen_config)
         ckpt = None
+        doc = {"init": init.get("record")}
 
+    # A new run (or one stopped before its first checkpoint) starts from the weights it names.
+    load_init_weights = _prepare_init(gen, doc.get("init")) if ckpt is None else None
     # Refuse a bad device or precision before any data is read or folder written.
     resolve_precision(train_config.precision, pick_device(train_config.device))
     # Under torchrun every rank reads the data; rank 0 alone writes the run folder.
@@ -160,7 +173,7 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
             run = RunDir.create(run_path, {
                 "generator": gen_cls.name, "generator_version": gen_cls.version,
                 "config": to_dict(gen_config), "train": to_dict(train_config),
-                "data": {"source": data, "val_source": val_data}})
+                "data": {"source": data, "val_source": val_data}, "init": doc.get("init")})
             write_json(run.path / "data_report.json", report.to_json())
         barrier()
         run = RunDir(run_path)
@@ -170,6 +183,8 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
 
     engine = Engine(gen, train_config, run, _callbacks(events, run) + list(callbacks or []))
     engine.setup()
+    if load_init_weights is not None:
+        load_init_weights(gen.model)
     if ckpt is None and engine.is_main:
         gen.save_assets(run.assets_dir)
     for note in report.summary.get("notes", []):
@@ -177,6 +192,47 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
     for item, reason in report.skipped[:20]:
         engine.emit("warning", message=f"skipped {item}: {reason}")
     return engine, ckpt
+
+
+def _describe_init(gen_cls, init_from: str | None, pretrained: str | None) -> dict:
+    """What a new run starts from: the config it implies and a record for config.json."""
+    if init_from and pretrained:
+        raise StudioError("give either --init-from (a run) or --init-from-hf (a pretrained "
+                          "folder), not both.")
+    if init_from:
+        source = RunDir.open(Path(init_from))
+        source_doc = source.config()
+        if source_doc["generator"] != gen_cls.name:
+            raise StudioError(f"{init_from} is a run of generator '{source_doc['generator']}'; "
+                              f"it cannot start a '{gen_cls.name}' run.")
+        given = Path(init_from)
+        folder = given if (given / "state.json").exists() else source.resolve_checkpoint("best")
+        return {"config": source_doc.get("config", {}),
+                "record": {"run": str(source.path), "checkpoint": folder.name}}
+    if pretrained:
+        return {"config": gen_cls.pretrained_config(pretrained),
+                "record": {"pretrained": str(Path(pretrained).resolve())}}
+    return {}
+
+
+def _prepare_init(gen, record: dict | None):
+    """Read the assets (e.g. tokenizer) of what the run starts from, before its data is
+    encoded; return a function that loads the weights once the model is built, or None."""
+    from studio.engine import load_model_tensors
+    if not record:
+        return None
+    if "pretrained" in record:
+        gen.use_pretrained(record["pretrained"])  # build() loads the weights
+        return None
+    source = RunDir.open(Path(record["run"]))
+    folder = source.checkpoints_dir / record["checkpoint"]
+    state, tensors = source.load_checkpoint(folder)
+    gen.load_assets(source.assets_dir)
+
+    def load(model):
+        load_model_tensors(model, tensors["model.safetensors"], state.get("aliases", {}),
+                           f"{folder} (--init-from)")
+    return load
 
 
 def _generator_class(generator: str | type) -> type:
@@ -236,6 +292,16 @@ def generate(path: str, prompt=None, n: int = 1, seed: int = 0, settings: list[s
     for s in samples:
         s.meta.update(run=str(run.path), checkpoint=folder.name, generator=gen.name)
     return samples
+
+
+def stream(path: str, prompt=None, seed: int = 0, settings: list[str] | None = None,
+           checkpoint: str | None = None, device: str = "auto"):
+    """One sample's output as it is generated (pieces of text for text generators)."""
+    import torch
+    run, gen, folder = load_run(path, checkpoint, device)
+    params = from_dict(gen.SampleConfig, parse_assignments(settings), "sampling settings")
+    with torch.no_grad():
+        yield from gen.stream(params, seed=seed, prompt=prompt)
 
 
 def _process_alive(pid) -> bool:

@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--run-dir", help="folder for the new run (default: runs/GENERATOR-TIME)")
     t.add_argument("--resume", metavar="RUN", help="continue this run from its latest checkpoint")
     t.add_argument("--checkpoint", help="with --resume: which checkpoint (name, step, best)")
+    t.add_argument("--init-from", metavar="RUN", help="fine-tune: start from this run's (or "
+                   "checkpoint folder's) weights and tokenizer, with fine-tuning defaults")
+    t.add_argument("--init-from-hf", metavar="DIR", help="fine-tune: start from a local Hugging "
+                   "Face GPT-2 folder (config.json, model.safetensors, tokenizer files)")
     t.add_argument("--preset", help="a named starting config of the generator (e.g. tiny, small)")
     t.add_argument("--config", dest="config_file", help="JSON file of settings")
     t.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
@@ -70,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="sampling setting, e.g. temperature=0.8, top_k=50, max_new_tokens=300")
     gen.add_argument("--checkpoint", help="latest (default), best, a name or a step")
     gen.add_argument("--device", default="auto")
+    gen.add_argument("--stream", action="store_true", help="print text as it is generated (one sample)")
     gen.add_argument("--out", help="write the samples into this folder (text: samples.json)")
     gen.add_argument("--json", action="store_true", help="print samples as JSON lines")
 
@@ -130,7 +135,8 @@ def _cmd_train(args) -> int:
                             run_dir=args.run_dir, preset=args.preset, config_file=args.config_file,
                             settings=settings, max_steps=args.max_steps,
                             max_minutes=args.max_minutes, resume=args.resume,
-                            checkpoint=args.checkpoint, events=events)
+                            checkpoint=args.checkpoint, events=events,
+                            init_from=args.init_from, init_from_pretrained=args.init_from_hf)
     if events != "json" and int(os.environ.get("RANK", 0)) == 0:
         print(f"run {run.path}: {status}. Sample with `studio generate {run.path}`, "
               f"continue with `studio train --resume {run.path}`.", file=sys.stderr)
@@ -142,12 +148,23 @@ def _cmd_generate(args) -> int:
     from studio.runstore import save_samples
     if args.n < 1:
         raise StudioError(f"--n must be at least 1, got {args.n}.")
+    if args.stream:
+        if args.n != 1 or args.json or args.out:
+            raise StudioError("--stream prints one sample as it is made; drop --n, --json and --out.")
+        for piece in api.stream(args.run, prompt=args.prompt, seed=args.seed, settings=args.settings,
+                                checkpoint=args.checkpoint, device=args.device):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return 0
     samples = api.generate(args.run, prompt=args.prompt, n=args.n, seed=args.seed,
                            settings=args.settings, checkpoint=args.checkpoint, device=args.device)
     if args.out:
         from pathlib import Path
         folder = save_samples(Path(args.out), samples)
         print(f"wrote {len(samples)} sample(s) to {folder}", file=sys.stderr)
+    if samples and samples[0].meta.get("note"):
+        print(f"note: {samples[0].meta['note']}", file=sys.stderr)
     for i, s in enumerate(samples):
         if args.json:
             data = s.data if s.kind == "text" else f"<{s.kind} {list(s.data.shape)}>"

@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal
 
 if TYPE_CHECKING:  # torch is imported lazily so that `studio --help` stays instant
     import torch
@@ -103,6 +103,7 @@ class Generator:
     best_metric: ClassVar[str] = "val_loss"  # held-out metric that picks the best checkpoint
     best_mode: ClassVar[Literal["min", "max"]] = "min"
     throughput_unit: ClassVar[str] = "samples"  # what count_items counts, e.g. "tokens"
+    finetune_defaults: ClassVar[dict] = {}  # engine settings for runs that start from weights
 
     def __init__(self, config):
         self.config = config
@@ -137,6 +138,17 @@ class Generator:
         from studio.engine import default_adamw
         return [default_adamw(self.model, train)]
 
+    @classmethod
+    def pretrained_config(cls, path: str) -> dict:
+        """Config values implied by a foreign pretrained model folder (e.g. Hugging Face)."""
+        from studio.errors import StudioError
+        raise StudioError(f"generator '{cls.name}' cannot import models from other tools.")
+
+    def use_pretrained(self, path: str) -> None:
+        """Start from that folder's weights: read its assets now; build() loads the weights."""
+        from studio.errors import StudioError
+        raise StudioError(f"generator '{self.name}' cannot import models from other tools.")
+
     def training_step(self, batch: Any, ctx: TrainContext) -> dict:
         """Return {"loss": scalar tensor, ...more metrics}. With manual_optimization, call
         ctx.backward and ctx.step_optimizer yourself and return detached metrics."""
@@ -149,6 +161,10 @@ class Generator:
     # --- sampling -------------------------------------------------------------------------
     def sample(self, params, n: int = 1, seed: int = 0, prompt: Any = None) -> list[Sample]:
         raise NotImplementedError
+
+    def stream(self, params, seed: int = 0, prompt: Any = None) -> Iterator[Any]:
+        """Optional: one sample's output piece by piece (text generators: str pieces)."""
+        yield from (s.data for s in self.sample(params, n=1, seed=seed, prompt=prompt))
 
     def preview(self) -> list[Sample]:
         """Samples on a fixed probe set (same prompts and seeds every time) for live previews."""

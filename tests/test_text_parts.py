@@ -9,7 +9,7 @@ import torch
 
 from conftest import ROOT
 from generators.text.data import BUILTIN, builtin_corpus, decode_text, read_corpus, token_cache
-from generators.text.sampling import next_token, top_k_filter
+from generators.text.sampling import choose, top_k_filter
 from generators.text.tokenizer import BPETokenizer, CharTokenizer, load_tokenizer, save_tokenizer
 from studio import api
 
@@ -83,9 +83,10 @@ def test_sampling_functions():
     logits = torch.tensor([[1.0, 3.0, 2.0, 0.5]])
     filtered = top_k_filter(logits, 2)
     assert torch.isinf(filtered[0, [0, 3]]).all() and filtered[0, 1] == 3.0
-    assert next_token(logits, 0.0, 0, None).item() == 1  # temperature 0 is greedy
+    history = torch.zeros(1, 1, dtype=torch.long)
+    assert choose(logits, history, temperature=0.0).item() == 1  # temperature 0 is greedy
     gen = torch.Generator().manual_seed(0)
-    draws = {next_token(logits, 1.0, 1, gen).item() for _ in range(20)}
+    draws = {choose(logits, history, temperature=1.0, top_k=1, generator=gen).item() for _ in range(20)}
     assert draws == {1}  # top-k 1 is greedy too
 
 

@@ -1,15 +1,22 @@
 """The built-in text generator: a GPT-style Transformer trained on the user's text.
 
 This module is the thin adapter between the plugin contract and plain-torch pieces: the model
-(model.py), tokenizers (tokenizer.py), data reading and the token cache (data.py) and sampling
-strategies (sampling.py).
+and its KV-cache decoding loop (model.py), tokenizers (tokenizer.py), data reading and the
+token cache (data.py), sampling strategies (sampling.py) and the Hugging Face GPT-2 import
+(hf.py).
+
+Two kinds of data: plain text (a .txt/.md file or folder; the model learns to continue it) and
+prompt/response pairs (JSONL; the model learns to answer, with the loss on the response tokens
+only). Generation follows the kind the run was trained on.
 """
 
 from __future__ import annotations
 
+import codecs
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -18,10 +25,12 @@ from studio.config import setting
 from studio.contract import DataReport, Generator, Sample
 from studio.errors import StudioError
 
-from generators.text.data import BUILTIN, read_corpus, token_cache
-from generators.text.model import GPT, GPTShape
-from generators.text.sampling import next_token
-from generators.text.tokenizer import BPETokenizer, CharTokenizer, load_tokenizer, save_tokenizer
+from generators.text import hf
+from generators.text.data import BUILTIN, detect_format, read_corpus, read_pairs, token_cache
+from generators.text.model import GPT, GPTShape, generate
+from generators.text.sampling import choose
+from generators.text.tokenizer import (END, END_OF_TEXT, PROMPT, RESPONSE, BPETokenizer,
+                                       CharTokenizer, load_tokenizer, save_tokenizer)
 
 
 @dataclass
@@ -36,13 +45,16 @@ class TextConfig:
     dropout: float = setting(0.0, "dropout rate (0 for small data is often best at first)", min=0, max=0.9)
     bias: bool = setting(False, "biases in Linear and LayerNorm layers (GPT-2 had them)")
     batch_size: int = setting(12, "sequences per micro-batch", min=1, max=65536)
-    val_fraction: float = setting(0.1, "share of the corpus held out for evaluation when no "
+    val_fraction: float = setting(0.1, "share of the data held out for evaluation when no "
                                   "--val-data is given", min=0.001, max=0.5)
+    freeze_layers: int = setting(0, "fine-tuning: keep the lowest N Transformer blocks fixed", min=0)
     preview_tokens: int = setting(200, "tokens generated for each live preview", min=1, max=4096)
 
     def check(self) -> str | None:
         if self.n_embd % self.n_head:
             return f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})."
+        if self.freeze_layers > self.n_layer:
+            return f"freeze_layers ({self.freeze_layers}) cannot exceed n_layer ({self.n_layer})."
         return None
 
 
@@ -50,16 +62,57 @@ class TextConfig:
 class TextSampleConfig:
     temperature: float = setting(0.8, "randomness: 0 = always the likeliest token", min=0, max=5)
     top_k: int = setting(200, "sample among the k likeliest tokens (0 = all)", min=0)
+    top_p: float = setting(1.0, "sample among the likeliest tokens whose probabilities add up "
+                           "to p (1 = all)", min=0, max=1, min_exclusive=True)
+    repetition_penalty: float = setting(1.0, "above 1 makes repeating earlier tokens less "
+                                        "likely (1 = off)", min=0, max=10, min_exclusive=True)
     max_new_tokens: int = setting(200, "tokens to generate", min=1, max=100000)
+    stop: list[str] = setting([], "stop when any of these strings appears (it is not included)")
+
+    def check(self) -> str | None:
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            return "stop strings must be non-empty text."
+        return None
+
+
+class _RowText:
+    """Turns one sample's token bytes into text pieces that never split a UTF-8 character and
+    never show any part of a stop string."""
+
+    def __init__(self, stops: list[str]):
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.stops = stops
+        self.pending = ""
+        self.done = False
+
+    def feed(self, data: bytes, final: bool = False) -> str:
+        text = self.pending + self.decoder.decode(data, final=final)
+        self.pending = ""
+        hits = [i for i in (text.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            self.done = True
+            return text[:min(hits)]
+        if final:
+            self.done = True
+            return text
+        hold = max((k for s in self.stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+        if hold:
+            text, self.pending = text[:-hold], text[-hold:]
+        return text
+
+    def finish(self) -> str:
+        return "" if self.done else self.feed(b"", final=True)
 
 
 class TextGenerator(Generator):
     name = "text"
     modality = "text"
-    version = "0.1.0"
+    version = "0.2.0"
     Config = TextConfig
     SampleConfig = TextSampleConfig
     throughput_unit = "tokens"
+    best_metric = "val_bits_per_byte"  # comparable across tokenizers
+    finetune_defaults = {"lr": 1e-4, "warmup_steps": 20, "max_steps": 500}
     presets = {
         # nanoGPT's CPU shape for Shakespeare (its documented "baby GPT")
         "tiny": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "batch_size": 12,
@@ -75,24 +128,37 @@ class TextGenerator(Generator):
     def __init__(self, config: TextConfig):
         super().__init__(config)
         self.tokenizer = None
-        self.train_ids: np.ndarray | None = None
-        self.val_ids: np.ndarray | None = None
+        self.format = "text"  # or "pairs": what the run was trained on, and so how it answers
+        self.train_ids = self.val_ids = None  # text: token arrays
+        self.train_examples: list = []  # pairs: (ids, weights) per example
+        self.val_examples: list = []
         self.probes: list[dict] = []
+        self.pretrained: str | None = None  # a Hugging Face folder to load in build()
 
     # --- data ----------------------------------------------------------------------------------
     def load_data(self, source, val_source, cache_dir: Path) -> DataReport:
+        self.format = detect_format(source)
+        if self.format == "pairs":
+            return self._load_pairs(source, val_source)
+        return self._load_text(source, val_source, cache_dir)
+
+    def _ensure_tokenizer(self, texts: list[str]) -> None:
+        if self.tokenizer is not None:
+            return
+        if self.config.tokenizer == "char":
+            self.tokenizer = CharTokenizer.train("".join(texts))
+        else:
+            chunks = [t[i:i + 4096] for t in texts for i in range(0, len(t), 4096)]
+            self.tokenizer = BPETokenizer.train(chunks, self.config.vocab_size)
+
+    def _load_text(self, source, val_source, cache_dir) -> DataReport:
         cfg = self.config
         text, used, skipped, notes = read_corpus(source or BUILTIN)
-        if self.tokenizer is None:
-            if cfg.tokenizer == "char":
-                self.tokenizer = CharTokenizer.train(text)
-            else:
-                self.tokenizer = BPETokenizer.train([text[i:i + 4096] for i in range(0, len(text), 4096)],
-                                                    cfg.vocab_size)
+        self._ensure_tokenizer([text])
         tk_json = str(self.tokenizer.to_json())
         ids = token_cache(cache_dir, text, self.tokenizer, tk_json)
         if val_source:
-            val_text, val_used, val_skipped, val_notes = read_corpus(val_source)
+            val_text, _, val_skipped, val_notes = read_corpus(val_source)
             skipped += val_skipped
             notes += val_notes
             train_ids, val_ids = ids, token_cache(cache_dir, val_text, self.tokenizer, tk_json)
@@ -109,52 +175,151 @@ class TextGenerator(Generator):
                               f"tokens, fewer than one block of {need}. Add text, raise "
                               f"val_fraction or lower block_size.")
         self.train_ids, self.val_ids = train_ids, val_ids
-        if not self.probes:
-            opening = self.tokenizer.decode(val_ids[:16].tolist()).split("\n")[0] or "\n"
-            self.probes = [{"prompt": "\n", "seed": 0}, {"prompt": opening, "seed": 1}]
+        # Probes come from the data, so a resumed run previews the same prompts as before.
+        opening = self.tokenizer.decode(val_ids[:16].tolist()).split("\n")[0] or "\n"
+        self.probes = [{"prompt": "\n", "seed": 0}, {"prompt": opening, "seed": 1}]
         return DataReport(
             source=source or BUILTIN, used=used, skipped=skipped,
-            summary={"characters": len(text), "bytes": len(text.encode("utf-8", "replace")),
-                     "tokens": int(len(ids)), "train_tokens": int(len(train_ids)),
-                     "val_tokens": int(len(val_ids)), "vocab_size": self.tokenizer.vocab_size,
-                     "tokenizer": self.tokenizer.kind, "notes": notes},
+            summary={"format": "text", "characters": len(text),
+                     "bytes": len(text.encode("utf-8", "replace")), "tokens": int(len(ids)),
+                     "train_tokens": int(len(train_ids)), "val_tokens": int(len(val_ids)),
+                     "vocab_size": self.tokenizer.vocab_size, "tokenizer": self.tokenizer.kind,
+                     "notes": notes},
             preview=[Sample("text", text[:600], {"source": used[0]})])
 
+    def encode_example(self, turns: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+        """<|prompt|> p <|response|> r <|end|> per turn; weight 1 marks the tokens the model
+        learns to produce (each response and its <|end|>), 0 the prompt."""
+        tk = self.tokenizer
+        try:
+            prompt_id, response_id, end_id = (tk.special_id(t) for t in (PROMPT, RESPONSE, END))
+        except KeyError:
+            raise StudioError("this run's tokenizer has no prompt/response tokens (it was made "
+                              "by an older version); start a new run for JSONL data.") from None
+        ids, weights = [], []
+        for prompt, response in turns:
+            head = [prompt_id, *tk.encode(prompt).tolist(), response_id]
+            tail = [*tk.encode(response).tolist(), end_id]
+            ids += head + tail
+            weights += [0] * len(head) + [1] * len(tail)
+        return np.array(ids, dtype=np.int64), np.array(weights, dtype=np.float32)
+
+    def _encode_examples(self, examples, where: str, skipped: list) -> list:
+        out, limit = [], self.config.block_size + 1
+        for i, turns in enumerate(examples):
+            ids, weights = self.encode_example(turns)
+            ids, weights = ids[:limit], weights[:limit]
+            if weights[1:].sum() == 0:
+                skipped.append((f"{where} example {i + 1}", f"the prompt alone fills the context "
+                                f"of {self.config.block_size} tokens; nothing left to learn"))
+                continue
+            out.append((ids, weights))
+        return out
+
+    def _load_pairs(self, source, val_source) -> DataReport:
+        examples, used, skipped = read_pairs(source)
+        texts = [p + r for turns in examples for p, r in turns]
+        if val_source:
+            val_raw, _, val_skipped = read_pairs(val_source)
+            skipped += val_skipped
+        else:
+            n_val = max(1, int(len(examples) * self.config.val_fraction))
+            if len(examples) < 2:
+                raise StudioError(f"{source} has {len(examples)} usable example; at least 2 are "
+                                  f"needed (one held out), or give --val-data.")
+            examples, val_raw = examples[:-n_val], examples[-n_val:]
+        self._ensure_tokenizer(texts)
+        self.train_examples = self._encode_examples(examples, source, skipped)
+        self.val_examples = self._encode_examples(val_raw, val_source or source, skipped)
+        if not self.train_examples or not self.val_examples:
+            raise StudioError(f"no example of {source} fits the context of "
+                              f"{self.config.block_size} tokens; raise block_size.")
+        self.probes = [{"prompt": turns[0][0], "seed": i} for i, turns in enumerate(val_raw[:2])]
+        first = examples[0][0] if examples else val_raw[0][0]
+        return DataReport(
+            source=source, used=used, skipped=skipped,
+            summary={"format": "pairs", "examples": len(self.train_examples),
+                     "val_examples": len(self.val_examples),
+                     "train_tokens": int(sum(len(ids) for ids, _ in self.train_examples)),
+                     "vocab_size": self.tokenizer.vocab_size, "tokenizer": self.tokenizer.kind,
+                     "notes": []},
+            preview=[Sample("text", f"{first[0]}\n→ {first[1]}", {"source": used[0]})])
+
     def get_batch(self, split, rng: torch.Generator):
-        data = self.train_ids if split == "train" else self.val_ids
-        T, B = self.config.block_size, self.config.batch_size
-        starts = torch.randint(len(data) - T - 1, (B,), generator=rng).numpy()
-        rows = torch.from_numpy(data[starts[:, None] + np.arange(T + 1)].astype(np.int64))
+        B = self.config.batch_size
+        if self.format == "pairs":
+            examples = self.train_examples if split == "train" else self.val_examples
+            picks = torch.randint(len(examples), (B,), generator=rng).tolist()
+            batch = self._pad([examples[i] for i in picks])
+        else:
+            data = self.train_ids if split == "train" else self.val_ids
+            T = self.config.block_size
+            starts = torch.randint(len(data) - T - 1, (B,), generator=rng).numpy()
+            rows = torch.from_numpy(data[starts[:, None] + np.arange(T + 1)].astype(np.int64))
+            batch = (rows[:, :-1], rows[:, 1:])
         if self.device is not None and self.device.type == "cuda":
-            rows = rows.pin_memory().to(self.device, non_blocking=True)
-        elif self.device is not None:
-            rows = rows.to(self.device)
-        return rows[:, :-1], rows[:, 1:]
+            return tuple(t.pin_memory().to(self.device, non_blocking=True) for t in batch)
+        return tuple(t.to(self.device) for t in batch) if self.device is not None else batch
+
+    def _pad(self, examples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rows padded to the longest (<|end|>, weight 0): x, y and the target weights."""
+        width = max(len(ids) for ids, _ in examples)
+        end_id = self.tokenizer.special_id(END)
+        ids = np.full((len(examples), width), end_id, dtype=np.int64)
+        weights = np.zeros((len(examples), width), dtype=np.float32)
+        for row, (i, w) in enumerate(examples):
+            ids[row, :len(i)], weights[row, :len(w)] = i, w
+        ids, weights = torch.from_numpy(ids), torch.from_numpy(weights)
+        return ids[:, :-1], ids[:, 1:], weights[:, 1:]
 
     def count_items(self, batch) -> int:
         return batch[0].numel()
 
     # --- model ---------------------------------------------------------------------------------
+    @classmethod
+    def pretrained_config(cls, path: str) -> dict:
+        return hf.read_config(path)
+
+    def use_pretrained(self, path: str) -> None:
+        self.tokenizer = hf.read_tokenizer(path)
+        self.pretrained = path
+
     def build(self) -> torch.nn.Module:
         cfg = self.config
         vocab = self.tokenizer.vocab_size
         if self.tokenizer.kind == "bpe":
             vocab = (vocab + 63) // 64 * 64  # matmul-friendly, as nanoGPT's 50304
-        return GPT(GPTShape(vocab_size=vocab, block_size=cfg.block_size, n_layer=cfg.n_layer,
-                            n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias))
+        model = GPT(GPTShape(vocab_size=vocab, block_size=cfg.block_size, n_layer=cfg.n_layer,
+                             n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias))
+        if self.pretrained:
+            hf.load_weights(model, self.pretrained, cfg.vocab_size)
+        for block in model.transformer.h[:cfg.freeze_layers]:
+            block.requires_grad_(False)
+        return model
 
     def training_step(self, batch, ctx) -> dict:
-        x, y = batch
-        _, loss = ctx.model(x, y)
+        _, loss = ctx.model(*batch[:2], loss_weights=batch[2] if len(batch) > 2 else None)
         return {"loss": loss}
 
+    # --- evaluation ----------------------------------------------------------------------------
     def evaluate(self, source=None, max_batches=None) -> dict:
-        """Loss over non-overlapping blocks of held-out text (evenly spread when capped)."""
-        if source is None:
-            ids = self.val_ids
+        """Held-out loss, perplexity and bits per byte: over non-overlapping blocks of text
+        (evenly spread when capped), or over the response tokens of prompt/response pairs."""
+        fmt = self.format if source is None else detect_format(source)
+        if fmt == "pairs":
+            examples = self.val_examples if source is None else \
+                self._encode_examples(read_pairs(source)[0], source, [])
+            if not examples:
+                raise StudioError(f"no example of {source} fits the context; nothing to evaluate.")
+            B = self.config.batch_size
+            count = len(examples) if max_batches is None else min(len(examples), max_batches * B)
+            batches = (self._pad(examples[i:i + B]) for i in range(0, count, B))
         else:
-            text, *_ = read_corpus(source)
-            ids = self.tokenizer.encode(text)
+            ids = self.val_ids if source is None else self.tokenizer.encode(read_corpus(source)[0])
+            batches = self._text_windows(ids, max_batches, source)
+        return self._score(batches)
+
+    def _text_windows(self, ids, max_batches, source):
         T, B = self.config.block_size, self.config.batch_size
         n_windows = (len(ids) - 1) // T
         if n_windows < 1:
@@ -163,38 +328,99 @@ class TextGenerator(Generator):
         starts = np.arange(n_windows) * T
         if max_batches is not None and n_windows > max_batches * B:
             starts = starts[np.linspace(0, n_windows - 1, max_batches * B).astype(np.int64)]
-        byte_lengths = torch.from_numpy(self.tokenizer.byte_lengths)
-        nats, tokens, n_bytes = 0.0, 0, 0
+        ids = np.asarray(ids)
         for i in range(0, len(starts), B):
-            rows = np.asarray(ids)[starts[i:i + B, None] + np.arange(T + 1)].astype(np.int64)
-            rows = torch.from_numpy(rows)
-            x, y = rows[:, :-1].to(self.device), rows[:, 1:].to(self.device)
+            rows = torch.from_numpy(ids[starts[i:i + B, None] + np.arange(T + 1)].astype(np.int64))
+            yield rows[:, :-1], rows[:, 1:], torch.ones(rows.shape[0], T)
+
+    def _score(self, batches) -> dict:
+        byte_lengths = torch.from_numpy(self.tokenizer.byte_lengths).float()
+        nats = tokens = n_bytes = 0.0
+        for x, y, w in batches:
+            x, y, w = x.to(self.device), y.to(self.device), w.to(self.device)
             with self.autocast():
-                _, loss = self.model(x, y)
-            nats += float(loss) * y.numel()
-            tokens += y.numel()
-            n_bytes += int(byte_lengths[rows[:, 1:]].sum())
-        loss = nats / tokens
+                _, loss = self.model(x, y, loss_weights=w)
+            weight = float(w.sum())
+            nats += float(loss) * weight
+            tokens += weight
+            n_bytes += float((byte_lengths[y.cpu()] * w.cpu()).sum())
+        loss = nats / max(tokens, 1)
         return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 700)),
-                "val_bits_per_byte": nats / math.log(2) / max(n_bytes, 1), "val_tokens": tokens}
+                "val_bits_per_byte": nats / math.log(2) / max(n_bytes, 1), "val_tokens": int(tokens)}
 
     # --- sampling ------------------------------------------------------------------------------
-    def sample(self, params: TextSampleConfig, n: int = 1, seed: int = 0, prompt=None) -> list[Sample]:
-        prompt = "\n" if prompt is None else prompt
-        ids = self.tokenizer.encode(prompt).tolist() or [0]
+    def _prompt_ids(self, prompt: str | None) -> list[int]:
+        tk = self.tokenizer
+        if self.format == "pairs":
+            return [tk.special_id(PROMPT), *tk.encode(prompt or "").tolist(), tk.special_id(RESPONSE)]
+        ids = tk.encode("\n" if prompt is None else prompt).tolist()
+        if ids:
+            return ids
+        start = tk.special_id(END_OF_TEXT) if tk.kind == "bpe" else None
+        return [start if start is not None else tk.encode("\n").tolist()[0]]
+
+    def _decode(self, params: TextSampleConfig, n: int, seed: int, prompt,
+                use_cache: bool = True) -> Iterator[list[str]]:
+        """Yields, step by step, the new text of each of the n samples."""
+        ids = self._prompt_ids(prompt)
         device = self.device or torch.device("cpu")
         x = torch.tensor([ids] * n, dtype=torch.long, device=device)
         rng = torch.Generator(device=device).manual_seed(seed)
-        block = self.model.shape.block_size
         vocab = self.tokenizer.vocab_size
-        for _ in range(params.max_new_tokens):
-            with self.autocast():
-                logits, _ = self.model(x[:, -block:])
-            logits = logits[:, -1, :vocab]  # never sample the padding of a rounded vocabulary
-            x = torch.cat([x, next_token(logits, params.temperature, params.top_k, rng)], dim=1)
-        meta = {"prompt": prompt, "seed": seed, "params": vars(params).copy()}
-        return [Sample("text", prompt + self.tokenizer.decode(row[len(ids):].tolist()),
-                       {**meta, "index": i}) for i, row in enumerate(x)]
+        end_id = self.tokenizer.special_id(END) if self.format == "pairs" else None
+        rows = [_RowText(params.stop) for _ in range(n)]
+
+        def pick(logits, history):
+            return choose(logits[:, :vocab], history, temperature=params.temperature,
+                          top_k=params.top_k, top_p=params.top_p,
+                          repetition=params.repetition_penalty, generator=rng)
+
+        with self.autocast():
+            for new in generate(self.model, x, params.max_new_tokens, pick, use_cache):
+                pieces = []
+                for row, token in zip(rows, new[:, 0].tolist()):
+                    if row.done:
+                        pieces.append("")
+                    elif token == end_id:
+                        pieces.append(row.finish())
+                        row.done = True
+                    else:
+                        pieces.append(row.feed(self.tokenizer.token_bytes(token)))
+                yield pieces
+                if all(row.done for row in rows):
+                    return
+        yield [row.finish() for row in rows]
+
+    def context_note(self, prompt, params) -> str | None:
+        """Say when the context slides (the model then forgets the earliest tokens)."""
+        n_prompt = len(self._prompt_ids(prompt))
+        block = self.config.block_size
+        if n_prompt > block:
+            return (f"the prompt has {n_prompt} tokens, more than the model's context of {block}: "
+                    f"only its last part is used")
+        if n_prompt + params.max_new_tokens > block:
+            return (f"prompt and output ({n_prompt} + {params.max_new_tokens} tokens) exceed the "
+                    f"context of {block}: the window slides, so the earliest tokens are forgotten")
+        return None
+
+    def sample(self, params: TextSampleConfig, n: int = 1, seed: int = 0, prompt=None,
+               use_cache: bool = True) -> list[Sample]:
+        texts = [""] * n
+        for pieces in self._decode(params, n, seed, prompt, use_cache):
+            texts = [t + p for t, p in zip(texts, pieces)]
+        meta = {"prompt": prompt, "seed": seed, "format": self.format,
+                "params": {k: v for k, v in vars(params).items()}}
+        note = self.context_note(prompt, params)
+        if note:
+            meta["note"] = note
+        start = "" if self.format == "pairs" else ("\n" if prompt is None else prompt)
+        return [Sample("text", start + t, {**meta, "index": i}) for i, t in enumerate(texts)]
+
+    def stream(self, params: TextSampleConfig, seed: int = 0, prompt=None) -> Iterator[str]:
+        """The new text of one sample, piece by piece as tokens arrive (each piece valid UTF-8)."""
+        for pieces in self._decode(params, 1, seed, prompt):
+            if pieces[0]:
+                yield pieces[0]
 
     def preview(self) -> list[Sample]:
         params = TextSampleConfig(max_new_tokens=self.config.preview_tokens)
@@ -205,10 +431,13 @@ class TextGenerator(Generator):
     def save_assets(self, folder: Path) -> None:
         from studio.runstore import write_json
         save_tokenizer(self.tokenizer, folder / "tokenizer.json")
-        write_json(folder / "probes.json", self.probes)
+        write_json(folder / "generation.json", {"format": self.format, "probes": self.probes})
 
     def load_assets(self, folder: Path) -> None:
         from studio.runstore import read_json
         self.tokenizer = load_tokenizer(folder / "tokenizer.json")
-        probes = folder / "probes.json"
-        self.probes = read_json(probes, "preview probes") if probes.exists() else []
+        if (folder / "generation.json").exists():
+            doc = read_json(folder / "generation.json", "generation settings")
+            self.format, self.probes = doc.get("format", "text"), doc.get("probes", [])
+        elif (folder / "probes.json").exists():  # runs made by version 0.1
+            self.probes = read_json(folder / "probes.json", "preview probes")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import os
 import sysconfig
 from pathlib import Path
@@ -77,6 +78,100 @@ def read_corpus(source: str) -> tuple[str, list[str], list[tuple[str, str]], lis
         why = "; ".join(f"{Path(f).name}: {r}" for f, r in skipped[:3]) or "no files"
         raise StudioError(f"no usable text in {path} ({why}). Give UTF-8 .txt/.md files.")
     return "\n\n".join(parts), used, skipped, notes
+
+
+# --- prompt/response examples ------------------------------------------------------------------
+
+PAIR_SUFFIXES = {".jsonl"}
+
+
+def detect_format(source: str | None) -> str:
+    """"pairs" for JSONL prompt/response data (a .jsonl file or a folder holding some), else
+    "text"."""
+    if not source or source == BUILTIN:
+        return "text"
+    path = Path(source).expanduser()
+    if path.is_file():
+        return "pairs" if path.suffix.lower() in PAIR_SUFFIXES else "text"
+    if path.is_dir() and any(p.suffix.lower() in PAIR_SUFFIXES for p in path.rglob("*") if p.is_file()):
+        return "pairs"
+    return "text"
+
+
+def parse_example(obj, where: str) -> list[tuple[str, str]]:
+    """One JSONL object -> turns [(prompt, response), ...].
+
+    Two shapes are accepted:
+      {"prompt": "...", "response": "..."}
+      {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}
+    In the chat shape, system and user messages up to an assistant message form that turn's
+    prompt (joined by newlines); each assistant message is a response the model learns."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    if "messages" in obj:
+        messages = obj["messages"]
+        if not isinstance(messages, list) or not messages:
+            raise ValueError(f"{where}: 'messages' must be a non-empty list")
+        turns, pending = [], []
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or not isinstance(m.get("content"), str) or \
+                    m.get("role") not in ("system", "user", "assistant"):
+                raise ValueError(f"{where}: message {i + 1} needs a role (system, user or "
+                                 f"assistant) and a text content")
+            if m["role"] == "assistant":
+                turns.append(("\n".join(pending), m["content"]))
+                pending = []
+            else:
+                pending.append(m["content"])
+        if not turns:
+            raise ValueError(f"{where}: no assistant message to learn from")
+        return turns
+    missing = [k for k in ("prompt", "response") if not isinstance(obj.get(k), str)]
+    if missing:
+        raise ValueError(f"{where}: missing text field(s) {', '.join(repr(k) for k in missing)} "
+                         f"(write {{\"prompt\": ..., \"response\": ...}} or a chat 'messages' list)")
+    return [(obj["prompt"], obj["response"])]
+
+
+def read_pairs(source: str) -> tuple[list[list[tuple[str, str]]], list[str], list[tuple[str, str]]]:
+    """Read JSONL prompt/response data -> (examples, used files, skipped (item, reason)).
+    Malformed lines are skipped and reported with file and line number."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise StudioError(f"data path {path} does not exist. Give a .jsonl file or a folder of them.")
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    examples, used, skipped = [], [], []
+    for file in files:
+        if file.suffix.lower() not in PAIR_SUFFIXES:
+            skipped.append((str(file), "not a .jsonl file (this data is prompt/response JSONL)"))
+            continue
+        try:
+            raw = file.read_bytes()
+        except OSError as exc:
+            skipped.append((str(file), f"cannot read: {exc.strerror or exc}"))
+            continue
+        text, note = decode_text(raw, str(file))
+        if text is None:
+            skipped.append((str(file), note))
+            continue
+        before = len(examples)
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"{file}:{number}"
+            try:
+                examples.append(parse_example(json.loads(line), where))
+            except json.JSONDecodeError as exc:
+                skipped.append((where, f"not valid JSON ({exc.msg})"))
+            except ValueError as exc:
+                skipped.append((where, str(exc).removeprefix(where + ": ")))
+        if len(examples) > before:
+            used.append(str(file))
+    if not examples:
+        why = "; ".join(f"{Path(f).name}: {r}" for f, r in skipped[:3]) or "no lines"
+        raise StudioError(f"no usable prompt/response examples in {path} ({why}).")
+    return examples, used, skipped
 
 
 def builtin_corpus() -> str:

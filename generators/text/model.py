@@ -26,6 +26,28 @@ class GPTShape:
     bias: bool = False
 
 
+class KVCache:
+    """Keys and values of the tokens seen so far, per layer: prefill once, then one token per
+    step attends to everything cached instead of recomputing the whole context."""
+
+    def __init__(self, max_len: int):
+        self.max_len = max_len
+        self.length = 0
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Store k, v (B, nh, T, hs) after the cached ones; return all keys and values so far."""
+        B, nh, T, hs = k.shape
+        if layer == len(self.keys):  # first use of this layer: allocate the whole block once
+            self.keys.append(k.new_empty(B, nh, self.max_len, hs))
+            self.values.append(v.new_empty(B, nh, self.max_len, hs))
+        end = self.length + T
+        self.keys[layer][:, :, self.length:end] = k
+        self.values[layer][:, :, self.length:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, shape: GPTShape):
         super().__init__()
@@ -36,14 +58,23 @@ class CausalSelfAttention(nn.Module):
         self.n_head = shape.n_head
         self.dropout = shape.dropout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        past = cache.length if cache is not None else 0
+        if cache is not None:
+            k, v = cache.append(layer, k, v)  # (B, nh, past + T, hs)
+        if past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                               dropout_p=self.dropout if self.training else 0.0)
+        elif T == 1:  # one new token sees every cached one: no mask needed
+            y = F.scaled_dot_product_attention(q, k, v)
+        else:  # a chunk after a cache: token i sees the past and the chunk up to i
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads
         return self.resid_dropout(self.c_proj(y))
 
@@ -70,8 +101,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(shape.n_embd, bias=shape.bias)
         self.mlp = MLP(shape)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -110,19 +141,25 @@ class GPT(nn.Module):
         return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                loss_weights: torch.Tensor | None = None):
-        """idx (B, T) token ids -> logits (B, T, vocab); with targets also the mean loss.
-        Without targets only the last position is scored (all that sampling needs)."""
+                loss_weights: torch.Tensor | None = None, cache: KVCache | None = None,
+                all_logits: bool = False):
+        """idx (B, T) token ids -> logits (B, T, vocab); with targets also the mean loss
+        (weighted per target token by `loss_weights`). Without targets only the last position
+        is scored (all that sampling needs) unless `all_logits`. With a cache, idx continues
+        the cached tokens."""
         B, T = idx.shape
-        if T > self.shape.block_size:
-            raise ValueError(f"sequence of {T} tokens is longer than the block ({self.shape.block_size})")
-        pos = torch.arange(T, dtype=torch.long, device=idx.device)
+        past = cache.length if cache is not None else 0
+        if past + T > self.shape.block_size:
+            raise ValueError(f"{past + T} tokens are more than the block ({self.shape.block_size})")
+        pos = torch.arange(past, past + T, dtype=torch.long, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
-        for block in self.transformer.h:
-            x = block(x)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, cache, i)
+        if cache is not None:
+            cache.length += T
         x = self.transformer.ln_f(x)
         if targets is None:
-            return self.lm_head(x[:, [-1], :]), None
+            return self.lm_head(x if all_logits else x[:, [-1], :]), None
         logits = self.lm_head(x)
         if loss_weights is None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1))
@@ -138,3 +175,36 @@ class GPT(nn.Module):
         s = self.shape
         n = self.num_params()
         return 6 * n + 12 * s.n_layer * s.n_embd * s.block_size
+
+
+def window_start(length: int, block_size: int) -> int:
+    """Where the context window starts once `length` tokens exist. When the block is full,
+    the oldest quarter is dropped at once, so the cache is rebuilt every block/4 tokens rather
+    than every token; each token then sees between 3/4 of a block and a full block."""
+    if length <= block_size:
+        return 0
+    drop = max(1, block_size // 4)
+    keep = block_size - drop
+    return length - keep - ((length - block_size - 1) % (drop + 1))
+
+
+@torch.no_grad()
+def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, pick, use_cache: bool = True):
+    """Yield (B, 1) new tokens one step at a time. `pick(logits (B, V), tokens (B, L))` chooses
+    them. Beyond the block the context slides (see window_start); `use_cache=False` recomputes
+    the same windows from scratch, the reference the cache is tested against."""
+    block = model.shape.block_size
+    tokens = idx
+    cache, cache_start = None, 0
+    for _ in range(max_new_tokens):
+        start = window_start(tokens.size(1), block)
+        if not use_cache:
+            logits, _ = model(tokens[:, start:])
+        elif cache is None or start != cache_start:  # (re)fill the cache with the window
+            cache, cache_start = KVCache(block), start
+            logits, _ = model(tokens[:, start:], cache=cache)
+        else:
+            logits, _ = model(tokens[:, -1:], cache=cache)
+        new = pick(logits[:, -1, :], tokens)
+        tokens = torch.cat([tokens, new], dim=1)
+        yield new
