@@ -191,11 +191,10 @@ class TextGenerator(Generator):
         """<|prompt|> p <|response|> r <|end|> per turn; weight 1 marks the tokens the model
         learns to produce (each response and its <|end|>), 0 the prompt."""
         tk = self.tokenizer
-        try:
-            prompt_id, response_id, end_id = (tk.special_id(t) for t in (PROMPT, RESPONSE, END))
-        except KeyError:
+        prompt_id, response_id, end_id = (tk.special_id(t) for t in (PROMPT, RESPONSE, END))
+        if None in (prompt_id, response_id, end_id):
             raise StudioError("this run's tokenizer has no prompt/response tokens (it was made "
-                              "by an older version); start a new run for JSONL data.") from None
+                              "by an older version); start a new run for JSONL data.")
         ids, weights = [], []
         for prompt, response in turns:
             head = [prompt_id, *tk.encode(prompt).tolist(), response_id]
@@ -368,10 +367,15 @@ class TextGenerator(Generator):
         rng = torch.Generator(device=device).manual_seed(seed)
         vocab = self.tokenizer.vocab_size
         end_id = self.tokenizer.special_id(END) if self.format == "pairs" else None
+        # Framing tokens are never generated, except <|end|> that closes an answer.
+        specials = (self.tokenizer.special_id(t) for t in (PROMPT, RESPONSE, END))
+        banned = [i for i in specials if i is not None and i != end_id]
         rows = [_RowText(params.stop) for _ in range(n)]
 
         def pick(logits, history):
-            return choose(logits[:, :vocab], history, temperature=params.temperature,
+            logits = logits[:, :vocab].float()
+            logits[:, banned] = float("-inf")
+            return choose(logits, history, temperature=params.temperature,
                           top_k=params.top_k, top_p=params.top_p,
                           repetition=params.repetition_penalty, generator=rng)
 

@@ -54,8 +54,10 @@ def read_config(path: str) -> dict:
 
 
 def read_tokenizer(path: str) -> BPETokenizer:
+    """The folder's byte-level BPE; its vocabulary must match the model's (config.json)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     folder = _folder(path)
+    expected = read_config(path)["vocab_size"]
     try:
         if (folder / "tokenizer.json").exists():
             tk = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -70,6 +72,9 @@ def read_tokenizer(path: str) -> BPETokenizer:
         raise
     except Exception as exc:  # `tokenizers` raises its own exception types
         raise StudioError(f"the tokenizer files in {folder} cannot be read ({exc}).") from None
+    if tk.get_vocab_size() != expected:
+        raise StudioError(f"the tokenizer in {folder} has {tk.get_vocab_size()} tokens but "
+                          f"config.json says vocab_size {expected}: they do not belong together.")
     return BPETokenizer(tk)
 
 

@@ -70,8 +70,8 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         return len(self.itos)
 
-    def special_id(self, token: str) -> int:
-        return self.stoi[token]
+    def special_id(self, token: str) -> int | None:
+        return self.stoi.get(token)
 
     def encode(self, text: str) -> np.ndarray:
         """Vectorised: code points via UTF-32, then a sorted lookup (no Python per character)."""
@@ -127,7 +127,7 @@ class BPETokenizer:
     def vocab_size(self) -> int:
         return self.tk.get_vocab_size()
 
-    def special_id(self, token: str) -> int:
+    def special_id(self, token: str) -> int | None:
         return self.tk.token_to_id(token)
 
     def encode(self, text: str) -> np.ndarray:

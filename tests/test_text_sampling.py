@@ -1,0 +1,178 @@
+"""Sampling strategies on hand-made distributions; KV cache against full recomputation;
+streaming that never splits a character; stop strings; seeds."""
+
+import numpy as np
+import pytest
+import torch
+
+from generators.text import TextConfig, TextGenerator, TextSampleConfig
+from generators.text.model import GPT, GPTShape, generate, window_start
+from generators.text.sampling import choose, repetition_penalty, top_k_filter, top_p_filter
+from generators.text.tokenizer import BPETokenizer, CharTokenizer
+
+MULTILINGUAL = ("The quick brown fox. 敏捷的棕色狐狸跳过了懒狗。素早い茶色の狐。"
+                "الثعلب البني السريع 🦊🐶✨ Ünïcödé façade.\n") * 30
+
+
+def greedy(logits, history):
+    return logits.argmax(-1, keepdim=True)
+
+
+def test_top_k_one_equals_greedy():
+    logits = torch.randn(4, 50, generator=torch.Generator().manual_seed(0))
+    history = torch.zeros(4, 1, dtype=torch.long)
+    rng = torch.Generator().manual_seed(1)
+    for _ in range(10):
+        picked = choose(logits, history, temperature=1.3, top_k=1, generator=rng)
+        assert torch.equal(picked, logits.argmax(-1, keepdim=True))
+
+
+def test_top_p_keeps_the_smallest_nucleus():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    logits = probs.log()
+    kept = lambda p: torch.isfinite(top_p_filter(logits, p))[0].tolist()
+    assert kept(0.5) == [True, False, False, False]
+    assert kept(0.6) == [True, True, False, False]
+    assert kept(0.8) == [True, True, False, False]
+    assert kept(0.81) == [True, True, True, False]
+    assert kept(1.0) == [True, True, True, True]
+    shuffled = logits[:, [2, 0, 3, 1]]  # order must not matter
+    assert torch.isfinite(top_p_filter(shuffled, 0.6))[0].tolist() == [False, True, False, True]
+    assert torch.isfinite(top_p_filter(logits, 1e-9))[0].tolist() == [True, False, False, False]
+
+
+def test_repetition_penalty_on_a_hand_made_distribution():
+    logits = torch.tensor([[2.0, -1.0, 0.5, 3.0]])
+    history = torch.tensor([[0, 1, 1]])
+    out = repetition_penalty(logits, history, 2.0)
+    assert out.tolist() == [[1.0, -2.0, 0.5, 3.0]]  # seen: positive halved, negative doubled
+    assert repetition_penalty(logits, history, 1.0) is logits
+
+
+def test_top_k_filter():
+    logits = torch.tensor([[1.0, 4.0, 3.0, 2.0]])
+    assert torch.isfinite(top_k_filter(logits, 2))[0].tolist() == [False, True, True, False]
+
+
+def tiny_model(vocab=40, block=32, seed=0):
+    torch.manual_seed(seed)
+    return GPT(GPTShape(vocab_size=vocab, block_size=block, n_layer=2, n_head=2, n_embd=32)).eval()
+
+
+def test_window_slides_by_a_quarter_block_and_never_exceeds_it():
+    block = 16
+    lengths = [L - window_start(L, block) for L in range(1, 200)]
+    assert max(lengths) == block and min(lengths[block:]) == block - block // 4
+    starts = [window_start(L, block) for L in range(1, 200)]
+    assert all(b >= a for a, b in zip(starts, starts[1:]))
+
+
+@pytest.mark.parametrize("block", [32, 64])
+def test_kv_cache_equals_full_recomputation_across_the_window_boundary(block):
+    model = tiny_model(block=block)
+    prompt = torch.randint(40, (2, 5), generator=torch.Generator().manual_seed(3))
+    cached = torch.cat(list(generate(model, prompt, 200, greedy, use_cache=True)), dim=1)
+    full = torch.cat(list(generate(model, prompt, 200, greedy, use_cache=False)), dim=1)
+    assert 5 + 200 > 3 * block  # the window slid several times
+    assert torch.equal(cached, full)
+
+
+def test_cached_logits_match_the_full_forward():
+    model = tiny_model()
+    tokens = torch.randint(40, (3, 20), generator=torch.Generator().manual_seed(5))
+    from generators.text.model import KVCache
+    cache = KVCache(32)
+    first, _ = model(tokens[:, :12], cache=cache, all_logits=True)
+    rest, _ = model(tokens[:, 12:], cache=cache, all_logits=True)  # a chunk after the cache
+    full, _ = model(tokens, all_logits=True)
+    assert torch.allclose(torch.cat([first, rest], 1), full, atol=1e-5)
+
+
+def make_generator(tokenizer, block=48, fmt="text"):
+    gen = TextGenerator(TextConfig(block_size=block, n_layer=2, n_head=2, n_embd=32))
+    gen.tokenizer = tokenizer
+    gen.format = fmt
+    torch.manual_seed(0)
+    gen.model = gen.build().eval()
+    return gen
+
+
+@pytest.fixture(params=["char", "bpe"])
+def any_language_generator(request):
+    if request.param == "char":
+        tk = CharTokenizer.train(MULTILINGUAL)
+    else:
+        tk = BPETokenizer.train([MULTILINGUAL], vocab_size=400)
+    return make_generator(tk)
+
+
+def test_streamed_pieces_are_whole_characters_and_join_to_the_sample(any_language_generator):
+    gen = any_language_generator
+    params = TextSampleConfig(temperature=1.5, top_k=0, max_new_tokens=150)
+    with torch.no_grad():
+        pieces = list(gen.stream(params, seed=4, prompt="狐狸"))
+        sample = gen.sample(params, n=1, seed=4, prompt="狐狸")[0]
+    assert "".join(pieces) == sample.data.removeprefix("狐狸")
+    for piece in pieces:
+        assert piece and piece.encode("utf-8").decode("utf-8") == piece
+        assert not ("\ud800" <= piece[0] <= "\udfff")  # no lone surrogate halves
+    if gen.tokenizer.kind == "bpe":  # some tokens are parts of a character: they were held back
+        ids = gen.tokenizer.encode(sample.data)
+        partial = [i for i in ids if gen.tokenizer.token_bytes(i) and
+                   not _is_whole_utf8(gen.tokenizer.token_bytes(i))]
+        assert partial, "the BPE vocabulary should split some multi-byte characters"
+
+
+def _is_whole_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def test_same_seed_same_text_and_batches_agree(any_language_generator):
+    gen = any_language_generator
+    params = TextSampleConfig(temperature=1.0, max_new_tokens=40)
+    with torch.no_grad():
+        a = gen.sample(params, n=3, seed=9)
+        b = gen.sample(params, n=3, seed=9)
+        c = gen.sample(params, n=3, seed=10)
+    assert [s.data for s in a] == [s.data for s in b]
+    assert [s.data for s in a] != [s.data for s in c]
+    assert len({s.data for s in a}) > 1  # the rows of one batch differ
+
+
+def test_stop_strings_stop_and_are_not_shown():
+    tk = CharTokenizer.train("abcdefghij")
+    gen = make_generator(tk)
+    params = TextSampleConfig(temperature=0, max_new_tokens=60)
+    with torch.no_grad():
+        full = gen.sample(params, prompt="abc")[0].data[3:]
+        stop = full[10:12]
+        cut = gen.sample(TextSampleConfig(temperature=0, max_new_tokens=60, stop=[stop]), prompt="abc")
+        streamed = "".join(gen.stream(TextSampleConfig(temperature=0, max_new_tokens=60, stop=[stop]),
+                                      prompt="abc"))
+    expected = full[:full.find(stop)]
+    assert cut[0].data == "abc" + expected and streamed == expected
+    never = TextSampleConfig(temperature=0, max_new_tokens=60, stop=["never-seen-stop"])
+    with torch.no_grad():
+        assert gen.sample(never, prompt="abc")[0].data[3:] == full  # runs to max_new_tokens
+
+
+def test_long_prompt_is_handled_and_said():
+    tk = CharTokenizer.train("abcdefghij ")
+    gen = make_generator(tk, block=32)
+    params = TextSampleConfig(temperature=0, max_new_tokens=10)
+    with torch.no_grad():
+        sample = gen.sample(params, prompt="abcdefghij " * 10)[0]
+    assert len(sample.data) == 110 + 10
+    assert "more than the model's context of 32" in sample.meta["note"]
+
+
+def test_unknown_characters_map_to_unk_and_generate_fine():
+    tk = CharTokenizer.train("abc")
+    gen = make_generator(tk)
+    with torch.no_grad():
+        sample = gen.sample(TextSampleConfig(temperature=0, max_new_tokens=5), prompt="ab语")[0]
+    assert sample.data.startswith("ab语") and len(sample.data) == 8
