@@ -188,6 +188,10 @@ def test_existing_run_is_not_overwritten(capsys, corpus, run_copy):
 
 @pytest.mark.parametrize("pair, match", [("temperature=-1", "must be >= 0"),
                                           ("top_k=lots", "must be int"),
+                                          ("top_p=0", "'top_p' must be > 0"),
+                                          ("top_p=1.5", "'top_p' must be <= 1"),
+                                          ("repetition_penalty=0", "must be > 0"),
+                                          ('stop=[""]', "stop strings must be non-empty"),
                                           ("beam=3", "unknown setting")])
 def test_bad_sampling_values(capsys, trained_run, pair, match):
     expect_error(capsys, "generate", trained_run, "--set", pair, match=match)
@@ -215,3 +219,14 @@ def test_resume_a_run_interrupted_before_its_first_checkpoint(capsys, run_copy):
     code, out, err = studio(capsys, "train", "--resume", run_copy, "--max-steps", "4")
     assert code == 0, err
     assert [c.step for c in RunDir(run_copy).checkpoints()] == [4]
+
+
+def test_jsonl_without_any_usable_line(capsys, tmp_path):
+    (tmp_path / "qa.jsonl").write_text('{"question": "a"}\n[1, 2]\nnot json\n')
+    err = expect_error(capsys, "train", "text", "--data", tmp_path / "qa.jsonl", "--run-dir",
+                       tmp_path / "r", *TINY, match="no usable prompt/response examples")
+    assert "qa.jsonl:1: missing" in err and "qa.jsonl:3: not valid JSON" in err  # why, with line numbers
+
+
+def test_stream_takes_one_sample(capsys, trained_run):
+    expect_error(capsys, "generate", trained_run, "--stream", "--n", "2", match="one sample")
