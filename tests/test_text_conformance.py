@@ -13,3 +13,16 @@ class TestTextGenerator(GeneratorConformance):
         path = folder / "tiny.txt"
         path.write_text("To be, or not to be, that is the question.\n" * 40, encoding="utf-8")
         return str(path)
+
+
+class TestTextGeneratorOnPromptResponsePairs(TestTextGenerator):
+    """The same suite with JSONL prompt/response data (response-only loss, answers)."""
+
+    tiny_config = {**TestTextGenerator.tiny_config, "block_size": 48}
+
+    def make_data(self, folder):
+        import json
+        path = folder / "qa.jsonl"
+        rows = [{"prompt": f"Question {i}?", "response": f"Answer {i % 3}."} for i in range(30)]
+        path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+        return str(path)
