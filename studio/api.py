@@ -239,6 +239,19 @@ def _generator_class(generator: str | type) -> type:
     return generator if isinstance(generator, type) else default_registry().get(generator)
 
 
+def inspect_data(generator: str, source: str | None, settings: list[str] | None = None):
+    """Read and validate data the way training would, without training: the DataReport."""
+    gen_cls = _generator_class(generator)
+    gen_config, _ = build_configs(gen_cls, settings=settings)
+    return gen_cls(gen_config).load_data(source, None, cache_dir())
+
+
+def demo_runs() -> list[Path]:
+    """The small pretrained demo runs that ship in assets/demo/ (one per generator)."""
+    root = Path(__file__).resolve().parent.parent / "assets" / "demo"
+    return sorted(p for p in root.iterdir() if (p / "config.json").exists()) if root.is_dir() else []
+
+
 def load_run(path: str, checkpoint: str | None = None, device: str = "auto",
              threads: int = 0):
     """A generator with a run's weights loaded, ready to sample or evaluate (no optimizer)."""

@@ -155,6 +155,15 @@ def from_dict(cls, values: dict, where: str = "config"):
     return config
 
 
+def check_field(cls, name: str, value: Any, where: str = "config") -> Any:
+    """One field's value, coerced and range-checked (no cross-field check): for forms that
+    mark each invalid field on its own."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    if name not in known:
+        raise StudioError(f"{where}: unknown setting '{name}'.")
+    return _coerce(name, value, _field_types(cls)[name], known[name].metadata, where)
+
+
 def to_dict(config) -> dict:
     return dataclasses.asdict(config)
 

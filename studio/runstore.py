@@ -362,6 +362,44 @@ def save_samples(folder: Path, samples: list, extra: dict | None = None) -> Path
     return folder
 
 
+def load_samples(folder: Path) -> tuple[dict, list]:
+    """Read what save_samples wrote: (the extra fields, samples with their arrays)."""
+    import numpy as np
+    from PIL import Image
+
+    from studio.contract import Sample
+
+    doc = read_json(Path(folder) / "samples.json", "samples")
+    samples = []
+    for entry in doc.get("samples", []):
+        kind = entry.get("kind")
+        if kind == "text":
+            data = entry.get("text", "")
+        elif kind == "image":
+            data = np.asarray(Image.open(Path(folder) / entry["file"]).convert("RGB"))
+        elif kind == "video":
+            import imageio.v3 as iio
+            frames = iio.imread(Path(folder) / entry["file"], index=None)
+            data = frames[..., :3] if frames.ndim == 4 else np.stack([frames] * 3, axis=-1)
+        else:
+            continue
+        samples.append(Sample(kind, data, entry.get("meta", {})))
+    return {k: v for k, v in doc.items() if k != "samples"}, samples
+
+
+def list_previews(run: RunDir) -> list[tuple[int, Path]]:
+    """(step, folder) of the run's previews, oldest first."""
+    found = []
+    if run.previews_dir.is_dir():
+        for folder in run.previews_dir.iterdir():
+            if folder.name.startswith("step_") and (folder / "samples.json").exists():
+                try:
+                    found.append((int(folder.name[5:]), folder))
+                except ValueError:
+                    continue
+    return sorted(found)
+
+
 def list_runs(root: Path) -> list[RunDir]:
     """Run folders at `root` or one level below it, newest first."""
     root = Path(root)

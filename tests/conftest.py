@@ -18,6 +18,12 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("STUDIO_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+@pytest.fixture(autouse=True)
+def _isolated_config(tmp_path, monkeypatch):
+    """The window's settings (and default runs folder) live in a fresh folder per test."""
+    monkeypatch.setenv("STUDIO_CONFIG_DIR", str(tmp_path / "config"))
+
+
 @pytest.fixture
 def corpus(tmp_path) -> Path:
     """A small English corpus: a few thousand characters of made-up dialogue."""

@@ -1,0 +1,76 @@
+"""What the panels share: the chosen generator, the data, the runs folder, the current run.
+
+Panels never talk to each other directly; they read and set the session, and react to its
+signals. The session reads runs from disk only (the run folder is the contract).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from studio.gui.settings import Settings
+from studio.registry import Registry, default_registry
+
+
+class Session(QObject):
+    generator_changed = Signal(str)
+    data_changed = Signal(object)  # str path, or None for the built-in demo data
+    run_changed = Signal(str)  # a run folder was opened (to generate from, to watch, ...)
+    runs_changed = Signal()  # runs were added, finished or deleted
+
+    def __init__(self, settings: Settings | None = None, registry: Registry | None = None):
+        super().__init__()
+        self.settings = settings or Settings.load()
+        self.registry = registry or default_registry()
+        self.generator = self.settings.last_generator
+        self.data_source: str | None = None
+        self.current_run: str | None = None
+
+    @property
+    def runs_folder(self) -> Path:
+        return Path(self.settings.runs_folder)
+
+    def generator_class(self):
+        return self.registry.get(self.generator)
+
+    def usable_generators(self) -> list[dict]:
+        return [row for row in (e.info() for e in self.registry.entries()) if row["status"] == "ok"]
+
+    def broken_generators(self) -> list[dict]:
+        return [row for row in (e.info() for e in self.registry.entries()) if row["status"] != "ok"]
+
+    def set_generator(self, name: str) -> None:
+        if name != self.generator:
+            self.generator = name
+            self.settings.last_generator = name
+            self.generator_changed.emit(name)
+
+    def set_data(self, source: str | None) -> None:
+        self.data_source = source or None
+        self.data_changed.emit(self.data_source)
+
+    def open_run(self, path: str) -> None:
+        self.current_run = str(path)
+        self.run_changed.emit(self.current_run)
+
+    def new_run_dir(self) -> Path:
+        import time
+        self.runs_folder.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = self.runs_folder / f"{self.generator}-{stamp}"
+        n = 2
+        while path.exists():
+            path = self.runs_folder / f"{self.generator}-{stamp}-{n}"
+            n += 1
+        return path
+
+    def all_runs(self) -> list[dict]:
+        """Rows of `studio runs` for the runs folder, plus the built-in demo runs."""
+        from studio import api
+        rows = api.runs_table(str(self.runs_folder)) if self.runs_folder.exists() else []
+        for demo in api.demo_runs():
+            for row in api.runs_table(str(demo)):
+                rows.append({**row, "status": "demo"})
+        return rows
