@@ -1,0 +1,541 @@
+"""The built-in image generator: a GAN that trains well on small image sets, on CPU and GPU.
+
+This module is the thin adapter between the plugin contract and plain-torch pieces: the
+networks and losses (model.py), DiffAugment (augment.py), reading and caching images
+(data.py), latents and grids (sampling.py) and FID/KID (evaluation.py).
+
+A training step is a discriminator step and a generator step on one batch, each with its own
+optimizer and learning rate (TTUR, Heusel et al. 2017), stepped through the engine so that
+mixed precision, loss scaling and clipping are the engine's; then the moving average of G
+moves. Samples, previews and evaluation use that average.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from studio.config import setting
+from studio.contract import DataReport, Generator, Sample
+from studio.errors import StudioError
+
+from generators.image.augment import augment, parse_policy
+from generators.image.data import BUILTIN_SHAPES, ImageSet, load_images
+from generators.image.evaluation import (InceptionFeatures, extract_features, extractor_key, fid,
+                                         kid, load_extractor, save_extractor, train_extractor)
+from generators.image.model import (GAN, GANShape, d_loss, ema_decay_at, g_loss, r1_penalty,
+                                    recompute_batchnorm_stats)
+from generators.image.sampling import grid, interpolation, latent_for_seed, latents_for_seeds, to_uint8
+
+EVAL_SEED_BASE = 1_000_000  # evaluation draws seeds from here: never the seeds users look at
+CALIBRATION_SEED = 2**31 - 1
+CALIBRATION_IMAGES = 256  # latents that measure G_ema's BatchNorm statistics
+
+
+@dataclass
+class ImageConfig:
+    resolution: int = setting(32, "image side in pixels (images are scaled and centre-cropped "
+                              "to it)", choices=(32, 64, 128))
+    channels: str = setting("auto", "auto: grey when every image is grey, else RGB",
+                            choices=("auto", "grey", "rgb"))
+    conditional: str = setting("auto", "auto: class-conditional when the data has classes (one "
+                               "subfolder per class, or MNIST labels); yes requires classes",
+                               choices=("auto", "yes", "no"))
+    latent_dim: int = setting(128, "size of the noise vector each image is drawn from", min=2, max=1024)
+    g_width: int = setting(64, "generator width: channels of its last hidden layer (DCGAN's "
+                           "ngf; the 4x4 layer has 4-8x as many)", min=4, max=1024)
+    d_width: int = setting(64, "discriminator width: channels of its first layer (DCGAN's ndf)",
+                           min=4, max=1024)
+    loss: str = setting("hinge", "hinge (SAGAN/BigGAN) or ns: the non-saturating logistic loss",
+                        choices=("hinge", "ns"))
+    augment: str = setting("color,translation,cutout", "DiffAugment on every image the "
+                           "discriminator sees: any of color, translation, cutout, comma-separated "
+                           "(none: off)")
+    r1_gamma: float = setting(0.0, "R1 gradient penalty on real images (0 = off; try 0.1-10 "
+                              "if training collapses)", min=0, max=1000)
+    r1_every: int = setting(16, "lazy R1: apply the penalty every N steps, scaled by N", min=1, max=1000)
+    ema_decay: float = setting(0.999, "decay of the moving average of the generator's weights "
+                               "used for samples (0 = no averaging)", min=0, max=0.99999)
+    d_lr_ratio: float = setting(2.0, "discriminator learning rate as a multiple of lr (TTUR)",
+                                min=0.01, max=100)
+    batch_size: int = setting(64, "real images per step (the same number of fakes)", min=2, max=4096)
+    flip: bool = setting(False, "flip real images left-right at random (off for digits and text)")
+    background: str = setting("white", "colour that transparent pixels are composited on",
+                              choices=("white", "black"))
+    memory_format: str = setting("auto", "channels_last (NHWC) speeds up convolutions with "
+                                 "oneDNN on CPUs and tensor cores on GPUs; auto: by device",
+                                 choices=("auto", "channels_last", "contiguous"))
+    eval_images: int = setting(2000, "images generated (and real images compared) for FID and "
+                               "KID", min=10, max=100000)
+    feature_steps: int = setting(600, "training steps of the feature network FID uses when no "
+                                 "Inception weights are given (trained once per dataset, cached)",
+                                 min=1, max=100000)
+    inception_weights: str = setting("", "a local file of torchvision Inception-v3 weights for "
+                                     "FID features (never downloaded); empty: a network trained "
+                                     "on your data")
+
+    def check(self) -> str | None:
+        try:
+            parse_policy(self.augment)
+        except ValueError as exc:
+            return f"augment: {exc}."
+        return None
+
+
+@dataclass
+class ImageSampleConfig:
+    truncation: float = setting(0.0, "truncation: latent values beyond +-t are drawn again; "
+                                "smaller = less variety, more typical images (0 = off; try "
+                                "0.5-1.5)", min=0, max=10)
+    class_label: int = setting(-1, "class to draw (its index); -1: the classes in turn, one per "
+                               "seed. A prompt names the class instead", min=-1)
+    interpolate_to: int = setting(-1, "a second seed: draw `frames` images on the way from the "
+                                  "first seed to it (spherical interpolation); -1 = off", min=-1)
+    frames: int = setting(8, "images in an interpolation", min=2, max=1000)
+    grid: bool = setting(False, "return one grid image of all the samples")
+
+
+class ImageGenerator(Generator):
+    name = "image"
+    modality = "image"
+    version = "0.1.0"
+    Config = ImageConfig
+    SampleConfig = ImageSampleConfig
+    throughput_unit = "images"
+    manual_optimization = True
+    best_metric = "val_fid"
+    best_mode = "min"
+    presets = {
+        # The shipped demo model (assets/demo/image): small enough to commit (a few MB).
+        "demo": {"resolution": 32, "channels": "rgb", "g_width": 24, "d_width": 24,
+                 "latent_dim": 64, "eval_images": 1000},
+        # DCGAN's shapes: 32 px with 4x4 at 4*ngf, 64 px as the PyTorch DCGAN example.
+        "32px": {"resolution": 32, "g_width": 64, "d_width": 64},
+        "64px": {"resolution": 64, "g_width": 64, "d_width": 64},
+        "128px": {"resolution": 128, "g_width": 32, "d_width": 32, "batch_size": 32},
+    }
+    # Adam with beta1 = 0 and TTUR as in BigGAN / StyleGAN2; a constant learning rate and no
+    # clipping (spectral norm already bounds D); FID every 2000 steps (it costs seconds).
+    train_defaults = {"lr": 2e-4, "beta1": 0.0, "beta2": 0.99, "weight_decay": 0.0,
+                      "warmup_steps": 0, "lr_schedule": "constant", "grad_clip": 0.0,
+                      "max_steps": 20000, "eval_every": 2000, "preview_every": 500,
+                      "checkpoint_every": 1000, "log_every": 20}
+
+    def __init__(self, config: ImageConfig):
+        super().__init__(config)
+        self.policy = parse_policy(config.augment)
+        self.train_set: ImageSet | None = None
+        self.reference: ImageSet | None = None  # --val-data: what FID compares against
+        self.channels: int | None = None  # decided by the data, or read from the run's assets
+        self.classes: list[str] | None = None
+        self.dataset_key: str | None = None
+        self.probes: dict = {}
+        self.cache_dir: Path | None = None
+        self.extractor_key: str | None = None
+        self._extractor = None
+        self._extractor_name = ""
+        self._real_features: dict = {}
+        self._calibrated_at: int | None = None
+        self.d_optimizer = self.g_optimizer = None
+
+    # --- data ----------------------------------------------------------------------------------
+    def load_data(self, source, val_source, cache_dir: Path) -> DataReport:
+        cfg = self.config
+        self.cache_dir = Path(cache_dir)
+        data = load_images(source, cfg.resolution, cfg.background, self.cache_dir)
+        notes = list(data.notes)
+        if self.channels is None:  # a new run: the data decides; a resumed one keeps its own
+            self.channels = {"grey": 1, "rgb": 3}.get(cfg.channels, 1 if data.grey else 3)
+            self.classes = self._choose_classes(data)
+            self.dataset_key = data.key
+        elif self.classes and data.classes != self.classes:
+            raise StudioError(f"the data in {data.source} has the classes {data.classes[:5]}, but "
+                              f"this run was trained on {self.classes[:5]}; give the run's data or "
+                              f"start a new run.")
+        self.train_set = data
+        skipped = list(data.skipped)
+        if val_source:
+            self.reference = load_images(val_source, cfg.resolution, cfg.background, self.cache_dir)
+            skipped += self.reference.skipped
+            notes += self.reference.notes
+        if not self.probes:
+            n = {32: 64, 64: 36, 128: 16}[cfg.resolution]
+            columns = len(self.classes) if 2 <= len(self.classes) <= 12 else None
+            if columns:  # one column per class: the preview shows how each class develops
+                n = columns * max(1, n // columns)
+            self.probes = {"seeds": list(range(n)), "columns": columns}
+        counts = {name: int((data.labels == i).sum()) for i, name in enumerate(self.classes)}
+        preview = [Sample("image", self._channels_of(data.images[i:i + 1])[0],
+                          {"index": i, "class": self._class_name(int(data.labels[i]))})
+                   for i in range(min(8, len(data)))]
+        return DataReport(
+            source=data.source, used=data.used + (self.reference.used if self.reference else []),
+            skipped=skipped,
+            summary={"images": len(data), "resolution": cfg.resolution, "channels": self.channels,
+                     "classes": self.classes, "class_counts": counts,
+                     "held_out_images": len(self.reference) if self.reference else 0,
+                     "dataset_key": data.key, "notes": notes},
+            preview=preview)
+
+    def _choose_classes(self, data: ImageSet) -> list[str]:
+        mode = self.config.conditional
+        if mode == "no":
+            return []
+        if len(data.classes) < 2:
+            if mode == "yes":
+                raise StudioError(f"conditional=yes, but {data.source} has no classes. Put each "
+                                  f"class's images in its own subfolder, or use conditional=auto.")
+            return []
+        return list(data.classes)
+
+    def _class_name(self, label: int) -> str | None:
+        return self.classes[label] if self.classes and 0 <= label < len(self.classes) else None
+
+    def _channels_of(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, C) in the run's channel count: grey repeated, or colour to luma."""
+        pixels = np.asarray(pixels)
+        if pixels.shape[-1] == self.channels:
+            return pixels
+        if self.channels == 3:
+            return np.repeat(pixels, 3, axis=-1)
+        weights = np.array([299, 587, 114], dtype=np.uint32)  # ITU-R 601-2 luma, as Pillow's "L"
+        return ((pixels.astype(np.uint32) @ weights + 500) // 1000).astype(np.uint8)[..., None]
+
+    def get_batch(self, split, rng: torch.Generator):
+        data = self.reference if split == "val" and self.reference is not None else self.train_set
+        B = self.config.batch_size
+        index = np.sort(torch.randint(len(data), (B,), generator=rng).numpy())  # in file order
+        pixels = torch.from_numpy(self._channels_of(data.images[index]))  # (B, H, W, C) uint8
+        if self.config.flip:
+            flipped = torch.rand(B, generator=rng) < 0.5
+            pixels[flipped] = pixels[flipped].flip(2)
+        labels = torch.from_numpy(np.maximum(data.labels[index], 0)) if self.classes else None
+        device = self.device or torch.device("cpu")
+        if device.type == "cuda":
+            pixels = pixels.pin_memory()
+        # uint8 travels (4x less than float); NHWC permuted to NCHW *is* channels-last memory.
+        images = pixels.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        if not self._channels_last():
+            images = images.contiguous()
+        return images, (labels.to(device) if labels is not None else None)
+
+    # --- model ---------------------------------------------------------------------------------
+    def shape(self) -> GANShape:
+        cfg = self.config
+        return GANShape(resolution=cfg.resolution, channels=self.channels, latent_dim=cfg.latent_dim,
+                        g_width=cfg.g_width, d_width=cfg.d_width, n_classes=len(self.classes or []))
+
+    def build(self) -> torch.nn.Module:
+        gan = GAN(self.shape())
+        if self._channels_last():
+            gan = gan.to(memory_format=torch.channels_last)
+        return gan
+
+    def _channels_last(self) -> bool:
+        """auto: channels-last on CPUs (oneDNN; measured faster for these convolutions, see
+        bench/bench_image.py) and CUDA GPUs (tensor cores); not on MPS."""
+        fmt = self.config.memory_format
+        if fmt != "auto":
+            return fmt == "channels_last"
+        return (self.device or torch.device("cpu")).type in ("cpu", "cuda")
+
+    def configure_optimizers(self, train) -> list:
+        gan, cfg = self.model, self.config
+        betas = (train.beta1, train.beta2)
+
+        def adam(params, lr):
+            params = list(params)
+            try:  # the fused kernel does the whole update in one pass (CPU and CUDA)
+                return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=train.weight_decay,
+                                         fused=params[0].device.type in ("cpu", "cuda"))
+            except (RuntimeError, TypeError):
+                return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=train.weight_decay)
+
+        self.d_optimizer = adam(gan.D.parameters(), train.lr * cfg.d_lr_ratio)
+        self.g_optimizer = adam(gan.G.parameters(), train.lr)
+        return [self.d_optimizer, self.g_optimizer]
+
+    def training_step(self, batch, ctx) -> dict:
+        real, labels = batch
+        cfg = self.config
+        gan = _unwrap(ctx.model)
+        B = len(real)
+        z = torch.randn(B, cfg.latent_dim, device=real.device)
+
+        # Discriminator: real and fake images in one batch (D has no batch statistics to mix
+        # up), each image with its own augmentation. The fakes are made once, with their graph,
+        # and reused by the generator step below, as in the PyTorch DCGAN example.
+        with ctx.autocast():
+            fake = gan.G(z, labels)
+            both = torch.cat([real, fake.detach()])
+            logits = gan.D(augment(both, self.policy), _twice(labels))
+            loss_d = d_loss(logits[:B], logits[B:], cfg.loss)
+        metrics = {}
+        loss_d_total = loss_d
+        if cfg.r1_gamma > 0 and ctx.step % cfg.r1_every == 0:
+            # Lazy R1 (StyleGAN2): every r1_every steps, scaled up by r1_every; in fp32, since
+            # it differentiates a gradient.
+            real_in = real.detach().requires_grad_(True)
+            penalty = r1_penalty(gan.D(augment(real_in, self.policy), labels), real_in)
+            loss_d_total = loss_d + (cfg.r1_gamma / 2) * cfg.r1_every * penalty
+            metrics["r1"] = penalty.detach()
+        ctx.backward(loss_d_total)
+        _average_gradients(self.d_optimizer)
+        ctx.step_optimizer(self.d_optimizer)
+
+        # Generator: through a frozen D (no weight gradients for D are computed at all).
+        gan.D.requires_grad_(False)
+        try:
+            with ctx.autocast():
+                loss_g = g_loss(gan.D(augment(fake, self.policy), labels), cfg.loss)
+            ctx.backward(loss_g)
+        finally:
+            gan.D.requires_grad_(True)
+        _average_gradients(self.g_optimizer)
+        ctx.step_optimizer(self.g_optimizer)
+        gan.update_ema(ema_decay_at(ctx.step, cfg.ema_decay))
+        return {"loss": (loss_d + loss_g).detach(), "d_loss": loss_d.detach(),
+                "g_loss": loss_g.detach(), "d_real": logits[:B].detach().float().mean(),
+                "d_fake": logits[B:].detach().float().mean(), **metrics}
+
+    # --- sampling ------------------------------------------------------------------------------
+    def _calibrate(self) -> None:
+        """Measure G_ema's BatchNorm statistics for its current weights (once per EMA update
+        count, so repeated sampling costs nothing extra)."""
+        gan = _unwrap(self.model)
+        version = int(gan.ema_updates)
+        if self._calibrated_at == version:
+            return
+        device = self._device()
+        latents = latents_for_seeds(range(CALIBRATION_SEED, CALIBRATION_SEED + CALIBRATION_IMAGES),
+                                    self.config.latent_dim).to(device)
+        labels = self._labels([None] * CALIBRATION_IMAGES, range(CALIBRATION_IMAGES))
+        recompute_batchnorm_stats(gan.G_ema, latents, labels)
+        self._calibrated_at = version
+
+    def _labels(self, asked: list[int | None], seeds) -> torch.Tensor | None:
+        """Class per image: the asked one, else the classes in turn by seed."""
+        if not self.classes:
+            return None
+        n = len(self.classes)
+        chosen = [a if a is not None else int(s) % n for a, s in zip(asked, seeds)]
+        return torch.tensor(chosen, dtype=torch.long, device=self._device())
+
+    def _device(self) -> torch.device:
+        return self.device or torch.device("cpu")
+
+    @torch.no_grad()
+    def render(self, latents: torch.Tensor, labels: torch.Tensor | None, batch: int = 256) -> torch.Tensor:
+        """Images (N, C, H, W) in [-1, 1] from G_ema, in fp32."""
+        self._calibrate()
+        G = _unwrap(self.model).G_ema
+        device = self._device()
+        out = []
+        for i in range(0, len(latents), batch):
+            with self.autocast():
+                images = G(latents[i:i + batch].to(device),
+                           None if labels is None else labels[i:i + batch])
+            out.append(images.float())
+        return torch.cat(out)
+
+    def _class_from(self, prompt, params: ImageSampleConfig) -> int | None:
+        """The class asked by a prompt (its name or index) or by class_label."""
+        if prompt in (None, "") and params.class_label < 0:
+            return None
+        if not self.classes:
+            raise StudioError("this image model has no classes (it was trained on unlabelled "
+                              "images), so it takes no prompt or class_label.")
+        if prompt not in (None, ""):
+            text = str(prompt).strip()
+            if text in self.classes:
+                return self.classes.index(text)
+            if text.isdigit() and int(text) < len(self.classes):
+                return int(text)
+            raise StudioError(f"no class '{text}' in this model; its classes are: "
+                              f"{', '.join(self.classes)}.")
+        if params.class_label >= len(self.classes):
+            raise StudioError(f"class_label {params.class_label} is out of range: this model has "
+                              f"{len(self.classes)} classes (0-{len(self.classes) - 1}: "
+                              f"{', '.join(self.classes)}).")
+        return params.class_label
+
+    def sample(self, params: ImageSampleConfig, n: int = 1, seed: int = 0, prompt=None) -> list[Sample]:
+        asked = self._class_from(prompt, params)
+        dim = self.config.latent_dim
+        if params.interpolate_to >= 0:
+            ends = [latent_for_seed(s, dim, params.truncation) for s in (seed, params.interpolate_to)]
+            latents = interpolation(ends[0], ends[1], params.frames)
+            labels = self._labels([asked] * params.frames, [seed] * params.frames)
+            metas = [{"seed": seed, "seed_to": params.interpolate_to, "t": i / (params.frames - 1),
+                      "frame": i} for i in range(params.frames)]
+        else:
+            seeds = [seed + i for i in range(n)]
+            latents = latents_for_seeds(seeds, dim, params.truncation)
+            labels = self._labels([asked] * n, seeds)
+            metas = [{"seed": s, "index": i} for i, s in enumerate(seeds)]
+        for i, meta in enumerate(metas):
+            meta.update(truncation=params.truncation,
+                        **({"class": self.classes[int(labels[i])]} if labels is not None else {}))
+        images = self.render(latents, labels)
+        if params.grid:
+            columns = params.frames if params.interpolate_to >= 0 else None
+            return [Sample("image", grid(images, columns), {"grid": metas})]
+        return [Sample("image", pixels, meta) for pixels, meta in zip(to_uint8(images), metas)]
+
+    def preview(self) -> list[Sample]:
+        """One grid of the fixed probe seeds (a column per class when there are classes)."""
+        seeds = self.probes["seeds"]
+        latents = latents_for_seeds(seeds, self.config.latent_dim)
+        labels = self._labels([None] * len(seeds), seeds)
+        images = self.render(latents, labels)
+        meta = {"probe_seeds": seeds, "classes": self.classes or []}
+        return [Sample("image", grid(images, self.probes.get("columns")), meta)]
+
+    # --- evaluation ----------------------------------------------------------------------------
+    def evaluate(self, source=None, max_batches=None) -> dict:
+        """FID and KID of G_ema's images against real ones: the --val-data set when given, else
+        the training images (as StyleGAN2-ADA measures small datasets), or `source`."""
+        cfg = self.config
+        reference = self._reference_set(source)
+        n = min(cfg.eval_images, len(reference))
+        if max_batches is not None:
+            n = min(n, max(max_batches * cfg.batch_size, 2))
+        pick = np.sort(np.random.default_rng(0).choice(len(reference), n, replace=False))
+        extractor, name = self._feature_extractor(reference)
+        device = self._device()
+        cache_key = (name, reference.key, n)
+        if cache_key not in self._real_features:  # the real side does not change during a run
+            self._real_features = {cache_key: extract_features(
+                extractor, self._channels_of(reference.images[pick]), device)}
+        real_features = self._real_features[cache_key]
+        seeds = range(EVAL_SEED_BASE, EVAL_SEED_BASE + n)
+        # Conditional models draw the classes of the real images they are compared with.
+        real_labels = reference.labels[pick] if reference.classes == self.classes else np.full(n, -1)
+        labels = self._labels([int(c) if c >= 0 else None for c in real_labels], seeds)
+        fake = self.render(latents_for_seeds(seeds, cfg.latent_dim).to(device), labels)
+        fake_features = extract_features(extractor, fake, device)
+        kid_mean, kid_std = kid(real_features, fake_features)
+        return {"val_fid": fid(real_features, fake_features), "val_kid": kid_mean,
+                "val_kid_std": kid_std, "val_images": int(n), "val_extractor": name}
+
+    def _reference_set(self, source) -> ImageSet:
+        if source is not None:
+            return load_images(str(source), self.config.resolution, self.config.background,
+                               self.cache_dir or _default_cache_dir())
+        if self.reference is not None:
+            return self.reference
+        if self.train_set is None:
+            raise StudioError("no images to evaluate against: give --data (the images FID "
+                              "compares the samples with).")
+        return self.train_set
+
+    def _feature_extractor(self, reference: ImageSet):
+        """Inception-v3 from the user's weights file, else the data's own network (trained
+        once and cached); the name goes into every result."""
+        if self._extractor is not None:
+            return self._extractor, self._extractor_name
+        cfg, device = self.config, self._device()
+        if cfg.inception_weights:
+            try:
+                net = InceptionFeatures(cfg.inception_weights).to(device)
+            except ValueError as exc:
+                raise StudioError(f"inception_weights: {exc}. Give a torchvision Inception-v3 "
+                                  f"weights file, or leave inception_weights empty.") from None
+            self._extractor, self._extractor_name = net, f"inception-v3:{net.digest}"
+            return self._extractor, self._extractor_name
+        folder = (self.cache_dir or _default_cache_dir()) / "image-features"
+        loaded = None
+        if self.extractor_key:  # the run's own extractor, when this machine has it cached
+            loaded = load_extractor(folder, self.extractor_key, device)
+        if loaded is None:
+            data = self.train_set or reference
+            labelled = bool(self.classes) and data.classes == self.classes and (data.labels >= 0).any()
+            kind = "classifier" if labelled else "autoencoder"
+            key = extractor_key(f"{data.key}-c{self.channels}", kind, cfg.feature_steps)
+            loaded = load_extractor(folder, key, device)
+            if loaded is None:
+                keep = data.labels >= 0 if labelled else np.ones(len(data), bool)
+                images = self._channels_of(data.images[np.flatnonzero(keep)])
+                net, info = train_extractor(images, data.labels[keep] if labelled else None,
+                                            len(self.classes or []), cfg.feature_steps, device)
+                info.update(key=key, channels=self.channels, resolution=cfg.resolution,
+                            n_classes=len(self.classes or []), dataset=data.source,
+                            dataset_key=data.key)
+                save_extractor(folder, key, net, info)
+                loaded = (net, info)
+            self.extractor_key = key
+        net, info = loaded
+        self._extractor, self._extractor_name = net, f"own-{info['kind']}:{info['key'][:12]}"
+        return self._extractor, self._extractor_name
+
+    # --- what a run keeps besides weights ------------------------------------------------------
+    def save_assets(self, folder: Path) -> None:
+        from studio.runstore import write_json
+        write_json(folder / "image.json", {
+            "resolution": self.config.resolution, "channels": self.channels,
+            "classes": self.classes or [], "dataset_key": self.dataset_key})
+        write_json(folder / "probes.json", self.probes)
+
+    def load_assets(self, folder: Path) -> None:
+        from studio.runstore import read_json
+        info = read_json(folder / "image.json", "the image run's assets")
+        if info["resolution"] != self.config.resolution:
+            raise StudioError(f"this run was trained at {info['resolution']} px, but its config asks "
+                              f"for {self.config.resolution} px; a GAN cannot change resolution on "
+                              f"resume. Start a new run for {self.config.resolution} px.")
+        self.channels, self.classes = int(info["channels"]), list(info["classes"])
+        self.dataset_key = info.get("dataset_key")
+        probes = folder / "probes.json"
+        self.probes = read_json(probes, "preview probes") if probes.exists() else {}
+        if not self.probes:
+            self.probes = {"seeds": list(range(16)), "columns": None}
+
+    def extra_state(self) -> dict:
+        return {"extractor_key": self.extractor_key}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.extractor_key = state.get("extractor_key") or self.extractor_key
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The GAN inside a DistributedDataParallel wrapper (or the GAN itself)."""
+    return getattr(model, "module", model)
+
+
+def _twice(labels: torch.Tensor | None) -> torch.Tensor | None:
+    return None if labels is None else torch.cat([labels, labels])
+
+
+def _average_gradients(optimizer: torch.optim.Optimizer) -> None:
+    """Under torchrun, average this optimizer's gradients over the ranks. A GAN step runs G
+    and D separately, so it calls the networks directly rather than through the engine's DDP
+    wrapper (whose single forward cannot express the two steps) and reduces here instead."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    world = torch.distributed.get_world_size()
+    if world == 1:
+        return
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch.distributed.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def _default_cache_dir() -> Path:
+    """The studio's cache folder, for evaluation of a loaded run (the adapter may not import
+    studio.api, which owns this rule)."""
+    override = os.environ.get("STUDIO_CACHE_DIR")
+    if override:
+        return Path(override)
+    from platformdirs import user_cache_dir
+    return Path(user_cache_dir("aigc-studio"))
