@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from studio.config import from_dict, parse_assignments, split_settings, to_dict
+from studio.config import TrainConfig, from_dict, parse_assignments, split_settings, to_dict
 from studio.errors import StudioError
 from studio.registry import default_registry
 from studio.runstore import RunDir, read_json, write_json
@@ -26,18 +26,12 @@ def cache_dir() -> Path:
     return Path(user_cache_dir("aigc-studio"))
 
 
-def _train_config_cls():
-    from studio.engine import TrainConfig
-    return TrainConfig
-
-
 def build_configs(gen_cls, preset: str | None = None, config_file: str | None = None,
                   settings: list[str] | None = None, overrides: dict | None = None,
                   start_from: dict | None = None, fine_tune: bool = False):
     """Generator config and training config from: defaults < the model started from
     (`start_from`, with the generator's fine-tuning defaults) < preset < JSON file < --set <
     explicit flags (overrides). Every value goes through the one validator."""
-    TrainConfig = _train_config_cls()
     gen_values: dict = dict(start_from or {})
     train_values: dict = {**gen_cls.train_defaults, **(gen_cls.finetune_defaults if fine_tune else {})}
     if preset:
@@ -127,13 +121,13 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
                               f"'{generator}'. Use `studio train --resume {run.path}`.")
         gen_config = from_dict(gen_cls.Config, doc.get("config", {}), f"{run.config_path}")
         set_gen, set_train = split_settings(parse_assignments(settings), gen_cls.Config,
-                                            _train_config_cls())
+                                            TrainConfig)
         if set_gen:
             raise StudioError(f"model setting '{next(iter(set_gen))}' cannot change when resuming; "
                               f"only training settings can (e.g. --set lr=...).")
         train_values = {**doc.get("train", {}), **set_train,
                         **{k: v for k, v in flags.items() if v is not None}}
-        train_config = from_dict(_train_config_cls(), train_values, "training config")
+        train_config = from_dict(TrainConfig, train_values, "training config")
         # A run stopped before its first checkpoint starts again from step 0 with its config.
         ckpt = run.resolve_checkpoint(checkpoint) if run.checkpoints() or checkpoint else None
         data_doc = doc.get("data", {})
@@ -360,7 +354,7 @@ def describe_generator(name: str) -> dict:
     from studio.config import describe
     gen_cls = default_registry().get(name)
     doc = gen_cls.describe()
-    doc["train"] = describe(_train_config_cls())
+    doc["train"] = describe(TrainConfig)
     for field in doc["train"]:
         if field["name"] in gen_cls.train_defaults:
             field["default"] = gen_cls.train_defaults[field["name"]]

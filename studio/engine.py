@@ -14,50 +14,19 @@ import random
 import signal
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from studio.config import setting
+from studio.config import TrainConfig  # noqa: F401  (re-exported: the engine's settings)
 from studio.contract import Generator, TrainContext
 from studio.errors import StudioError, TrainingDiverged
 
 if TYPE_CHECKING:
     from studio.callbacks import Callback
     from studio.runstore import RunDir
-
-
-@dataclass
-class TrainConfig:
-    """How to train (any generator). Generators may change defaults via `train_defaults`."""
-
-    max_steps: int = setting(2000, "total optimizer steps of the run (resume continues to this)", min=1)
-    max_minutes: float | None = setting(None, "stop (with a checkpoint) after this many minutes of "
-                                        "this session; empty = no limit", min=0, min_exclusive=True)
-    lr: float = setting(1e-3, "peak learning rate, reached after warmup", min=0, max=10)
-    min_lr_ratio: float = setting(0.1, "final LR as a fraction of the peak (cosine decay)", min=0, max=1)
-    lr_schedule: str = setting("cosine", "how the LR moves after warmup", choices=("cosine", "constant"))
-    warmup_steps: int = setting(100, "linear warmup from 0 to the peak LR", min=0)
-    weight_decay: float = setting(0.1, "AdamW decay on weight matrices (not on norms/biases)", min=0)
-    beta1: float = setting(0.9, "Adam beta1", min=0, max=1)
-    beta2: float = setting(0.99, "Adam beta2 (0.99 suits small batches)", min=0, max=1)
-    grad_accum: int = setting(1, "micro-batches summed into one optimizer step", min=1)
-    grad_clip: float = setting(1.0, "clip the gradient norm to this (0 = off)", min=0)
-    eval_every: int = setting(250, "held-out evaluation every N steps (0 = only at the end)", min=0)
-    eval_batches: int = setting(50, "held-out batches per periodic evaluation", min=1)
-    preview_every: int = setting(500, "samples on the fixed probe set every N steps (0 = only at the end)", min=0)
-    checkpoint_every: int = setting(500, "checkpoint every N steps (also on stop, pause, best)", min=0)
-    keep_last: int = setting(3, "checkpoints kept besides the best one", min=1)
-    log_every: int = setting(10, "progress event every N steps", min=1)
-    device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
-    precision: str = setting("auto", "auto: bf16 on GPUs that have it, else fp32",
-                             choices=("auto", "fp32", "bf16", "fp16"))
-    threads: int = setting(0, "CPU threads for torch (0 = one per core this process may use)", min=0)
-    compile: bool = setting(False, "torch.compile the model (pays off on GPUs and long runs)")
-    seed: int = setting(1337, "seed for weights, batches and dropout", min=0)
 
 
 # --- device, threads, precision ------------------------------------------------------------------

@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 
 from studio.config import (describe, from_dict, parse_assignments, replace, setting,
                            split_settings, to_dict)
-from studio.engine import TrainConfig
+from studio.config import TrainConfig
 from studio.errors import StudioError
 
 
