@@ -23,7 +23,7 @@ from studio.config import setting
 from studio.contract import DataReport, Generator, Sample
 from studio.errors import StudioError
 
-from generators.image.augment import augment, parse_policy
+from generators.image.augment import augment as diff_augment, parse_policy
 from generators.image.data import BUILTIN_SHAPES, ImageSet, load_images
 from generators.image.evaluation import (InceptionFeatures, extract_features, extractor_key, fid,
                                          kid, load_extractor, save_extractor, train_extractor)
@@ -137,6 +137,7 @@ class ImageGenerator(Generator):
         self.cache_dir: Path | None = None
         self.extractor_key: str | None = None
         self._extractor = None
+        self._inception_net: InceptionFeatures | None = None
         self._extractor_name = ""
         self._real_features: dict = {}
         self._calibrated_at: int | None = None
@@ -145,6 +146,8 @@ class ImageGenerator(Generator):
     # --- data ----------------------------------------------------------------------------------
     def load_data(self, source, val_source, cache_dir: Path) -> DataReport:
         cfg = self.config
+        if cfg.inception_weights:  # a wrong file is said now, not after the training
+            self._inception()
         self.cache_dir = Path(cache_dir)
         data = load_images(source, cfg.resolution, cfg.background, self.cache_dir)
         notes = list(data.notes)
@@ -272,7 +275,7 @@ class ImageGenerator(Generator):
         with ctx.autocast():
             fake = gan.G(z, labels)
             both = torch.cat([real, fake.detach()])
-            logits = gan.D(augment(both, self.policy), _twice(labels))
+            logits = gan.D(diff_augment(both, self.policy), _twice(labels))
             loss_d = d_loss(logits[:B], logits[B:], cfg.loss)
         metrics = {}
         loss_d_total = loss_d
@@ -280,7 +283,7 @@ class ImageGenerator(Generator):
             # Lazy R1 (StyleGAN2): every r1_every steps, scaled up by r1_every; in fp32, since
             # it differentiates a gradient.
             real_in = real.detach().requires_grad_(True)
-            penalty = r1_penalty(gan.D(augment(real_in, self.policy), labels), real_in)
+            penalty = r1_penalty(gan.D(diff_augment(real_in, self.policy), labels), real_in)
             loss_d_total = loss_d + (cfg.r1_gamma / 2) * cfg.r1_every * penalty
             metrics["r1"] = penalty.detach()
         ctx.backward(loss_d_total)
@@ -291,7 +294,7 @@ class ImageGenerator(Generator):
         gan.D.requires_grad_(False)
         try:
             with ctx.autocast():
-                loss_g = g_loss(gan.D(augment(fake, self.policy), labels), cfg.loss)
+                loss_g = g_loss(gan.D(diff_augment(fake, self.policy), labels), cfg.loss)
             ctx.backward(loss_g)
         finally:
             gan.D.requires_grad_(True)
@@ -440,11 +443,7 @@ class ImageGenerator(Generator):
             return self._extractor, self._extractor_name
         cfg, device = self.config, self._device()
         if cfg.inception_weights:
-            try:
-                net = InceptionFeatures(cfg.inception_weights).to(device)
-            except ValueError as exc:
-                raise StudioError(f"inception_weights: {exc}. Give a torchvision Inception-v3 "
-                                  f"weights file, or leave inception_weights empty.") from None
+            net = self._inception().to(device)
             self._extractor, self._extractor_name = net, f"inception-v3:{net.digest}"
             return self._extractor, self._extractor_name
         folder = (self.cache_dir or _default_cache_dir()) / "image-features"
@@ -471,6 +470,16 @@ class ImageGenerator(Generator):
         net, info = loaded
         self._extractor, self._extractor_name = net, f"own-{info['kind']}:{info['key'][:12]}"
         return self._extractor, self._extractor_name
+
+    def _inception(self) -> InceptionFeatures:
+        if self._inception_net is None:
+            try:
+                self._inception_net = InceptionFeatures(self.config.inception_weights)
+            except ValueError as exc:
+                raise StudioError(f"inception_weights: {exc}. Give a local torchvision "
+                                  f"Inception-v3 weights file (it is never downloaded), or leave "
+                                  f"inception_weights empty for features trained on your data.") from None
+        return self._inception_net
 
     # --- what a run keeps besides weights ------------------------------------------------------
     def save_assets(self, folder: Path) -> None:

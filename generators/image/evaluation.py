@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -226,9 +227,13 @@ class InceptionFeatures(nn.Module):
             state = load_file(str(path))
         else:
             try:
-                state = torch.load(str(path), map_location="cpu", weights_only=True)
-            except Exception as exc:
-                raise ValueError(f"{path} is not a weights file torch can read safely ({exc})") from None
+                with warnings.catch_warnings():  # torch warns about pickle protocols; we explain
+                    warnings.simplefilter("ignore")
+                    state = torch.load(str(path), map_location="cpu", weights_only=True)
+            except Exception as exc:  # the restricted unpickler refuses anything but tensors
+                first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+                raise ValueError(f"{path} is not a weights file torch can read safely: its "
+                                 f"tensors-only loader refused it ({first})") from None
         # transform_input: torchvision's ported weights expect its own re-scaling of the
         # ImageNet-normalised input.
         self.net = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
