@@ -246,6 +246,33 @@ def demo_runs() -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / "config.json").exists()) if root.is_dir() else []
 
 
+def export_slim_run(path: str, dest: str) -> Path:
+    """Copy a run with only its best weights (no optimizer state): small enough to ship as a
+    demo model in assets/demo/, and loadable by `generate` and the window like any run."""
+    import shutil
+    run = RunDir.open(Path(path))
+    folder = run.resolve_checkpoint("best")
+    state, _ = run.load_checkpoint(folder)  # verified before it is copied
+    target = RunDir(Path(dest))
+    if target.path.exists():
+        shutil.rmtree(target.path)
+    (target.checkpoints_dir / folder.name).mkdir(parents=True)
+    for name in ("config.json", "run.json", "data_report.json", "events.jsonl"):
+        if (run.path / name).exists():
+            shutil.copy2(run.path / name, target.path / name)
+    shutil.copytree(run.assets_dir, target.assets_dir)
+    previews = [p for p in sorted(run.previews_dir.glob("step_*"))]
+    if previews:
+        shutil.copytree(previews[-1], target.previews_dir / previews[-1].name)
+    shutil.copy2(folder / "model.safetensors", target.checkpoints_dir / folder.name / "model.safetensors")
+    state["files"] = {"model.safetensors": state["files"]["model.safetensors"]}
+    state.pop("optimizers", None)
+    write_json(target.checkpoints_dir / folder.name / "state.json", state)
+    write_json(target.checkpoints_dir / "index.json", {"best": folder.name, "latest": folder.name})
+    target.update(pid=None)
+    return target.path
+
+
 def load_run(path: str, checkpoint: str | None = None, device: str = "auto",
              threads: int = 0):
     """A generator with a run's weights loaded, ready to sample or evaluate (no optimizer)."""

@@ -93,6 +93,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--run-dir", default="runs/demo")
     d.add_argument("--steps", type=int, default=2000, help="training steps (default 2000, ~1 min)")
     d.add_argument("--device", default="auto")
+    d.add_argument("--export-to", metavar="DIR", help="then copy the trained run, weights only, "
+                   "to DIR (how assets/demo/text, the window's first-launch model, is made)")
+
+    sub.add_parser("gui", help="open the studio window (also: `studio` with no command)")
 
     ctl = sub.add_parser("control", help="pause, resume or stop a run that is training")
     ctl.add_argument("run")
@@ -219,7 +223,14 @@ def _cmd_demo(args) -> int:
     for i, sample in enumerate(api.generate(str(run), prompt="The ", n=2, seed=0,
                                             settings=["max_new_tokens=300"])):
         print(f"--- sample {i + 1} ---\n{sample.data}")
+    if args.export_to:
+        print(f"exported to {api.export_slim_run(str(run), args.export_to)}", file=sys.stderr)
     return 0
+
+
+def _cmd_gui(args) -> int:
+    from studio.gui.window import main as open_window
+    return open_window()
 
 
 def _cmd_control(args) -> int:
@@ -231,15 +242,14 @@ def _cmd_control(args) -> int:
 
 COMMANDS = {"generators": _cmd_generators, "train": _cmd_train, "generate": _cmd_generate,
             "eval": _cmd_eval, "runs": _cmd_runs, "config": _cmd_config, "control": _cmd_control,
-            "demo": _cmd_demo}
+            "demo": _cmd_demo, "gui": _cmd_gui}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        args.command = "gui"
     try:
         return COMMANDS[args.command](args)
     except StudioError as exc:

@@ -1,41 +1,56 @@
 """Training in a child process: the same `studio train ... --events json` a user can type.
 
 A crash, an out-of-memory error or a hung step in training cannot take the window down. The
-child's stdout carries one JSON event per line; its stderr is kept (the last lines) to show
-when it fails. Pause, resume and stop go through the run folder's control file, exactly as
-`studio control` does.
+child runs in a session of its own, with its output going to log files that the window
+follows, so a run can also keep training after the window closes ("leave running"). Its stdout carries one
+JSON event per line; its stderr is kept to show when it fails. Pause, resume and stop go
+through the run folder's control file, exactly as `studio control` does.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from collections import deque
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
+from studio.gui.settings import config_dir
 from studio.runstore import RunDir
+
+POLL_MS = 100
 
 
 class TrainerProcess(QObject):
     event = Signal(dict)  # every JSON event of the child
     failed = Signal(str, str)  # message, the last lines of its log
-    finished = Signal(int, str)  # exit code, final status ("done", "stopped", ...)
+    finished = Signal(int, str)  # 0 when it ended by itself, else 1; final status
 
     def __init__(self, parent=None, extra_env: dict | None = None):
         super().__init__(parent)
-        self.process: QProcess | None = None
+        self.pid: int | None = None
+        self.process: subprocess.Popen | None = None
         self.run_dir: Path | None = None
         self.log = deque(maxlen=40)
         self.status = "idle"
         self.last_error = ""
         self.extra_env = dict(extra_env or {})
-        self._buffer = b""
+        self._out_path = self._err_path = None
+        self._out_offset = 0
+        self._partial = b""
+        self._done_seen = False
+        self.timer = QTimer(self)
+        self.timer.setInterval(POLL_MS)
+        self.timer.timeout.connect(self.poll)
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.state() != QProcess.ProcessState.NotRunning
+        return self.pid is not None
 
     def start(self, args: list[str], run_dir: str) -> None:
         """`args` after `studio train`, e.g. ["text", "--data", ...] or ["--resume", RUN]."""
@@ -43,23 +58,46 @@ class TrainerProcess(QObject):
             raise RuntimeError("a training process is already running")
         self.run_dir = Path(run_dir)
         self.log.clear()
-        self.status, self.last_error, self._buffer = "starting", "", b""
-        process = QProcess(self)
-        env = QProcessEnvironment.systemEnvironment()
-        env.insert("PYTHONUNBUFFERED", "1")
-        for key, value in self.extra_env.items():
-            env.insert(key, value)
-        process.setProcessEnvironment(env)
-        process.readyReadStandardOutput.connect(self._read_stdout)
-        process.readyReadStandardError.connect(self._read_stderr)
-        process.finished.connect(self._finished)
-        process.errorOccurred.connect(self._error)
-        self.process = process
-        process.start(sys.executable, ["-m", "studio", "train", *args, "--events", "json"])
+        self.status, self.last_error, self._done_seen = "starting", "", False
+        logs = config_dir() / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{id(self) % 10000}"
+        self._out_path, self._err_path = logs / f"train-{stamp}.out", logs / f"train-{stamp}.err"
+        self._out_offset, self._partial = 0, b""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
+        command = [sys.executable, "-m", "studio", "train", *args, "--events", "json"]
+        try:
+            with open(self._out_path, "wb") as out, open(self._err_path, "wb") as err:
+                # A session of its own: the run survives the window ("leave running").
+                self.process = subprocess.Popen(command, stdout=out, stderr=err,
+                                                stdin=subprocess.DEVNULL, env=env,
+                                                start_new_session=True)
+        except OSError as exc:
+            self.status = "failed"
+            self.failed.emit(f"could not start training: {exc}", "")
+            self.finished.emit(1, self.status)
+            return
+        pid = self.process.pid
+        self.pid = pid
+        self.timer.start()
 
-    def _read_stdout(self) -> None:
-        self._buffer += bytes(self.process.readAllStandardOutput())
-        *lines, self._buffer = self._buffer.split(b"\n")
+    def poll(self) -> None:
+        """Read new events; notice when the process has ended."""
+        alive = self.pid is not None and self.process.poll() is None
+        self._read_events()
+        if self.pid is not None and not alive:
+            self._read_events()
+            self._ended()
+
+    def _read_events(self) -> None:
+        try:
+            with open(self._out_path, "rb") as f:
+                f.seek(self._out_offset)
+                chunk = f.read()
+        except OSError:
+            return
+        self._out_offset += len(chunk)
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
         for line in lines:
             text = line.decode("utf-8", "replace").strip()
             if not text:
@@ -69,41 +107,45 @@ class TrainerProcess(QObject):
             except json.JSONDecodeError:
                 self.log.append(text)  # stray output (a library's print): keep it for the log
                 continue
-            if record.get("event") == "start":
+            kind = record.get("event")
+            if kind == "start":
                 self.status = "running"
-            elif record.get("event") in ("paused", "resumed"):
-                self.status = "paused" if record["event"] == "paused" else "running"
-            elif record.get("event") == "error":
+            elif kind in ("paused", "resumed"):
+                self.status = "paused" if kind == "paused" else "running"
+            elif kind == "error":
                 self.last_error = record.get("message", "")
-            elif record.get("event") == "done":
-                self.status = record.get("status", "done")
+            elif kind == "done":
+                self.status, self._done_seen = record.get("status", "done"), True
             self.event.emit(record)
 
-    def _read_stderr(self) -> None:
-        text = bytes(self.process.readAllStandardError()).decode("utf-8", "replace")
-        for line in text.splitlines():
+    def _ended(self) -> None:
+        self.timer.stop()
+        self.pid = None
+        try:
+            err = self._err_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            err = ""
+        for line in err.splitlines():
             if line.strip():
                 self.log.append(line)
-
-    def _finished(self, code: int, exit_status) -> None:
-        self._read_stdout()
-        self._read_stderr()
-        if code != 0 or exit_status != QProcess.ExitStatus.NormalExit:
+        if not self._done_seen:
             message = self.last_error or next(
                 (l.removeprefix("error: ") for l in reversed(self.log) if l.startswith("error: ")),
-                f"the training process ended unexpectedly (exit code {code})")
+                "the training process ended unexpectedly")
             self.status = "failed"
             self.failed.emit(message, "\n".join(self.log))
-        self.finished.emit(code, self.status)
-
-    def _error(self, error) -> None:
-        if error == QProcess.ProcessError.FailedToStart:
-            self.status = "failed"
-            self.failed.emit(f"could not start {sys.executable}", "")
+        self.finished.emit(0 if self._done_seen else 1, self.status)
 
     def control(self, command: str) -> None:
-        if self.run_dir is not None and self.running:
+        if self.run_dir is None or not self.running:
+            return
+        if (self.run_dir / "config.json").exists():
             RunDir(self.run_dir).write_control(command)
+        elif command == "stop":  # still reading its data: nothing to save yet
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except OSError:
+                pass
 
     def pause(self) -> None:
         self.control("pause")
@@ -114,6 +156,22 @@ class TrainerProcess(QObject):
     def stop(self) -> None:
         self.control("stop")
 
+    def wait(self, timeout_s: float) -> bool:
+        """Block until the process ends (used when the window closes with 'stop')."""
+        deadline = time.monotonic() + timeout_s
+        while self.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+            self.poll()
+        return not self.running
+
+    def detach(self) -> None:
+        """Stop following the process; it trains on by itself."""
+        self.timer.stop()
+        self.pid = None
+
     def kill(self) -> None:
         if self.running:
-            self.process.kill()
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except OSError:
+                pass

@@ -1,0 +1,2 @@
+"""The studio window (PySide6). The only package that imports Qt; it reads runs and sends
+commands, and never reaches into a model."""

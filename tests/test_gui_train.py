@@ -1,0 +1,168 @@
+"""The data and training panels, driven as a user would (offscreen Qt, a real child process)."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from studio.gui.data_panel import DataPanel
+from studio.gui.session import Session
+from studio.gui.settings import Settings
+from studio.gui.train_panel import TrainPanel
+from studio.registry import default_registry
+from studio.runstore import RunDir
+
+TINY = {"n_layer": "1", "n_head": "2", "n_embd": "16", "block_size": "16", "batch_size": "4"}
+
+
+@pytest.fixture
+def session(tmp_path):
+    return Session(Settings(runs_folder=str(tmp_path / "runs"), last_generator="text"))
+
+
+@pytest.fixture
+def panels(qtbot, session):
+    data = DataPanel(session)
+    train = TrainPanel(session, data)
+    qtbot.addWidget(data)
+    qtbot.addWidget(train)
+    yield data, train
+    train.trainer.kill()
+
+
+def fill(train, gen=None, **settings):
+    train.gen_form.set_values({**TINY, **(gen or {})})
+    train.train_form.set_values({k: str(v) for k, v in settings.items()})
+    train.device.setCurrentText("cpu")
+
+
+def test_train_on_builtin_data_with_progress_charts_previews_pause_resume_stop(qtbot, panels):
+    data, train = panels
+    data.run_check()
+    qtbot.waitUntil(lambda: data.report is not None, timeout=60_000)
+    assert "used" in data.status.text() and data.preview.views  # a text excerpt is shown
+    fill(train, max_steps=100_000, log_every=5, eval_every=40, preview_every=40,
+         checkpoint_every=200, warmup_steps=0)
+    assert train.start_button.isEnabled(), train.problem.text()
+    train.start_button.click()
+    qtbot.waitUntil(lambda: len(train.charts.steps) >= 3, timeout=60_000)
+    assert train.progress.value() >= 5 and "tokens/s" in train.stats.text()
+    assert "ETA" in train.stats.text()
+    qtbot.waitUntil(lambda: bool(train.preview_steps and train.charts.eval_steps), timeout=60_000)
+    train.charts.redraw()
+    xs, ys = train.charts.raw.getData()
+    assert list(xs) == train.charts.steps and len(ys) == len(train.charts.losses)
+    assert train.previews.views and "preview at step" in train.preview_label.text()
+
+    train.pause_button.click()
+    qtbot.waitUntil(lambda: train.trainer.status == "paused", timeout=30_000)
+    assert train.resume_button.isEnabled() and not train.pause_button.isEnabled()
+    paused_steps = len(train.charts.steps)
+    qtbot.wait(600)
+    assert len(train.charts.steps) == paused_steps
+    train.resume_button.click()
+    qtbot.waitUntil(lambda: len(train.charts.steps) > paused_steps + 2, timeout=30_000)
+
+    train.sample_button.click()  # from the latest checkpoint while training goes on
+    qtbot.waitUntil(lambda: "sampled now" in train.preview_label.text(), timeout=60_000)
+
+    train.stop_button.click()
+    qtbot.waitUntil(lambda: not train.trainer.running, timeout=60_000)
+    run = RunDir(train.run_dir)
+    assert run.info()["status"] == "stopped" and run.checkpoints()
+    assert train.start_button.isEnabled() and train.resume_button.isEnabled()
+
+
+def test_invalid_config_blocks_start_with_a_visible_reason(qtbot, panels):
+    data, train = panels
+    fill(train)
+    train.gen_form.set_values({"n_layer": "three"})
+    assert not train.start_button.isEnabled()
+    assert "n layer" in train.problem.text() and "must be int" in train.problem.text()
+    assert "must be int" in train.gen_form.widgets["n_layer"].toolTip()
+    train.gen_form.set_values({"n_layer": "2", "n_embd": "15"})  # a cross-field rule
+    assert not train.start_button.isEnabled() and "multiple of n_head" in train.problem.text()
+    train.gen_form.set_values({"n_embd": "16"})
+    train.train_form.set_values({"lr": "-1"})
+    assert not train.start_button.isEnabled() and "lr" in train.problem.text()
+    train.train_form.set_values({"lr": "0.001"})
+    assert train.start_button.isEnabled() and train.problem.text() == ""
+
+
+def test_invalid_data_shows_the_report_and_blocks_start(qtbot, panels, tmp_path):
+    data, train = panels
+    fill(train)
+    (tmp_path / "empty.txt").write_text("")
+    data.set_source(str(tmp_path / "empty.txt"))
+    qtbot.waitUntil(lambda: data.problem is not None, timeout=30_000)
+    assert "empty file" in data.status.text()
+    train.update_buttons()
+    assert not train.start_button.isEnabled() and "data:" in train.problem.text()
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "good.txt").write_text("Some perfectly fine text for training. " * 40)
+    (folder / "blob.txt").write_bytes(b"\x00\x01\x02" * 100)
+    data.set_source(str(folder))
+    qtbot.waitUntil(lambda: data.report is not None and data.problem is None, timeout=30_000)
+    assert data.skipped.rowCount() == 1
+    assert data.skipped.item(0, 0).text() == "blob.txt" and "binary" in data.skipped.item(0, 1).text()
+    train.update_buttons()
+    assert train.start_button.isEnabled()
+
+
+CRASHY = '''
+import os
+from pathlib import Path
+from toy_generators import ToyImageGenerator
+
+class CrashyGenerator(ToyImageGenerator):
+    """Dies hard (as an out-of-memory kill would) at step 5 of its first run."""
+    name = "crashy"
+
+    def training_step(self, batch, ctx):
+        marker = Path(os.environ["CRASHY_MARKER"])
+        if ctx.step == 5 and not marker.exists():
+            marker.write_text("crashed once")
+            print("error: simulated out-of-memory in training_step", flush=True)
+            os._exit(3)
+        return super().training_step(batch, ctx)
+'''
+
+
+def test_a_crashing_trainer_leaves_the_window_alive_and_resume_works(qtbot, panels, tmp_path):
+    from tests_support import install_plugin
+    from toy_generators import ToyImageGenerator
+    data, train = panels
+    site = tmp_path / "site"
+    install_plugin(site, "crashy-plugin", "crashy_plugin", CRASHY, "crashy = crashy_plugin:CrashyGenerator")
+    sys.path.insert(0, str(site))
+    try:
+        import importlib
+        crashy = importlib.import_module("crashy_plugin").CrashyGenerator
+    finally:
+        sys.path.remove(str(site))
+    default_registry().add("crashy", crashy)
+    train.trainer.extra_env = {"PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "tests")]),
+                               "CRASHY_MARKER": str(tmp_path / "crashed")}
+    train.session.set_generator("crashy")
+    data.set_source(str(tmp_path))
+    qtbot.waitUntil(lambda: data.report is not None, timeout=30_000)
+    fill(train, gen={}, max_steps=12, log_every=1, checkpoint_every=2, eval_every=0,
+         preview_every=0)
+    train.gen_form.set_values({"size": "4"})
+    assert train.start_button.isEnabled(), train.problem.text()
+    train.start_button.click()
+    qtbot.waitUntil(lambda: train.error_box.isVisible() if train.isVisible() else
+                    not train.error_box.isHidden(), timeout=60_000)
+    assert "simulated out-of-memory" in train.error_message.text()
+    assert "simulated out-of-memory" in train.error_log.toPlainText()
+    assert train.error_resume.isEnabled() and not train.trainer.running
+    assert RunDir(train.run_dir).checkpoints()[-1].step == 4
+    train.error_resume.click()
+    qtbot.waitUntil(lambda: not train.trainer.running and train.trainer.status == "done",
+                    timeout=60_000)
+    assert RunDir(train.run_dir).checkpoints()[-1].step == 12
+    assert train.error_box.isHidden()
