@@ -1,0 +1,720 @@
+"""The runs browser: every run in the project, what each one did, and what to do with it next.
+
+Everything here is read from run folders on disk (run.json, config.json, events.jsonl,
+previews/), the same files `studio runs` reads, so a run started from the CLI shows up like one
+started from the window. The panel never starts training itself: Resume and Duplicate hand the
+run to the training panel through signals, Open hands it to the session.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QBrush, QColor, QFont, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDialog, QDialogButtonBox,
+                               QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
+                               QLineEdit, QMessageBox, QPushButton, QScrollArea, QSlider,
+                               QStackedWidget, QTableWidget, QTableWidgetItem, QTabWidget,
+                               QVBoxLayout, QWidget)
+
+from studio import api
+from studio.errors import StudioError
+from studio.gui.config_form import ConfigForm
+from studio.gui.views import SampleGrid
+from studio.runstore import RunDir, list_previews, load_samples
+
+EMPTY_TEXT = "No runs yet — start one in the Train tab"
+REFRESH_MS = 3000  # a refresh reads a few small JSON files per run: cheap enough to poll
+COLUMNS = ["Run", "Generator", "Status", "Step", "Held-out metric", "Best", "Checkpoints"]
+PATH_ROLE = Qt.ItemDataRole.UserRole
+
+# A run with a live training process: its folder is being written, so it is neither resumed
+# by a second process nor deleted under it.
+LIVE_STATUSES = ("running", "paused")
+STATUS_COLORS = {"running": "#2e7d32", "paused": "#b26a00", "failed": "#c62828",
+                 "diverged": "#c62828", "interrupted": "#b26a00", "demo": "#5c6bc0"}
+STATUS_TIPS = {
+    "running": "training now",
+    "paused": "paused by its training process; Resume continues it",
+    "stopped": "stopped with a checkpoint; Resume continues it",
+    "done": "reached its step limit",
+    "failed": "training ended with an error; Resume continues from the last checkpoint",
+    "diverged": "the loss became NaN or infinite; try a lower learning rate",
+    "interrupted": "its process ended without saying so; Resume continues from the last checkpoint",
+    "demo": "a built-in demo run: open it or duplicate it, it cannot be changed",
+}
+
+# One color per run in the compare view, distinguishable on light and dark backgrounds.
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf"]
+DIFF_BACKGROUND = QColor("#ffe8a3")
+MISSING = object()  # a key one run's config has and another's lacks
+
+
+def confirm(parent, title: str, text: str) -> bool:
+    """Ask yes/no (tests replace this function to answer without a dialog)."""
+    answer = QMessageBox.question(parent, title, text,
+                                  QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                  QMessageBox.StandardButton.No)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def warn(parent, title: str, text: str) -> None:
+    """Tell the user something went wrong (tests replace this function too)."""
+    QMessageBox.warning(parent, title, text)
+
+
+def run_name(path: str) -> str:
+    return Path(path).name
+
+
+# --- what the compare view plots and tabulates (plain functions over run files) ------------------
+
+def event_series(events: list[dict], kind: str, value_of) -> tuple[list[int], list[float]]:
+    """(steps, values) of one kind of event, one point per step. A resumed run logs again the
+    steps after its last checkpoint; the later value is kept because training went on from it.
+    Non-finite values (a diverged run) are left out so they do not wreck the plot's range."""
+    by_step: dict[int, float] = {}
+    for event in events:
+        if event.get("event") != kind or "step" not in event:
+            continue
+        value = value_of(event)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            by_step[int(event["step"])] = float(value)
+    steps = sorted(by_step)
+    return steps, [by_step[s] for s in steps]
+
+
+def loss_series(events: list[dict]) -> tuple[list[int], list[float]]:
+    return event_series(events, "progress", lambda e: e.get("loss"))
+
+
+def held_out_metric(events: list[dict], row: dict) -> str | None:
+    """The metric the run picks its best checkpoint by (run.json says; else its eval events)."""
+    if row.get("best_metric"):
+        return row["best_metric"]
+    for event in reversed(events):
+        if event.get("event") == "eval":
+            if event.get("best_metric"):
+                return event["best_metric"]
+            names = [k for k in event.get("metrics", {}) if k.startswith("val_")]
+            if names:
+                return names[0]
+    return None
+
+
+def metric_series(events: list[dict], metric: str) -> tuple[list[int], list[float]]:
+    return event_series(events, "eval", lambda e: e.get("metrics", {}).get(metric))
+
+
+def config_rows(docs: list[dict]) -> list[tuple[str, list]]:
+    """(key, one value per run) for every setting of any of the runs: generator, model config
+    ("config.n_layer"), training config ("train.lr") and data; MISSING where a run lacks it."""
+    sections = [("config", "config"), ("train", "train"), ("data", "data")]
+    keys = ["generator"]
+    for section, prefix in sections:
+        for doc in docs:
+            for name in (doc.get(section) or {}):
+                key = f"{prefix}.{name}"
+                if key not in keys:
+                    keys.append(key)
+
+    def value(doc: dict, key: str):
+        if key == "generator":
+            return doc.get("generator", MISSING)
+        section, name = key.split(".", 1)
+        return (doc.get(section) or {}).get(name, MISSING)
+
+    return [(key, [value(doc, key) for doc in docs]) for key in keys]
+
+
+def values_differ(values: list) -> bool:
+    first = values[0]
+    return any(v is MISSING or first is MISSING or v != first for v in values[1:])
+
+
+def format_value(value) -> str:
+    if value is MISSING:
+        return "—"
+    if value is None:
+        return "none"
+    if isinstance(value, (list, dict, bool)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+class SortableItem(QTableWidgetItem):
+    """A cell that sorts by a key (a number, for steps and metrics) rather than by its text."""
+
+    def __init__(self, text: str, sort_key):
+        super().__init__(text)
+        self.sort_key = sort_key
+
+    def __lt__(self, other):
+        # Not super().__lt__: PySide dispatches that back to this method, endlessly.
+        mine, theirs = self.sort_key, getattr(other, "sort_key", None)
+        if (mine is None) != (theirs is None):
+            return theirs is None  # rows without a value sort after those with one
+        if mine is not None and mine != theirs:
+            return mine < theirs
+        return self.text().lower() < other.text().lower()
+
+
+# --- the panel ------------------------------------------------------------------------------------
+
+class RunsPanel(QWidget):
+    resume_requested = Signal(str)  # a run folder the training panel should continue
+    duplicate_requested = Signal(dict)  # a config.json document for a new run
+
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self.rows: list[dict] | None = None  # what the table shows; None before the first read
+        self.compare_dialog: CompareDialog | None = None
+        self.duplicate_dialog: DuplicateDialog | None = None
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        # No sort column until the user clicks a header: the first order is newest first.
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        self.table.setSortingEnabled(True)
+        self.table.setToolTip("Runs in the runs folder. Click a header to sort; Ctrl+click to "
+                              "select several runs to compare.")
+        self.empty_label = QLabel(EMPTY_TEXT, alignment=Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setWordWrap(True)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.table)
+        self.stack.addWidget(self.empty_label)
+
+        self.open_button = QPushButton("Open")
+        self.resume_button = QPushButton("Resume")
+        self.duplicate_button = QPushButton("Duplicate with changes…")
+        self.delete_button = QPushButton("Delete…")
+        self.compare_button = QPushButton("Compare")
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.setToolTip("Read the runs folder again (it is also read every few "
+                                       "seconds while this tab is shown)")
+        self.open_button.clicked.connect(self.open_selected)
+        self.resume_button.clicked.connect(self.resume_selected)
+        self.duplicate_button.clicked.connect(self.duplicate_selected)
+        self.delete_button.clicked.connect(self.delete_selected)
+        self.compare_button.clicked.connect(self.compare_selected)
+        self.refresh_button.clicked.connect(self.refresh)
+        buttons = QHBoxLayout()
+        for button in (self.open_button, self.resume_button, self.duplicate_button,
+                       self.delete_button, self.compare_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.refresh_button)
+
+        self.folder_label = QLabel()
+        self.folder_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.folder_label)
+        layout.addWidget(self.stack, 1)
+        layout.addLayout(buttons)
+
+        self.table.itemSelectionChanged.connect(self.update_buttons)
+        self.table.doubleClicked.connect(lambda _index: self.open_selected())
+        # Only while the table has focus: Delete typed in another panel's field must not ask to
+        # delete runs.
+        for keys, action in ((QKeySequence(QKeySequence.StandardKey.Delete), self.delete_selected),
+                             (QKeySequence(Qt.Key.Key_Return), self.open_selected)):
+            shortcut = QShortcut(keys, self.table, action)
+            shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)
+
+        self.refresh_timer = QTimer(self)
+        self.refresh_timer.setInterval(REFRESH_MS)
+        self.refresh_timer.timeout.connect(self.refresh)
+        session.runs_changed.connect(self.refresh)
+        self.refresh()
+
+    # -- keeping the table current
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.refresh()
+        self.refresh_timer.start()
+
+    def hideEvent(self, event) -> None:
+        super().hideEvent(event)
+        self.refresh_timer.stop()  # nobody looks: no need to read the disk
+
+    def refresh(self) -> None:
+        self.folder_label.setText(f"Runs folder: {self.session.runs_folder}")
+        problem = None
+        try:
+            rows = self.session.all_runs()
+        except (StudioError, OSError) as exc:
+            rows, problem = [], str(exc)
+        if rows == self.rows and problem is None:
+            return  # unchanged: leave selection, scroll position and sort order alone
+        self.rows = rows
+        self.empty_label.setText(f"Cannot read the runs folder: {problem}" if problem else EMPTY_TEXT)
+        self.stack.setCurrentWidget(self.table if rows else self.empty_label)
+        self._fill_table(rows)
+        self.update_buttons()
+
+    def _fill_table(self, rows: list[dict]) -> None:
+        keep_selected = {row["run"] for row in self.selected_rows()}
+        self.table.setSortingEnabled(False)  # sorting while filling would scatter a row's cells
+        self.table.clearContents()
+        self.table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for c, item in enumerate(self._row_items(row)):
+                item.setData(PATH_ROLE, row["run"])
+                self.table.setItem(r, c, item)
+        self.table.setSortingEnabled(True)
+        selection = self.table.selectionModel()
+        self.table.clearSelection()
+        for r in range(self.table.rowCount()):
+            if self.table.item(r, 0).data(PATH_ROLE) in keep_selected:
+                selection.select(self.table.model().index(r, 0),
+                                 selection.SelectionFlag.Select | selection.SelectionFlag.Rows)
+        self.table.resizeColumnsToContents()
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+
+    @staticmethod
+    def _row_items(row: dict) -> list[QTableWidgetItem]:
+        name = SortableItem(run_name(row["run"]), run_name(row["run"]).lower())
+        name.setToolTip(row["run"])
+        status = SortableItem(row["status"], row["status"])
+        status.setToolTip(STATUS_TIPS.get(row["status"], row["status"]))
+        if row["status"] in STATUS_COLORS:
+            status.setForeground(QBrush(QColor(STATUS_COLORS[row["status"]])))
+        max_steps = row.get("max_steps")
+        step = SortableItem(f"{row['step']} / {max_steps}" if max_steps else str(row["step"]),
+                            row["step"])
+        best_value = row.get("best")
+        best = SortableItem("—" if best_value is None else f"{best_value:.4f}", best_value)
+        if best_value is not None:
+            best.setToolTip(f"best {row.get('best_metric')} = {best_value} at step "
+                            f"{row.get('best_step')}")
+        metric = SortableItem(row.get("best_metric") or "—", row.get("best_metric"))
+        metric.setToolTip("the held-out metric its best checkpoint is chosen by")
+        checkpoints = SortableItem(str(row.get("checkpoints", 0)), row.get("checkpoints", 0))
+        generator = SortableItem(row["generator"], row["generator"])
+        return [name, generator, status, step, metric, best, checkpoints]
+
+    # -- selection and what can be done with it
+    def selected_rows(self) -> list[dict]:
+        by_path = {row["run"]: row for row in self.rows or []}
+        paths = []
+        for index in self.table.selectionModel().selectedRows():
+            path = self.table.item(index.row(), 0).data(PATH_ROLE)
+            if path in by_path and path not in paths:
+                paths.append(path)
+        return [by_path[p] for p in paths]
+
+    def select_runs(self, paths: list[str]) -> None:
+        """Select the rows of these run folders (as a Ctrl+click would)."""
+        wanted = {str(p) for p in paths}
+        self.table.clearSelection()
+        selection = self.table.selectionModel()
+        for r in range(self.table.rowCount()):
+            if self.table.item(r, 0).data(PATH_ROLE) in wanted:
+                selection.select(self.table.model().index(r, 0),
+                                 selection.SelectionFlag.Select | selection.SelectionFlag.Rows)
+
+    def _why_not_open(self, rows) -> str | None:
+        return None if len(rows) == 1 else "Select one run to open it"
+
+    def _why_not_resume(self, rows) -> str | None:
+        if len(rows) != 1:
+            return "Select one run to resume it"
+        status = rows[0]["status"]
+        if status == "running":
+            return f"{run_name(rows[0]['run'])} is training now"
+        if status == "demo":
+            return "Demo runs cannot be trained further; duplicate it to train your own"
+        return None
+
+    def _why_not_duplicate(self, rows) -> str | None:
+        if len(rows) != 1:
+            return "Select one run to duplicate it"
+        if rows[0]["generator"] not in self.session.registry.names():
+            return f"The generator '{rows[0]['generator']}' of this run is not installed"
+        return None
+
+    def _why_not_delete(self, rows) -> str | None:
+        if not rows:
+            return "Select the runs to delete"
+        for row in rows:
+            if row["status"] in LIVE_STATUSES:
+                return f"{run_name(row['run'])} is training now; stop it first"
+            if row["status"] == "demo":
+                return f"{run_name(row['run'])} is a built-in demo run and cannot be deleted"
+        return None
+
+    def _why_not_compare(self, rows) -> str | None:
+        return None if len(rows) >= 2 else "Select two or more runs (Ctrl+click) to compare them"
+
+    def update_buttons(self) -> None:
+        rows = self.selected_rows()
+        resume_tip = ("Tell its training process to continue" if rows and rows[0]["status"] == "paused"
+                      else "Continue training from the run's last checkpoint (in the Train tab)")
+        for button, why_not, tip in (
+                (self.open_button, self._why_not_open(rows),
+                 "Open the run to generate from it (Enter or double-click)"),
+                (self.resume_button, self._why_not_resume(rows), resume_tip),
+                (self.duplicate_button, self._why_not_duplicate(rows),
+                 "Start a new run with this run's settings, changed as you like"),
+                (self.delete_button, self._why_not_delete(rows),
+                 "Delete the selected runs from disk, after asking (Delete key)"),
+                (self.compare_button, self._why_not_compare(rows),
+                 "Overlay the selected runs' curves, previews and settings")):
+            button.setEnabled(why_not is None)
+            button.setToolTip(tip if why_not is None else why_not)
+
+    # -- actions
+    def open_selected(self) -> None:
+        rows = self.selected_rows()
+        if self._why_not_open(rows) is None:
+            self.session.open_run(rows[0]["run"])
+
+    def resume_selected(self) -> None:
+        rows = self.selected_rows()
+        if self._why_not_resume(rows) is not None:
+            return
+        path = rows[0]["run"]
+        if rows[0]["status"] == "paused":
+            # Its process is alive and waiting: a second `studio train --resume` would fight it
+            # over the folder, so the process itself is told to go on (as `studio control` does).
+            try:
+                api.control(path, "resume")
+            except StudioError as exc:
+                warn(self, "Cannot resume", str(exc))
+            self.refresh()
+            return
+        self.resume_requested.emit(path)
+
+    def duplicate_selected(self) -> None:
+        rows = self.selected_rows()
+        if self._why_not_duplicate(rows) is not None:
+            return
+        try:
+            doc = RunDir.open(Path(rows[0]["run"])).config()
+            gen_cls = self.session.registry.get(doc["generator"])
+            dialog = DuplicateDialog(gen_cls, doc, run_name(rows[0]["run"]), self)
+        except StudioError as exc:
+            warn(self, "Cannot duplicate", str(exc))
+            return
+        dialog.accepted.connect(lambda: self.duplicate_requested.emit(dialog.document()))
+        self.duplicate_dialog = dialog
+        dialog.open()  # window-modal without blocking: the panel keeps refreshing behind it
+
+    def delete_selected(self) -> None:
+        rows = self.selected_rows()
+        why_not = self._why_not_delete(rows)
+        if why_not is not None:
+            if rows:
+                warn(self, "Cannot delete", why_not)
+            return
+        names = "\n".join(f"  {run_name(row['run'])}   ({row['run']})" for row in rows)
+        what = f"the run “{run_name(rows[0]['run'])}”" if len(rows) == 1 else f"{len(rows)} runs"
+        if not confirm(self, "Delete runs", f"Delete {what}?\n\n{names}\n\nIts checkpoints, "
+                                            f"previews and logs are removed from disk. This "
+                                            f"cannot be undone."):
+            return
+        problems = []
+        for row in rows:
+            # The table may be a few seconds old: a run resumed from the CLI since is now live.
+            fresh = api.runs_table(row["run"]) if Path(row["run"]).exists() else []
+            if fresh and fresh[0]["status"] in LIVE_STATUSES:
+                problems.append(f"{run_name(row['run'])} started training again; not deleted.")
+                continue
+            try:
+                shutil.rmtree(row["run"])
+            except OSError as exc:
+                problems.append(f"{row['run']}: {exc.strerror or exc}")
+        self.session.runs_changed.emit()
+        if problems:
+            warn(self, "Some runs were not deleted", "\n".join(problems))
+
+    def compare_selected(self) -> None:
+        rows = self.selected_rows()
+        if self._why_not_compare(rows) is not None:
+            return
+        if self.compare_dialog is not None:
+            self.compare_dialog.close()
+            self.compare_dialog.deleteLater()
+        self.compare_dialog = CompareDialog(rows, self)
+        self.compare_dialog.show()
+
+
+# --- duplicate with changes -------------------------------------------------------------------------
+
+class DuplicateDialog(QDialog):
+    """The run's settings in forms, prefilled from its config.json; OK gives the edited document."""
+
+    def __init__(self, gen_cls, doc: dict, name: str, parent=None):
+        super().__init__(parent)
+        from studio.engine import TrainConfig  # imports torch: only once a dialog opens
+        self.source_doc = doc
+        self.generator = doc["generator"]
+        self.setWindowTitle(f"Duplicate {name} with changes")
+        intro = QLabel("A new run starts from these settings. The original run is not changed.")
+        intro.setWordWrap(True)
+        self.model_form = ConfigForm(gen_cls.Config, doc.get("config") or {})
+        self.train_form = ConfigForm(TrainConfig, doc.get("train") or {})
+        data = doc.get("data") or {}
+        self.data_edit = QLineEdit(data.get("source") or "")
+        self.data_edit.setPlaceholderText("empty = the generator's built-in data")
+        self.data_edit.setToolTip("Training data: a file or folder")
+        self.val_data_edit = QLineEdit(data.get("val_source") or "")
+        self.val_data_edit.setPlaceholderText("empty = hold out part of the training data")
+        self.val_data_edit.setToolTip("Held-out data to evaluate on: a file or folder")
+        data_page = QWidget()
+        data_layout = QFormLayout(data_page)
+        data_layout.addRow("data", self.data_edit)
+        data_layout.addRow("held-out data", self.val_data_edit)
+
+        tabs = QTabWidget()
+        tabs.addTab(self._scrolling(self.model_form), f"Model ({self.generator})")
+        tabs.addTab(self._scrolling(self.train_form), "Training")
+        tabs.addTab(data_page, "Data")
+        self.problem_label = QLabel()
+        self.problem_label.setStyleSheet("color: #c62828;")
+        self.problem_label.setWordWrap(True)
+        self.button_box = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                           | QDialogButtonBox.StandardButton.Cancel)
+        self.ok_button = self.button_box.button(QDialogButtonBox.StandardButton.Ok)
+        self.ok_button.setText("Duplicate")
+        self.button_box.accepted.connect(self.accept)
+        self.button_box.rejected.connect(self.reject)
+        self.button_box.button(QDialogButtonBox.StandardButton.Cancel).setToolTip(
+            "Close without starting a run")
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addWidget(tabs, 1)
+        layout.addWidget(self.problem_label)
+        layout.addWidget(self.button_box)
+        self.model_form.changed.connect(self._check)
+        self.train_form.changed.connect(self._check)
+        self._check()
+        self.resize(520, 640)
+
+    @staticmethod
+    def _scrolling(widget: QWidget) -> QScrollArea:
+        area = QScrollArea()
+        area.setWidgetResizable(True)
+        area.setWidget(widget)
+        return area
+
+    def _check(self) -> None:
+        problem = self.model_form.validate()[1] or self.train_form.validate()[1]
+        self.problem_label.setText(problem or "")
+        self.ok_button.setEnabled(problem is None)
+        self.ok_button.setToolTip(problem or "Hand these settings to the Train tab for a new run")
+
+    def document(self) -> dict:
+        """The new run's config.json document: {"generator", "config", "train", "data"} (and
+        "init" when the run was fine-tuned from another, so the duplicate starts from it too)."""
+        doc = {"generator": self.generator, "config": self.model_form.config_values(),
+               "train": self.train_form.config_values(),
+               "data": {"source": self.data_edit.text().strip() or None,
+                        "val_source": self.val_data_edit.text().strip() or None}}
+        if self.source_doc.get("init"):
+            doc["init"] = self.source_doc["init"]
+        return doc
+
+
+# --- compare -----------------------------------------------------------------------------------------
+
+class CompareDialog(QDialog):
+    """Two or more runs side by side: curves overlaid, previews at matching steps, settings."""
+
+    def __init__(self, rows: list[dict], parent=None):
+        super().__init__(parent)
+        self.rows = rows
+        self.runs = [RunDir(Path(row["run"])) for row in rows]
+        self.names = [run_name(row["run"]) for row in rows]
+        self.colors = [PALETTE[i % len(PALETTE)] for i in range(len(rows))]
+        self.setWindowTitle("Compare " + ", ".join(self.names))
+        events = [run.events() for run in self.runs]
+
+        self.loss_plot = self._plot("Training loss", "loss")
+        self.metric_plot = self._plot("Held-out metric", "")
+        self._draw_curves(events)
+        curves = QWidget()
+        curves_layout = QVBoxLayout(curves)
+        curves_layout.addWidget(self.loss_plot, 1)
+        curves_layout.addWidget(self.metric_plot, 1)
+
+        self.previews = PreviewComparison(self.runs, self.names, self.colors)
+        self.config_view = ConfigComparison(self.runs, self.names, self.colors)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(curves, "Curves")
+        self.tabs.addTab(self.previews, "Previews")
+        self.tabs.addTab(self.config_view, "Settings")
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.tabs)
+        self.resize(960, 720)
+
+    @staticmethod
+    def _plot(title: str, y_label: str) -> pg.PlotWidget:
+        plot = pg.PlotWidget(title=title)
+        plot.setLabel("bottom", "step")
+        plot.setLabel("left", y_label)
+        plot.showGrid(x=True, y=True, alpha=0.3)
+        plot.addLegend()
+        return plot
+
+    def _draw_curves(self, events: list[list[dict]]) -> None:
+        metrics = [held_out_metric(run_events, row) for run_events, row in zip(events, self.rows)]
+        shared_metric = metrics[0] if len(set(metrics)) == 1 else None
+        self.metric_plot.setLabel("left", shared_metric or "each run's own metric")
+        for name, color, run_events, metric in zip(self.names, self.colors, events, metrics):
+            pen = pg.mkPen(color, width=2)
+            steps, losses = loss_series(run_events)
+            self.loss_plot.plot(steps, losses, pen=pen, name=name)
+            if metric is None:
+                continue  # never evaluated: nothing to draw, the legend says so by its absence
+            steps, values = metric_series(run_events, metric)
+            label = name if shared_metric else f"{name} ({metric})"
+            self.metric_plot.plot(steps, values, pen=pen, symbol="o", symbolSize=5,
+                                  symbolBrush=color, symbolPen=None, name=label)
+
+
+class PreviewComparison(QWidget):
+    """Each run's previews in a column, at the step the slider picks. The slider moves over every
+    step at which any run has a preview; a run without one at that step shows its latest earlier
+    preview, and says so."""
+
+    def __init__(self, runs: list[RunDir], names: list[str], colors: list[str], parent=None):
+        super().__init__(parent)
+        self.runs = runs
+        self.previews = [dict(list_previews(run)) for run in runs]
+        self.steps = sorted(set().union(*self.previews))
+        self.shown_steps: list[int | None] = [None] * len(runs)
+        self._cache: dict[Path, list] = {}
+
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, max(0, len(self.steps) - 1))
+        self.slider.setToolTip("The training step whose previews are shown")
+        self.slider.setEnabled(len(self.steps) > 1)
+        self.step_label = QLabel()
+        controls = QHBoxLayout()
+        controls.addWidget(QLabel("Step"))
+        controls.addWidget(self.slider, 1)
+        controls.addWidget(self.step_label)
+
+        self.captions: list[QLabel] = []
+        self.grids: list[SampleGrid] = []
+        columns = QHBoxLayout()
+        for name, color in zip(names, colors):
+            box = QGroupBox(name)
+            box.setStyleSheet(f"QGroupBox {{ color: {color}; font-weight: bold; }}")
+            caption = QLabel()
+            caption.setStyleSheet("font-weight: normal;")
+            grid = SampleGrid(columns=2, size=128)
+            box_layout = QVBoxLayout(box)
+            box_layout.addWidget(caption)
+            box_layout.addWidget(grid, 1)
+            columns.addWidget(box, 1)
+            self.captions.append(caption)
+            self.grids.append(grid)
+        layout = QVBoxLayout(self)
+        layout.addLayout(controls)
+        layout.addLayout(columns, 1)
+
+        self.slider.valueChanged.connect(lambda index: self.show_step(self.steps[index]))
+        if self.steps:
+            shared = set.intersection(*(set(p) for p in self.previews))
+            self.show_step(max(shared) if shared else self.steps[-1])  # where all runs compare
+        else:
+            self.step_label.setText("no previews")
+            for grid in self.grids:
+                grid.set_samples([], empty="no previews in this run")
+
+    def show_step(self, step: int) -> None:
+        if self.steps and self.steps[self.slider.value()] != step and step in self.steps:
+            self.slider.setValue(self.steps.index(step))  # comes back here through the signal
+            return
+        self.step_label.setText(f"step {step}")
+        for i, previews in enumerate(self.previews):
+            earlier = [s for s in previews if s <= step]
+            shown = max(earlier) if earlier else None
+            self.shown_steps[i] = shown
+            if shown is None:
+                self.captions[i].setText(f"no preview yet at step {step}")
+                self.grids[i].set_samples([], empty="—")
+                continue
+            self.captions[i].setText(f"step {shown}" if shown == step
+                                     else f"step {shown} (no preview at step {step})")
+            self.grids[i].set_samples(self._samples(previews[shown]))
+
+    def _samples(self, folder: Path) -> list:
+        if folder not in self._cache:
+            try:
+                self._cache[folder] = load_samples(folder)[1]
+            except (StudioError, OSError) as exc:
+                from studio.contract import Sample
+                self._cache[folder] = [Sample("text", f"(cannot read {folder}: {exc})", {})]
+        return self._cache[folder]
+
+
+class ConfigComparison(QWidget):
+    """One column per run, one row per setting; rows whose values differ are bold and tinted."""
+
+    def __init__(self, runs: list[RunDir], names: list[str], colors: list[str], parent=None):
+        super().__init__(parent)
+        docs = []
+        for run in runs:
+            try:
+                docs.append(run.config())
+            except StudioError:
+                docs.append({})  # deleted or damaged since it was listed: every row differs
+        self.rows = config_rows(docs)
+        self.differing_keys = [key for key, values in self.rows if values_differ(values)]
+
+        self.table = QTableWidget(len(self.rows), len(runs))
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        for c, (name, color) in enumerate(zip(names, colors)):
+            header = QTableWidgetItem(name)
+            header.setForeground(QBrush(QColor(color)))
+            self.table.setHorizontalHeaderItem(c, header)
+        bold = QFont()
+        bold.setBold(True)
+        for r, (key, values) in enumerate(self.rows):
+            differs = key in self.differing_keys
+            header = QTableWidgetItem(key)
+            if differs:
+                header.setFont(bold)
+                header.setToolTip("differs between the runs")
+            self.table.setVerticalHeaderItem(r, header)
+            for c, value in enumerate(values):
+                item = QTableWidgetItem(format_value(value))
+                item.setToolTip(item.text())  # long values (data paths) are cut at the column width
+                if differs:
+                    item.setFont(bold)
+                    item.setBackground(QBrush(DIFF_BACKGROUND))
+                    # The tint alone can be unreadable on a dark theme: keep the text dark on it.
+                    item.setForeground(QBrush(QColor("#000000")))
+                self.table.setItem(r, c, item)
+        self.table.horizontalHeader().setMaximumSectionSize(220)
+        self.table.resizeColumnsToContents()
+
+        self.only_differences = QCheckBox(f"Only the {len(self.differing_keys)} settings that differ")
+        self.only_differences.setToolTip("Hide the settings all runs share")
+        self.only_differences.toggled.connect(self._filter)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.only_differences)
+        layout.addWidget(self.table, 1)
+
+    def row_differs(self, key: str) -> bool:
+        return key in self.differing_keys
+
+    def _filter(self, only_differences: bool) -> None:
+        for r, (key, _) in enumerate(self.rows):
+            self.table.setRowHidden(r, only_differences and key not in self.differing_keys)
