@@ -138,13 +138,18 @@ class DataPanel(QWidget):
             return api.inspect_data(generator, data)
 
         task = workers.Task(inspect, name, source)
-        task.signals.done.connect(lambda report, t=task: self._checked(t, report))
-        task.signals.failed.connect(lambda message, t=task: self._failed(t, message))
+        # Bound methods (not lambdas): Qt drops the connection if this panel is closed first.
+        task.signals.done.connect(self._checked)
+        task.signals.failed.connect(self._failed)
         self.task = workers.start(task)
 
-    def _checked(self, task, report) -> None:
-        if task is not self.task:
-            return  # an older check, overtaken by a newer choice
+    def _current(self) -> bool:
+        """Whether the signal comes from the latest check (an older one was overtaken)."""
+        return self.task is not None and self.sender() is self.task.signals
+
+    def _checked(self, report) -> None:
+        if not self._current():
+            return
         self.report, self.problem = report, None
         self.status.setText(f"✓ usable: {len(report.used)} item(s) used, "
                             f"{len(report.skipped)} skipped")
@@ -161,8 +166,8 @@ class DataPanel(QWidget):
         self.preview.set_samples(report.preview[:12], "no preview for this data")
         self.report_ready.emit(report)
 
-    def _failed(self, task, message: str) -> None:
-        if task is not self.task:
+    def _failed(self, message: str) -> None:
+        if not self._current():
             return
         self.report, self.problem = None, message
         self.status.setText(f"✗ {message}")

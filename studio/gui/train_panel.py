@@ -478,10 +478,13 @@ class TrainPanel(QWidget):
 
         task = workers.Task(sample, run_dir)
         task.signals.done.connect(self._sampled)
-        task.signals.failed.connect(lambda message: show_error(self, "Cannot sample", message))
+        task.signals.failed.connect(self._sample_failed)
         self.sample_button.setEnabled(False)
         task.signals.finished.connect(self.update_buttons)
         self.sample_task = workers.start(task)
+
+    def _sample_failed(self, message: str) -> None:
+        show_error(self, "Cannot sample", message)
 
     def _sampled(self, result) -> None:
         checkpoint, samples = result

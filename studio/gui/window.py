@@ -161,8 +161,11 @@ class MainWindow(QMainWindow):
 
         task = workers.Task(describe, self.session)
         task.signals.done.connect(self._build_panels)
-        task.signals.failed.connect(lambda message: self.loading.setText(f"Cannot load generators: {message}"))
+        task.signals.failed.connect(self._load_failed)
         self._load_task = workers.start(task)
+
+    def _load_failed(self, message: str) -> None:
+        self.loading.setText(f"Cannot load generators: {message}")
 
     def _build_panels(self, rows: list[dict]) -> None:
         from studio.gui.data_panel import DataPanel
