@@ -121,11 +121,12 @@ class TrainPanel(QWidget):
         self.follow_latest = True
         self.preview_steps: list[int] = []
         self.sample_task = None
+        self.init_record: dict | None = None  # weights a duplicated fine-tuning run starts from
         self._build()
         self.trainer.event.connect(self._on_event)
         self.trainer.failed.connect(self._on_failed)
         self.trainer.finished.connect(self._on_finished)
-        session.generator_changed.connect(lambda _: self.rebuild_forms())
+        session.generator_changed.connect(self._generator_changed)
         session.data_changed.connect(lambda _: self.update_buttons())
         if data_panel is not None:
             data_panel.report_ready.connect(lambda _: self.update_buttons())
@@ -265,6 +266,10 @@ class TrainPanel(QWidget):
         self.device.setCurrentText(preferred if preferred in ("auto", *devices) else current)
 
     # -- forms
+    def _generator_changed(self, name: str) -> None:
+        self.init_record = None
+        self.rebuild_forms()
+
     def rebuild_forms(self, values: dict | None = None) -> None:
         """Forms for the current generator's config and the training config."""
         gen_cls = self.session.generator_class()
@@ -359,6 +364,11 @@ class TrainPanel(QWidget):
         args = [self.session.generator, "--run-dir", str(run_dir), "--config", str(settings_file)]
         if self.session.data_source:
             args += ["--data", self.session.data_source]
+        init = self.init_record or {}
+        if init.get("run"):
+            args += ["--init-from", str(Path(init["run"]) / "checkpoints" / init["checkpoint"])]
+        elif init.get("pretrained"):
+            args += ["--init-from-hf", init["pretrained"]]
         self._launch(args, str(run_dir))
 
     def resume_clicked(self) -> None:
@@ -376,6 +386,7 @@ class TrainPanel(QWidget):
         """Start from another run's settings (the runs browser's 'duplicate with changes')."""
         self.session.set_generator(doc["generator"])
         self.rebuild_forms({"config": doc.get("config", {}), "train": doc.get("train", {})})
+        self.init_record = doc.get("init")  # a duplicated fine-tuning run starts from the same weights
         if self.data_panel is not None:
             self.data_panel.set_source((doc.get("data") or {}).get("source"))
 

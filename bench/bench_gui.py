@@ -1,0 +1,174 @@
+"""The window's responsiveness, measured in one run (offscreen Qt, so it runs headless):
+
+1. Cold start to the window shown: a fresh `python` process creates the main window and shows
+   it; the time from starting the process to the first turn of the event loop after `show()`
+   (median of several). torch must not be imported by then.
+2. The longest stall of the GUI event loop while a training runs in the background (a child
+   process) and its progress, charts and previews arrive: a 10 ms heartbeat timer records the
+   largest gap between ticks.
+3. Training throughput while the window follows it, against the same run headless
+   (`studio train` with no window), alternating, same settings: the ratio of median tokens/s.
+
+    .venv/bin/python bench/bench_gui.py           # ~3 min
+    .venv/bin/python bench/bench_gui.py --quick
+
+Writes bench/results/bench_gui.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("STUDIO_CACHE_DIR", "/tmp/studio-cache-bench")
+
+SHAPE = ["n_layer=4", "n_head=4", "n_embd=128", "block_size=64", "batch_size=12"]
+
+COLD_START = r"""
+import sys, time
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from studio.gui.session import Session
+from studio.gui.window import MainWindow
+app = QApplication([])
+window = MainWindow(Session())
+window.show()
+def shown():
+    print("shown", "torch" in sys.modules, flush=True)
+    app.quit()
+QTimer.singleShot(0, shown)
+app.exec()
+"""
+
+
+def cold_start(repeats: int, config_dir: str) -> dict:
+    times, torch_loaded = [], []
+    env = {**os.environ, "STUDIO_CONFIG_DIR": config_dir}
+    for _ in range(repeats):
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-c", COLD_START], stdout=subprocess.PIPE,
+                                text=True, cwd=ROOT, env=env)
+        line = proc.stdout.readline()
+        times.append(time.perf_counter() - start)
+        proc.wait(timeout=120)
+        torch_loaded.append(line.split()[-1] == "True")
+    print(f"  cold start: median {statistics.median(times):.2f} s (runs: "
+          f"{', '.join(f'{t:.2f}' for t in times)}); torch imported by then: {any(torch_loaded)}")
+    return {"median_s": round(statistics.median(times), 3), "runs_s": [round(t, 3) for t in times],
+            "torch_imported": any(torch_loaded)}
+
+
+def rates_of(events_path: Path) -> list[float]:
+    rates = []
+    for line in events_path.read_text().splitlines():
+        event = json.loads(line)
+        if event["event"] == "progress":
+            rates.append(event["items_per_s"])
+    return rates[2:]  # the first points include start-up
+
+
+def headless_run(run_dir: Path, steps: int) -> float:
+    subprocess.run([sys.executable, "-m", "studio", "train", "text", "--run-dir", str(run_dir),
+                    "--max-steps", str(steps), "--events", "none", *sum((["--set", s] for s in SHAPE +
+                    ["device=cpu", "log_every=10", "eval_every=100", "preview_every=100"]), [])],
+                   check=True, cwd=ROOT)
+    return statistics.median(rates_of(run_dir / "events.jsonl"))
+
+
+def window_run(app, runs_folder: Path, steps: int) -> tuple[float, dict]:
+    """Train in the window and measure its event loop with a heartbeat while it does."""
+    from PySide6.QtCore import QElapsedTimer, QTimer
+    from studio.gui.session import Session
+    from studio.gui.settings import Settings
+    from studio.gui.window import MainWindow
+
+    window = MainWindow(Session(Settings(runs_folder=str(runs_folder), last_generator="text")))
+    window.show()
+    deadline = time.monotonic() + 120
+    while window.train_panel is None or window.data_panel.report is None:
+        app.processEvents()
+        time.sleep(0.01)
+        if time.monotonic() > deadline:
+            raise RuntimeError("the window did not finish loading")
+    train = window.train_panel
+    train.gen_form.set_values({s.split("=")[0]: s.split("=")[1] for s in SHAPE})
+    train.train_form.set_values({"max_steps": str(steps), "log_every": "10", "eval_every": "100",
+                                 "preview_every": "100"})
+    train.device.setCurrentText("cpu")
+    window.tabs.setCurrentWidget(train)
+    gaps, clock = [], QElapsedTimer()
+    heartbeat = QTimer()
+    heartbeat.setInterval(10)
+
+    def tick():
+        if clock.isValid():
+            gaps.append(clock.restart())
+        else:
+            clock.start()
+    heartbeat.timeout.connect(tick)
+    train.start()
+    heartbeat.start()
+    while train.trainer.running:
+        app.processEvents()
+        time.sleep(0.002)
+    heartbeat.stop()
+    run_dir = Path(train.run_dir)
+    window.close()
+    gaps = sorted(gaps)
+    stall = {"longest_ms": gaps[-1] if gaps else None,
+             "p99_ms": gaps[int(len(gaps) * 0.99)] if gaps else None, "ticks": len(gaps)}
+    return statistics.median(rates_of(run_dir / "events.jsonl")), stall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "bench_gui.json"))
+    args = parser.parse_args()
+    steps, rounds = (200, 1) if args.quick else (800, 2)
+    results = {"quick": args.quick}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        os.environ["STUDIO_CONFIG_DIR"] = str(tmp / "config")
+        print("[1/3] cold start to the window shown")
+        results["cold_start"] = cold_start(3 if args.quick else 7, str(tmp / "config"))
+        from PySide6.QtWidgets import QApplication
+        app = QApplication([])
+        print(f"[2-3/3] {rounds} round(s): the same {steps}-step training headless, then in the window")
+        headless, windowed, stalls = [], [], []
+        for i in range(rounds):
+            headless.append(headless_run(tmp / f"headless{i}", steps))
+            rate, stall = window_run(app, tmp / f"window{i}", steps)
+            windowed.append(rate)
+            stalls.append(stall)
+            print(f"  round {i + 1}: headless {headless[-1]:.0f} tokens/s, window {rate:.0f} "
+                  f"tokens/s; event loop: longest gap {stall['longest_ms']} ms, p99 "
+                  f"{stall['p99_ms']} ms over {stall['ticks']} heartbeats")
+        ratio = statistics.median(windowed) / statistics.median(headless)
+        results["throughput"] = {"headless_tokens_s": headless, "window_tokens_s": windowed,
+                                 "ratio": round(ratio, 3)}
+        results["event_loop"] = {"longest_ms": max(s["longest_ms"] for s in stalls),
+                                 "p99_ms": max(s["p99_ms"] for s in stalls), "rounds": stalls}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print("\nSUMMARY")
+    print(f"  cold start to window shown: {results['cold_start']['median_s']:.2f} s (target < 2 s); "
+          f"torch imported: {results['cold_start']['torch_imported']}")
+    print(f"  longest event-loop stall while training: {results['event_loop']['longest_ms']} ms "
+          f"(p99 {results['event_loop']['p99_ms']} ms; target < 50 ms)")
+    print(f"  training throughput in the window vs headless: {ratio:.1%} (target >= 95%)")
+    print(f"results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
