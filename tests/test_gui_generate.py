@@ -1,0 +1,306 @@
+"""The Generation panel, driven as a user would: pick a run, set parameters, generate (text
+streams and can be stopped), look back through the history, recall, export with lineage."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import Qt
+
+from studio import api
+from studio.errors import StudioError
+from studio.gui import generate_panel
+from studio.gui.generate_panel import EMPTY_RUNS, GeneratePanel, export, sidecar_path
+from studio.gui.session import Session
+from studio.gui.settings import Settings
+from studio.gui.views import ImageView, TextView, VideoPlayer
+from studio.registry import default_registry
+from toy_generators import ToyImageGenerator, ToyVideoGenerator
+
+TINY_TEXT = ["n_layer=1", "n_head=2", "n_embd=16", "block_size=16", "device=cpu", "eval_every=0",
+             "preview_every=0"]
+QUIET = ["device=cpu", "eval_every=0", "preview_every=0"]
+WAIT_MS = 20_000
+
+
+def _register_toys():
+    for cls in (ToyImageGenerator, ToyVideoGenerator):
+        default_registry().add(cls.name, cls)
+
+
+@pytest.fixture(scope="module")
+def runs_folder(tmp_path_factory):
+    """One tiny text run and one run of each toy (image, video), trained once for the module."""
+    root = tmp_path_factory.mktemp("runs")
+    _register_toys()
+    corpus = root.parent / "corpus.txt"
+    words = "the sea is calm and the night is long we sail at dawn to find the light".split()
+    corpus.write_text("\n".join(f"{['ANNA', 'BORIS'][i % 2]}:\n"
+                                f"{' '.join(words[(i * 7 + j) % len(words)] for j in range(8))}.\n"
+                                for i in range(200)), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:  # the per-test cache fixture is not active yet
+        mp.setenv("STUDIO_CACHE_DIR", str(root.parent / "cache"))
+        api.train("text", data=str(corpus), run_dir=str(root / "text-tiny"), max_steps=20,
+                  events="none", settings=TINY_TEXT)
+        api.train(ToyImageGenerator, run_dir=str(root / "toy-image"), max_steps=5, events="none",
+                  settings=QUIET)
+        api.train(ToyVideoGenerator, run_dir=str(root / "toy-video"), max_steps=5, events="none",
+                  settings=QUIET)
+    return root
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Messages the panel would show in a dialog."""
+    shown = []
+    monkeypatch.setattr(generate_panel, "show_error", lambda parent, message: shown.append(message))
+    return shown
+
+
+def make_panel(qtbot, runs_folder):
+    _register_toys()
+    session = Session(Settings(runs_folder=str(runs_folder), default_device="cpu"))
+    panel = GeneratePanel(session)
+    qtbot.addWidget(panel)
+    return panel
+
+
+@pytest.fixture
+def panel(qtbot, runs_folder, errors):
+    panel = make_panel(qtbot, runs_folder)
+    yield panel
+    if panel.busy:  # never leave a task writing into a widget that is going away
+        panel.stop()
+        qtbot.waitUntil(lambda: not panel.busy, timeout=60_000)
+
+
+def pick(panel, run_name):
+    names = [Path(r["run"]).name for r in panel.rows]
+    panel.run_combo.setCurrentIndex(names.index(run_name))
+
+
+def set_fields(panel, **values):
+    for name, value in values.items():
+        panel.form.widgets[name].setText(str(value))
+
+
+def run_to_end(qtbot, panel, errors):
+    """Press Generate and wait for the output to join the history."""
+    before = len(panel.history)
+    qtbot.mouseClick(panel.generate_button, Qt.MouseButton.LeftButton)
+    assert panel.busy, panel.problem()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
+    assert errors == []
+    assert len(panel.history) == before + 1
+    return panel.history[-1]
+
+
+def test_text_streams_token_by_token_and_equals_api_generate(qtbot, panel, errors, runs_folder):
+    pick(panel, "text-tiny")
+    assert not panel.prompt_edit.isHidden()
+    panel.prompt_edit.setPlainText("ANNA:")
+    panel.seed_spin.setValue(7)
+    set_fields(panel, temperature=0.9, top_k=5, max_new_tokens=60)
+    pieces = []
+    panel.streamed.connect(lambda piece: pieces.append((piece, panel.text_view.toPlainText())))
+
+    entry = run_to_end(qtbot, panel, errors)
+
+    expected = api.generate(str(runs_folder / "text-tiny"), prompt="ANNA:", seed=7, device="cpu",
+                            settings=["temperature=0.9", "top_k=5", "max_new_tokens=60"])[0].data
+    assert len(pieces) >= 10  # arrived one by one, not as one block
+    assert pieces[0][1] == "ANNA:" + pieces[0][0]  # shown as it came, after the prompt
+    assert entry.samples[0].data == expected
+    assert panel.text_view.toPlainText() == expected
+    lineage = entry.lineage
+    assert (lineage["checkpoint"], lineage["generator"], lineage["seed"], lineage["prompt"]) == \
+        ("step_0000020", "text", 7, "ANNA:")
+    assert lineage["params"]["temperature"] == 0.9 and lineage["params"]["top_k"] == 5
+    assert "step_0000020" in panel.lineage_label.text()
+
+
+def test_stop_ends_a_long_generation_early_and_keeps_the_text(qtbot, panel, errors):
+    pick(panel, "text-tiny")
+    panel.prompt_edit.setPlainText("")
+    set_fields(panel, max_new_tokens=100000)  # ~25 s on this machine if it were not stopped
+    pieces = []
+    panel.streamed.connect(pieces.append)
+    assert not panel.stop_button.isEnabled()
+    assert panel.generate()
+    qtbot.waitUntil(lambda: len(pieces) >= 5, timeout=WAIT_MS)
+    assert panel.stop_button.isEnabled() and not panel.generate_button.isEnabled()
+    qtbot.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not panel.busy, timeout=10_000)
+
+    assert errors == []
+    entry = panel.history[-1]
+    assert entry.lineage["stopped"]
+    assert 0 < len(entry.samples[0].data) < 50_000  # char tokenizer: one character per token
+    assert panel.generate_button.isEnabled() and not panel.stop_button.isEnabled()
+
+
+def test_thousands_of_emits_leave_the_interpreter_sound(qtbot, panel, errors):
+    """PySide6 6.12.0's emit takes a reference from True each time, and Python < 3.12 aborts
+    once True runs out of them: the panel hands back what its own emits take."""
+    pick(panel, "text-tiny")
+    set_fields(panel, max_new_tokens=1500)
+    pieces = []
+    panel.streamed.connect(pieces.append)
+    before = sys.getrefcount(True)
+    run_to_end(qtbot, panel, errors)
+    assert len(pieces) >= 1000
+    assert sys.getrefcount(True) >= before - 100
+
+
+def test_text_exports_as_txt_and_jsonl_with_lineage(qtbot, panel, errors, tmp_path):
+    pick(panel, "text-tiny")
+    panel.prompt_edit.setPlainText("BORIS:")
+    set_fields(panel, max_new_tokens=30)
+    one = run_to_end(qtbot, panel, errors)
+    panel.count_spin.setValue(3)  # several texts: sampled at once, shown one under another
+    three = run_to_end(qtbot, panel, errors)
+    assert [type(v) for v in panel.grid.views] == [TextView] * 3
+
+    txt = tmp_path / "out.txt"
+    export(one, txt)
+    assert txt.read_text(encoding="utf-8").rstrip("\n") == one.samples[0].data
+    side = json.loads(sidecar_path(txt).read_text(encoding="utf-8"))
+    assert side["run"] == one.lineage["run"] and side["seed"] == 0 and side["prompt"] == "BORIS:"
+    assert side["params"]["max_new_tokens"] == 30
+
+    jsonl = tmp_path / "out.jsonl"
+    export(three, jsonl)
+    lines = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines()]
+    assert [line["text"] for line in lines] == [s.data for s in three.samples]
+    assert all(line["lineage"]["checkpoint"] == "step_0000020" and line["lineage"]["count"] == 3
+               for line in lines)
+    with pytest.raises(StudioError, match="exports as .txt, .jsonl"):
+        export(one, tmp_path / "out.png")
+
+
+def test_an_image_run_renders_a_grid_and_exports_png_with_metadata(qtbot, panel, errors, tmp_path):
+    pick(panel, "toy-image")
+    assert panel.prompt_edit.isHidden()  # images take no prompt
+    assert set(panel.form.widgets) == {"brightness"}  # the plugin's own sampling parameters
+    panel.count_spin.setValue(3)
+    panel.seed_spin.setValue(4)
+    entry = run_to_end(qtbot, panel, errors)
+
+    assert panel.output_stack.currentWidget() is panel.grid
+    assert [type(v) for v in panel.grid.views] == [ImageView] * 3
+    assert panel.grid.views[0].array.shape == (8, 8, 3)
+
+    grid_png = tmp_path / "grid.png"
+    assert export(entry, grid_png) == [grid_png]
+    with Image.open(grid_png) as image:
+        lineage = json.loads(image.text["lineage"])
+        assert image.size == (18, 18)  # 2 x 2 cells of 8 px with 2 px between
+    assert (lineage["generator"], lineage["seed"], lineage["count"]) == ("toy-image", 4, 3)
+    assert lineage["params"] == {"brightness": 1.0}
+
+    written = export(entry, tmp_path / "each.png", separate=True)
+    assert [p.name for p in written] == ["each-000.png", "each-001.png", "each-002.png"]
+    with Image.open(written[1]) as image:
+        assert json.loads(image.text["lineage"])["index"] == 1
+        assert np.array_equal(np.asarray(image.convert("RGB")), entry.samples[1].data)
+
+
+def test_a_video_run_plays_in_a_player_and_exports_gif_and_mp4(qtbot, panel, errors, tmp_path):
+    pick(panel, "toy-video")
+    entry = run_to_end(qtbot, panel, errors)
+
+    (player,) = panel.grid.views
+    assert isinstance(player, VideoPlayer)
+    assert len(player.frames) == 4 and player.slider.maximum() == 3
+    player.toggle()  # pause, then step with the slider
+    player.slider.setValue(2)
+    assert not player.playing
+    before = sys.getrefcount(True)
+    for _ in range(1000):  # a few minutes of playing: every frame is a signal
+        player.slider.setValue((player.slider.value() + 1) % 4)
+    assert sys.getrefcount(True) >= before - 100
+
+    for name in ("clip.gif", "clip.mp4"):
+        path = tmp_path / name
+        assert export(entry, path) == [path, sidecar_path(path)]
+        frames = iio.imread(path, index=None)
+        assert frames.shape[0] == 4 and frames.shape[-1] in (3, 4)
+        side = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+        assert (side["generator"], side["frames"], side["file"]) == ("toy-video", 4, name)
+    # The GIF keeps the pixels exactly; the MP4 is enlarged (tiny clips) and lossy.
+    assert np.array_equal(iio.imread(tmp_path / "clip.gif", index=None)[..., :3], entry.samples[0].data)
+
+
+def test_recall_puts_an_outputs_settings_back(qtbot, panel, errors):
+    pick(panel, "text-tiny")
+    panel.prompt_edit.setPlainText("ANNA:")
+    panel.seed_spin.setValue(11)
+    set_fields(panel, temperature=0.5, max_new_tokens=20, stop='["\\n"]')
+    text_entry = run_to_end(qtbot, panel, errors)
+    set_fields(panel, temperature=1.5, max_new_tokens=99, stop="[]")  # then carry on elsewhere
+    panel.prompt_edit.setPlainText("CLARA:")
+    panel.seed_spin.setValue(3)
+    pick(panel, "toy-image")
+    run_to_end(qtbot, panel, errors)
+    assert panel.history_list.count() == 2
+    assert "toy-image" in panel.history_list.item(0).text()
+
+    panel.history_list.setCurrentRow(1)  # the text output: shown again, with its lineage
+    assert panel.selected_entry() is text_entry
+    assert panel.text_view.toPlainText() == text_entry.samples[0].data
+    qtbot.mouseClick(panel.recall_button, Qt.MouseButton.LeftButton)
+
+    assert Path(panel.selected_run()).name == "text-tiny"
+    assert panel.checkpoint_combo.currentData() == "step_0000020"
+    raw = panel.form.raw_values()
+    assert (raw["temperature"], raw["max_new_tokens"], json.loads(raw["stop"])) == ("0.5", "20", ["\n"])
+    assert panel.seed_spin.value() == 11 and panel.prompt_edit.toPlainText() == "ANNA:"
+    assert panel.generate_button.isEnabled()
+
+
+def test_a_bad_parameter_disables_generate_with_the_reason(qtbot, panel):
+    pick(panel, "text-tiny")
+    set_fields(panel, temperature=-1)
+    assert not panel.generate_button.isEnabled()
+    assert "temperature" in panel.problem_label.text() and ">= 0" in panel.problem_label.text()
+    assert not panel.generate()
+    set_fields(panel, temperature=0.7)
+    assert panel.generate_button.isEnabled() and panel.problem_label.text() == ""
+
+
+def test_a_damaged_checkpoint_shows_the_error_and_the_panel_stays_usable(qtbot, errors, runs_folder,
+                                                                          tmp_path):
+    folder = tmp_path / "runs"
+    shutil.copytree(runs_folder / "toy-image", folder / "damaged")
+    weights = folder / "damaged" / "checkpoints" / "step_0000005" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8])
+    panel = make_panel(qtbot, folder)
+    assert panel.generate()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
+    assert len(errors) == 1 and "is damaged" in errors[0] and "model.safetensors" in errors[0]
+    assert panel.history == [] and panel.generate_button.isEnabled()
+
+
+def test_empty_state_then_new_and_opened_runs_are_picked_up(qtbot, errors, runs_folder, tmp_path,
+                                                            monkeypatch):
+    monkeypatch.setattr(api, "demo_runs", lambda: [])  # only this folder's runs
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    panel = make_panel(qtbot, folder)
+    assert panel.problem_label.text() == EMPTY_RUNS and not panel.empty_label.isHidden()
+    assert not panel.generate_button.isEnabled() and not panel.run_combo.isEnabled()
+    assert not panel.export_button.isEnabled() and not panel.recall_button.isEnabled()
+
+    shutil.copytree(runs_folder / "toy-video", folder / "fresh")
+    panel.session.runs_changed.emit()
+    assert [Path(r["run"]).name for r in panel.rows] == ["fresh"]
+    assert panel.generate_button.isEnabled() and panel.empty_label.isHidden()
+
+    panel.session.open_run(str(runs_folder / "text-tiny"))  # e.g. opened in the Runs tab
+    assert Path(panel.selected_run()).name == "text-tiny"
+    assert not panel.prompt_edit.isHidden() and "temperature" in panel.form.widgets
