@@ -281,7 +281,9 @@ class TensorBoard(Callback):
     """Scalars for TensorBoard, when the tensorboard package is installed."""
 
     def __init__(self, folder):
-        import tensorboard  # noqa: F401  raises ImportError when it is not installed
+        import importlib.util
+        if importlib.util.find_spec("tensorboard") is None:
+            raise ImportError("tensorboard is not installed")
         self.folder = folder
         self.writer = None
 

@@ -146,7 +146,7 @@ def test_stop_ends_a_long_generation_early_and_keeps_the_text(qtbot, panel, erro
 
 def test_thousands_of_emits_leave_the_interpreter_sound(qtbot, panel, errors):
     """PySide6 6.12.0's emit takes a reference from True each time, and Python < 3.12 aborts
-    once True runs out of them: the panel hands back what its own emits take."""
+    once True runs out of them: the project pins a PySide6 whose emit is sound."""
     pick(panel, "text-tiny")
     set_fields(panel, max_new_tokens=1500)
     pieces = []

@@ -3,12 +3,11 @@
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from generators.text import TextConfig, TextGenerator, TextSampleConfig
+from generators.text import TextConfig, TextGenerator
 from generators.text.data import read_pairs
 from generators.text.tokenizer import CharTokenizer
 from studio import api
@@ -52,7 +51,6 @@ def test_malformed_lines_are_reported_with_line_numbers(tmp_path):
 
 
 def test_chat_messages_become_turns():
-    examples, _, _ = [], None, None
     from generators.text.data import parse_example
     turns = parse_example({"messages": [
         {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},

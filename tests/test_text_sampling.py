@@ -1,7 +1,6 @@
 """Sampling strategies on hand-made distributions; KV cache against full recomputation;
 streaming that never splits a character; stop strings; seeds."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import sysconfig
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -174,9 +175,22 @@ def read_pairs(source: str) -> tuple[list[list[tuple[str, str]]], list[str], lis
     return examples, used, skipped
 
 
+_builtin_lock = threading.Lock()
+_builtin_text: str | None = None
+
+
 def builtin_corpus() -> str:
     """Docstrings of the standard library, in a fixed order (so the corpus is reproducible for
-    a given Python version)."""
+    a given Python version). Read once per process, under a lock: Python 3.11's `ast.parse` is
+    not safe to run in two threads at once (the window validates data in the background)."""
+    global _builtin_text
+    with _builtin_lock:
+        if _builtin_text is None:
+            _builtin_text = _read_builtin_corpus()
+        return _builtin_text
+
+
+def _read_builtin_corpus() -> str:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     skip = {"test", "tests", "idlelib", "lib2to3", "site-packages", "dist-packages", "turtledemo",
             "ensurepip", "tkinter", "pydoc_data"}

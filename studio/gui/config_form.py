@@ -112,8 +112,7 @@ class ConfigForm(QWidget):
             if name in self.errors:
                 widget.setToolTip(self.errors[name])
         if self.errors:
-            name = next(iter(self.errors))
-            return None, f"{name.replace('_', ' ')}: {self.errors[name]}"
+            return None, next(iter(self.errors.values()))  # the message names the setting
         try:
             return from_dict(self.config_cls, raw, "settings"), None
         except StudioError as exc:

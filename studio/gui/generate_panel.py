@@ -11,10 +11,8 @@ button calls after a file dialog, so it can be used and tested without one.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import math
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -22,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
                                QLabel, QListWidget, QListWidgetItem, QMessageBox, QPlainTextEdit,
                                QPushButton, QScrollArea, QSpinBox, QSplitter, QStackedWidget,
@@ -32,7 +30,7 @@ from studio.config import from_dict, to_dict
 from studio.contract import Generator, Sample
 from studio.errors import StudioError
 from studio.gui.config_form import ConfigForm
-from studio.gui.views import SampleGrid, TextView, VideoPlayer
+from studio.gui.views import SampleGrid, TextView
 from studio.gui.workers import Task, start
 from studio.runstore import RunDir, write_json
 
@@ -44,51 +42,6 @@ VIDEO_FPS = 8  # what views.VideoPlayer plays at, unless a sample's meta says ot
 def show_error(parent: QWidget | None, message: str) -> None:
     """Tell the user what went wrong. Module-level so tests can intercept it."""
     QMessageBox.warning(parent, "Generation", message)
-
-
-# --- a PySide6 bug this panel works around -------------------------------------------------------
-# PySide6 6.12.0's `SignalInstance.emit` returns True without owning a reference to it, so on
-# Python < 3.12 (where True is an ordinary object) every emit takes one reference from True, and
-# after a few hundred emits the interpreter aborts ("bool_dealloc: deallocating True or False").
-# PySide6 6.11 does not do this, and Python 3.12+ never frees True. Until the project pins a
-# PySide6 without the bug, every emit this panel causes -- its tasks' progress, done and
-# finished, its own signals, its forms' `changed`, its video players' frame ticks -- hands that
-# reference back. Where emit behaves, `give_back_true` does nothing.
-
-class _Probe(QObject):
-    ping = Signal()
-
-
-_emit_takes_true: bool | None = None
-
-
-def _emit_takes_a_reference_from_true() -> bool:
-    global _emit_takes_true
-    if _emit_takes_true is None:
-        probe, tries = _Probe(), 16
-        before = sys.getrefcount(True)
-        for _ in range(tries):
-            probe.ping.emit()
-        _emit_takes_true = before - sys.getrefcount(True) >= tries // 2
-        if _emit_takes_true:
-            _incref_true(tries)
-    return _emit_takes_true
-
-
-def _incref_true(times: int) -> None:
-    for _ in range(times):
-        ctypes.pythonapi.Py_IncRef(ctypes.py_object(True))
-
-
-def give_back_true(times: int = 1) -> None:
-    """Return the references to True that `times` emits took (nothing where emit is sound)."""
-    if _emit_takes_a_reference_from_true():
-        _incref_true(times)
-
-
-def emit(signal, *args) -> None:
-    signal.emit(*args)
-    give_back_true()
 
 
 # --- outputs and their lineage (plain data) ---------------------------------------------------
@@ -333,7 +286,6 @@ def produce(ctx, cache: GeneratorCache, request: Request) -> OutputEntry | None:
 
     def progress(kind: str, value: str) -> None:
         ctx.progress((kind, value))
-        give_back_true()
 
     progress("stage", "Loading the model…")
     gen, folder = cache.get(request.run, request.checkpoint, request.device)
@@ -643,14 +595,12 @@ class GeneratePanel(QWidget):
             return
         if cls.name not in self.forms:
             form = ConfigForm(cls.SampleConfig)
-            give_back_true()  # the form's `changed` while it set its defaults
             form.changed.connect(self._on_form_changed)
             self.forms[cls.name] = form
             self.form_stack.addWidget(form)
         self.form_stack.setCurrentWidget(self.forms[cls.name])
 
     def _on_form_changed(self) -> None:
-        give_back_true()
         self._update_state()
 
     def _new_seed(self) -> None:
@@ -732,7 +682,7 @@ class GeneratePanel(QWidget):
             self.text_view.setPlainText(payload)
         elif kind == "piece":
             self.text_view.append_piece(payload)
-            emit(self.streamed, payload)
+            self.streamed.emit(payload)
 
     def _on_done(self, entry: OutputEntry | None) -> None:
         if entry is None:
@@ -745,14 +695,13 @@ class GeneratePanel(QWidget):
         self.history_list.setCurrentRow(0)  # shows it, with its lineage
         self.status_label.setText("Stopped early; the output so far is kept." if entry.lineage["stopped"]
                                   else "Done.")
-        emit(self.generation_finished, entry)
+        self.generation_finished.emit(entry)
 
     def _on_failed(self, message: str) -> None:
         self.status_label.setText("Generation failed.")
         show_error(self, message)
 
     def _on_finished(self) -> None:
-        give_back_true(2)  # the task's done (or failed) and finished emits
         self.task = None
         self._update_state()
 
@@ -776,10 +725,6 @@ class GeneratePanel(QWidget):
             single = len(entry.samples) == 1
             self.grid.columns, self.grid.size = (1, 384) if single else (4, 160)
             self.grid.set_samples(entry.samples, "Stopped before anything was made.")
-            for view in self.grid.views:
-                if isinstance(view, VideoPlayer):
-                    give_back_true()  # the frame it showed when made
-                    view.frame_changed.connect(lambda _frame: give_back_true())
             self.output_stack.setCurrentWidget(self.grid)
         self.lineage_label.setText(entry.describe())
 

@@ -12,8 +12,7 @@ from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDialogButtonBox, QFormLayout,
                                QLabel, QLineEdit, QMainWindow, QMessageBox, QPushButton,
-                               QTableWidget, QTableWidgetItem, QTabWidget, QToolBar, QVBoxLayout,
-                               QWidget)
+                               QTableWidget, QTableWidgetItem, QTabWidget, QToolBar, QVBoxLayout)
 
 from studio.gui import workers
 from studio.gui.session import Session
