@@ -163,3 +163,18 @@ def test_a_crashing_trainer_leaves_the_window_alive_and_resume_works(qtbot, pane
                     timeout=60_000)
     assert RunDir(train.run_dir).checkpoints()[-1].step == 12
     assert train.error_box.isHidden()
+
+
+def test_duplicate_with_changes_fills_the_forms_and_keeps_the_starting_weights(qtbot, panels, tmp_path):
+    data, train = panels
+    doc = {"generator": "text", "config": {**{k: int(v) for k, v in TINY.items()}, "dropout": 0.1},
+           "train": {"lr": 0.0005, "max_steps": 77}, "data": {"source": str(tmp_path)},
+           "init": {"run": str(tmp_path / "base"), "checkpoint": "step_0000010"}}
+    train.duplicate(doc)
+    values = train.gen_form.raw_values()
+    assert values["dropout"] == "0.1" and values["n_embd"] == "16"
+    assert train.train_form.raw_values()["max_steps"] == "77"
+    assert data.source() == str(tmp_path)
+    assert train.init_record == doc["init"]
+    train.session.set_generator("text")  # same generator: the record stays
+    assert train.init_record == doc["init"]
