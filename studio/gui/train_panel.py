@@ -84,8 +84,10 @@ class Charts(pg.GraphicsLayoutWidget):
             self.lrs.append(record.get("lr") or 0.0)
             self.rates.append(record.get("items_per_s") or 0.0)
         elif kind == "eval":
-            self.metric = record.get("best_metric", self.metric)
-            value = record["metrics"].get(self.metric)
+            # Held-out loss shares the training loss's units; otherwise the run's best metric.
+            metrics = record["metrics"]
+            self.metric = "val_loss" if "val_loss" in metrics else record.get("best_metric", self.metric)
+            value = metrics.get(self.metric)
             if value is not None:
                 self.eval_steps.append(record["step"])
                 self.eval_values.append(value)

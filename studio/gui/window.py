@@ -203,6 +203,8 @@ class MainWindow(QMainWindow):
         self.runs_panel.duplicate_requested.connect(self._duplicate)
         self.session.run_changed.connect(lambda _: self.tabs.setCurrentWidget(self.generate_panel))
         self.train_panel.run_started.connect(lambda path: self.statusBar().showMessage(f"training {path}"))
+        self.train_panel.trainer.finished.connect(
+            lambda code, status: self.statusBar().showMessage(f"training {status}"))
         generate = QAction("Generate", self)
         generate.setShortcut(QKeySequence("Ctrl+G"))
         generate.triggered.connect(self._generate_shortcut)
