@@ -120,6 +120,30 @@ def test_cutout_zeroes_a_square_of_half_the_side():
     assert torch.equal(out[:, 0], out[:, 2])
 
 
+def test_augmentation_probability_zero_is_the_identity_and_one_augments_every_image():
+    torch.manual_seed(3)
+    x = torch.rand(64, 3, 16, 16) * 2 - 1
+    none = aug.draw(64, 16, 16, aug.POLICIES, torch.device("cpu"), probability=torch.tensor(0.0))
+    assert torch.allclose(aug.apply(x, none), x, atol=1e-6)  # (x - mean) * 1 + mean rounds
+    every = aug.draw(64, 16, 16, ("translation", "cutout"), torch.device("cpu"), probability=1.0)
+    assert bool((every.cut_x >= 0).all())  # every image has a cutout inside it
+    some = aug.draw(4000, 16, 16, ("cutout",), torch.device("cpu"), probability=0.25)
+    assert 0.2 < float((some.cut_x >= 0).float().mean()) < 0.3
+
+
+def test_adaptive_augmentation_moves_the_probability_by_the_ada_rule():
+    from generators.image.model import ADA_IMAGES, ADA_INTERVAL
+    gan = GAN(GANShape(resolution=32, channels=1, latent_dim=8, g_width=4, d_width=4), augment_p=0.0)
+    sure = torch.ones(50)  # D calls every real image real: r = 1 > target, so p rises
+    for step in range(ADA_INTERVAL):
+        gan.adapt_augmentation(sure, target=0.6, step=step)
+    assert float(gan.augment_p) == pytest.approx(ADA_INTERVAL * 50 / ADA_IMAGES)
+    assert float(gan.real_sign_count) == 0  # the evidence starts afresh
+    for step in range(ADA_INTERVAL, 3 * ADA_INTERVAL):
+        gan.adapt_augmentation(-sure, target=0.6, step=step)  # unsure: p falls, not below 0
+    assert float(gan.augment_p) == 0.0
+
+
 def test_augment_policy_is_checked():
     assert aug.parse_policy("color, cutout") == ("color", "cutout")
     assert aug.parse_policy("none") == ()

@@ -55,6 +55,11 @@ class ImageConfig:
     augment: str = setting("color,translation,cutout", "DiffAugment on every image the "
                            "discriminator sees: any of color, translation, cutout, comma-separated "
                            "(none: off)")
+    ada_target: float = setting(0.0, "adaptive augmentation (StyleGAN2-ADA): augment each "
+                                "image with a probability that rises while the discriminator "
+                                "is surer of the real images than this (mean sign of its "
+                                "outputs, ADA uses 0.6) and falls otherwise; 0 = always augment "
+                                "(measured better in short runs)", min=0, max=1)
     r1_gamma: float = setting(0.0, "R1 gradient penalty on real images (0 = off; try 0.1-10 "
                               "if training collapses)", min=0, max=1000)
     r1_every: int = setting(16, "lazy R1: apply the penalty every N steps, scaled by N", min=1, max=1000)
@@ -233,7 +238,8 @@ class ImageGenerator(Generator):
                         g_width=cfg.g_width, d_width=cfg.d_width, n_classes=len(self.classes or []))
 
     def build(self) -> torch.nn.Module:
-        gan = GAN(self.shape())
+        adaptive = self.config.ada_target > 0
+        gan = GAN(self.shape(), augment_p=0.0 if adaptive else 1.0)  # adaptive: start without
         if self._channels_last():
             gan = gan.to(memory_format=torch.channels_last)
         return gan
@@ -268,6 +274,8 @@ class ImageGenerator(Generator):
         gan = _unwrap(ctx.model)
         B = len(real)
         z = torch.randn(B, cfg.latent_dim, device=real.device)
+        adaptive = cfg.ada_target > 0
+        p = gan.augment_p if adaptive else None
 
         # Discriminator: real and fake images in one batch (D has no batch statistics to mix
         # up), each image with its own augmentation. The fakes are made once, with their graph,
@@ -275,7 +283,7 @@ class ImageGenerator(Generator):
         with ctx.autocast():
             fake = gan.G(z, labels)
             both = torch.cat([real, fake.detach()])
-            logits = gan.D(diff_augment(both, self.policy), _twice(labels))
+            logits = gan.D(diff_augment(both, self.policy, probability=p), _twice(labels))
             loss_d = d_loss(logits[:B], logits[B:], cfg.loss)
         metrics = {}
         loss_d_total = loss_d
@@ -283,18 +291,21 @@ class ImageGenerator(Generator):
             # Lazy R1 (StyleGAN2): every r1_every steps, scaled up by r1_every; in fp32, since
             # it differentiates a gradient.
             real_in = real.detach().requires_grad_(True)
-            penalty = r1_penalty(gan.D(diff_augment(real_in, self.policy), labels), real_in)
+            penalty = r1_penalty(gan.D(diff_augment(real_in, self.policy, probability=p), labels), real_in)
             loss_d_total = loss_d + (cfg.r1_gamma / 2) * cfg.r1_every * penalty
             metrics["r1"] = penalty.detach()
         ctx.backward(loss_d_total)
         _average_gradients(self.d_optimizer)
         ctx.step_optimizer(self.d_optimizer)
+        if adaptive and self.policy:
+            gan.adapt_augmentation(logits[:B], cfg.ada_target, ctx.step)
+            metrics["augment_p"] = gan.augment_p.detach().clone()
 
         # Generator: through a frozen D (no weight gradients for D are computed at all).
         gan.D.requires_grad_(False)
         try:
             with ctx.autocast():
-                loss_g = g_loss(gan.D(diff_augment(fake, self.policy), labels), cfg.loss)
+                loss_g = g_loss(gan.D(diff_augment(fake, self.policy, probability=p), labels), cfg.loss)
             ctx.backward(loss_g)
         finally:
             gan.D.requires_grad_(True)
@@ -508,6 +519,10 @@ class ImageGenerator(Generator):
 
     def load_extra_state(self, state: dict) -> None:
         self.extractor_key = state.get("extractor_key") or self.extractor_key
+        # The engine calls this right after restoring the optimizers.
+        for optimizer in (self.d_optimizer, self.g_optimizer):
+            if optimizer is not None:
+                _match_state_layout(optimizer)
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -538,6 +553,19 @@ def _average_gradients(optimizer: torch.optim.Optimizer) -> None:
     for g in grads:
         g.copy_(flat[offset:offset + g.numel()].view_as(g))
         offset += g.numel()
+
+
+def _match_state_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give each restored moment tensor its parameter's memory layout. A checkpoint stores
+    tensors contiguous (NCHW); torch's fused AdamW walks a parameter and its moments as flat
+    memory, so with a channels-last parameter and NCHW moments a resumed run would apply each
+    moment to the wrong weight (measured: resumed runs drifted from straight ones)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.dim() == 4:
+                    if param.is_contiguous(memory_format=torch.channels_last) and not param.is_contiguous():
+                        optimizer.state[param][key] = value.contiguous(memory_format=torch.channels_last)
 
 
 def _default_cache_dir() -> Path:

@@ -56,26 +56,43 @@ class AugmentParams:
 
 
 def draw(batch: int, height: int, width: int, policy: tuple[str, ...], device: torch.device,
-         generator: torch.Generator | None = None) -> AugmentParams:
-    """Random parameters for `batch` images, from `generator` (default: the global RNG)."""
+         generator: torch.Generator | None = None,
+         probability: float | torch.Tensor | None = None) -> AugmentParams:
+    """Random parameters for `batch` images, from `generator` (default: the global RNG).
+
+    With `probability` p, each transform is applied to each image with probability p and is
+    the identity otherwise (as StyleGAN2-ADA applies its augmentations); p may be a tensor on
+    `device`, so adapting it never waits for the GPU. None: every transform, every image."""
     def uniform(low: float, high: float) -> torch.Tensor:
         return torch.rand(batch, device=device, generator=generator) * (high - low) + low
 
     def integers(low: int, high: int) -> torch.Tensor:  # inclusive low, exclusive high
         return torch.randint(low, high, (batch,), device=device, generator=generator)
 
+    def maybe(value: torch.Tensor, identity: float) -> torch.Tensor:
+        if probability is None:
+            return value
+        chosen = torch.rand(batch, device=device, generator=generator) < probability
+        return torch.where(chosen, value, torch.full_like(value, identity))
+
     params = AugmentParams()
     if "color" in policy:
-        params.brightness = uniform(-0.5, 0.5)
-        params.saturation = uniform(0.0, 2.0)
-        params.contrast = uniform(0.5, 1.5)
+        params.brightness = maybe(uniform(-0.5, 0.5), 0.0)
+        params.saturation = maybe(uniform(0.0, 2.0), 1.0)
+        params.contrast = maybe(uniform(0.5, 1.5), 1.0)
     if "translation" in policy:
         max_x, max_y = int(width * TRANSLATION_RATIO + 0.5), int(height * TRANSLATION_RATIO + 0.5)
         params.shift_x = integers(-max_x, max_x + 1)
         params.shift_y = integers(-max_y, max_y + 1)
+        if probability is not None:  # one draw for both directions: a translation or none
+            moved = torch.rand(batch, device=device, generator=generator) < probability
+            params.shift_x, params.shift_y = params.shift_x * moved, params.shift_y * moved
     if "cutout" in policy:
         params.cut_x = integers(0, width)
         params.cut_y = integers(0, height)
+        if probability is not None:  # no cutout: a square centred far outside the image
+            cut = torch.rand(batch, device=device, generator=generator) < probability
+            params.cut_x = torch.where(cut, params.cut_x, torch.full_like(params.cut_x, -2 * width))
     return params
 
 
@@ -90,13 +107,13 @@ def apply(x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
     return x
 
 
-def augment(x: torch.Tensor, policy: tuple[str, ...],
-            generator: torch.Generator | None = None) -> torch.Tensor:
+def augment(x: torch.Tensor, policy: tuple[str, ...], generator: torch.Generator | None = None,
+            probability: float | torch.Tensor | None = None) -> torch.Tensor:
     """Draw fresh parameters for each image and apply them."""
     if not policy:
         return x
     B, _, H, W = x.shape
-    return apply(x, draw(B, H, W, policy, x.device, generator))
+    return apply(x, draw(B, H, W, policy, x.device, generator, probability))
 
 
 # --- the transforms ------------------------------------------------------------------------------

@@ -95,7 +95,7 @@ def to_input(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.T
     in [-1, 1], N C H W) passes through."""
     if isinstance(images, torch.Tensor) and images.is_floating_point():
         return images.to(device).float()
-    images = torch.as_tensor(np.asarray(images))
+    images = torch.from_numpy(np.array(images, dtype=np.uint8))  # a copy: memmaps are read-only
     return images.to(device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
@@ -193,7 +193,7 @@ def train_extractor(images: np.ndarray, labels: np.ndarray | None, n_classes: in
                 optimizer.step()
         model.eval()
         info = {"kind": model.kind, "steps": steps, "trained_on": int(len(train_idx)),
-                "held_out": int(n_val), "final_train_loss": float(loss)}
+                "held_out": int(n_val), "final_train_loss": float(loss.detach())}
         if n_val:
             with torch.no_grad():
                 x = to_input(images[val_idx], device)
