@@ -27,6 +27,15 @@ examples:
 """
 
 
+# What `studio demo` trains: run folder, steps, preset, and what it shows afterwards.
+DEMOS = {
+    "text": {"run_dir": "runs/demo", "steps": 2000, "preset": None,
+             "about": "a small GPT on the built-in corpus (Python's own documentation)"},
+    "image": {"run_dir": "runs/demo-image", "steps": 6000, "preset": "demo",
+              "about": "a class-conditional GAN on the built-in shapes"},
+}
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="studio", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
@@ -88,13 +97,17 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("root", nargs="?", default="runs")
     r.add_argument("--json", action="store_true")
 
-    d = sub.add_parser("demo", help="train the text generator on the built-in corpus (offline), "
-                                    "then print samples; continues where it stopped")
-    d.add_argument("--run-dir", default="runs/demo")
-    d.add_argument("--steps", type=int, default=2000, help="training steps (default 2000, ~1 min)")
+    d = sub.add_parser("demo", help="train a built-in generator on its built-in demo data "
+                                    "(offline), then show samples; continues where it stopped")
+    d.add_argument("generator", nargs="?", default="text", choices=sorted(DEMOS),
+                   help="text (default): a small GPT on Python's own documentation; image: a "
+                        "class-conditional GAN on drawn shapes")
+    d.add_argument("--run-dir", help="default: runs/demo (text) or runs/demo-image")
+    d.add_argument("--steps", type=int, help="training steps (default: text 2000, ~1 min; "
+                                             "image 6000, ~6 min)")
     d.add_argument("--device", default="auto")
     d.add_argument("--export-to", metavar="DIR", help="then copy the trained run, weights only, "
-                   "to DIR (how assets/demo/text, the window's first-launch model, is made)")
+                   "to DIR (how assets/demo/<generator>, the window's first-launch models, are made)")
 
     sub.add_parser("gui", help="open the studio window (also: `studio` with no command)")
 
@@ -210,19 +223,25 @@ def _cmd_config(args) -> int:
 def _cmd_demo(args) -> int:
     from pathlib import Path
     from studio import api
+    demo = DEMOS[args.generator]
+    steps = args.steps or demo["steps"]
     events = "bar" if sys.stderr.isatty() else "plain"
-    run = Path(args.run_dir)
+    run = Path(args.run_dir or demo["run_dir"])
     if not (run / "config.json").exists():
-        print(f"training a small GPT on the built-in corpus (Python's own documentation) "
-              f"into {run}", file=sys.stderr)
-        api.train("text", run_dir=str(run), max_steps=args.steps, events=events,
-                  settings=[f"device={args.device}"])
-    elif api.runs_table(str(run))[0]["step"] < args.steps:
-        api.train(resume=str(run), max_steps=args.steps, events=events)
+        print(f"training {demo['about']} into {run}", file=sys.stderr)
+        api.train(args.generator, run_dir=str(run), max_steps=steps, events=events,
+                  preset=demo["preset"], settings=[f"device={args.device}"])
+    elif api.runs_table(str(run))[0]["step"] < steps:
+        api.train(resume=str(run), max_steps=steps, events=events)
     print(json.dumps({k: v for k, v in api.evaluate(str(run)).items() if k != "run"}), file=sys.stderr)
-    for i, sample in enumerate(api.generate(str(run), prompt="The ", n=2, seed=0,
-                                            settings=["max_new_tokens=300"])):
-        print(f"--- sample {i + 1} ---\n{sample.data}")
+    if args.generator == "text":
+        for i, sample in enumerate(api.generate(str(run), prompt="The ", n=2, seed=0,
+                                                settings=["max_new_tokens=300"])):
+            print(f"--- sample {i + 1} ---\n{sample.data}")
+    else:
+        from studio.runstore import save_samples
+        samples = api.generate(str(run), n=16, seed=0, settings=["grid=true"])
+        print(f"a grid of 16 samples: {save_samples(run / 'demo-samples', samples)}")
     if args.export_to:
         print(f"exported to {api.export_slim_run(str(run), args.export_to)}", file=sys.stderr)
     return 0

@@ -1,0 +1,342 @@
+"""Image GAN benchmark: the project's GAN against a plain PyTorch DCGAN, in one process.
+
+What it measures, in order:
+
+1. Training speed at equal shapes: images/s of one discriminator + generator step (64 real
+   and 64 fake images) for the project's model (`studio.api.prepare_training("image", ...)`,
+   its real `training_step` with DiffAugment, spectral norm, EMA, through the engine's step
+   context) and for the PyTorch DCGAN example (pytorch/examples dcgan/main.py: its networks,
+   BCELoss, Adam(2e-4, (0.5, 0.999)), its three D passes per step) at
+   - 32 px grey, 64 wide, z of 100 (the example's networks with one 4x4 layer fewer on each
+     side, as DCGAN tutorials run MNIST),
+   - 64 px RGB, 64 wide, z of 100 (the example itself).
+   The project's model runs unconditional here, as the example is (equal shapes: with classes
+   its first layer also takes a class embedding). The two alternate in blocks, so that noise
+   from other work hits both alike; the median step time of each is reported. The project's
+   model also runs in bf16 (autocast, `--set precision=bf16`) for a third figure.
+2. Sample quality after N minutes of training on the MNIST test digits (10,000 images, 32 px):
+   FID and KID of 5,000 samples against the 10,000 digits, with the project's own feature
+   network (a classifier trained on the digits' labels; the same one for both models), for the
+   project's model (`studio.api.train`, 32 px grey, 64 wide, its defaults otherwise, resumed
+   from milestone to milestone -- resume is exact) and for the plain DCGAN (its own loop,
+   sampled as the example does: a batch of 64 in training mode). Minutes are training time
+   only: evaluation runs between the milestones, off the clock.
+
+Run it from the repository root, on an otherwise idle machine:
+
+    .venv/bin/python bench/bench_image.py                      # 5, 10, 20 minutes: ~45 min
+    .venv/bin/python bench/bench_image.py --minutes 2,5        # shorter schedule
+    .venv/bin/python bench/bench_image.py --quick              # smoke run, ~2 min
+
+It prints a summary and writes every number to bench/results/bench_image.json (and sample
+grids of both models at each milestone to bench/results/bench_image_*.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the checkout's studio/ and generators/, even if not installed
+os.environ.setdefault("STUDIO_CACHE_DIR", "/tmp/studio-cache-bench")  # never the user's cache
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from generators.image.data import load_images  # noqa: E402
+from generators.image.evaluation import (extract_features, fid, kid,  # noqa: E402
+                                         train_extractor)
+from generators.image.sampling import grid, latents_for_seeds  # noqa: E402
+from studio import api  # noqa: E402
+from studio.engine import _Context, configure_threads  # noqa: E402
+
+from bench_core import cpu_snapshot, other_cpu_pct  # noqa: E402  (bench/ is on the path: this script's folder)
+
+MNIST = Path(os.environ.get("BENCH_MNIST", ROOT.parent / "shared" / "data" / "mnist"))  # the test digits
+RESULTS = ROOT / "bench" / "results"
+NZ = 100  # the DCGAN example's latent size; the project's model is given the same
+BATCH = 64
+EVAL_SAMPLES = 5000
+EVAL_SEED = 1_000_000  # the project's evaluation seeds, as generators/image uses them
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+# --- the plain DCGAN (pytorch/examples, dcgan/main.py) ------------------------------------------
+
+def weights_init(m):
+    classname = m.__class__.__name__
+    if classname.find("Conv") != -1:
+        torch.nn.init.normal_(m.weight, 0.0, 0.02)
+    elif classname.find("BatchNorm") != -1:
+        torch.nn.init.normal_(m.weight, 1.0, 0.02)
+        torch.nn.init.zeros_(m.bias)
+
+
+class PlainG(nn.Module):
+    def __init__(self, nc: int, ngf: int = 64, size: int = 64):
+        super().__init__()
+        mult = 8 if size == 64 else 4
+        layers = [nn.ConvTranspose2d(NZ, ngf * mult, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * mult), nn.ReLU(True)]
+        while mult > 1:
+            layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 4, 2, 1, bias=False),
+                       nn.BatchNorm2d(ngf * mult // 2), nn.ReLU(True)]
+            mult //= 2
+        layers += [nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.main(x)
+
+
+class PlainD(nn.Module):
+    def __init__(self, nc: int, ndf: int = 64, size: int = 64):
+        super().__init__()
+        top = 8 if size == 64 else 4
+        layers = [nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
+        mult = 1
+        while mult < top:
+            layers += [nn.Conv2d(ndf * mult, ndf * mult * 2, 4, 2, 1, bias=False),
+                       nn.BatchNorm2d(ndf * mult * 2), nn.LeakyReLU(0.2, inplace=True)]
+            mult *= 2
+        layers += [nn.Conv2d(ndf * top, 1, 4, 1, 0, bias=False), nn.Sigmoid()]
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.main(x).view(-1, 1).squeeze(1)
+
+
+class PlainDCGAN:
+    """The example's training step, line for line (real_label 1, fake_label 0)."""
+
+    def __init__(self, nc: int, size: int, seed: int = 0):
+        torch.manual_seed(seed)
+        self.netG, self.netD = PlainG(nc, size=size), PlainD(nc, size=size)
+        self.netG.apply(weights_init)
+        self.netD.apply(weights_init)
+        self.criterion = nn.BCELoss()
+        self.optimizerD = torch.optim.Adam(self.netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.optimizerG = torch.optim.Adam(self.netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+
+    def step(self, real: torch.Tensor) -> None:
+        netD, netG, criterion = self.netD, self.netG, self.criterion
+        batch_size = real.size(0)
+        netD.zero_grad()
+        label = torch.full((batch_size,), 1.0)
+        errD_real = criterion(netD(real), label)
+        errD_real.backward()
+        noise = torch.randn(batch_size, NZ, 1, 1)
+        fake = netG(noise)
+        label.fill_(0.0)
+        errD_fake = criterion(netD(fake.detach()), label)
+        errD_fake.backward()
+        self.optimizerD.step()
+        netG.zero_grad()
+        label.fill_(1.0)
+        errG = criterion(netD(fake), label)
+        errG.backward()
+        self.optimizerG.step()
+
+    @torch.no_grad()
+    def samples(self, n: int, seed: int) -> torch.Tensor:
+        """As the example draws its fixed-noise grid: netG in training mode, batches of 64."""
+        rng = torch.Generator().manual_seed(seed)
+        out = [self.netG(torch.randn(BATCH, NZ, 1, 1, generator=rng)) for _ in range(0, n, BATCH)]
+        return torch.cat(out)[:n]
+
+
+# --- 1. step speed at equal shapes -----------------------------------------------------------------
+
+def project_engine(folder: Path, data: str, resolution: int, channels: str, precision: str,
+                   max_steps: int = 10**6):
+    engine, _ = api.prepare_training(
+        "image", data=data, run_dir=str(folder), max_steps=max_steps, events="none",
+        settings=[f"resolution={resolution}", f"channels={channels}", "g_width=64", "d_width=64",
+                  f"latent_dim={NZ}", f"batch_size={BATCH}", "device=cpu", f"precision={precision}",
+                  "conditional=no", "eval_every=0", "preview_every=0", "checkpoint_every=0"])
+    return engine
+
+
+def step_speed(folder: Path, resolution: int, channels: str, blocks: int, block: int, warmup: int) -> dict:
+    nc = 1 if channels == "grey" else 3
+    data = str(MNIST) if channels == "grey" else None  # MNIST digits, or the built-in shapes
+    plain = PlainDCGAN(nc, resolution)
+    project = {p: project_engine(folder / f"{resolution}-{p}", data, resolution, channels, p)
+               for p in ("fp32", "bf16")}
+    rng = torch.Generator().manual_seed(0)
+    real = torch.rand(BATCH, nc, resolution, resolution, generator=rng) * 2 - 1
+
+    def plain_step():
+        plain.step(real)
+
+    def project_step(precision):
+        engine = project[precision]
+        ctx = _Context(engine)
+        batch = engine.generator.get_batch("train", engine.data_rng)
+
+        def run():
+            engine.generator.training_step(batch, ctx)
+            ctx.step += 1
+        return run
+
+    runners = {"plain": plain_step, "fp32": project_step("fp32"), "bf16": project_step("bf16")}
+    for run in runners.values():
+        for _ in range(warmup):
+            run()
+    times = {name: [] for name in runners}
+    before = cpu_snapshot()
+    for _ in range(blocks):
+        for name, run in runners.items():
+            for _ in range(block):
+                t0 = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - t0)
+    busy = other_cpu_pct(before, cpu_snapshot())
+    medians = {name: statistics.median(ts) for name, ts in times.items()}
+    params = {"plain_G": sum(p.numel() for p in plain.netG.parameters()),
+              "plain_D": sum(p.numel() for p in plain.netD.parameters()),
+              "project_G": sum(p.numel() for p in project["fp32"].generator.model.G.parameters()),
+              "project_D": sum(p.numel() for p in project["fp32"].generator.model.D.parameters())}
+    return {"shape": f"{resolution} px {channels}, 64 wide, z {NZ}, batch {BATCH}",
+            "median_s": {k: round(v, 4) for k, v in medians.items()},
+            "images_per_s": {k: round(BATCH / v, 1) for k, v in medians.items()},
+            "speedup_fp32": round(medians["plain"] / medians["fp32"], 2),
+            "speedup_bf16": round(medians["plain"] / medians["bf16"], 2),
+            "params": params, "steps_timed": blocks * block, "other_cpu_pct": busy}
+
+
+# --- 2. FID after N minutes --------------------------------------------------------------------------
+
+def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def score(extractor, real_features: np.ndarray, fake: torch.Tensor) -> dict:
+    features = extract_features(extractor, fake, torch.device("cpu"))
+    kid_mean, kid_std = kid(real_features, features)
+    return {"fid": round(fid(real_features, features), 3), "kid": round(kid_mean, 5),
+            "kid_std": round(kid_std, 5)}
+
+
+def save_grid(images: torch.Tensor, name: str) -> None:
+    Image.fromarray(grid(images[:64], columns=8)[..., 0]).save(RESULTS / name)
+
+
+def quality_race(folder: Path, minutes: list[float], feature_steps: int) -> dict:
+    digits = load_images(str(MNIST), 32, "white", Path(os.environ["STUDIO_CACHE_DIR"]))
+    real = np.asarray(digits.images)
+    say(f"  training the feature network (a classifier on the 10,000 digits, {feature_steps} steps)")
+    extractor, info = train_extractor(real, digits.labels, 10, feature_steps, torch.device("cpu"))
+    real_features = extract_features(extractor, real, torch.device("cpu"))
+    out = {"extractor": {**info, "name": "own-classifier (MNIST test digits)"}, "project": [], "plain": []}
+
+    # The project's model: studio.api.train, resumed from one milestone to the next.
+    run = folder / "race-project"
+    settings = ["resolution=32", "channels=grey", "g_width=64", "d_width=64", f"latent_dim={NZ}",
+                f"batch_size={BATCH}", "device=cpu", "eval_every=0", "preview_every=0",
+                "checkpoint_every=0", "log_every=50"]
+    done = 0.0
+    for m in minutes:
+        before = cpu_snapshot()
+        if done == 0:
+            api.train("image", data=str(MNIST), run_dir=str(run), max_steps=10**7, max_minutes=m,
+                      settings=settings, events="none")
+        else:
+            api.train(resume=str(run), max_minutes=m - done, events="none")
+        busy = other_cpu_pct(before, cpu_snapshot())
+        done = m
+        _, gen, ckpt = api.load_run(str(run), device="cpu")
+        step = int(ckpt.name.split("_")[1])
+        seeds = range(EVAL_SEED, EVAL_SEED + EVAL_SAMPLES)
+        fake = gen.render(latents_for_seeds(seeds, NZ), gen._labels([None] * EVAL_SAMPLES, seeds))
+        save_grid(fake, f"bench_image_project_{m:g}min.png")
+        out["project"].append({"minutes": m, "steps": step, **score(extractor, real_features, fake),
+                               "other_cpu_pct": busy})
+        say(f"  project {m:g} min: step {step}, {out['project'][-1]}")
+
+    # The plain DCGAN: its own loop on the same digits, the clock stopped while it is scored.
+    plain = PlainDCGAN(1, 32)
+    rng = torch.Generator().manual_seed(0)
+    images = torch.from_numpy(real).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    elapsed, step = 0.0, 0
+    for m in minutes:
+        before = cpu_snapshot()
+        while elapsed < m * 60:
+            t0 = time.perf_counter()
+            index = torch.randint(len(images), (BATCH,), generator=rng)
+            plain.step(images[index])
+            step += 1
+            elapsed += time.perf_counter() - t0
+        busy = other_cpu_pct(before, cpu_snapshot())
+        fake = plain.samples(EVAL_SAMPLES, seed=EVAL_SEED)
+        save_grid(fake, f"bench_image_plain_{m:g}min.png")
+        out["plain"].append({"minutes": m, "steps": step, **score(extractor, real_features, fake),
+                             "other_cpu_pct": busy})
+        say(f"  plain {m:g} min: step {step}, {out['plain'][-1]}")
+    out["real_vs_real"] = score(extractor, real_features[:5000],
+                                torch.from_numpy(real[5000:]).permute(0, 3, 1, 2).float().div(127.5).sub(1))
+    return out
+
+
+def summary(res: dict) -> str:
+    lines = ["", "| shape | plain DCGAN | project fp32 | project bf16 | fp32 speedup | bf16 speedup | others' CPU |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for row in res["speed"]:
+        ips = row["images_per_s"]
+        lines.append(f"| {row['shape']} | {ips['plain']:.0f} img/s ({row['median_s']['plain'] * 1e3:.0f} ms) "
+                     f"| {ips['fp32']:.0f} img/s ({row['median_s']['fp32'] * 1e3:.0f} ms) "
+                     f"| {ips['bf16']:.0f} img/s ({row['median_s']['bf16'] * 1e3:.0f} ms) "
+                     f"| **{row['speedup_fp32']:.2f}x** | {row['speedup_bf16']:.2f}x | {row['other_cpu_pct']}% |")
+    race = res.get("race")
+    if race:
+        lines += ["", "| minutes | project steps | project FID | project KID | plain steps | plain FID | plain KID |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for p, q in zip(race["project"], race["plain"]):
+            lines.append(f"| {p['minutes']:g} | {p['steps']} | **{p['fid']:.2f}** | {p['kid']:.4f} "
+                         f"| {q['steps']} | {q['fid']:.2f} | {q['kid']:.4f} |")
+        rr = race["real_vs_real"]
+        lines.append(f"\nreal vs real (5,000 digits against the other 5,000): FID {rr['fid']:.2f}, "
+                     f"KID {rr['kid']:.4f}; extractor held-out accuracy "
+                     f"{race['extractor'].get('held_out_accuracy', 0):.3f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", default="5,10,20", help="training-time milestones (comma-separated)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: few steps, 0.2 minutes")
+    parser.add_argument("--skip-race", action="store_true", help="only the speed part")
+    args = parser.parse_args()
+    threads = configure_threads(0)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    minutes = [0.2] if args.quick else [float(m) for m in args.minutes.split(",")]
+    blocks, block, warmup = (2, 2, 1) if args.quick else (6, 5, 3)
+    say(f"torch {torch.__version__}, {threads} threads, cache {os.environ['STUDIO_CACHE_DIR']}")
+    res: dict = {"torch": torch.__version__, "threads": threads, "speed": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for resolution, channels in ((32, "grey"), (64, "rgb")):
+            say(f"step speed at {resolution} px {channels} ...")
+            res["speed"].append(step_speed(Path(tmp), resolution, channels, blocks, block, warmup))
+            say(f"  {res['speed'][-1]}")
+        if not args.skip_race:
+            say(f"FID after {', '.join(f'{m:g}' for m in minutes)} minutes on the MNIST test digits ...")
+            res["race"] = quality_race(Path(tmp), minutes, 100 if args.quick else 600)
+    out = RESULTS / "bench_image.json"
+    out.write_text(json.dumps(res, indent=2))
+    say(summary(res))
+    say(f"\nresults: {out}")
+
+
+if __name__ == "__main__":
+    main()
