@@ -87,7 +87,7 @@ def headless_run(run_dir: Path, steps: int) -> float:
 
 def window_run(app, runs_folder: Path, steps: int) -> tuple[float, dict]:
     """Train in the window and measure its event loop with a heartbeat while it does."""
-    from PySide6.QtCore import QElapsedTimer, QTimer
+    from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
     from studio.gui.session import Session
     from studio.gui.settings import Settings
     from studio.gui.window import MainWindow
@@ -116,11 +116,14 @@ def window_run(app, runs_folder: Path, steps: int) -> tuple[float, dict]:
         else:
             clock.start()
     heartbeat.timeout.connect(tick)
+    # The window's own event loop, as `studio` runs it: no polling from here to take CPU from
+    # the training child (on 2 cores, any spinning would show up as lost throughput).
+    loop = QEventLoop()
+    train.trainer.finished.connect(loop.quit)
     train.start()
     heartbeat.start()
-    while train.trainer.running:
-        app.processEvents()
-        time.sleep(0.002)
+    if train.trainer.running:
+        loop.exec()
     heartbeat.stop()
     run_dir = Path(train.run_dir)
     window.close()
