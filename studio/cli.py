@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
                         "class-conditional GAN on drawn shapes")
     d.add_argument("--run-dir", help="default: runs/demo (text) or runs/demo-image")
     d.add_argument("--steps", type=int, help="training steps (default: text 2000, ~1 min; "
-                                             "image 6000, ~6 min)")
+                                             "image 6000, ~7 min)")
     d.add_argument("--device", default="auto")
     d.add_argument("--export-to", metavar="DIR", help="then copy the trained run, weights only, "
                    "to DIR (how assets/demo/<generator>, the window's first-launch models, are made)")
