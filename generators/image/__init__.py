@@ -519,10 +519,6 @@ class ImageGenerator(Generator):
 
     def load_extra_state(self, state: dict) -> None:
         self.extractor_key = state.get("extractor_key") or self.extractor_key
-        # The engine calls this right after restoring the optimizers.
-        for optimizer in (self.d_optimizer, self.g_optimizer):
-            if optimizer is not None:
-                _match_state_layout(optimizer)
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -553,19 +549,6 @@ def _average_gradients(optimizer: torch.optim.Optimizer) -> None:
     for g in grads:
         g.copy_(flat[offset:offset + g.numel()].view_as(g))
         offset += g.numel()
-
-
-def _match_state_layout(optimizer: torch.optim.Optimizer) -> None:
-    """Give each restored moment tensor its parameter's memory layout. A checkpoint stores
-    tensors contiguous (NCHW); torch's fused AdamW walks a parameter and its moments as flat
-    memory, so with a channels-last parameter and NCHW moments a resumed run would apply each
-    moment to the wrong weight (measured: resumed runs drifted from straight ones)."""
-    for group in optimizer.param_groups:
-        for param in group["params"]:
-            for key, value in optimizer.state.get(param, {}).items():
-                if torch.is_tensor(value) and value.shape == param.shape and value.dim() == 4:
-                    if param.is_contiguous(memory_format=torch.channels_last) and not param.is_contiguous():
-                        optimizer.state[param][key] = value.contiguous(memory_format=torch.channels_last)
 
 
 def _default_cache_dir() -> Path:
