@@ -119,7 +119,6 @@ class Charts(pg.GraphicsLayoutWidget):
         self.rate.setData(self.steps, self.rates)
         self.dirty = False
 
-
     def _extend_horizon(self) -> None:
         """The step axis grows by doubling (capped at the run's max_steps) instead of following
         every new point: an unchanged range spares re-laying out the three linked x axes and
