@@ -224,7 +224,9 @@ def _cmd_demo(args) -> int:
     from pathlib import Path
     from studio import api
     demo = DEMOS[args.generator]
-    steps = args.steps or demo["steps"]
+    steps = demo["steps"] if args.steps is None else args.steps
+    if steps < 1:
+        raise StudioError(f"--steps must be at least 1, got {steps}.")
     events = "bar" if sys.stderr.isatty() else "plain"
     run = Path(args.run_dir or demo["run_dir"])
     if not (run / "config.json").exists():

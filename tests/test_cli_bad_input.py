@@ -203,6 +203,13 @@ def test_unknown_generator_and_preset(capsys, tmp_path):
                  match="no preset 'huge'")
 
 
+def test_demo_with_no_steps_is_refused_before_anything_is_written(capsys, tmp_path):
+    for generator in ("text", "image"):
+        expect_error(capsys, "demo", generator, "--steps", "0", "--run-dir", tmp_path / generator,
+                     match="--steps must be at least 1, got 0")
+        assert not (tmp_path / generator).exists()
+
+
 def test_nothing_is_lost_after_errors(capsys, trained_run):
     run = RunDir(trained_run)
     for ckpt in run.checkpoints():
