@@ -120,21 +120,26 @@ def load_avg() -> float | None:
         return None
 
 
-def cpu_snapshot() -> tuple[float, float, float] | None:
-    """(wall time, busy CPU-seconds of the whole machine, CPU-seconds of this process), from
-    /proc/stat (Linux; None elsewhere). The difference between the two CPU counts over a
-    section is what other processes took from us: on 2 cores, another busy process makes
-    torch's spinning OpenMP threads wait for each other and steps run up to 10x slower."""
+def cpu_snapshot(pids: tuple[int, ...] = ()) -> tuple[float, float, float] | None:
+    """(wall time, busy CPU-seconds of the whole machine, CPU-seconds of this process and of
+    the benchmark's own worker processes `pids`), from /proc (Linux; None elsewhere). The
+    difference between the two CPU counts over a section is what other processes took from
+    us: on 2 cores, another busy process makes torch's spinning OpenMP threads wait for each
+    other and steps run up to 10x slower."""
+    tick = os.sysconf("SC_CLK_TCK")
     try:
         with open("/proc/stat") as f:
             fields = f.readline().split()[1:9]
         user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields)
+        workers = 0
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:  # utime and stime: fields 14 and 15
+                workers += sum(map(int, f.read().rsplit(")", 1)[1].split()[11:13]))
     except (OSError, ValueError):
         return None
-    tick = os.sysconf("SC_CLK_TCK")
     mine = os.times()
     return (time.perf_counter(), (user + nice + system + irq + softirq + steal) / tick,
-            mine.user + mine.system)
+            mine.user + mine.system + workers / tick)
 
 
 def other_cpu_pct(before, after) -> float | None:

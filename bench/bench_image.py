@@ -11,20 +11,24 @@ What it measures, in order:
      side, as DCGAN tutorials run MNIST),
    - 64 px RGB, 64 wide, z of 100 (the example itself).
    The project's model runs unconditional here, as the example is (equal shapes: with classes
-   its first layer also takes a class embedding). The two alternate in blocks, so that noise
-   from other work hits both alike; the median step time of each is reported. The project's
-   model also runs in bf16 (autocast, `--set precision=bf16`) for a third figure.
+   its first layer also takes a class embedding). Each runner has a process of its own, with
+   the memory allocator it has in real use: the example with glibc's default malloc, the
+   project with the engine's `keep_freed_memory()`; a fourth runner, the example with that
+   setting too, shows how much of the difference is the allocator. The runners take turns in
+   short blocks, so that noise from other work hits all alike; the median step time of each is
+   reported. The project's model also runs in bf16 (autocast, `--set precision=bf16`).
 2. Sample quality after N minutes of training on the MNIST test digits (10,000 images, 32 px):
    FID and KID of 5,000 samples against the 10,000 digits, with the project's own feature
    network (a classifier trained on the digits' labels; the same one for both models), for the
    project's model (`studio.api.train`, 32 px grey, 64 wide, its defaults otherwise, resumed
    from milestone to milestone -- resume is exact) and for the plain DCGAN (its own loop,
-   sampled as the example does: a batch of 64 in training mode). Minutes are training time
+   sampled as the example does: a batch of 64 in training mode; it trains after the project in
+   the same process, so it has the studio's allocator setting too). Minutes are training time
    only: evaluation runs between the milestones, off the clock.
 
 Run it from the repository root, on an otherwise idle machine:
 
-    .venv/bin/python bench/bench_image.py                      # 5, 10, 20 minutes: ~45 min
+    .venv/bin/python bench/bench_image.py                      # 5, 10, 20 minutes: ~50 min
     .venv/bin/python bench/bench_image.py --minutes 2,5        # shorter schedule
     .venv/bin/python bench/bench_image.py --quick              # smoke run, ~2 min
 
@@ -57,7 +61,7 @@ from generators.image.evaluation import (extract_features, fid, kid,  # noqa: E4
                                          train_extractor)
 from generators.image.sampling import grid, latents_for_seeds  # noqa: E402
 from studio import api  # noqa: E402
-from studio.engine import _Context, configure_threads  # noqa: E402
+from studio.engine import _Context, configure_threads, keep_freed_memory  # noqa: E402
 
 from bench_core import cpu_snapshot, other_cpu_pct  # noqa: E402  (bench/ is on the path: this script's folder)
 
@@ -168,50 +172,79 @@ def project_engine(folder: Path, data: str, resolution: int, channels: str, prec
     return engine
 
 
-def step_speed(folder: Path, resolution: int, channels: str, blocks: int, block: int, warmup: int) -> dict:
+SPEED_RUNNERS = ("plain", "plain-kept", "fp32", "bf16")
+
+
+def speed_worker(kind: str, folder: str, resolution: int, channels: str, conn) -> None:
+    """One runner in a process of its own, so that each has the memory allocator it has in
+    real use: "plain" is the DCGAN example as a user runs it (glibc's default malloc);
+    "plain-kept" is the same with the studio's `keep_freed_memory()`, to show how much of the
+    difference is the allocator; "fp32" and "bf16" are the project's step through its engine
+    (which applies it). Runs `n` steps for each `n` received and sends back their times."""
+    configure_threads(0)
     nc = 1 if channels == "grey" else 3
-    data = str(MNIST) if channels == "grey" else None  # MNIST digits, or the built-in shapes
-    plain = PlainDCGAN(nc, resolution)
-    project = {p: project_engine(folder / f"{resolution}-{p}", data, resolution, channels, p)
-               for p in ("fp32", "bf16")}
-    rng = torch.Generator().manual_seed(0)
-    real = torch.rand(BATCH, nc, resolution, resolution, generator=rng) * 2 - 1
-
-    def plain_step():
-        plain.step(real)
-
-    def project_step(precision):
-        engine = project[precision]
+    if kind.startswith("plain"):
+        if kind == "plain-kept":
+            keep_freed_memory()
+        plain = PlainDCGAN(nc, resolution)
+        real = torch.rand(BATCH, nc, resolution, resolution, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        run = lambda: plain.step(real)  # noqa: E731
+        params = {"G": sum(p.numel() for p in plain.netG.parameters()),
+                  "D": sum(p.numel() for p in plain.netD.parameters())}
+    else:
+        data = str(MNIST) if channels == "grey" else None  # MNIST digits, or the built-in shapes
+        engine = project_engine(Path(folder) / f"{resolution}-{kind}", data, resolution, channels, kind)
         ctx = _Context(engine)
         batch = engine.generator.get_batch("train", engine.data_rng)
 
         def run():
             engine.generator.training_step(batch, ctx)
             ctx.step += 1
-        return run
-
-    runners = {"plain": plain_step, "fp32": project_step("fp32"), "bf16": project_step("bf16")}
-    for run in runners.values():
-        for _ in range(warmup):
+        gan = engine.generator.model
+        params = {"G": sum(p.numel() for p in gan.G.parameters()),
+                  "D": sum(p.numel() for p in gan.D.parameters())}
+    conn.send(params)
+    while (n := conn.recv()) is not None:
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
             run()
-    times = {name: [] for name in runners}
-    before = cpu_snapshot()
+            times.append(time.perf_counter() - t0)
+        conn.send(times)
+
+
+def step_speed(folder: Path, resolution: int, channels: str, blocks: int, block: int, warmup: int) -> dict:
+    """Median step time of each runner, the runners taking turns block by block (one runs at a
+    time, the others wait), so that noise from other work hits all of them alike."""
+    import multiprocessing
+    context = multiprocessing.get_context("spawn")
+    workers = {}
+    for kind in SPEED_RUNNERS:
+        parent, child = context.Pipe()
+        process = context.Process(target=speed_worker, args=(kind, str(folder), resolution, channels, child))
+        process.start()
+        workers[kind] = (process, parent)
+    params = {kind: conn.recv() for kind, (_, conn) in workers.items()}
+    for _, conn in workers.values():  # warm up one at a time: only the timed work overlaps nothing
+        conn.send(warmup)
+        conn.recv()
+    times = {kind: [] for kind in workers}
+    pids = tuple(process.pid for process, _ in workers.values())
+    before = cpu_snapshot(pids)
     for _ in range(blocks):
-        for name, run in runners.items():
-            for _ in range(block):
-                t0 = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - t0)
-    busy = other_cpu_pct(before, cpu_snapshot())
-    medians = {name: statistics.median(ts) for name, ts in times.items()}
-    params = {"plain_G": sum(p.numel() for p in plain.netG.parameters()),
-              "plain_D": sum(p.numel() for p in plain.netD.parameters()),
-              "project_G": sum(p.numel() for p in project["fp32"].generator.model.G.parameters()),
-              "project_D": sum(p.numel() for p in project["fp32"].generator.model.D.parameters())}
+        for kind, (_, conn) in workers.items():
+            conn.send(block)
+            times[kind] += conn.recv()
+    busy = other_cpu_pct(before, cpu_snapshot(pids))
+    for process, conn in workers.values():
+        conn.send(None)
+        process.join()
+    medians = {kind: statistics.median(ts) for kind, ts in times.items()}
     return {"shape": f"{resolution} px {channels}, 64 wide, z {NZ}, batch {BATCH}",
             "median_s": {k: round(v, 4) for k, v in medians.items()},
             "images_per_s": {k: round(BATCH / v, 1) for k, v in medians.items()},
             "speedup_fp32": round(medians["plain"] / medians["fp32"], 2),
+            "speedup_fp32_same_allocator": round(medians["plain-kept"] / medians["fp32"], 2),
             "speedup_bf16": round(medians["plain"] / medians["bf16"], 2),
             "params": params, "steps_timed": blocks * block, "other_cpu_pct": busy}
 
@@ -290,14 +323,15 @@ def quality_race(folder: Path, minutes: list[float], feature_steps: int) -> dict
 
 
 def summary(res: dict) -> str:
-    lines = ["", "| shape | plain DCGAN | project fp32 | project bf16 | fp32 speedup | bf16 speedup | others' CPU |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["", "| shape | plain DCGAN | plain DCGAN, studio allocator | project fp32 | project bf16 "
+             "| fp32 speedup | same-allocator speedup | bf16 speedup | others' CPU |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in res["speed"]:
-        ips = row["images_per_s"]
-        lines.append(f"| {row['shape']} | {ips['plain']:.0f} img/s ({row['median_s']['plain'] * 1e3:.0f} ms) "
-                     f"| {ips['fp32']:.0f} img/s ({row['median_s']['fp32'] * 1e3:.0f} ms) "
-                     f"| {ips['bf16']:.0f} img/s ({row['median_s']['bf16'] * 1e3:.0f} ms) "
-                     f"| **{row['speedup_fp32']:.2f}x** | {row['speedup_bf16']:.2f}x | {row['other_cpu_pct']}% |")
+        ips, ms = row["images_per_s"], row["median_s"]
+        cells = " | ".join(f"{ips[k]:.0f} img/s ({ms[k] * 1e3:.0f} ms)" for k in SPEED_RUNNERS)
+        lines.append(f"| {row['shape']} | {cells} | **{row['speedup_fp32']:.2f}x** "
+                     f"| {row['speedup_fp32_same_allocator']:.2f}x | {row['speedup_bf16']:.2f}x "
+                     f"| {row['other_cpu_pct']}% |")
     race = res.get("race")
     if race:
         lines += ["", "| minutes | project steps | project FID | project KID | plain steps | plain FID | plain KID |",
@@ -321,7 +355,7 @@ def main() -> None:
     threads = configure_threads(0)
     RESULTS.mkdir(parents=True, exist_ok=True)
     minutes = [0.2] if args.quick else [float(m) for m in args.minutes.split(",")]
-    blocks, block, warmup = (2, 2, 1) if args.quick else (6, 5, 3)
+    blocks, block, warmup = (2, 2, 1) if args.quick else (12, 3, 3)
     say(f"torch {torch.__version__}, {threads} threads, cache {os.environ['STUDIO_CACHE_DIR']}")
     res: dict = {"torch": torch.__version__, "threads": threads, "speed": []}
     with tempfile.TemporaryDirectory() as tmp:
