@@ -9,7 +9,7 @@
 3. Training throughput while the window follows it, against the same run headless
    (`studio train` with no window), alternating, same settings: the ratio of median tokens/s.
 
-    .venv/bin/python bench/bench_gui.py           # ~7 min
+    .venv/bin/python bench/bench_gui.py           # ~9 min
     .venv/bin/python bench/bench_gui.py --quick
 
 Writes bench/results/bench_gui.json.
@@ -144,10 +144,10 @@ def window_run(app, runs_folder: Path, steps: int, heartbeat_on: bool) -> tuple[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int, default=3, help="headless/window pairs (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="headless/window pairs (default 5)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "bench_gui.json"))
     args = parser.parse_args()
-    steps, rounds = (200, 1) if args.quick else (800, args.rounds)
+    steps, rounds = (200, 1) if args.quick else (600, args.rounds)
     results = {"quick": args.quick}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -26,6 +26,7 @@ def panels(qtbot, session):
     train = TrainPanel(session, data)
     qtbot.addWidget(data)
     qtbot.addWidget(train)
+    train.show()  # on screen, as a user has it: hidden panels skip their repaints
     yield data, train
     train.trainer.kill()
 
@@ -46,7 +47,8 @@ def test_train_on_builtin_data_with_progress_charts_previews_pause_resume_stop(q
     assert train.start_button.isEnabled(), train.problem.text()
     train.start_button.click()
     qtbot.waitUntil(lambda: len(train.charts.steps) >= 3, timeout=60_000)
-    assert train.progress.value() >= 5 and "tokens/s" in train.stats.text()
+    # progress text is shown at most once a second
+    qtbot.waitUntil(lambda: train.progress.value() >= 5 and "tokens/s" in train.stats.text(), timeout=5_000)
     assert "ETA" in train.stats.text()
     qtbot.waitUntil(lambda: bool(train.preview_steps and train.charts.eval_steps), timeout=60_000)
     train.charts.redraw()
@@ -178,3 +180,19 @@ def test_duplicate_with_changes_fills_the_forms_and_keeps_the_starting_weights(q
     assert train.init_record == doc["init"]
     train.session.set_generator("text")  # same generator: the record stays
     assert train.init_record == doc["init"]
+
+
+def test_a_hidden_panel_skips_repaints_and_catches_up_when_shown(qtbot, panels):
+    _, train = panels
+    train.hide()  # another tab is in front
+    train._on_event({"event": "start", "max_steps": 100, "step": 0, "device": "cpu",
+                     "precision": "fp32", "params": 1000})
+    for step in (10, 20):
+        train._on_event({"event": "progress", "step": step, "max_steps": 100, "loss": 2.0 - step / 100,
+                         "lr": 1e-3, "items_per_s": 500.0, "unit": "tokens", "eta_s": 8})
+    qtbot.wait(1500)  # more than a repaint interval
+    assert train.progress.value() == 0 and train.charts.raw.getData()[0] is None
+    train.show()
+    qtbot.waitUntil(lambda: train.progress.value() == 20, timeout=3_000)
+    assert "step 20 / 100" in train.stats.text() and "ETA" in train.stats.text()
+    assert list(train.charts.raw.getData()[0]) == [10, 20]

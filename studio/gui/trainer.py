@@ -23,7 +23,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from studio.gui.settings import config_dir
 from studio.runstore import RunDir
 
-POLL_MS = 100
+POLL_MS = 250  # the child's output is read 4 times a second: each wake-up takes CPU from it
 TRAINING_NICENESS = 5  # how much lower the training child's priority is than the window's
 
 
