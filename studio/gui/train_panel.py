@@ -41,7 +41,13 @@ def show_error(parent, title: str, message: str) -> None:
     QMessageBox.warning(parent, title, message)
 
 
-def _ema(values: list[float], alpha: float = 0.1) -> list[float]:
+# Weight of each new point in the smoothed loss. TensorBoard's default smoothing (0.6) is 0.4;
+# 0.1 lagged a whole eval interval behind a falling loss and drew "smoothed" above every raw
+# point (seen in docs/screenshot-train.png).
+SMOOTHING_ALPHA = 0.3
+
+
+def _ema(values: list[float], alpha: float = SMOOTHING_ALPHA) -> list[float]:
     out, level = [], None
     for v in values:
         level = v if level is None else (1 - alpha) * level + alpha * v
