@@ -130,16 +130,18 @@ def paired_throughput(app, runs_folder: Path, phases: int, phase_s: float) -> di
     while not train.charts.steps:  # the child is up and stepping
         run_event_loop(200)
     run_event_loop(3000)  # past the first eval and preview
+    def follow(on: bool) -> None:  # the window's only wake-ups: reading the log, repainting
+        for timer in (train.trainer.timer, train.timer):
+            timer.start() if on else timer.stop()
+
     phases_done = []
     for i in range(phases):
         following = i % 2 == 1  # sleep, follow, sleep, ..., sleep
-        for timer in (train.trainer.timer, train.timer):
-            timer.start() if following else timer.stop()
+        follow(following)
         start = time.time()
         run_event_loop(int(phase_s * 1000))
         phases_done.append((following, start, time.time()))
-    train.trainer.timer.start()
-    train.timer.start()
+    follow(True)
     train.stop()
     while train.trainer.running:
         run_event_loop(200)

@@ -28,7 +28,7 @@ What it measures, in order:
 
 Run it from the repository root, on an otherwise idle machine:
 
-    .venv/bin/python bench/bench_image.py                      # 5, 10, 20 minutes: ~50 min
+    .venv/bin/python bench/bench_image.py                      # 5, 10, 20 minutes: ~55 min
     .venv/bin/python bench/bench_image.py --minutes 2,5        # shorter schedule
     .venv/bin/python bench/bench_image.py --quick              # smoke run, ~2 min
 

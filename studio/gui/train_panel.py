@@ -56,8 +56,8 @@ def _ema(values: list[float], alpha: float = SMOOTHING_ALPHA) -> list[float]:
 
 
 class Charts(pg.GraphicsLayoutWidget):
-    """Loss (raw, smoothed, held-out, best), learning rate and throughput, redrawn at most
-    once a second."""
+    """Loss (raw, smoothed, held-out, best), learning rate and throughput. `redraw` does
+    nothing unless points arrived; the Train panel calls it every other second."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
