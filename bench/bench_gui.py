@@ -7,7 +7,8 @@
    process) and its progress, charts and previews arrive: a 10 ms heartbeat timer records the
    largest gap between ticks.
 3. Training throughput while the window follows it, against the same run headless
-   (`studio train` with no window), alternating, same settings: the ratio of median tokens/s.
+   (`studio train` with no window), alternating, same settings: the ratio of median tokens/s
+   (each run's tokens/s on the engine's training clock, which leaves out evaluations).
    On a shared virtual machine the speed of separate runs drifts by up to 15%, so:
 4. the same comparison within one run: the window follows the training and sleeps (timers
    stopped, no wake-ups: as if headless) in alternating phases; each following phase's rate
@@ -72,13 +73,21 @@ def cold_start(repeats: int, config_dir: str) -> dict:
             "torch_imported": any(torch_loaded)}
 
 
-def rates_of(events_path: Path) -> list[float]:
-    rates = []
-    for line in events_path.read_text().splitlines():
-        event = json.loads(line)
-        if event["event"] == "progress":
-            rates.append(event["items_per_s"])
-    return rates[2:]  # the first points include start-up
+def progress_events(events_path: Path) -> list[dict]:
+    events = (json.loads(line) for line in events_path.read_text().splitlines())
+    return [e for e in events if e["event"] == "progress"]
+
+
+def training_rate(progress: list[dict]) -> float:
+    """Tokens per second between the first and the last of these progress events, on the
+    engine's training clock (`train_s`: evaluations, previews and checkpoints left out)."""
+    first, last = progress[0], progress[-1]
+    tokens_per_step = last["items_per_s"] / last["steps_per_s"]
+    return (last["step"] - first["step"]) * tokens_per_step / (last["train_s"] - first["train_s"])
+
+
+def run_rate(events_path: Path) -> float:
+    return training_rate(progress_events(events_path)[2:])  # the first points include start-up
 
 
 def headless_run(run_dir: Path, steps: int) -> float:
@@ -86,7 +95,7 @@ def headless_run(run_dir: Path, steps: int) -> float:
                     "--max-steps", str(steps), "--events", "none", *sum((["--set", s] for s in SHAPE +
                     ["device=cpu", "log_every=10", "eval_every=100", "preview_every=100"]), [])],
                    check=True, cwd=ROOT)
-    return statistics.median(rates_of(run_dir / "events.jsonl"))
+    return run_rate(run_dir / "events.jsonl")
 
 
 def open_window(app, runs_folder: Path, steps: int):
@@ -130,9 +139,8 @@ def paired_throughput(app, runs_folder: Path, phases: int, phase_s: float) -> di
     while not train.charts.steps:  # the child is up and stepping
         run_event_loop(200)
     run_event_loop(3000)  # past the first eval and preview
-    def follow(on: bool) -> None:  # the window's only wake-ups: reading the log, repainting
-        for timer in (train.trainer.timer, train.timer):
-            timer.start() if on else timer.stop()
+    def follow(on: bool) -> None:  # the window's only wake-up: reading the log, then repainting
+        train.trainer.timer.start() if on else train.trainer.timer.stop()
 
     phases_done = []
     for i in range(phases):
@@ -145,15 +153,13 @@ def paired_throughput(app, runs_folder: Path, phases: int, phase_s: float) -> di
     train.stop()
     while train.trainer.running:
         run_event_loop(200)
-    events = [json.loads(line) for line in (Path(train.run_dir) / "events.jsonl").read_text().splitlines()]
-    progress = [e for e in events if e["event"] == "progress"]
+    progress = progress_events(Path(train.run_dir) / "events.jsonl")
     window.close()
 
     def rate(start: float, end: float) -> float:
-        # each progress event's rate covers the log interval before it: skip the one that
-        # straddles the phase boundary
-        inside = [e["items_per_s"] for e in progress if start + 1.0 <= e["time"] <= end]
-        return statistics.median(inside)
+        # from the first progress event a second into the phase (the window's last wake-up of
+        # the phase before is over by then) to the last one in it
+        return training_rate([e for e in progress if start + 1.0 <= e["time"] <= end])
     rates = [(following, rate(start, end)) for following, start, end in phases_done]
     ratios = [rates[i][1] / ((rates[i - 1][1] + rates[i + 1][1]) / 2)
               for i in range(1, len(rates) - 1, 2)]
@@ -198,7 +204,7 @@ def window_run(app, runs_folder: Path, steps: int, heartbeat_on: bool) -> tuple[
     stall = {"longest_ms": gaps[-1] if gaps else None,
              "p99_ms": gaps[int(len(gaps) * 0.99)] if gaps else None, "ticks": len(gaps),
              "window_cpu_share": round(gui_cpu, 3)}
-    return statistics.median(rates_of(run_dir / "events.jsonl")), stall
+    return run_rate(run_dir / "events.jsonl"), stall
 
 
 def main() -> None:

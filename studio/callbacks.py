@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections import deque
 
 import torch
@@ -18,6 +17,10 @@ from studio.runstore import save_samples
 
 
 class Callback:
+    # Work that takes time away from training (evaluating, sampling, saving): the engine keeps
+    # its time out of the clock that training rates are measured on.
+    side_work = False
+
     def on_train_start(self, engine) -> None: ...
     def on_step_end(self, engine, metrics: dict) -> None: ...
     def on_pause(self, engine) -> None: ...
@@ -37,17 +40,21 @@ def _due(step: int, every: int) -> bool:
 # --- acting callbacks ------------------------------------------------------------------------------
 
 class Progress(Callback):
-    """Reads the losses back every `log_every` steps and emits a progress event with rate and
-    ETA (over a sliding window, so a pause or an evaluation does not skew it for long)."""
+    """Reads the losses back every `log_every` steps and emits a progress event with the rate
+    of training (on the engine's training clock, which leaves out pauses, evaluations, previews
+    and checkpoints) and an ETA that counts those in."""
 
     def __init__(self):
-        # The last few progress points: the rate follows recent speed (after a compile warm-up
-        # or a pause) instead of the average since the start.
+        # The last few progress points: the rate follows recent speed (after a compile warm-up)
+        # instead of the average since the start.
         self.window: deque = deque(maxlen=6)
+        self.first_step = 0
+        self.side_seconds_at_start = 0.0
 
     def on_train_start(self, engine) -> None:
         self.window.clear()
-        self.window.append((time.monotonic(), engine.step, engine.items_seen))
+        self.window.append((engine.training_seconds(), engine.step, engine.items_seen))
+        self.first_step, self.side_seconds_at_start = engine.step, engine.side_seconds
 
     def on_pause(self, engine) -> None:
         self.window.clear()
@@ -57,7 +64,7 @@ class Progress(Callback):
         if not (_due(engine.step, train.log_every) or engine.step == train.max_steps):
             return
         loss = engine.flush_losses()
-        now = time.monotonic()
+        now = engine.training_seconds()
         if not self.window:
             self.window.append((now, engine.step - 1, engine.items_seen))
         t0, s0, i0 = self.window[0]
@@ -67,13 +74,16 @@ class Progress(Callback):
         extra = {k: float(v) for k, v in metrics.items()
                  if k != "loss" and (isinstance(v, (int, float)) or (torch.is_tensor(v) and v.numel() == 1))}
         engine.last_metrics["loss"] = loss
-        eta = (train.max_steps - engine.step) / steps_per_s if steps_per_s > 0 else None
+        # evaluations, previews and checkpoints to come take about as long per step as so far
+        side_per_step = (engine.side_seconds - self.side_seconds_at_start) / max(engine.step - self.first_step, 1)
+        eta = ((train.max_steps - engine.step) * (1 / steps_per_s + side_per_step)
+               if steps_per_s > 0 else None)
         engine.emit("progress", step=engine.step, max_steps=train.max_steps, loss=loss,
                     lr=engine.last_metrics.get("lr"), steps_per_s=round(steps_per_s, 3),
                     items_per_s=round((engine.items_seen - i0) / dt, 1),
                     unit=engine.generator.throughput_unit,
                     eta_s=round(eta, 1) if eta is not None else None,
-                    elapsed_s=round(engine.elapsed_minutes() * 60, 1), **extra)
+                    elapsed_s=round(engine.elapsed_minutes() * 60, 1), train_s=round(now, 3), **extra)
 
 
 class EvalMode:
@@ -101,6 +111,8 @@ class EvalMode:
 
 class Evaluate(Callback):
     """Held-out evaluation every `eval_every` steps and at the end; tracks the best value."""
+
+    side_work = True
 
     def __init__(self):
         self.best: float | None = None
@@ -144,6 +156,8 @@ class Evaluate(Callback):
 class Preview(Callback):
     """Samples on the generator's fixed probe set every `preview_every` steps and at the end."""
 
+    side_work = True
+
     def __init__(self):
         self.last_step: int | None = None
 
@@ -167,6 +181,8 @@ class Preview(Callback):
 
 class Checkpoint(Callback):
     """Checkpoints every `checkpoint_every` steps, on a new best, on pause and at the end."""
+
+    side_work = True
 
     def __init__(self, evaluate: Evaluate):
         self.evaluate = evaluate

@@ -71,6 +71,50 @@ def test_keeps_the_last_k_and_the_best_checkpoint(tmp_path):
     assert api.load_run(str(run.path), checkpoint="best")[2].name == best
 
 
+def test_rates_leave_out_evaluation_time_and_the_eta_counts_it_in(tmp_path, monkeypatch):
+    """On a fake clock: every training step takes 1 s, and a side job (as evaluation, previews
+    and checkpoints are) takes 5 s every 4th step. The rate is that of the steps alone; the ETA
+    is the steps left at 1 s each plus the side jobs' share."""
+    import time
+    from studio import callbacks, engine as engine_module
+
+    class Clock:
+        now = 1000.0
+
+        def monotonic(self):
+            return self.now
+
+        def __getattr__(self, name):
+            return getattr(time, name)
+    clock = Clock()
+    monkeypatch.setattr(engine_module, "time", clock)
+
+    train_step = engine_module.Engine._train_step
+
+    def step_takes_a_second(engine, ctx):
+        clock.now += 1.0
+        return train_step(engine, ctx)
+    monkeypatch.setattr(engine_module.Engine, "_train_step", step_takes_a_second)
+
+    class SlowEvaluation(callbacks.Callback):
+        side_work = True
+
+        def on_step_end(self, engine, metrics):
+            if engine.step % 4 == 0:
+                clock.now += 5.0
+
+    status, run = api.train(ToyImageGenerator, run_dir=str(tmp_path / "run"), max_steps=40,
+                            events="none", settings=QUIET + ["log_every=2"],
+                            callbacks=[SlowEvaluation()])
+    progress = [e for e in run.events() if e["event"] == "progress"]
+    assert len(progress) == 20
+    assert {e["steps_per_s"] for e in progress} == {1.0}
+    for e in progress:
+        side_per_step = 5.0 * ((e["step"] - 1) // 4) / e["step"]  # step N's comes after its log
+        assert e["eta_s"] == pytest.approx((40 - e["step"]) * (1 + side_per_step), abs=0.1)
+        assert e["train_s"] == pytest.approx(e["step"])
+
+
 def test_events_log_is_append_only_json_lines(tmp_path):
     status, run = api.train(ToyImageGenerator, run_dir=str(tmp_path / "run"), max_steps=20,
                             events="none", settings=QUIET)

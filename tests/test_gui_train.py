@@ -190,9 +190,82 @@ def test_a_hidden_panel_skips_repaints_and_catches_up_when_shown(qtbot, panels):
     for step in (10, 20):
         train._on_event({"event": "progress", "step": step, "max_steps": 100, "loss": 2.0 - step / 100,
                          "lr": 1e-3, "items_per_s": 500.0, "unit": "tokens", "eta_s": 8})
-    qtbot.wait(1500)  # more than a repaint interval
+    train.trainer.polled.emit()  # the child's output was read: time to redraw, if shown
     assert train.progress.value() == 0 and train.charts.raw.getData()[0] is None
     train.show()
     qtbot.waitUntil(lambda: train.progress.value() == 20, timeout=3_000)
     assert "step 20 / 100" in train.stats.text() and "ETA" in train.stats.text()
     assert list(train.charts.raw.getData()[0]) == [10, 20]
+
+
+def test_progress_text_repaints_only_itself_not_the_window(qtbot, panels):
+    """It changes every second while training; a plain label asked the layouts to recompute
+    and the whole window was repainted each time."""
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QWidget
+    _, train = panels
+    qtbot.waitExposed(train)
+    train.progress.setRange(0, 100)
+    qtbot.wait(200)
+
+    class Painted(QObject):
+        widgets = set()
+
+        def eventFilter(self, obj, event):
+            if event.type() == QEvent.Type.Paint:
+                self.widgets.add(obj)
+            return False
+    painted = Painted()
+    for widget in [train, *train.findChildren(QWidget)]:
+        widget.installEventFilter(painted)
+    for step in (10, 20):
+        train._on_event({"event": "progress", "step": step, "max_steps": 100, "loss": 1.5,
+                         "lr": 1e-3, "items_per_s": 12345.0, "unit": "tokens", "eta_s": 80})
+        train.charts.dirty = False  # the charts' own repaint is not what this test is about
+        train._refresh_display()
+        qtbot.wait(100)
+    assert "step 20 / 100" in train.stats.text() and train.progress.value() == 20
+    assert painted.widgets == {train.stats, train.progress}
+
+
+def test_charts_fit_their_y_axes_with_room_and_keep_them_while_points_stay_inside(qtbot):
+    from studio.gui.train_panel import SMOOTHING_ALPHA, Charts
+    charts = Charts()
+    qtbot.addWidget(charts)
+    add = lambda step, loss: charts.add({"event": "progress", "step": step, "loss": loss,
+                                         "lr": 1e-3, "items_per_s": 1000.0 + step})
+    add(10, 3.0)
+    add(20, 2.0)
+    charts.redraw()
+    low, high = charts.loss_plot.viewRange()[1]
+    assert 1.5 < low < 2.0 and 3.0 < high < 3.5
+    assert charts.smoothed == [3.0, pytest.approx((1 - SMOOTHING_ALPHA) * 3.0 + SMOOTHING_ALPHA * 2.0)]
+    add(30, 1.95)
+    charts.redraw()
+    assert charts.loss_plot.viewRange()[1] == [low, high]  # inside its room: the axis stays put
+    add(40, 1.0)
+    charts.add({"event": "eval", "step": 40, "metrics": {"val_loss": 3.6}, "is_best": False})
+    charts.redraw()
+    low, high = charts.loss_plot.viewRange()[1]
+    assert 0.5 < low < 1.0 and 3.6 < high < 4.1
+    assert charts.lr_plot.viewRange()[1][0] == 0 and 1e-3 < charts.lr_plot.viewRange()[1][1] < 2e-3
+    assert 1040 < charts.rate_plot.viewRange()[1][1] < 1500
+
+
+def test_a_long_run_is_drawn_with_about_one_segment_per_pixel_column(qtbot):
+    import math
+    from studio.gui.train_panel import Charts
+    charts = Charts()
+    qtbot.addWidget(charts)
+    charts.resize(600, 400)
+    charts.show()
+    qtbot.waitExposed(charts)
+    charts.add({"event": "start", "max_steps": 200_000})
+    for i in range(1, 20_001):
+        charts.add({"event": "progress", "step": 10 * i, "loss": 2 + math.sin(i), "lr": 1e-3,
+                    "items_per_s": 1000.0})
+    charts.redraw()
+    qtbot.wait(100)
+    x, y = charts.raw.curve.getData()
+    assert len(x) <= 2 * charts.width()  # a min and a max per column, not 20,000 points
+    assert y.min() == pytest.approx(1.0, abs=1e-3) and y.max() == pytest.approx(3.0, abs=1e-3)

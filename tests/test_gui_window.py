@@ -113,6 +113,24 @@ def test_views_show_text_images_and_video(qtbot):
     assert grid.views == []
 
 
+def test_new_samples_of_the_same_kinds_go_into_the_views_already_shown(qtbot):
+    """Each preview during training replaces the last: the views are reused, not rebuilt."""
+    rng = np.random.default_rng(0)
+    image = lambda: rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    grid = SampleGrid()
+    qtbot.addWidget(grid)
+    grid.set_samples([Sample("text", "first"), Sample("image", image())])
+    views = list(grid.views)
+    newer = image()
+    grid.set_samples([Sample("text", "second"), Sample("image", newer)])
+    assert grid.views == views and grid.views[0].toPlainText() == "second"
+    assert grid.views[1].array is newer
+    grid.set_samples([Sample("image", image()), Sample("text", "kinds swapped")])
+    assert [type(v) for v in grid.views] == [ImageView, TextView] and grid.views[0] is not views[1]
+    grid.set_samples([Sample("text", "one fewer")])
+    assert len(grid.views) == 1 and grid.views[0].toPlainText() == "one fewer"
+
+
 def test_training_previews_of_an_image_generator_render(qtbot, tmp_path):
     """A generator that returns images gets live previews with no window-specific code."""
     from studio import api

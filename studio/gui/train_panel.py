@@ -2,8 +2,8 @@
 Resume / Stop, progress with rate and ETA, live charts and live previews.
 
 Training runs in a child process (studio/gui/trainer.py); this panel only sends it commands
-and draws what its events say. Redraws are batched by a timer, so a fast stream of events never
-floods the event loop.
+and draws what its events say. It redraws once after each time the child's output is read (once
+a second), so a fast stream of events never floods the event loop.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QPainter, QShortcut
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel,
                                QMessageBox, QPlainTextEdit, QProgressBar, QPushButton,
                                QScrollArea, QSizePolicy, QSlider, QSplitter, QVBoxLayout,
@@ -28,11 +29,10 @@ from studio.gui.trainer import TrainerProcess
 from studio.gui.views import SampleGrid
 from studio.runstore import RunDir, list_previews, load_samples, write_json
 
-# Progress text is repainted at most once a second and charts every other second, and only
-# while the panel is on screen: the training child needs the cores. Following each event as it
-# came took 3.5% of a core, and on 2 cores every wake-up of the window stalls both of the
-# child's compute threads (bench/bench_gui.py).
-REDRAW_MS = 1000
+# Progress text is repainted once a second (when the child's output has been read) and charts
+# every other time, and only while the panel is on screen: the training child needs the cores.
+# Following each event as it came took 3.5% of a core, and on 2 cores every wake-up of the
+# window stalls both of the child's compute threads (bench/bench_gui.py).
 CHART_EVERY = 2  # redraws: a chart repaint costs several times the progress text's
 
 
@@ -47,12 +47,31 @@ def show_error(parent, title: str, message: str) -> None:
 SMOOTHING_ALPHA = 0.3
 
 
-def _ema(values: list[float], alpha: float = SMOOTHING_ALPHA) -> list[float]:
-    out, level = [], None
-    for v in values:
-        level = v if level is None else (1 - alpha) * level + alpha * v
-        out.append(level)
-    return out
+class StatusLine(QWidget):
+    """One line of text that changes every second while training. A QLabel asks the layouts
+    above it to recompute on every setText, and the whole window was then repainted (40 widgets
+    for one changed label, measured offscreen); this one repaints only itself."""
+
+    def __init__(self, text: str = "", parent=None):
+        super().__init__(parent)
+        self._text = text
+        self.setAutoFillBackground(True)  # opaque: nothing behind it is repainted either
+        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
+        self.setFixedHeight(self.fontMetrics().height() + 4)
+
+    def text(self) -> str:
+        return self._text
+
+    def setText(self, text: str) -> None:
+        if text != self._text:
+            self._text = text
+            self.setToolTip(text)  # the whole line, when the panel is too narrow to show it
+            self.update()
+
+    def paintEvent(self, event) -> None:
+        painter = QPainter(self)
+        shown = self.fontMetrics().elidedText(self._text, Qt.TextElideMode.ElideRight, self.width())
+        painter.drawText(self.rect(), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, shown)
 
 
 class Charts(pg.GraphicsLayoutWidget):
@@ -79,16 +98,26 @@ class Charts(pg.GraphicsLayoutWidget):
         self.rate = self.rate_plot.plot(pen=pg.mkPen((130, 90, 170), width=2))
         for plot in (self.lr_plot, self.rate_plot):
             plot.setXLink(self.loss_plot)
+        for plot in (self.loss_plot, self.lr_plot, self.rate_plot):
+            plot.disableAutoRange()  # the ranges are set in redraw(): see _fit_y
+        for curve in (self.raw, self.smooth, self.lr, self.rate):
+            # A long run's thousands of points drawn as one segment per pixel column, through its
+            # min and max there (pyqtgraph's default keeps 5 points a pixel): drawing 20,000
+            # points took 10 ms a curve, every redraw.
+            curve.setDownsampling(auto=True, method="peak")
+            curve.opts["autoDownsampleFactor"] = 1.0
         self.ci.layout.setRowStretchFactor(0, 3)
         self._title = None
         self.reset()
 
     def reset(self):
-        self.steps, self.losses, self.lrs, self.rates = [], [], [], []
+        self.steps, self.losses, self.smoothed, self.lrs, self.rates = [], [], [], [], []
         self.eval_steps, self.eval_values, self.best_point = [], [], None
         self.metric = "val_loss"
         self.max_steps, self.horizon = 0, None
-        self.dirty = True
+        self.y_ranges: dict = {}
+        self.arrays: dict[str, np.ndarray] = {}
+        self.dirty = self.evals_dirty = True
         self.redraw()
 
     def add(self, record: dict) -> None:
@@ -97,8 +126,11 @@ class Charts(pg.GraphicsLayoutWidget):
             self.max_steps = record.get("max_steps") or 0
             return
         if kind == "progress" and record.get("loss") is not None and math.isfinite(record["loss"]):
+            loss = record["loss"]
             self.steps.append(record["step"])
-            self.losses.append(record["loss"])
+            self.losses.append(loss)
+            self.smoothed.append(loss if not self.smoothed else
+                                 (1 - SMOOTHING_ALPHA) * self.smoothed[-1] + SMOOTHING_ALPHA * loss)
             self.lrs.append(record.get("lr") or 0.0)
             self.rates.append(record.get("items_per_s") or 0.0)
         elif kind == "eval":
@@ -111,6 +143,7 @@ class Charts(pg.GraphicsLayoutWidget):
                 self.eval_values.append(value)
                 if record.get("is_best"):
                     self.best_point = (record["step"], value)
+                self.evals_dirty = True
         else:
             return
         self.dirty = True
@@ -119,17 +152,49 @@ class Charts(pg.GraphicsLayoutWidget):
         if not self.dirty:
             return
         self._extend_horizon()
-        self.raw.setData(self.steps, self.losses)
-        self.smooth.setData(self.steps, _ema(self.losses))
-        self.held_out.setData(self.eval_steps, self.eval_values)
-        self.best.setData(*([[self.best_point[0]], [self.best_point[1]]] if self.best_point else [[], []]))
+        steps, losses = self._array("steps"), self._array("losses")
+        self.raw.setData(steps, losses)
+        self.smooth.setData(steps, self._array("smoothed"))
+        self.lr.setData(steps, self._array("lrs"))
+        self.rate.setData(steps, self._array("rates"))
+        if self.evals_dirty:  # the symbols are rebuilt on every setData: only when they changed
+            self.held_out.setData(self.eval_steps, self.eval_values)
+            self.best.setData(*([[self.best_point[0]], [self.best_point[1]]] if self.best_point else [[], []]))
+            self.evals_dirty = False
         title = f"loss (held-out: {self.metric})"
         if title != self._title:  # a new title re-lays out the whole chart: only on a change
             self.loss_plot.setTitle(title)
             self._title = title
-        self.lr.setData(self.steps, self.lrs)
-        self.rate.setData(self.steps, self.rates)
+        self._fit_y(self.loss_plot, min(losses.min(initial=math.inf), min(self.eval_values, default=math.inf)),
+                    max(losses.max(initial=-math.inf), max(self.eval_values, default=-math.inf)))
+        self._fit_y(self.lr_plot, 0.0, self._array("lrs").max(initial=-math.inf), from_zero=True)
+        self._fit_y(self.rate_plot, 0.0, self._array("rates").max(initial=-math.inf), from_zero=True)
         self.dirty = False
+
+    def _array(self, name: str) -> np.ndarray:
+        """One of the lists as a numpy array, converting only what was appended since the last
+        redraw: converting a long run's 20,000 Python floats took 0.5 ms a curve, every redraw."""
+        values, array = getattr(self, name), self.arrays.get(name)
+        if array is None or len(array) > len(values):
+            array = np.asarray(values, dtype=float)
+        elif len(array) < len(values):
+            array = np.concatenate([array, np.asarray(values[len(array):], dtype=float)])
+        self.arrays[name] = array
+        return array
+
+    def _fit_y(self, plot, low: float, high: float, from_zero: bool = False) -> None:
+        """Fit the y axis to the values' span, with room to spare, only when they leave it or
+        fill less than half of it. pyqtgraph's auto-range refitted after every new point, and
+        each refit repainted the charts once more: 2.4 repaints per redraw instead of 1."""
+        if not (math.isfinite(low) and math.isfinite(high)):
+            return  # no points yet
+        current = self.y_ranges.get(plot)
+        if current and current[0] <= low and high <= current[1] and high - low >= 0.5 * (current[1] - current[0]):
+            return
+        pad = 0.15 * ((high - low) or abs(high) or 1.0)  # a falling loss refits every few redraws
+        low, high = (low if from_zero else low - pad), high + pad
+        plot.setYRange(low, high, padding=0)
+        self.y_ranges[plot] = (low, high)
 
     def _extend_horizon(self) -> None:
         """The step axis grows by doubling (capped at the run's max_steps) instead of following
@@ -170,10 +235,7 @@ class TrainPanel(QWidget):
             data_panel.report_ready.connect(lambda _: self.update_buttons())
         self.pending_progress: dict | None = None  # the latest progress event, not yet shown
         self.refreshes = 0
-        self.timer = QTimer(self)
-        self.timer.setInterval(REDRAW_MS)
-        self.timer.timeout.connect(self._refresh_display)
-        self.timer.start()
+        self.trainer.polled.connect(self._refresh_display)
         self.rebuild_forms()
         self._detect_devices()
 
@@ -207,9 +269,8 @@ class TrainPanel(QWidget):
         self.problem.setWordWrap(True)
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m steps")
-        self.stats = QLabel("not started")
-        # its text changes every second: never let that re-lay out the window
-        self.stats.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.progress.setAutoFillBackground(True)  # repainted every second: opaque, by itself
+        self.stats = StatusLine("not started")
         self.run_label = QLabel("")
         self.run_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
@@ -459,7 +520,7 @@ class TrainPanel(QWidget):
         if kind == "start":
             self.max_steps = record["max_steps"]
             self.progress.setRange(0, self.max_steps)
-            self.progress.setValue(record["step"])
+            self._set_progress(record["step"])
             self.stats.setText(f"training on {record['device']} ({record['precision']}) · "
                                f"{record['params'] / 1e6:.2f}M parameters")
         elif kind == "progress":
@@ -477,8 +538,16 @@ class TrainPanel(QWidget):
     def _show_final_state(self, step: int, text: str) -> None:
         """At once, and not overwritten by a progress event still waiting to be shown."""
         self.pending_progress = None
-        self.progress.setValue(step)
+        self._set_progress(step)
         self.stats.setText(text)
+
+    def _set_progress(self, step: int) -> None:
+        """QProgressBar.setValue repaints the bar at once, out of turn (3 ms a call, measured);
+        with its updates off for the call, the bar is only marked, and painted with the rest of
+        the window in one pass."""
+        self.progress.setUpdatesEnabled(False)
+        self.progress.setValue(step)
+        self.progress.setUpdatesEnabled(True)
 
     def _refresh_display(self) -> None:
         """The latest progress and the charts, if anything changed and the panel is visible."""
@@ -486,7 +555,7 @@ class TrainPanel(QWidget):
             return
         record, self.pending_progress = self.pending_progress, None
         if record is not None:
-            self.progress.setValue(record["step"])
+            self._set_progress(record["step"])
             eta = record.get("eta_s")
             eta_text = f" · ETA {_duration(eta)}" if eta is not None else ""
             self.stats.setText(f"step {record['step']} / {record['max_steps']} · loss "
