@@ -198,36 +198,6 @@ def test_a_hidden_panel_skips_repaints_and_catches_up_when_shown(qtbot, panels):
     assert list(train.charts.raw.getData()[0]) == [10, 20]
 
 
-def test_progress_text_repaints_only_itself_not_the_window(qtbot, panels):
-    """It changes every second while training; a plain label asked the layouts to recompute
-    and the whole window was repainted each time."""
-    from PySide6.QtCore import QEvent, QObject
-    from PySide6.QtWidgets import QWidget
-    _, train = panels
-    qtbot.waitExposed(train)
-    train.progress.setRange(0, 100)
-    qtbot.wait(200)
-
-    class Painted(QObject):
-        widgets = set()
-
-        def eventFilter(self, obj, event):
-            if event.type() == QEvent.Type.Paint:
-                self.widgets.add(obj)
-            return False
-    painted = Painted()
-    for widget in [train, *train.findChildren(QWidget)]:
-        widget.installEventFilter(painted)
-    for step in (10, 20):
-        train._on_event({"event": "progress", "step": step, "max_steps": 100, "loss": 1.5,
-                         "lr": 1e-3, "items_per_s": 12345.0, "unit": "tokens", "eta_s": 80})
-        train.charts.dirty = False  # the charts' own repaint is not what this test is about
-        train._refresh_display()
-        qtbot.wait(100)
-    assert "step 20 / 100" in train.stats.text() and train.progress.value() == 20
-    assert painted.widgets == {train.stats, train.progress}
-
-
 def test_charts_fit_their_y_axes_with_room_and_keep_them_while_points_stay_inside(qtbot):
     from studio.gui.train_panel import SMOOTHING_ALPHA, Charts
     charts = Charts()

@@ -90,6 +90,44 @@ def test_closing_while_training_asks_and_stops_with_a_checkpoint(qtbot, session,
     assert run.info()["status"] == "stopped" and run.checkpoints()
 
 
+def test_progress_text_repaints_only_itself_not_the_window(qtbot, session):
+    """It changes every second while training; a plain label asked the layouts to recompute
+    and the whole window was repainted each time."""
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QWidget
+    win = open_window(qtbot, session)
+    qtbot.waitUntil(lambda: win.data_panel.report is not None, timeout=60_000)  # done loading
+    train = win.train_panel
+    win.tabs.setCurrentWidget(train)
+    qtbot.waitExposed(train)
+    train.progress.setRange(0, 100)
+    qtbot.wait(300)
+
+    class Painted(QObject):
+        widgets = set()
+
+        def eventFilter(self, obj, event):
+            if event.type() == QEvent.Type.Paint:
+                self.widgets.add(obj)
+            return False
+    painted = Painted()
+    for widget in [win, *win.findChildren(QWidget)]:
+        widget.installEventFilter(painted)
+    for step in (10, 20):
+        train._on_event({"event": "progress", "step": step, "max_steps": 100, "loss": 1.5,
+                         "lr": 1e-3, "items_per_s": 12345.0, "unit": "tokens", "eta_s": 80})
+        train.charts.dirty = False  # the charts' own repaint is not what this test is about
+        train._refresh_display()
+        qtbot.wait(100)
+    assert "step 20 / 100" in train.stats.text() and train.progress.value() == 20
+    behind = set()  # the panels under the two, which paint the background of their rectangles
+    for widget in (train.stats, train.progress):
+        while widget is not None:
+            behind.add(widget)
+            widget = widget.parentWidget()
+    assert {train.stats, train.progress} <= painted.widgets <= behind
+
+
 def test_views_show_text_images_and_video(qtbot):
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)

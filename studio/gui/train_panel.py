@@ -50,12 +50,11 @@ SMOOTHING_ALPHA = 0.3
 class StatusLine(QWidget):
     """One line of text that changes every second while training. A QLabel asks the layouts
     above it to recompute on every setText, and the whole window was then repainted (40 widgets
-    for one changed label, measured offscreen); this one repaints only itself."""
+    for one changed label, measured offscreen); this one repaints only its own rectangle."""
 
     def __init__(self, text: str = "", parent=None):
         super().__init__(parent)
         self._text = text
-        self.setAutoFillBackground(True)  # opaque: nothing behind it is repainted either
         self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
         self.setFixedHeight(self.fontMetrics().height() + 4)
 
@@ -269,7 +268,6 @@ class TrainPanel(QWidget):
         self.problem.setWordWrap(True)
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m steps")
-        self.progress.setAutoFillBackground(True)  # repainted every second: opaque, by itself
         self.stats = StatusLine("not started")
         self.run_label = QLabel("")
         self.run_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
