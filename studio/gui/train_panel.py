@@ -524,7 +524,7 @@ class TrainPanel(QWidget):
         elif kind == "progress":
             self.pending_progress = record  # shown by the next _refresh_display
         elif kind == "preview":
-            self._refresh_previews()
+            QTimer.singleShot(0, self._refresh_previews)  # a turn of its own: see _refresh_display
         elif kind in ("paused", "resumed", "checkpoint"):
             if kind == "paused":
                 self._show_final_state(record["step"], f"paused at step {record['step']} (checkpoint written)")
@@ -561,7 +561,9 @@ class TrainPanel(QWidget):
                                f"{record['unit']}/s{eta_text}")
         self.refreshes += 1
         if self.refreshes % CHART_EVERY == 0:
-            self.charts.redraw()
+            # In a turn of the event loop of its own, so that a click or a keypress waiting
+            # since the log was read is handled before it, not after (shorter stalls).
+            QTimer.singleShot(0, self.charts.redraw)
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
