@@ -304,3 +304,11 @@ def test_empty_state_then_new_and_opened_runs_are_picked_up(qtbot, errors, runs_
     panel.session.open_run(str(runs_folder / "text-tiny"))  # e.g. opened in the Runs tab
     assert Path(panel.selected_run()).name == "text-tiny"
     assert not panel.prompt_edit.isHidden() and "temperature" in panel.form.widgets
+
+    elsewhere = tmp_path / "elsewhere"  # opened from outside the runs folder, then deleted
+    shutil.copytree(runs_folder / "text-tiny", elsewhere)
+    panel.session.open_run(str(elsewhere))
+    assert panel.selected_run() == str(elsewhere)
+    shutil.rmtree(elsewhere)
+    panel.session.runs_changed.emit()
+    assert [Path(r["run"]).name for r in panel.rows] == ["fresh", "text-tiny"]  # still on disk

@@ -499,6 +499,7 @@ class GeneratePanel(QWidget):
             rows = []
             self.status_label.setText(str(exc))
         known = [r["run"] for r in rows]
+        self.opened_rows = [r for r in self.opened_rows if Path(r["run"]).is_dir()]  # not deleted since
         rows += [r for r in self.opened_rows if not any(_same_path(r["run"], k) for k in known)]
         self.rows = rows
         self.run_combo.blockSignals(True)
