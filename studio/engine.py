@@ -591,12 +591,10 @@ class Engine:
                 self.step += 1
                 self.last_metrics["lr"] = lr
                 for cb in self.callbacks:
+                    began = time.monotonic()
+                    cb.on_step_end(self, metrics)
                     if getattr(cb, "side_work", False):
-                        began = time.monotonic()
-                        cb.on_step_end(self, metrics)
                         self.side_seconds += time.monotonic() - began
-                    else:
-                        cb.on_step_end(self, metrics)
             status = "done" if self.stop_reason is None else "stopped"
             for cb in self.callbacks:
                 cb.on_train_end(self, status)

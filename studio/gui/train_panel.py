@@ -151,11 +151,11 @@ class Charts(pg.GraphicsLayoutWidget):
         if not self.dirty:
             return
         self._extend_horizon()
-        steps, losses = self._array("steps"), self._array("losses")
+        steps, losses, lrs, rates = (self._array(name) for name in ("steps", "losses", "lrs", "rates"))
         self.raw.setData(steps, losses)
         self.smooth.setData(steps, self._array("smoothed"))
-        self.lr.setData(steps, self._array("lrs"))
-        self.rate.setData(steps, self._array("rates"))
+        self.lr.setData(steps, lrs)
+        self.rate.setData(steps, rates)
         if self.evals_dirty:  # the symbols are rebuilt on every setData: only when they changed
             self.held_out.setData(self.eval_steps, self.eval_values)
             self.best.setData(*([[self.best_point[0]], [self.best_point[1]]] if self.best_point else [[], []]))
@@ -166,19 +166,16 @@ class Charts(pg.GraphicsLayoutWidget):
             self._title = title
         self._fit_y(self.loss_plot, min(losses.min(initial=math.inf), min(self.eval_values, default=math.inf)),
                     max(losses.max(initial=-math.inf), max(self.eval_values, default=-math.inf)))
-        self._fit_y(self.lr_plot, 0.0, self._array("lrs").max(initial=-math.inf), from_zero=True)
-        self._fit_y(self.rate_plot, 0.0, self._array("rates").max(initial=-math.inf), from_zero=True)
+        self._fit_y(self.lr_plot, 0.0, lrs.max(initial=-math.inf), from_zero=True)
+        self._fit_y(self.rate_plot, 0.0, rates.max(initial=-math.inf), from_zero=True)
         self.dirty = False
 
     def _array(self, name: str) -> np.ndarray:
         """One of the lists as a numpy array, converting only what was appended since the last
         redraw: converting a long run's 20,000 Python floats took 0.5 ms a curve, every redraw."""
-        values, array = getattr(self, name), self.arrays.get(name)
-        if array is None or len(array) > len(values):
-            array = np.asarray(values, dtype=float)
-        elif len(array) < len(values):
-            array = np.concatenate([array, np.asarray(values[len(array):], dtype=float)])
-        self.arrays[name] = array
+        values, array = getattr(self, name), self.arrays.get(name, np.empty(0))  # reset() empties both
+        if len(array) < len(values):
+            array = self.arrays[name] = np.concatenate([array, np.asarray(values[len(array):], dtype=float)])
         return array
 
     def _fit_y(self, plot, low: float, high: float, from_zero: bool = False) -> None:

@@ -102,14 +102,13 @@ class TrainerProcess(QObject):
 
     def poll(self) -> None:
         """Read new events; notice when the process has ended."""
-        alive = self.pid is not None and self.process.poll() is None
+        ended = self.pid is not None and self.process.poll() is not None
         self._read_events()
-        if self.pid is not None and not alive:
-            self._read_events()
-            self.polled.emit()
+        if ended:
+            self._read_events()  # what it wrote while it was ending
+        self.polled.emit()
+        if ended:
             self._ended()
-        else:
-            self.polled.emit()
 
     def _read_events(self) -> None:
         try:
