@@ -17,8 +17,11 @@ from studio.registry import Registry, default_registry
 class Session(QObject):
     generator_changed = Signal(str)
     data_changed = Signal(object)  # str path, or None for the built-in demo data
-    run_changed = Signal(str)  # a run folder was opened (to generate from, to watch, ...)
+    # The current run: the one the title bar names, Train shows (charts, previews), Generate
+    # samples from and Ctrl+G uses. "" when there is none (e.g. no run of this generator yet).
+    run_changed = Signal(str)
     runs_changed = Signal()  # runs were added, finished or deleted
+    theme_changed = Signal(str)  # "light" or "dark", after the window's palette changed
 
     def __init__(self, settings: Settings | None = None, registry: Registry | None = None):
         super().__init__()
@@ -42,18 +45,53 @@ class Session(QObject):
         return [row for row in (e.info() for e in self.registry.entries()) if row["status"] != "ok"]
 
     def set_generator(self, name: str) -> None:
-        if name != self.generator:
-            self.generator = name
-            self.settings.last_generator = name
-            self.generator_changed.emit(name)
+        """Pick the generator every panel works with. The current run follows: a run of
+        another generator gives way to the newest run of this one (or none)."""
+        if name == self.generator:
+            return
+        self.generator = name
+        self.settings.last_generator = name
+        self.generator_changed.emit(name)
+        if self.current_run and self.run_generator(self.current_run) != name:
+            newest = next((r["run"] for r in self._runs_or_none() if r.get("generator") == name), None)
+            self._set_current_run(newest)
 
     def set_data(self, source: str | None) -> None:
         self.data_source = source or None
         self.data_changed.emit(self.data_source)
 
-    def open_run(self, path: str) -> None:
-        self.current_run = str(path)
-        self.run_changed.emit(self.current_run)
+    def open_run(self, path: str | None) -> None:
+        """Make `path` the current run (None or "": no current run). The generator picker
+        follows the run's generator first, so panels rebuilt for it see the run already."""
+        if path:
+            generator = self.run_generator(path)
+            if generator and generator != self.generator:
+                self.current_run = str(path)  # set first: set_generator keeps a run of its generator
+                self.set_generator(generator)
+        self._set_current_run(str(path) if path else None)
+
+    def _set_current_run(self, path: str | None) -> None:
+        changed = path != self.current_run
+        self.current_run = path
+        if changed or path:
+            self.run_changed.emit(path or "")
+
+    @staticmethod
+    def run_generator(path: str) -> str | None:
+        """The generator a run folder was made with (None if it cannot be read)."""
+        from studio.errors import StudioError
+        from studio.runstore import RunDir
+        try:
+            return RunDir.open(Path(path)).config().get("generator")
+        except (StudioError, OSError):
+            return None
+
+    def _runs_or_none(self) -> list[dict]:
+        from studio.errors import StudioError
+        try:
+            return self.all_runs()
+        except (StudioError, OSError):
+            return []
 
     def new_run_dir(self) -> Path:
         import time

@@ -33,6 +33,7 @@ class Settings:
     theme: str = "system"  # system, light, dark
     geometry: str = ""  # the window's saved geometry (base64)
     last_generator: str = "text"
+    data_source: str = ""  # the Data panel's chosen file or folder ("" = the built-in data)
 
     @classmethod
     def load(cls) -> "Settings":
