@@ -93,11 +93,15 @@ class Session(QObject):
         except (StudioError, OSError):
             return []
 
-    def new_run_dir(self) -> Path:
+    def new_run_dir(self, name: str = "") -> Path:
+        """A fresh folder in the runs folder: the run's name made safe for a file name (or the
+        generator's), then a time stamp so names can repeat."""
+        import re
         import time
         self.runs_folder.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = self.runs_folder / f"{self.generator}-{stamp}"
+        slug = re.sub(r"[^\w.-]+", "-", name.strip(), flags=re.UNICODE).strip("-.")[:40]
+        path = self.runs_folder / f"{slug or self.generator}-{stamp}"
         n = 2
         while path.exists():
             path = self.runs_folder / f"{self.generator}-{stamp}-{n}"
