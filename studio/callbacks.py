@@ -46,7 +46,9 @@ class Progress(Callback):
 
     def __init__(self):
         # The last few progress points: the rate follows recent speed (after a compile warm-up)
-        # instead of the average since the start.
+        # instead of the average since the start. The window is kept across a pause: the
+        # training clock stands still while paused, so the points before it stay valid (cleared,
+        # the first point after a resume had no items to count: a rate of 0 and a wrong ETA).
         self.window: deque = deque(maxlen=6)
         self.first_step = 0
         self.side_seconds_at_start = 0.0
@@ -56,17 +58,12 @@ class Progress(Callback):
         self.window.append((engine.training_seconds(), engine.step, engine.items_seen))
         self.first_step, self.side_seconds_at_start = engine.step, engine.side_seconds
 
-    def on_pause(self, engine) -> None:
-        self.window.clear()
-
     def on_step_end(self, engine, metrics: dict) -> None:
         train = engine.train
         if not (_due(engine.step, train.log_every) or engine.step == train.max_steps):
             return
         loss = engine.flush_losses()
         now = engine.training_seconds()
-        if not self.window:
-            self.window.append((now, engine.step - 1, engine.items_seen))
         t0, s0, i0 = self.window[0]
         self.window.append((now, engine.step, engine.items_seen))
         dt = max(now - t0, 1e-9)

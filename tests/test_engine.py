@@ -71,18 +71,20 @@ def test_keeps_the_last_k_and_the_best_checkpoint(tmp_path):
     assert api.load_run(str(run.path), checkpoint="best")[2].name == best
 
 
-def test_rates_leave_out_evaluation_time_and_the_eta_counts_it_in(tmp_path, monkeypatch):
-    """On a fake clock: every training step takes 1 s, and a side job (as evaluation, previews
-    and checkpoints are) takes 5 s every 4th step. The rate is that of the steps alone; the ETA
-    is the steps left at 1 s each plus the side jobs' share."""
+@pytest.fixture
+def fake_clock(monkeypatch):
+    """The engine's clock, moved by hand; every training step takes 1 s on it."""
     import time
-    from studio import callbacks, engine as engine_module
+    from studio import engine as engine_module
 
     class Clock:
         now = 1000.0
 
         def monotonic(self):
             return self.now
+
+        def sleep(self, seconds):
+            self.now += seconds
 
         def __getattr__(self, name):
             return getattr(time, name)
@@ -95,13 +97,21 @@ def test_rates_leave_out_evaluation_time_and_the_eta_counts_it_in(tmp_path, monk
         clock.now += 1.0
         return train_step(engine, ctx)
     monkeypatch.setattr(engine_module.Engine, "_train_step", step_takes_a_second)
+    return clock
+
+
+def test_rates_leave_out_evaluation_time_and_the_eta_counts_it_in(tmp_path, fake_clock):
+    """On a fake clock: every training step takes 1 s, and a side job (as evaluation, previews
+    and checkpoints are) takes 5 s every 4th step. The rate is that of the steps alone; the ETA
+    is the steps left at 1 s each plus the side jobs' share."""
+    from studio import callbacks
 
     class SlowEvaluation(callbacks.Callback):
         side_work = True
 
         def on_step_end(self, engine, metrics):
             if engine.step % 4 == 0:
-                clock.now += 5.0
+                fake_clock.now += 5.0
 
     status, run = api.train(ToyImageGenerator, run_dir=str(tmp_path / "run"), max_steps=40,
                             events="none", settings=QUIET + ["log_every=2"],
@@ -113,6 +123,63 @@ def test_rates_leave_out_evaluation_time_and_the_eta_counts_it_in(tmp_path, monk
         side_per_step = 5.0 * ((e["step"] - 1) // 4) / e["step"]  # step N's comes after its log
         assert e["eta_s"] == pytest.approx((40 - e["step"]) * (1 + side_per_step), abs=0.1)
         assert e["train_s"] == pytest.approx(e["step"])
+
+
+class PauseThenResume:
+    """Writes "pause" into the run's control file after step `at`; the engine then pauses
+    (`hold` seconds on the clock) and reads "resume" from the same file."""
+
+    side_work = False
+
+    def __init__(self, at: int, clock=None, hold: float = 0.0):
+        self.at, self.clock, self.hold = at, clock, hold
+
+    def on_train_start(self, engine): ...
+    def on_train_end(self, engine, status): ...
+    def on_event(self, engine, record): ...
+    def state_dict(self): return {}
+    def load_state_dict(self, state): ...
+
+    def on_step_end(self, engine, metrics):
+        if engine.step == self.at:
+            engine.run.write_control("pause")
+
+    def on_pause(self, engine):
+        if self.clock is not None:
+            self.clock.now += self.hold
+        engine.run.write_control("resume")
+
+
+def test_rate_and_eta_after_a_pause_are_those_of_training(tmp_path, fake_clock):
+    """Paused for 100 s at step 20 of 40 (1 s a step): the progress after the resume reports
+    the same rate as before (16 images a step), and the ETA of the 18 steps left."""
+    status, run = api.train(ToyImageGenerator, run_dir=str(tmp_path / "run"), max_steps=40,
+                            events="none", settings=QUIET + ["log_every=2", "checkpoint_every=0"],
+                            callbacks=[PauseThenResume(20, fake_clock, hold=100.0)])
+    events = run.events()
+    kinds = [e["event"] for e in events]
+    assert "paused" in kinds and "resumed" in kinds
+    after = [e for e in events[kinds.index("resumed"):] if e["event"] == "progress"]
+    assert after[0]["step"] == 22
+    assert after[0]["steps_per_s"] == 1.0
+    assert after[0]["items_per_s"] == 16.0  # batch_size images a second
+    assert after[0]["eta_s"] == pytest.approx(18.0)
+    assert after[0]["train_s"] == pytest.approx(22.0)  # the pause is not training time
+
+
+def test_first_progress_after_a_real_pause_and_resume_has_a_rate(tmp_path):
+    """The same through the control file on the real clock: a rate above 0 and an ETA no
+    shorter than the steps left take at the rate measured before the pause."""
+    status, run = api.train(ToyImageGenerator, run_dir=str(tmp_path / "run"), max_steps=2000,
+                            events="none", settings=QUIET + ["log_every=50", "checkpoint_every=0"],
+                            callbacks=[PauseThenResume(1000)])
+    events = run.events()
+    kinds = [e["event"] for e in events]
+    before = [e for e in events[:kinds.index("paused")] if e["event"] == "progress"][-1]
+    after = [e for e in events[kinds.index("resumed"):] if e["event"] == "progress"][0]
+    assert after["items_per_s"] > 0
+    assert after["steps_per_s"] < 10 * before["steps_per_s"]
+    assert after["eta_s"] > 0.1 * (2000 - after["step"]) / before["steps_per_s"]
 
 
 def test_events_log_is_append_only_json_lines(tmp_path):
