@@ -5,15 +5,74 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
                                QLineEdit, QPushButton, QRadioButton, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
 from studio.gui import workers
+from studio.gui.messages import for_window
 from studio.gui.views import SampleGrid
 
 BUILTIN_LABEL = "Built-in demo data (works offline)"
+# What a report counts its items in, best first: "4,000 images used" says more than "1 file".
+COUNT_UNITS = ("images", "clips", "examples", "tokens", "characters")
+# Summary keys a person has no use for (an internal cache key) or that are shown elsewhere.
+HIDDEN_SUMMARY_KEYS = ("notes", "dataset_key", "format")
+LABELS = {"class_counts": "images per class", "held_out_images": "held-out images",
+          "val_tokens": "held-out tokens", "val_examples": "held-out examples",
+          "train_tokens": "training tokens", "vocab_size": "vocabulary size"}
+LIST_SHOWN = 12  # items of a long list shown before "… (N in all)"
+OK_STYLE, ERROR_STYLE = "color: #2e7d32;", "color: #c62828;"
+
+
+# --- the report in words (plain functions: no Qt) -----------------------------------------------
+
+def format_value(value) -> str:
+    """A summary value as a person reads it: 4,000 not 4000; "circle 12 · square 11" not
+    {'circle': 12, 'square': 11}; "circle, square" not ['circle', 'square']."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    if isinstance(value, dict):
+        return " · ".join(f"{k} {format_value(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple, set)):
+        items = [format_value(v) for v in value]
+        shown = ", ".join(items[:LIST_SHOWN])
+        return shown + (f", … ({len(items)} in all)" if len(items) > LIST_SHOWN else "")
+    return str(value)
+
+
+def _is_blank(value) -> bool:
+    """Nothing worth a line: None, 0, an empty list. ("held-out images: 0" only puzzles: the
+    held-out set is then a share of the training data, which the report says elsewhere.)"""
+    return value is None or value == 0 or (isinstance(value, (list, tuple, dict, str)) and not value)
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """One "label: value" line per meaningful summary entry, then its notes."""
+    lines = [f"{LABELS.get(key, key.replace('_', ' '))}: {format_value(value)}"
+             for key, value in summary.items()
+             if key not in HIDDEN_SUMMARY_KEYS and not _is_blank(value)]
+    return lines + [f"note: {note}" for note in summary.get("notes") or []]
+
+
+def count(n: int, noun: str) -> str:
+    """"1 image", "4,000 images" (`noun` is plural)."""
+    return f"{n:,} {noun[:-1] if n == 1 and noun.endswith('s') else noun}"
+
+
+def usable_headline(report) -> str:
+    """"4,000 images used, 2 skipped": counted in the data's own unit when the summary has one,
+    else in files."""
+    summary = report.summary or {}
+    unit = next((u for u in COUNT_UNITS if isinstance(summary.get(u), int)), None)
+    used = count(summary[unit], unit) if unit else \
+        count(report.used if isinstance(report.used, int) else len(report.used), "files")
+    return f"{used} used, {len(report.skipped):,} skipped"
 
 
 class DataPanel(QWidget):
@@ -71,11 +130,16 @@ class DataPanel(QWidget):
         layout.addWidget(QLabel("Preview"))
         layout.addWidget(self.preview, 2)
 
+        if session.data_source:  # the data chosen in an earlier session
+            self.path.setText(session.data_source)
+            self.own.setChecked(True)
         self.builtin.toggled.connect(self._source_changed)
+        self.path.textEdited.connect(self._typing)
+        # Enter, or leaving the field after a change: check what was typed.
         self.path.editingFinished.connect(self._source_changed)
         self.pick_file.clicked.connect(self._choose_file)
         self.pick_folder.clicked.connect(self._choose_folder)
-        self.check.clicked.connect(self.run_check)
+        self.check.clicked.connect(self._source_changed)
         session.generator_changed.connect(lambda _: self.run_check())
         self._show_empty()
 
@@ -84,11 +148,14 @@ class DataPanel(QWidget):
         return None if self.builtin.isChecked() else (self.path.text().strip() or None)
 
     def set_source(self, path: str | None) -> None:
+        """Choose the data (a dropped or picked file, a duplicated run's data) and check it."""
+        blocker = QSignalBlocker(self.builtin)  # one check below, not one per radio toggle
         if path:
             self.path.setText(str(path))
             self.own.setChecked(True)
         else:
             self.builtin.setChecked(True)
+        del blocker
         self._source_changed()
 
     def _choose_file(self):
@@ -110,19 +177,56 @@ class DataPanel(QWidget):
         if urls:
             self.set_source(urls[0].toLocalFile())
 
+    def _typing(self, text: str) -> None:
+        """Typing a path means "my files": select it, quietly (the path is checked on Enter,
+        on leaving the field or on Check data, not at every key)."""
+        if text.strip() and not self.own.isChecked():
+            blocker = QSignalBlocker(self.builtin)
+            self.own.setChecked(True)
+            del blocker
+        self._say("press Enter or Check data to check this path", "")
+
     def _source_changed(self, *_):
-        if self.own.isChecked() and not self.path.text().strip():
-            self.problem = "choose a file or folder, or use the built-in demo data"
-            self.status.setText(self.problem)
-            return
+        if self.own.isChecked():
+            typed = self.path.text().strip()
+            if not typed:
+                self._refuse("choose a file or folder, or use the built-in demo data")
+                return
+            if not Path(typed).expanduser().exists():
+                self._refuse(f"there is no file or folder at {typed}. Check the spelling, or "
+                             f"choose one with File… or Folder… (or drop it here).")
+                return
         self.session.set_data(self.source())
         self.run_check()
+
+    def _refuse(self, problem: str) -> None:
+        """A source that cannot be checked at all: say why, inline, and forget any old report
+        (it was about other data)."""
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None  # a check still running reports nothing now
+        self.report, self.problem = None, problem
+        self._say(f"✗ {problem}", ERROR_STYLE)
+        self._show_empty()
+        self.report_ready.emit(None)
+
+    def _say(self, text: str, style: str) -> None:
+        self.status.setText(text)
+        self.status.setStyleSheet(style)
 
     # -- checking
     def _show_empty(self):
         self.summary.setText("")
-        self.skipped.setRowCount(0)
+        self._show_skipped([])
         self.preview.set_samples([], "the preview appears here after the check")
+
+    def _show_skipped(self, skipped) -> None:
+        self.skipped.setRowCount(len(skipped))
+        for row, (item, why) in enumerate(skipped):
+            self.skipped.setItem(row, 0, QTableWidgetItem(Path(item).name if "/" in item else item))
+            self.skipped.item(row, 0).setToolTip(item)
+            self.skipped.setItem(row, 1, QTableWidgetItem(for_window(why)))
+            self.skipped.item(row, 1).setToolTip(for_window(why))
 
     def run_check(self) -> None:
         """Validate the data in the background (reading and tokenizing can take a while)."""
@@ -130,8 +234,7 @@ class DataPanel(QWidget):
             self.task.cancel()
         source = self.source()
         name = self.session.generator
-        self.status.setText(f"checking {source or 'the built-in data'} for '{name}'…")
-        self.status.setStyleSheet("")
+        self._say(f"checking {source or 'the built-in data'} for '{name}'…", "")
 
         def inspect(ctx, generator, data):
             from studio import api
@@ -151,26 +254,16 @@ class DataPanel(QWidget):
         if not self._current():
             return
         self.report, self.problem = report, None
-        self.status.setText(f"✓ usable: {len(report.used)} item(s) used, "
-                            f"{len(report.skipped)} skipped")
-        self.status.setStyleSheet("color: #2e7d32;")
-        shown = {k: v for k, v in report.summary.items() if k != "notes"}
-        notes = report.summary.get("notes", [])
-        self.summary.setText(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in shown.items())
-                             + ("".join(f"\nnote: {n}" for n in notes)))
-        self.skipped.setRowCount(len(report.skipped))
-        for row, (item, why) in enumerate(report.skipped):
-            self.skipped.setItem(row, 0, QTableWidgetItem(Path(item).name if "/" in item else item))
-            self.skipped.item(row, 0).setToolTip(item)
-            self.skipped.setItem(row, 1, QTableWidgetItem(why))
+        self._say(f"✓ usable: {usable_headline(report)}", OK_STYLE)
+        self.summary.setText("\n".join(for_window(line) for line in summary_lines(report.summary)))
+        self._show_skipped(report.skipped)
         self.preview.set_samples(report.preview[:12], "no preview for this data")
         self.report_ready.emit(report)
 
     def _failed(self, message: str) -> None:
         if not self._current():
             return
-        self.report, self.problem = None, message
-        self.status.setText(f"✗ {message}")
-        self.status.setStyleSheet("color: #c62828;")
+        self.report, self.problem = None, for_window(message)
+        self._say(f"✗ {self.problem}", ERROR_STYLE)
         self._show_empty()
         self.report_ready.emit(None)

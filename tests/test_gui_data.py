@@ -1,0 +1,217 @@
+"""The data panel, driven as a user would (offscreen Qt): typing, choosing and checking data, and
+the report it shows; and core messages rewritten into the window's words (gui/messages.py)."""
+
+import ast
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import Qt
+
+from conftest import ROOT
+from studio import api
+from studio.contract import DataReport
+from studio.errors import StudioError
+from studio.gui import data_panel
+from studio.gui.data_panel import DataPanel, summary_lines, usable_headline
+from studio.gui.messages import for_window
+from studio.gui.session import Session
+from studio.gui.settings import Settings
+from studio.runstore import RunDir
+
+
+@pytest.fixture
+def session(tmp_path):
+    return Session(Settings(runs_folder=str(tmp_path / "runs"), last_generator="text"))
+
+
+def make_panel(qtbot, session):
+    panel = DataPanel(session)
+    qtbot.addWidget(panel)
+    return panel
+
+
+def wait_for_check(qtbot, panel):
+    qtbot.waitUntil(lambda: panel.report is not None or (panel.problem is not None
+                                                          and "checking" not in panel.status.text()),
+                    timeout=60_000)
+
+
+# --- choosing the data --------------------------------------------------------------------------------
+
+def test_typing_a_path_selects_my_files_and_enter_checks_that_path(qtbot, session, corpus):
+    panel = make_panel(qtbot, session)
+    assert panel.builtin.isChecked()
+    qtbot.keyClicks(panel.path, str(corpus))
+    assert panel.own.isChecked() and not panel.builtin.isChecked()
+    assert panel.task is None  # nothing is checked at every key
+    assert "press Enter" in panel.status.text()
+
+    qtbot.keyClick(panel.path, Qt.Key.Key_Return)
+    wait_for_check(qtbot, panel)
+    assert panel.problem is None and panel.report.source == str(corpus)
+    assert panel.source() == session.data_source == str(corpus)
+
+
+def test_check_data_checks_the_typed_path_not_the_built_in_data(qtbot, session, corpus):
+    panel = make_panel(qtbot, session)
+    qtbot.keyClicks(panel.path, str(corpus))
+    panel.check.click()
+    wait_for_check(qtbot, panel)
+    assert panel.report.source == str(corpus)
+    assert session.data_source == str(corpus)
+
+
+def test_a_typed_path_that_does_not_exist_is_said_inline_without_a_check(qtbot, session, tmp_path):
+    panel = make_panel(qtbot, session)
+    missing = tmp_path / "no-such-corpus.txt"
+    qtbot.keyClicks(panel.path, str(missing))
+    qtbot.keyClick(panel.path, Qt.Key.Key_Return)
+    assert panel.task is None and panel.report is None
+    assert f"no file or folder at {missing}" in panel.problem
+    assert panel.status.text().startswith("✗") and "File…" in panel.status.text()
+    assert session.data_source is None  # the missing path did not become the data
+
+
+def test_choosing_a_file_still_selects_and_checks_it(qtbot, session, corpus, monkeypatch):
+    panel = make_panel(qtbot, session)
+    monkeypatch.setattr(data_panel.QFileDialog, "getOpenFileName",
+                        staticmethod(lambda *a, **k: (str(corpus), "")))
+    panel.pick_file.click()
+    assert panel.own.isChecked() and panel.path.text() == str(corpus)
+    wait_for_check(qtbot, panel)
+    assert panel.report.source == str(corpus) and session.data_source == str(corpus)
+
+
+def test_the_panel_starts_on_the_data_chosen_last_time(qtbot, session, corpus):
+    session.data_source = str(corpus)  # as the window restores it from the settings
+    panel = make_panel(qtbot, session)
+    assert panel.own.isChecked() and panel.path.text() == str(corpus)
+    assert panel.source() == str(corpus)
+
+
+# --- the report in words --------------------------------------------------------------------------------
+
+def write_images(folder: Path, classes: dict[str, int]) -> None:
+    rng = np.random.default_rng(0)
+    for name, n in classes.items():
+        (folder / name).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(folder / name / f"{i}.png")
+
+
+def test_an_image_report_counts_images_and_lists_classes_without_python_syntax(qtbot, tmp_path):
+    folder = tmp_path / "pictures"
+    write_images(folder, {"circles": 6, "squares": 4})
+    (folder / "circles" / "notes.txt").write_text("not an image")
+    session = Session(Settings(runs_folder=str(tmp_path / "runs"), last_generator="image"))
+    panel = make_panel(qtbot, session)
+    panel.set_source(str(folder))
+    wait_for_check(qtbot, panel)
+    assert panel.problem is None, panel.problem
+    assert panel.status.text() == "✓ usable: 10 images used, 1 skipped"
+    summary = panel.summary.text()
+    assert "images per class: circles 6 · squares 4" in summary
+    assert "classes: circles, squares" in summary
+    assert not re.search(r"[{}\[\]]|'", summary), summary  # no dict or list syntax
+    assert "held-out" not in summary  # "held out images: 0" explained nothing
+    assert "dataset key" not in summary  # an internal cache key
+    assert panel.skipped.item(0, 0).text() == "notes.txt"
+
+
+def test_summary_values_read_as_words_and_zero_entries_are_left_out():
+    summary = {"images": 4000, "resolution": 32, "classes": ["circle", "square"],
+               "class_counts": {"circle": 2000, "square": 2000}, "held_out_images": 0,
+               "dataset_key": "ab12", "mean": 0.12345, "notes": ["scaled to 32 px"]}
+    assert summary_lines(summary) == [
+        "images: 4,000", "resolution: 32", "classes: circle, square",
+        "images per class: circle 2,000 · square 2,000", "mean: 0.1235", "note: scaled to 32 px"]
+    many = summary_lines({"classes": [f"c{i}" for i in range(20)]})[0]
+    assert many.endswith("c11, … (20 in all)")
+
+
+def test_the_headline_counts_in_the_datas_own_unit():
+    images = DataReport(source="shapes", used=["built-in shapes"], summary={"images": 4000})
+    assert usable_headline(images) == "4,000 images used, 0 skipped"
+    text = DataReport(source="a", used=["a.txt"], skipped=[("b.bin", "binary")],
+                      summary={"characters": 1, "tokens": 1})
+    assert usable_headline(text) == "1 token used, 1 skipped"
+    files = DataReport(source="x", used=["a", "b"], summary={})
+    assert usable_headline(files) == "2 files used, 0 skipped"
+
+
+# --- core messages in the window's words ----------------------------------------------------------------
+
+CLI_ADVICE = re.compile(r"--(?!nproc_per_node)[a-z]|`studio")  # torchrun's flag: the CLI only
+
+
+def core_messages() -> list[tuple[str, str]]:
+    """(file, message) for every StudioError raised in studio/ and generators/ that gives CLI
+    advice; formatted values are filled in with a run path."""
+    def render(node) -> str:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value
+        if isinstance(node, ast.JoinedStr):
+            return "".join(v.value if isinstance(v, ast.Constant) else "runs/a" for v in node.values)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            return render(node.left) + render(node.right)
+        return "runs/a"
+
+    files = [p for p in (ROOT / "studio").glob("*.py") if p.name != "cli.py"]  # cli: terminal only
+    files += list((ROOT / "generators").rglob("*.py"))
+    found = []
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and node.args
+                    and getattr(node.func, "id", getattr(node.func, "attr", "")).endswith(("Error", "Diverged"))):
+                message = render(node.args[0])
+                if CLI_ADVICE.search(message):
+                    found.append((file.name, message))
+    return found
+
+
+def test_no_core_message_keeps_command_line_advice_in_the_window():
+    messages = core_messages()
+    assert len(messages) >= 15  # the scan finds them (it would pass vacuously otherwise)
+    for file, message in messages:
+        assert not CLI_ADVICE.search(for_window(message)), (file, message, for_window(message))
+
+
+def test_real_core_messages_read_as_window_advice(tmp_path, corpus):
+    with pytest.raises(StudioError) as missing:
+        RunDir.open(tmp_path / "gone")
+    assert for_window(str(missing.value)) == f"{tmp_path / 'gone'} does not exist. Give a run folder (see the Runs tab)."
+
+    RunDir.create(tmp_path / "run", {"generator": "text"})
+    with pytest.raises(StudioError) as taken:
+        RunDir.create(tmp_path / "run", {"generator": "text"})
+    assert for_window(str(taken.value)).endswith("Continue it with Resume in the Runs tab, or start a new run.")
+    with pytest.raises(StudioError) as untrained:
+        RunDir(tmp_path / "run").resolve_checkpoint()
+    assert for_window(str(untrained.value)).endswith("Train it first (Resume in the Runs tab).")
+
+    with pytest.raises(StudioError) as short:
+        api.inspect_data("text", str(corpus), ["block_size=16384"])
+    assert "(--set block_size=...)" in str(short.value)
+    assert for_window(str(short.value)).endswith("lower block_size (set block size in the Train form).")
+
+
+def test_for_window_keeps_sentences_and_plain_messages():
+    assert for_window("Pick a writable --run-dir.") == "Pick a writable runs folder in File › Settings."
+    assert for_window("write it as key=value, e.g. --set lr=3e-4.") == \
+        "write it as key=value, e.g. set lr in the Train form."
+    plain = "the loss became NaN near step 40; lower the learning rate."
+    assert for_window(plain) == plain
+
+
+def test_the_panel_shows_core_messages_in_window_words(qtbot, session, corpus, monkeypatch):
+    inspect = api.inspect_data
+    monkeypatch.setattr(api, "inspect_data", lambda generator, source, settings=None:
+                        inspect(generator, source, ["block_size=16384"]))
+    panel = make_panel(qtbot, session)
+    panel.set_source(str(corpus))
+    wait_for_check(qtbot, panel)
+    assert "set block size in the Train form" in panel.status.text()
+    assert "--set" not in panel.status.text() and "--set" not in panel.problem
