@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt
 
 from studio import api
 from studio.errors import StudioError
+from studio.export import HISTORY_FOLDER
 from studio.gui import generate_panel
 from studio.gui.generate_panel import EMPTY_RUNS, GeneratePanel, export, sidecar_path
 from studio.gui.session import Session
@@ -62,8 +63,10 @@ def errors(monkeypatch):
     return shown
 
 
-def make_panel(qtbot, runs_folder):
+def make_panel(qtbot, runs_folder, keep_history=False):
     _register_toys()
+    if not keep_history:  # the module's runs folder is shared: each test starts its own history
+        shutil.rmtree(runs_folder / HISTORY_FOLDER, ignore_errors=True)
     session = Session(Settings(runs_folder=str(runs_folder), default_device="cpu"))
     panel = GeneratePanel(session)
     qtbot.addWidget(panel)
@@ -162,9 +165,11 @@ def test_text_exports_as_txt_and_jsonl_with_lineage(qtbot, panel, errors, tmp_pa
     panel.prompt_edit.setPlainText("BORIS:")
     set_fields(panel, max_new_tokens=30)
     one = run_to_end(qtbot, panel, errors)
-    panel.count_spin.setValue(3)  # several texts: sampled at once, shown one under another
+    panel.count_spin.setValue(3)  # several texts: streamed one after another, shown in turn
     three = run_to_end(qtbot, panel, errors)
-    assert [type(v) for v in panel.grid.views] == [TextView] * 3
+    assert panel.output_stack.currentWidget() is panel.text_view
+    shown = panel.text_view.toPlainText()
+    assert all(s.data in shown for s in three.samples) and "sample 3 of 3 · seed 2" in shown
 
     txt = tmp_path / "out.txt"
     export(one, txt)

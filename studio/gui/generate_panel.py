@@ -1,73 +1,119 @@
 """The Generation panel: pick a run and a checkpoint, set the sampling parameters, generate off
-the GUI thread (text streams token by token, Stop ends it early), keep a history of outputs
-with their lineage, recall an output's settings and export it (TXT/JSONL, PNG, GIF/MP4).
+the GUI thread (text streams token by token, sample after sample; Stop ends it within a token
+or a batch), keep a history of outputs with their lineage across restarts, recall an output's
+settings and export it (TXT/JSONL, PNG, GIF/MP4 through studio/export.py).
 
 The panel works from the plugin contract and the run folder only: the parameter form is built
 from the run's generator's `SampleConfig`, and outputs are shown by their kind, so a plugin
-generator gets all of this without writing UI. Export is a plain function (`export`) that the
-button calls after a file dialog, so it can be used and tested without one.
+generator gets all of this without writing UI. It follows the session's current run, and
+choosing a run here makes it the current run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
                                QLabel, QListWidget, QListWidgetItem, QMessageBox, QPlainTextEdit,
                                QPushButton, QScrollArea, QSpinBox, QSplitter, QStackedWidget,
-                               QVBoxLayout, QWidget)
+                               QStyle, QStyleOptionComboBox, QStylePainter, QVBoxLayout, QWidget)
 
 from studio.config import from_dict, to_dict
 from studio.contract import Generator, Sample
 from studio.errors import StudioError
+from studio.export import (EXPORT_FORMATS, HistoryStore, animation_frames, export,
+                           frames_per_second, output_kind, sidecar_path)
 from studio.gui.config_form import ConfigForm
+from studio.gui.messages import for_window
 from studio.gui.views import SampleGrid, TextView
 from studio.gui.workers import Task, start
-from studio.runstore import RunDir, write_json
+from studio.runstore import RunDir
+
+__all__ = ["GeneratePanel", "OutputEntry", "export", "sidecar_path", "produce"]
 
 EMPTY_RUNS = "No trained runs yet — train one in the Train tab"
 MAX_SEED = 2**31 - 1
-VIDEO_FPS = 8  # what views.VideoPlayer plays at, unless a sample's meta says otherwise
+# Images are made this many at a time and Stop is checked between batches: 8 of the demo GAN's
+# 32 px images take well under a second on two CPU cores, so Stop is felt at once, while the
+# batch is still large enough to keep the speed of batched sampling.
+IMAGE_BATCH = 8
 
 
 def show_error(parent: QWidget | None, message: str) -> None:
-    """Tell the user what went wrong. Module-level so tests can intercept it."""
+    """Tell the user what went wrong, in the window's words. Module-level so tests can
+    intercept it."""
     QMessageBox.warning(parent, "Generation", message)
+
+
+def _say(parent: QWidget | None, message: str) -> None:
+    show_error(parent, for_window(message))
 
 
 # --- outputs and their lineage (plain data) ---------------------------------------------------
 
-@dataclass
 class OutputEntry:
-    """One press of Generate: the samples and where they came from."""
+    """One press of Generate: the samples and where they came from. An entry read back from the
+    history folder loads its samples the first time they are asked for."""
 
-    samples: list[Sample]
-    lineage: dict  # run, checkpoint, generator, generator_version, params, seed, prompt, count,
-    #                time, device, stopped
-    created: float = field(default_factory=time.time)
+    def __init__(self, samples: list[Sample] | None, lineage: dict, created: float | None = None,
+                 folder: Path | None = None, kind: str | None = None, made: int | None = None):
+        self._samples = samples
+        self.lineage = lineage  # run, checkpoint, generator, generator_version, params, seed,
+        #                         prompt, count, time, device, stopped
+        self.created = created if created is not None else time.time()
+        self.folder = folder  # where the history keeps it (None until saved)
+        self._kind = kind
+        self._made = made
+
+    @classmethod
+    def from_history(cls, doc: dict) -> "OutputEntry":
+        return cls(None, doc["lineage"], doc.get("created"), doc["folder"],
+                   doc.get("output_kind"), doc.get("made"))
+
+    @property
+    def samples(self) -> list[Sample]:
+        if self._samples is None:
+            self._samples = HistoryStore.load_samples(self.folder)
+        return self._samples
 
     @property
     def kind(self) -> str:
-        return self.samples[0].kind if self.samples else "text"
+        """text, image, video or interpolation."""
+        return self._kind or output_kind(self.samples)
+
+    @property
+    def made(self) -> int:
+        return self._made if self._samples is None and self._made is not None else len(self.samples)
+
+    @property
+    def run_gone(self) -> bool:
+        return not Path(self.lineage["run"]).exists()
+
+    def count_text(self) -> str:
+        if self.kind == "interpolation":
+            return f"{self.made} frames (interpolation)"
+        asked = self.lineage.get("count") or self.made
+        noun = self.kind + ("s" if asked != 1 else "")
+        return f"{self.made} of {asked} {noun}" if self.made != asked else f"{asked} {noun}"
 
     def title(self) -> str:
         lin = self.lineage
-        clock = time.strftime("%H:%M:%S", time.localtime(self.created))
-        what = f"{lin['count']} {self.kind}" + ("s" if lin["count"] > 1 else "")
+        today = time.strftime("%Y-%m-%d") == time.strftime("%Y-%m-%d", time.localtime(self.created))
+        clock = time.strftime("%H:%M:%S" if today else "%Y-%m-%d %H:%M", time.localtime(self.created))
         prompt = lin.get("prompt")
         quoted = f" · “{_shorten(prompt, 24)}”" if prompt else ""
         stopped = " · stopped" if lin.get("stopped") else ""
+        gone = " · run deleted" if self.run_gone else ""
         return (f"{clock} · {Path(lin['run']).name} · {lin['checkpoint']} · seed {lin['seed']} · "
-                f"{what}{quoted}{stopped}")
+                f"{self.count_text()}{quoted}{stopped}{gone}")
 
     def describe(self) -> str:
         """The lineage as a few readable lines."""
@@ -76,11 +122,14 @@ class OutputEntry:
                            for k, v in lin["params"].items()) or "none"
         lines = [f"Run {lin['run']} · checkpoint {lin['checkpoint']} · generator "
                  f"{lin['generator']} {lin['generator_version']}",
-                 f"Seed {lin['seed']} · count {lin['count']} · {lin['time']} · {lin['device']}"
+                 f"Seed {lin['seed']} · {self.count_text()} · {lin['time']} · {lin['device']}"
                  + (" · stopped early" if lin.get("stopped") else ""),
                  f"Parameters: {params}"]
         if lin.get("prompt"):
             lines.append(f"Prompt: {_shorten(lin['prompt'], 200)}")
+        if self.run_gone:
+            lines.append("The run has been deleted since: this output and its lineage are kept "
+                         "here, but its settings cannot be recalled.")
         return "\n".join(lines)
 
 
@@ -89,139 +138,9 @@ def _shorten(text: str, limit: int) -> str:
     return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 
-# --- export (no widgets: the button calls this after a file dialog) ---------------------------
-
-EXPORT_FORMATS = {"text": (".txt", ".jsonl"), "image": (".png",), "video": (".gif", ".mp4")}
-
-
-def export(entry: OutputEntry, path: str | Path, separate: bool = False) -> list[Path]:
-    """Write an output to `path`, in the format its extension names, with its lineage:
-    text as TXT (+ sidecar `<file>.json`) or JSONL (lineage on every line); images as PNG with
-    the lineage in the PNG's text metadata (several images: one grid, or with `separate` one
-    file each); video as GIF or MP4 with a sidecar `<file>.json`. Returns the files written."""
-    path = Path(path)
-    kind, ext = entry.kind, path.suffix.lower()
-    if not entry.samples:
-        raise StudioError("this output is empty (it was stopped before anything was made).")
-    if ext not in EXPORT_FORMATS.get(kind, ()):
-        allowed = ", ".join(EXPORT_FORMATS.get(kind, ())) or "nothing"
-        raise StudioError(f"a {kind} output exports as {allowed}; '{path.name}' is not one of "
-                          f"those. Pick a file name with one of these extensions.")
-    try:
-        if ext == ".txt":
-            return _export_txt(entry, path)
-        if ext == ".jsonl":
-            return _export_jsonl(entry, path)
-        if ext == ".png":
-            return _export_png(entry, path, separate)
-        return _export_video(entry, path)
-    except OSError as exc:
-        raise StudioError(f"cannot write {path}: {exc.strerror or exc}. "
-                          f"Pick another folder.") from None
-
-
-def sidecar_path(path: Path) -> Path:
-    """`clip.gif` -> `clip.gif.json`: a GIF and an MP4 of the same name keep their own."""
-    return path.with_name(path.name + ".json")
-
-
-def _export_txt(entry: OutputEntry, path: Path) -> list[Path]:
-    texts = [s.data for s in entry.samples]
-    if len(texts) == 1:
-        body = texts[0]
-    else:
-        body = "\n\n".join(f"--- sample {i + 1} of {len(texts)} ---\n{t}"
-                           for i, t in enumerate(texts))
-    path.write_text(body + ("" if body.endswith("\n") else "\n"), encoding="utf-8")
-    write_json(sidecar_path(path), {"file": path.name, **entry.lineage})
-    return [path, sidecar_path(path)]
-
-
-def _export_jsonl(entry: OutputEntry, path: Path) -> list[Path]:
-    lines = [json.dumps({"text": s.data, "index": i, "lineage": entry.lineage,
-                         "meta": s.meta}, ensure_ascii=False, default=str)
-             for i, s in enumerate(entry.samples)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return [path]
-
-
-def _as_rgb(array: np.ndarray) -> np.ndarray:
-    """HxW, HxWx1 -> HxWx3; RGB and RGBA unchanged."""
-    array = np.asarray(array)
-    if array.ndim == 2:
-        array = array[..., None]
-    return np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array
-
-
-def tile(images: list[np.ndarray], columns: int | None = None, pad: int = 2) -> np.ndarray:
-    """Images of one size side by side in a grid (like torchvision's make_grid), with `pad`
-    pixels of black between them."""
-    images = [_as_rgb(im) for im in images]
-    if len(images) == 1:
-        return images[0]
-    columns = columns or math.ceil(math.sqrt(len(images)))
-    rows = math.ceil(len(images) / columns)
-    h, w, c = images[0].shape
-    grid = np.zeros((rows * h + (rows - 1) * pad, columns * w + (columns - 1) * pad, c), np.uint8)
-    for i, im in enumerate(images):
-        r, col = divmod(i, columns)
-        grid[r * (h + pad):r * (h + pad) + h, col * (w + pad):col * (w + pad) + w] = im
-    return grid
-
-
-def _write_png(array: np.ndarray, path: Path, lineage: dict) -> None:
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
-    info = PngInfo()
-    info.add_itxt("lineage", json.dumps(lineage, ensure_ascii=False, default=str))
-    info.add_text("Software", "AIGC Studio")
-    Image.fromarray(np.ascontiguousarray(_as_rgb(array))).save(path, pnginfo=info)
-
-
-def _export_png(entry: OutputEntry, path: Path, separate: bool) -> list[Path]:
-    images = [s.data for s in entry.samples]
-    if separate and len(images) > 1:
-        written = []
-        for i, (image, sample) in enumerate(zip(images, entry.samples)):
-            target = path.with_name(f"{path.stem}-{i:03d}{path.suffix}")
-            _write_png(image, target, {**entry.lineage, "index": i, "meta": sample.meta})
-            written.append(target)
-        return written
-    layout = {"grid_of": len(images)} if len(images) > 1 else {}
-    _write_png(tile(images), path, {**entry.lineage, **layout})
-    return [path]
-
-
-def _video_frames(entry: OutputEntry) -> np.ndarray:
-    """The output's clips as one TxHxWx3 clip: several clips play side by side in a grid
-    (a shorter clip holds its last frame)."""
-    clips = [np.asarray(s.data) for s in entry.samples]
-    length = max(len(c) for c in clips)
-    frames = [tile([c[min(t, len(c) - 1)] for c in clips]) for t in range(length)]
-    return np.stack(frames)[..., :3]
-
-
-def _export_video(entry: OutputEntry, path: Path) -> list[Path]:
-    import imageio.v3 as iio
-    frames = _video_frames(entry)
-    fps = float(entry.samples[0].meta.get("fps", VIDEO_FPS))
-    comment = json.dumps(entry.lineage, ensure_ascii=False, default=str)
-    scale = 1
-    if path.suffix.lower() == ".gif":
-        iio.imwrite(path, frames, extension=".gif", duration=1000 / fps, loop=0,
-                    comment=comment.encode("utf-8"))
-    else:
-        # H.264 smears clips a few pixels wide into colour blocks: enlarge tiny clips with
-        # nearest-neighbour pixels first, and pad to even sides (yuv420p needs them).
-        scale = max(1, math.ceil(64 / min(frames.shape[1:3])))
-        frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
-        odd_h, odd_w = frames.shape[1] % 2, frames.shape[2] % 2
-        frames = np.pad(frames, ((0, 0), (0, odd_h), (0, odd_w), (0, 0)), mode="edge")
-        iio.imwrite(path, frames, extension=".mp4", plugin="FFMPEG", fps=fps, macro_block_size=2,
-                    output_params=["-metadata", f"comment={comment}"])
-    write_json(sidecar_path(path), {"file": path.name, "frames": len(frames), "fps": fps,
-                                    "scale": scale, **entry.lineage})
-    return [path, sidecar_path(path)]
+def sample_header(index: int, count: int, seed: int) -> str:
+    """The line above each text of a multi-sample output."""
+    return f"— sample {index + 1} of {count} · seed {seed} —"
 
 
 # --- loading and generating, off the GUI thread ------------------------------------------------
@@ -237,7 +156,7 @@ class Request:
     seed: int
     count: int
     prompt: str | None
-    stream: bool  # text, one sample: show it token by token
+    stream: bool  # text: shown token by token, one sample after another
 
 
 class GeneratorCache:
@@ -278,41 +197,26 @@ def stream_start(gen, prompt: str | None) -> str:
     return "\n" if prompt is None else prompt
 
 
-def produce(ctx, cache: GeneratorCache, request: Request) -> OutputEntry | None:
-    """The task: load (or reuse) the generator, then sample or stream. Progress values are
-    ("stage", text), ("start", text the stream begins with) and ("piece", text). Returns None
-    when stopped before anything was made."""
+def produce(ctx, cache: GeneratorCache, request: Request) -> "OutputEntry | None":
+    """The task: load (or reuse) the generator, then stream texts or sample in batches.
+    Progress values are ("stage", text), ("start", (index, header, text the sample begins
+    with)), ("piece", text) and ("made", (done, count)). Returns None when stopped before
+    anything was made."""
     import torch
 
-    def progress(kind: str, value: str) -> None:
-        ctx.progress((kind, value))
-
-    progress("stage", "Loading the model…")
+    ctx.progress(("stage", "Loading the model…"))
     gen, folder = cache.get(request.run, request.checkpoint, request.device)
     if ctx.cancelled:
         return None
     params = from_dict(gen.SampleConfig, request.params, "sampling settings")
-    progress("stage", "Generating…")
-    stopped = False
+    ctx.progress(("stage", "Generating…"))
     with torch.no_grad():
         if request.stream:
-            start_text = stream_start(gen, request.prompt)
-            progress("start", start_text)
-            pieces = []
-            # closing(): a generator left suspended mid-stream would hold its model context.
-            stream = gen.stream(params, seed=request.seed, prompt=request.prompt)
-            with contextlib.closing(stream):
-                for piece in stream:
-                    pieces.append(piece)
-                    progress("piece", piece)
-                    if ctx.cancelled:
-                        stopped = True
-                        break
-            samples = [Sample("text", start_text + "".join(pieces),
-                              {"prompt": request.prompt, "seed": request.seed, "index": 0,
-                               "params": to_dict(params)})]
+            samples, stopped = _stream_texts(ctx, gen, params, request)
         else:
-            samples = gen.sample(params, n=request.count, seed=request.seed, prompt=request.prompt)
+            samples, stopped = _sample_in_batches(ctx, gen, params, request)
+    if not samples:
+        return None
     for sample in samples:
         sample.meta.update(run=request.run, checkpoint=folder.name, generator=gen.name)
     lineage = {"run": request.run, "checkpoint": folder.name, "generator": gen.name,
@@ -323,10 +227,72 @@ def produce(ctx, cache: GeneratorCache, request: Request) -> OutputEntry | None:
     return OutputEntry(samples, lineage)
 
 
+def _stream_texts(ctx, gen, params, request: Request) -> tuple[list[Sample], bool]:
+    """`count` texts, one after another, sample i from seed + i, each token shown as it comes;
+    Stop is checked after every token. The seeds make each text the one `sample(n=1)` gives
+    for its seed."""
+    samples = []
+    for index in range(request.count):
+        if ctx.cancelled:
+            return samples, True
+        seed = request.seed + index
+        start_text = stream_start(gen, request.prompt)
+        header = sample_header(index, request.count, seed) if request.count > 1 else ""
+        ctx.progress(("start", (index, header, start_text)))
+        pieces = []
+        # closing(): a generator left suspended mid-stream would hold its model context.
+        with contextlib.closing(gen.stream(params, seed=seed, prompt=request.prompt)) as stream:
+            for piece in stream:
+                pieces.append(piece)
+                ctx.progress(("piece", piece))
+                if ctx.cancelled:
+                    break
+        samples.append(Sample("text", start_text + "".join(pieces),
+                              {"prompt": request.prompt, "seed": seed, "index": index,
+                               "params": to_dict(params)}))
+        if ctx.cancelled:
+            return samples, True
+    return samples, False
+
+
+def _sample_in_batches(ctx, gen, params, request: Request) -> tuple[list[Sample], bool]:
+    """`count` samples, IMAGE_BATCH at a time (batch b from seed + its first index); Stop is
+    checked between batches. Up to IMAGE_BATCH this is exactly `sample(n=count, seed)`."""
+    samples: list[Sample] = []
+    while len(samples) < request.count:
+        asked = min(IMAGE_BATCH, request.count - len(samples))
+        batch = gen.sample(params, n=asked, seed=request.seed + len(samples), prompt=request.prompt)
+        samples += batch
+        ctx.progress(("made", (len(samples), request.count)))
+        if len(batch) != asked:  # not one sample per n (an interpolation, a grid): all at once
+            return samples, False
+        if ctx.cancelled and len(samples) < request.count:
+            return samples, True
+    return samples, False
+
+
 # --- the panel ---------------------------------------------------------------------------------
 
 def _same_path(a: str, b: str) -> bool:
     return Path(a).resolve() == Path(b).resolve()
+
+
+class RunCombo(QComboBox):
+    """The run picker. Its text is elided in the middle, so the run's name and its status and
+    step both stay readable when the panel is narrow; the tooltip has the full path."""
+
+    def shown_text(self, width: int) -> str:
+        return self.fontMetrics().elidedText(self.currentText(), Qt.TextElideMode.ElideMiddle, width)
+
+    def paintEvent(self, event) -> None:
+        painter = QStylePainter(self)
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+        field = self.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option,
+                                            QStyle.SubControl.SC_ComboBoxEditField, self)
+        option.currentText = self.shown_text(field.width())
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
 
 
 class GeneratePanel(QWidget):
@@ -337,7 +303,8 @@ class GeneratePanel(QWidget):
         super().__init__(parent)
         self.session = session
         self.cache = GeneratorCache()
-        self.history: list[OutputEntry] = []
+        self.history_store = HistoryStore(session.runs_folder)
+        self.history: list[OutputEntry] = []  # oldest first; the list shows the newest first
         self.task: Task | None = None
         self.rows: list[dict] = []  # the runs in the combo (rows of session.all_runs())
         self.opened_rows: list[dict] = []  # runs opened from elsewhere that the list lacks
@@ -345,22 +312,26 @@ class GeneratePanel(QWidget):
         self.generator_cls = None
         self.run_problem: str | None = None  # why the selected run cannot generate
         self._checkpoints_of: str | None = None  # the run the checkpoint combo lists
+        self._history_loaded = False
         self.last_export_dir = Path.home()
         self._build()
         session.runs_changed.connect(self.refresh_runs)
-        session.run_changed.connect(self.select_run)
+        session.run_changed.connect(self._follow_current_run)
         self.refresh_runs()
         if session.current_run:
             self.select_run(session.current_run)
+        self.load_history()
 
     # -- layout
     def _build(self) -> None:
-        self.run_combo = QComboBox()
+        self.run_combo = RunCombo()
         self.run_combo.setToolTip("The trained run to generate from (runs folder and demo runs)")
         self.run_combo.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.run_combo.setMinimumContentsLength(18)
+        self.run_combo.view().setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.run_combo.currentIndexChanged.connect(self._on_run_selected)
+        self.run_combo.activated.connect(self._on_run_chosen)  # by the user only
         self.empty_label = QLabel(EMPTY_RUNS)
         self.empty_label.setWordWrap(True)
         self.empty_label.setStyleSheet("color: palette(mid); font-style: italic;")
@@ -373,13 +344,14 @@ class GeneratePanel(QWidget):
         self.prompt_edit = QPlainTextEdit()
         self.prompt_edit.setPlaceholderText("Text to continue (empty: start from scratch)")
         self.prompt_edit.setToolTip("The text the model continues, or the question a "
-                                    "prompt/response run answers")
+                                    "prompt/response run answers (Ctrl+Enter generates)")
         self.prompt_edit.setMinimumHeight(60)
         self.prompt_edit.setMaximumHeight(120)
 
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, MAX_SEED)
-        self.seed_spin.setToolTip("Random seed: the same seed and settings give the same output")
+        self.seed_spin.setToolTip("Random seed: the same seed and settings give the same output "
+                                  "(several samples use seed, seed+1, …)")
         self.random_seed_button = QPushButton("New seed")
         self.random_seed_button.setToolTip("Pick a random seed")
         self.random_seed_button.clicked.connect(self._new_seed)
@@ -388,8 +360,7 @@ class GeneratePanel(QWidget):
         seed_row.addWidget(self.random_seed_button)
         self.count_spin = QSpinBox()
         self.count_spin.setRange(1, 64)
-        self.count_spin.setToolTip("How many samples to make at once (text streams token by "
-                                   "token when it is 1)")
+        self.count_spin.setToolTip("How many samples to make (texts stream one after another)")
 
         pick = QFormLayout()
         pick.addRow("Run", self.run_combo)
@@ -414,50 +385,69 @@ class GeneratePanel(QWidget):
         self.generate_button.setDefault(True)
         self.generate_button.clicked.connect(self.generate)
         self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip("Stop generating (text made so far is kept)")
+        self.stop_button.setToolTip("Stop generating (Ctrl+.): what was made so far is kept")
         self.stop_button.clicked.connect(self.stop)
         buttons = QHBoxLayout()
         buttons.addWidget(self.generate_button, 1)
         buttons.addWidget(self.stop_button)
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
+        # Ctrl+Enter generates while this panel (or anything in it) has the focus; Ctrl+G
+        # belongs to the window.
+        for keys in ("Ctrl+Return", "Ctrl+Enter"):
+            QShortcut(QKeySequence(keys), self, self.generate,
+                      context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
 
+        # The settings scroll when the window is short; the buttons below them never do.
+        settings = QWidget()
+        settings_layout = QVBoxLayout(settings)
+        settings_layout.setContentsMargins(0, 0, 0, 0)
+        settings_layout.addLayout(pick)
+        settings_layout.addWidget(params_box)
+        settings_layout.addStretch(1)
+        settings_scroll = QScrollArea()
+        settings_scroll.setWidgetResizable(True)
+        settings_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        settings_scroll.setWidget(settings)
         controls = QWidget()
+        controls.setMinimumWidth(320)
         left = QVBoxLayout(controls)
-        left.addLayout(pick)
-        left.addWidget(params_box)
+        left.setContentsMargins(0, 0, 0, 0)
+        left.addWidget(settings_scroll, 1)
         left.addWidget(self.problem_label)
         left.addLayout(buttons)
         left.addWidget(self.status_label)
-        left.addStretch(1)
-        controls_scroll = QScrollArea()
-        controls_scroll.setWidgetResizable(True)
-        controls_scroll.setWidget(controls)
-        controls_scroll.setMinimumWidth(320)
 
-        # Output: streamed text in a text view, everything else in the grid of views.
+        # Output: texts in the text view (streamed, wrapped, prompts in bold), everything else
+        # in the grid, which scales images and players to the space there is.
         self.text_view = TextView()
-        self.text_view.setToolTip("The generated text")
-        self.grid = SampleGrid()
+        self.text_view.setToolTip("The generated text (the prompt in bold)")
+        self.grid = SampleGrid(columns=None, size=256)
         self.grid.setToolTip("The generated samples")
         self.grid.set_samples([], "Generated output appears here: pick a run, set the "
                                   "parameters and press Generate.")
         self.output_stack = QStackedWidget()
         self.output_stack.addWidget(self.grid)
         self.output_stack.addWidget(self.text_view)
-        self.output_stack.setMinimumHeight(240)
+        self.output_stack.setMinimumHeight(160)
         self.lineage_label = QLabel("")
         self.lineage_label.setWordWrap(True)
         self.lineage_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.copy_button = QPushButton("Copy text")
+        self.copy_button.setToolTip("Copy the generated text to the clipboard")
+        self.copy_button.clicked.connect(self.copy_text)
+        below_output = QHBoxLayout()
+        below_output.addWidget(self.lineage_label, 1)
+        below_output.addWidget(self.copy_button, 0, Qt.AlignmentFlag.AlignTop)
         output_box = QWidget()
         output_layout = QVBoxLayout(output_box)
         output_layout.setContentsMargins(0, 0, 0, 0)
         output_layout.addWidget(self.output_stack, 1)
-        output_layout.addWidget(self.lineage_label)
+        output_layout.addLayout(below_output)
 
         self.history_list = QListWidget()
-        self.history_list.setToolTip("Outputs of this session, newest first: select one to see "
-                                     "it again with its lineage")
+        self.history_list.setToolTip("Outputs, newest first, kept across restarts: select one "
+                                     "to see it again with its lineage")
         self.history_list.currentRowChanged.connect(self._on_history_selected)
         self.recall_button = QPushButton("Recall")
         self.recall_button.setToolTip("Put this output's run, checkpoint, parameters, seed and "
@@ -465,7 +455,7 @@ class GeneratePanel(QWidget):
         self.recall_button.clicked.connect(lambda: self.recall(self.selected_entry()))
         self.export_button = QPushButton("Export…")
         self.export_button.setToolTip("Save this output with its lineage: text as TXT or JSONL, "
-                                      "images as PNG, video as GIF or MP4")
+                                      "images as PNG, video and interpolations as GIF or MP4")
         self.export_button.clicked.connect(self._export_clicked)
         history_buttons = QHBoxLayout()
         history_buttons.addStretch(1)
@@ -481,11 +471,13 @@ class GeneratePanel(QWidget):
         right.addWidget(history_box)
         right.setStretchFactor(0, 3)
         right.setStretchFactor(1, 1)
+        right.setChildrenCollapsible(False)
         split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(controls_scroll)
+        split.addWidget(controls)
         split.addWidget(right)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
+        split.setChildrenCollapsible(False)
         split.setSizes([360, 700])
         QVBoxLayout(self).addWidget(split)
 
@@ -497,7 +489,7 @@ class GeneratePanel(QWidget):
             rows = self.session.all_runs()
         except StudioError as exc:
             rows = []
-            self.status_label.setText(str(exc))
+            self.status_label.setText(for_window(str(exc)))
         known = [r["run"] for r in rows]
         self.opened_rows = [r for r in self.opened_rows if Path(r["run"]).is_dir()]  # not deleted since
         rows += [r for r in self.opened_rows if not any(_same_path(r["run"], k) for k in known)]
@@ -506,7 +498,8 @@ class GeneratePanel(QWidget):
         self.run_combo.clear()
         for row in rows:
             status = row.get("status", "?")
-            self.run_combo.addItem(f"{Path(row['run']).name} — {row['generator']} · {status} · "
+            name = row.get("name") or Path(row["run"]).name
+            self.run_combo.addItem(f"{name} — {row['generator']} · {status} · "
                                    f"step {row.get('step', 0)}", row["run"])
             self.run_combo.setItemData(self.run_combo.count() - 1, row["run"],
                                        Qt.ItemDataRole.ToolTipRole)
@@ -515,6 +508,8 @@ class GeneratePanel(QWidget):
         self.run_combo.blockSignals(False)
         self.run_combo.setEnabled(bool(rows))
         self.empty_label.setVisible(not rows)
+        # The list opens wide enough for its longest entry, whatever the combo's width.
+        self.run_combo.view().setMinimumWidth(self.run_combo.view().sizeHintForColumn(0) + 24)
         self._on_run_selected()
 
     def selected_run(self) -> str | None:
@@ -533,11 +528,24 @@ class GeneratePanel(QWidget):
                 self.opened_rows.append({"run": path, "generator": run.config()["generator"],
                                          "status": info.get("status", "?"), "step": info.get("step", 0)})
             except StudioError as exc:
-                self.status_label.setText(str(exc))
+                self.status_label.setText(for_window(str(exc)))
                 return
             self.refresh_runs()
         index = next(i for i, r in enumerate(self.rows) if _same_path(r["run"], path))
         self.run_combo.setCurrentIndex(index)
+
+    def _follow_current_run(self, path: str) -> None:
+        """The session's current run changed (Runs › Open, a new run, the generator picker):
+        show it. "" (no current run) leaves the list as it is."""
+        if path and not (self.selected_run() and _same_path(self.selected_run(), path)):
+            self.select_run(path)
+
+    def _on_run_chosen(self, index: int) -> None:
+        """The user picked a run here: it becomes the current run of the whole window. The
+        session's answer (run_changed) finds it already selected, so nothing loops."""
+        path = self.run_combo.itemData(index)
+        if path and not (self.session.current_run and _same_path(self.session.current_run, path)):
+            self.session.open_run(path)
 
     def _row(self) -> dict | None:
         index = self.run_combo.currentIndex()
@@ -547,11 +555,12 @@ class GeneratePanel(QWidget):
         row = self._row()
         self.run_problem = None
         self.generator_cls = None
+        self.run_combo.setToolTip(row["run"] if row else "The trained run to generate from")
         if row is not None:
             try:
                 self.generator_cls = self.session.registry.get(row["generator"])
             except StudioError as exc:
-                self.run_problem = str(exc)
+                self.run_problem = for_window(str(exc))
         self._fill_checkpoints(row)
         self._show_form()
         is_text = self.generator_cls is not None and self.generator_cls.modality == "text"
@@ -632,22 +641,22 @@ class GeneratePanel(QWidget):
         self.generate_button.setToolTip(
             "Generating…" if self.busy else
             f"Cannot generate: {problem}" if problem else
-            "Generate with these settings (Ctrl+G)")
+            "Generate with these settings (Ctrl+Enter)")
         self.stop_button.setEnabled(self.busy and not self.task.context.cancelled)
-        has_entry = self.selected_entry() is not None
-        self.recall_button.setEnabled(has_entry)
-        self.export_button.setEnabled(has_entry and bool(self.selected_entry().samples))
+        entry = self.selected_entry()
+        self.recall_button.setEnabled(entry is not None)
+        self.export_button.setEnabled(entry is not None and entry.made > 0)
+        self.copy_button.setVisible(self.output_stack.currentWidget() is self.text_view)
 
     # -- generating
     def _request(self) -> Request:
         is_text = self.generator_cls.modality == "text"
         prompt = self.prompt_edit.toPlainText() if is_text else ""
-        count = self.count_spin.value()
         return Request(run=self.selected_run(), checkpoint=self.checkpoint_combo.currentData(),
                        device=self.session.settings.default_device or "auto",
                        params=self.form.config_values() if self.form is not None else {},
-                       seed=self.seed_spin.value(), count=count, prompt=prompt or None,
-                       stream=is_text and count == 1)
+                       seed=self.seed_spin.value(), count=self.count_spin.value(),
+                       prompt=prompt or None, stream=is_text)
 
     def generate(self) -> bool:
         """Start generating with the form's settings; False when it cannot start now."""
@@ -660,9 +669,13 @@ class GeneratePanel(QWidget):
         task.signals.failed.connect(self._on_failed)
         task.signals.finished.connect(self._on_finished)
         self.task = task
+        # The last output goes at once: what shows from now on is this request's.
         if request.stream:
             self.text_view.setPlainText("")
             self.output_stack.setCurrentWidget(self.text_view)
+        else:
+            self.grid.set_samples([], "Generating…")
+            self.output_stack.setCurrentWidget(self.grid)
         self.lineage_label.setText("")
         self.status_label.setText("Starting…")
         self._update_state()
@@ -670,6 +683,8 @@ class GeneratePanel(QWidget):
         return True
 
     def stop(self) -> None:
+        """Stop generating: texts end within a token, images within a batch; what was made
+        so far is kept."""
         if self.task is not None:
             self.task.cancel()
             self.status_label.setText("Stopping…")
@@ -678,35 +693,72 @@ class GeneratePanel(QWidget):
     def _on_progress(self, value) -> None:
         kind, payload = value
         if kind == "stage":
-            self.status_label.setText(payload)
+            if not (self.task and self.task.context.cancelled):
+                self.status_label.setText(payload)
         elif kind == "start":
-            self.text_view.setPlainText(payload)
+            index, header, start_text = payload
+            if header:
+                self.text_view.append_piece(("\n\n" if index else "") + header + "\n")
+            self.text_view.append_piece(start_text, bold=True)
         elif kind == "piece":
             self.text_view.append_piece(payload)
             self.streamed.emit(payload)
+        elif kind == "made":
+            done, count = payload
+            if not (self.task and self.task.context.cancelled):
+                self.status_label.setText(f"Generating… {done} of {count} made.")
 
     def _on_done(self, entry: OutputEntry | None) -> None:
         if entry is None:
             self.status_label.setText("Stopped before anything was made.")
             return
-        self.history.append(entry)
-        item = QListWidgetItem(entry.title())
-        item.setToolTip(entry.describe())
-        self.history_list.insertItem(0, item)
+        self._remember(entry)
         self.history_list.setCurrentRow(0)  # shows it, with its lineage
-        self.status_label.setText("Stopped early; the output so far is kept." if entry.lineage["stopped"]
-                                  else "Done.")
+        if entry.lineage["stopped"]:
+            self.status_label.setText(f"Stopped: kept {entry.count_text()}.")
+        else:
+            self.status_label.setText("Done.")
         self.generation_finished.emit(entry)
 
     def _on_failed(self, message: str) -> None:
         self.status_label.setText("Generation failed.")
-        show_error(self, message)
+        _say(self, message)
 
     def _on_finished(self) -> None:
         self.task = None
         self._update_state()
 
     # -- history
+    def load_history(self) -> None:
+        """The outputs kept in the runs folder, their samples read when first shown."""
+        if self._history_loaded:
+            return
+        self._history_loaded = True
+        for doc in self.history_store.load_index():
+            self._add_to_list(OutputEntry.from_history(doc))
+
+    def _remember(self, entry: OutputEntry) -> None:
+        """Add an output to the history, and keep it on disk (a full disk or a read-only runs
+        folder costs only the keeping: the output stays for this session)."""
+        try:
+            entry.folder = self.history_store.save(entry.samples, entry.lineage, entry.created)
+        except StudioError as exc:
+            self.lineage_label.setText(f"Not kept for later sessions: {for_window(str(exc))}")
+        self._add_to_list(entry)
+        self._drop_pruned()
+
+    def _add_to_list(self, entry: OutputEntry) -> None:
+        self.history.append(entry)
+        item = QListWidgetItem(entry.title())
+        item.setToolTip(entry.describe())
+        self.history_list.insertItem(0, item)
+
+    def _drop_pruned(self) -> None:
+        """Entries the store removed (beyond its limit) leave the list too."""
+        while len(self.history) > self.history_store.limit:
+            self.history.pop(0)
+            self.history_list.takeItem(self.history_list.count() - 1)
+
     def selected_entry(self) -> OutputEntry | None:
         row = self.history_list.currentRow()
         # The list shows the newest first; self.history keeps them oldest first.
@@ -715,28 +767,45 @@ class GeneratePanel(QWidget):
     def _on_history_selected(self, *_) -> None:
         entry = self.selected_entry()
         if entry is not None:
-            self.show_entry(entry)
+            try:
+                self.show_entry(entry)
+            except StudioError as exc:
+                self.grid.set_samples([], str(exc))
+                self.output_stack.setCurrentWidget(self.grid)
+                self.lineage_label.setText(entry.describe())
         self._update_state()
 
     def show_entry(self, entry: OutputEntry) -> None:
-        if entry.kind == "text" and len(entry.samples) == 1:
-            self.text_view.setPlainText(entry.samples[0].data)
+        samples = entry.samples
+        if entry.kind == "text":
+            headers = ([sample_header(i, len(samples), s.meta.get("seed", entry.lineage["seed"] + i))
+                        for i, s in enumerate(samples)] if len(samples) > 1 else None)
+            self.text_view.show_texts([s.data for s in samples],
+                                      [entry.lineage.get("prompt")] * len(samples), headers)
             self.output_stack.setCurrentWidget(self.text_view)
+        elif entry.kind == "interpolation":  # played as the animation it is
+            clip = Sample("video", animation_frames(samples), {"fps": frames_per_second(samples)})
+            self.grid.set_samples([clip])
+            self.output_stack.setCurrentWidget(self.grid)
         else:
-            single = len(entry.samples) == 1
-            self.grid.columns, self.grid.size = (1, 384) if single else (4, 160)
-            self.grid.set_samples(entry.samples, "Stopped before anything was made.")
+            self.grid.set_samples(samples, "Stopped before anything was made.")
             self.output_stack.setCurrentWidget(self.grid)
         self.lineage_label.setText(entry.describe())
+
+    def copy_text(self) -> None:
+        """The generated text, as shown, to the clipboard."""
+        QGuiApplication.clipboard().setText(self.text_view.toPlainText())
+        self.status_label.setText("Copied the text to the clipboard.")
 
     def recall(self, entry: OutputEntry | None) -> None:
         """Put an output's run, checkpoint, parameters, seed, count and prompt back in the form."""
         if entry is None:
             return
         lin = entry.lineage
-        if not Path(lin["run"]).exists():
-            show_error(self, f"the run {lin['run']} no longer exists, so its settings cannot be "
-                             f"recalled.")
+        if entry.run_gone:
+            show_error(self, f"The run {lin['run']} has been deleted, so this output's settings "
+                             f"cannot be put back in the form. The output and its lineage stay "
+                             f"in the history, and Export still saves them.")
             return
         self.select_run(lin["run"])
         index = self.checkpoint_combo.findData(lin["checkpoint"])
@@ -754,12 +823,18 @@ class GeneratePanel(QWidget):
     # -- export
     def _export_clicked(self) -> None:
         entry = self.selected_entry()
-        if entry is None or not entry.samples:
+        try:
+            if entry is None or not entry.samples:
+                return
+        except StudioError as exc:
+            _say(self, str(exc))
             return
         filters = {"text": ["Text (*.txt)", "JSON Lines (*.jsonl)"],
                    "image": ["PNG image (*.png)"] if len(entry.samples) == 1 else
                             ["PNG, all images in one grid (*.png)", "PNG, one file per image (*.png)"],
-                   "video": ["GIF animation (*.gif)", "MP4 video (*.mp4)"]}[entry.kind]
+                   "video": ["GIF animation (*.gif)", "MP4 video (*.mp4)"],
+                   "interpolation": ["GIF animation (*.gif)", "MP4 video (*.mp4)",
+                                     "PNG, the frames in a row (*.png)"]}[entry.kind]
         lin = entry.lineage
         suggested = self.last_export_dir / (f"{Path(lin['run']).name}-{lin['checkpoint']}-seed"
                                             f"{lin['seed']}{EXPORT_FORMATS[entry.kind][0]}")
@@ -774,7 +849,7 @@ class GeneratePanel(QWidget):
         try:
             written = export(entry, path, separate="one file per image" in chosen)
         except StudioError as exc:
-            show_error(self, str(exc))
+            _say(self, str(exc))
             return
         self.last_export_dir = path.parent
         self.status_label.setText(f"Exported {', '.join(p.name for p in written)} to {path.parent}.")

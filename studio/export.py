@@ -1,0 +1,308 @@
+"""Generated outputs as files, with their lineage: the one writer of samples for the window's
+Export button, its history and `studio generate --out`.
+
+An output is what one request made: a list of `Sample`s and a lineage dict (run, checkpoint,
+generator, parameters, seed, prompt, count, ...). `export` writes it to one file in the format
+its extension names; `write_folder` writes it as a folder that `runstore.load_samples` reads
+back (the history keeps its entries that way). No Qt here: the CLI uses it too.
+
+An interpolation (image samples that are the frames of one walk between two seeds: each meta
+has a "frame") is an animation: it exports as GIF or MP4, or as a PNG strip.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from studio.contract import Sample
+from studio.errors import StudioError
+from studio.runstore import read_json, write_json
+
+VIDEO_FPS = 8  # what the window's player plays at, unless a sample's meta says otherwise
+INTERPOLATION_FPS = 8
+
+EXPORT_FORMATS = {"text": (".txt", ".jsonl"), "image": (".png",), "video": (".gif", ".mp4"),
+                  "interpolation": (".gif", ".mp4", ".png")}
+
+
+# --- what an output is -------------------------------------------------------------------------
+
+def is_interpolation(samples: list[Sample]) -> bool:
+    """Images that are the frames of one animation (the image generator's `interpolate_to`
+    marks each frame's meta with its index)."""
+    return len(samples) > 1 and all(s.kind == "image" and "frame" in s.meta for s in samples)
+
+
+def output_kind(samples: list[Sample]) -> str:
+    """"text", "image", "video" or "interpolation": what the output is to a person."""
+    if is_interpolation(samples):
+        return "interpolation"
+    return samples[0].kind if samples else "text"
+
+
+def animation_frames(samples: list[Sample]) -> np.ndarray:
+    """An interpolation's frames, or several clips side by side, as one TxHxWx3 clip (a shorter
+    clip holds its last frame)."""
+    if is_interpolation(samples):
+        return np.stack([_as_rgb(s.data) for s in samples])[..., :3]
+    clips = [np.asarray(s.data) for s in samples]
+    length = max(len(c) for c in clips)
+    frames = [tile([c[min(t, len(c) - 1)] for c in clips]) for t in range(length)]
+    return np.stack(frames)[..., :3]
+
+
+def frames_per_second(samples: list[Sample]) -> float:
+    if is_interpolation(samples):
+        return float(INTERPOLATION_FPS)
+    return float(samples[0].meta.get("fps", VIDEO_FPS))
+
+
+# --- one file ----------------------------------------------------------------------------------
+
+def sidecar_path(path: Path) -> Path:
+    """`clip.gif` -> `clip.gif.json`: a GIF and an MP4 of the same name keep their own."""
+    return path.with_name(path.name + ".json")
+
+
+def export(output, path: str | Path, lineage: dict | None = None,
+           separate: bool = False) -> list[Path]:
+    """Write an output (an object with `samples` and `lineage`, or a list of samples with
+    `lineage` given) to `path`, in the format its extension names, with its lineage: text as
+    TXT (+ sidecar `<file>.json`) or JSONL (lineage on every line); images as PNG with the
+    lineage in the PNG's text metadata (several images: one grid, or with `separate` one file
+    each); video and interpolations as GIF or MP4 with a sidecar `<file>.json` (an
+    interpolation also as a PNG strip). Returns the files written."""
+    samples, lineage = _unpack(output, lineage)
+    path = Path(path)
+    kind, ext = output_kind(samples), path.suffix.lower()
+    if not samples:
+        raise StudioError("this output is empty (it was stopped before anything was made).")
+    if ext not in EXPORT_FORMATS.get(kind, ()):
+        allowed = ", ".join(EXPORT_FORMATS.get(kind, ())) or "nothing"
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise StudioError(f"{article} {kind} output exports as {allowed}; '{path.name}' is not "
+                          f"one of those. Pick a file name with one of these extensions.")
+    try:
+        if ext == ".txt":
+            return _export_txt(samples, lineage, path)
+        if ext == ".jsonl":
+            return _export_jsonl(samples, lineage, path)
+        if ext == ".png":
+            columns = len(samples) if kind == "interpolation" else None  # a strip, in order
+            return _export_png(samples, lineage, path, separate, columns)
+        return _export_video(samples, lineage, path)
+    except OSError as exc:
+        raise StudioError(f"cannot write {path}: {exc.strerror or exc}. "
+                          f"Pick another folder.") from None
+
+
+def _unpack(output, lineage: dict | None) -> tuple[list[Sample], dict]:
+    if isinstance(output, list):
+        return output, dict(lineage or {})
+    return list(output.samples), dict(lineage if lineage is not None else output.lineage)
+
+
+def _export_txt(samples: list[Sample], lineage: dict, path: Path) -> list[Path]:
+    texts = [s.data for s in samples]
+    if len(texts) == 1:
+        body = texts[0]
+    else:
+        body = "\n\n".join(f"--- sample {i + 1} of {len(texts)} ---\n{t}"
+                           for i, t in enumerate(texts))
+    path.write_text(body + ("" if body.endswith("\n") else "\n"), encoding="utf-8")
+    write_json(sidecar_path(path), {"file": path.name, **lineage})
+    return [path, sidecar_path(path)]
+
+
+def _export_jsonl(samples: list[Sample], lineage: dict, path: Path) -> list[Path]:
+    lines = [json.dumps({"text": s.data, "index": i, "lineage": lineage, "meta": s.meta},
+                        ensure_ascii=False, default=str)
+             for i, s in enumerate(samples)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [path]
+
+
+def _as_rgb(array: np.ndarray) -> np.ndarray:
+    """HxW, HxWx1 -> HxWx3; RGB and RGBA unchanged."""
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[..., None]
+    return np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array
+
+
+def tile(images: list[np.ndarray], columns: int | None = None, pad: int = 2) -> np.ndarray:
+    """Images of one size side by side in a grid (like torchvision's make_grid), with `pad`
+    pixels of black between them."""
+    images = [_as_rgb(im) for im in images]
+    if len(images) == 1:
+        return images[0]
+    columns = columns or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    h, w, c = images[0].shape
+    grid = np.zeros((rows * h + (rows - 1) * pad, columns * w + (columns - 1) * pad, c), np.uint8)
+    for i, im in enumerate(images):
+        r, col = divmod(i, columns)
+        grid[r * (h + pad):r * (h + pad) + h, col * (w + pad):col * (w + pad) + w] = im
+    return grid
+
+
+def write_png(array: np.ndarray, path: Path, lineage: dict) -> None:
+    """A PNG with the lineage as JSON in its "lineage" text chunk."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+    info = PngInfo()
+    info.add_itxt("lineage", json.dumps(lineage, ensure_ascii=False, default=str))
+    info.add_text("Software", "AIGC Studio")
+    Image.fromarray(np.ascontiguousarray(_as_rgb(array))).save(path, pnginfo=info)
+
+
+def _export_png(samples: list[Sample], lineage: dict, path: Path, separate: bool,
+                columns: int | None) -> list[Path]:
+    images = [s.data for s in samples]
+    if separate and len(images) > 1:
+        written = []
+        for i, (image, sample) in enumerate(zip(images, samples)):
+            target = path.with_name(f"{path.stem}-{i:03d}{path.suffix}")
+            write_png(image, target, {**lineage, "index": i, "meta": sample.meta})
+            written.append(target)
+        return written
+    layout = {"grid_of": len(images)} if len(images) > 1 else {}
+    write_png(tile(images, columns), path, {**lineage, **layout})
+    return [path]
+
+
+def _export_video(samples: list[Sample], lineage: dict, path: Path) -> list[Path]:
+    import imageio.v3 as iio
+    frames = animation_frames(samples)
+    fps = frames_per_second(samples)
+    comment = json.dumps(lineage, ensure_ascii=False, default=str)
+    scale = 1
+    if path.suffix.lower() == ".gif":
+        iio.imwrite(path, frames, extension=".gif", duration=1000 / fps, loop=0,
+                    comment=comment.encode("utf-8"))
+    else:
+        # H.264 smears clips a few pixels wide into colour blocks: enlarge tiny clips with
+        # nearest-neighbour pixels first, and pad to even sides (yuv420p needs them).
+        scale = max(1, math.ceil(64 / min(frames.shape[1:3])))
+        frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
+        odd_h, odd_w = frames.shape[1] % 2, frames.shape[2] % 2
+        frames = np.pad(frames, ((0, 0), (0, odd_h), (0, odd_w), (0, 0)), mode="edge")
+        iio.imwrite(path, frames, extension=".mp4", plugin="FFMPEG", fps=fps, macro_block_size=2,
+                    output_params=["-metadata", f"comment={comment}"])
+    write_json(sidecar_path(path), {"file": path.name, "frames": len(frames), "fps": fps,
+                                    "scale": scale, **lineage})
+    return [path, sidecar_path(path)]
+
+
+# --- a folder ----------------------------------------------------------------------------------
+
+def write_folder(output, folder: str | Path, lineage: dict | None = None,
+                 extra: dict | None = None) -> list[Path]:
+    """Write an output into `folder`: each image as `NNN.png` (lineage in its metadata), each
+    video as `NNN.gif`, texts in `samples.txt`, an interpolation also as `interpolation.gif`,
+    and `samples.json` listing them with their meta and the lineage — the layout
+    `runstore.load_samples` reads back. `extra` fields join `samples.json`. Returns the
+    files written."""
+    samples, lineage = _unpack(output, lineage)
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        written, entries = [], []
+        for i, sample in enumerate(samples):
+            entry = {"kind": sample.kind, "meta": sample.meta}
+            if sample.kind == "text":
+                entry["text"] = sample.data
+            elif sample.kind == "image":
+                entry["file"] = f"{i:03d}.png"
+                write_png(sample.data, folder / entry["file"], {**lineage, "index": i,
+                                                                "meta": sample.meta})
+                written.append(folder / entry["file"])
+            elif sample.kind == "video":
+                entry["file"] = f"{i:03d}.gif"
+                written += _export_video([sample], {**lineage, "index": i}, folder / entry["file"])
+            entries.append(entry)
+        if samples and output_kind(samples) == "text":
+            written += _export_txt(samples, lineage, folder / "samples.txt")
+        if is_interpolation(samples):
+            written += _export_video(samples, lineage, folder / "interpolation.gif")
+        write_json(folder / "samples.json", {**(extra or {}), "lineage": lineage,
+                                             "samples": entries})
+        written.append(folder / "samples.json")
+    except OSError as exc:
+        raise StudioError(f"cannot write into {folder}: {exc.strerror or exc}. "
+                          f"Pick another folder.") from None
+    return written
+
+
+# --- the generation history, kept in the runs folder -------------------------------------------
+
+HISTORY_FOLDER = "generate-history"
+HISTORY_LIMIT = 200  # older entries are removed: a history, not an archive (Export keeps files)
+
+
+class HistoryStore:
+    """Generation outputs kept across restarts: one folder per output under
+    `<runs folder>/generate-history/`, written by `write_folder` with the lineage and the time
+    it was made, oldest removed beyond `limit`."""
+
+    def __init__(self, runs_folder: str | Path, limit: int = HISTORY_LIMIT):
+        self.root = Path(runs_folder) / HISTORY_FOLDER
+        self.limit = limit
+
+    def save(self, samples: list[Sample], lineage: dict, created: float) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(created))
+        folder = self.root / f"{stamp}-{int(created * 1000) % 1000:03d}"
+        n = 2
+        while folder.exists():
+            folder = folder.with_name(f"{folder.name.split('~')[0]}~{n}")
+            n += 1
+        write_folder(samples, folder, lineage, extra={"created": created,
+                                                      "made": len(samples),
+                                                      "output_kind": output_kind(samples)})
+        self._prune()
+        return folder
+
+    def folders(self) -> list[Path]:
+        """Entry folders, oldest first (names start with the time they were made)."""
+        if not self.root.is_dir():
+            return []
+        return sorted((p for p in self.root.iterdir() if (p / "samples.json").is_file()),
+                      key=lambda p: _natural(p.name))
+
+    def load_index(self) -> list[dict]:
+        """Each entry's samples.json without its arrays: lineage, created, kind, folder. An
+        entry that cannot be read is left out (and left on disk)."""
+        docs = []
+        for folder in self.folders():
+            try:
+                doc = read_json(folder / "samples.json", "a history entry")
+            except StudioError:
+                continue
+            if isinstance(doc, dict) and isinstance(doc.get("lineage"), dict):
+                docs.append({**doc, "folder": folder})
+        return docs
+
+    @staticmethod
+    def load_samples(folder: Path) -> list[Sample]:
+        from studio.runstore import load_samples
+        try:
+            return load_samples(folder)[1]
+        except (OSError, ValueError) as exc:
+            raise StudioError(f"the history entry {folder} cannot be read ({exc}); delete the "
+                              f"folder to remove it.") from None
+
+    def _prune(self) -> None:
+        folders = self.folders()
+        for folder in folders[:max(0, len(folders) - self.limit)]:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _natural(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
