@@ -84,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--checkpoint", help="latest (default), best, a name or a step")
     gen.add_argument("--device", default="auto")
     gen.add_argument("--stream", action="store_true", help="print text as it is generated (one sample)")
-    gen.add_argument("--out", help="write the samples into this folder (text: samples.json)")
+    gen.add_argument("--out", help="write the samples into this folder with their lineage: images as "
+                          "PNG, texts in samples.txt, all listed in samples.json")
     gen.add_argument("--json", action="store_true", help="print samples as JSON lines")
 
     e = sub.add_parser("eval", help="evaluate a run on held-out data; prints JSON metrics")
@@ -162,7 +163,6 @@ def _cmd_train(args) -> int:
 
 def _cmd_generate(args) -> int:
     from studio import api
-    from studio.runstore import save_samples
     if args.n < 1:
         raise StudioError(f"--n must be at least 1, got {args.n}.")
     if args.stream:
@@ -177,9 +177,7 @@ def _cmd_generate(args) -> int:
     samples = api.generate(args.run, prompt=args.prompt, n=args.n, seed=args.seed,
                            settings=args.settings, checkpoint=args.checkpoint, device=args.device)
     if args.out:
-        from pathlib import Path
-        folder = save_samples(Path(args.out), samples)
-        print(f"wrote {len(samples)} sample(s) to {folder}", file=sys.stderr)
+        _write_generated(args, samples)
     if samples and samples[0].meta.get("note"):
         print(f"note: {samples[0].meta['note']}", file=sys.stderr)
     for i, s in enumerate(samples):
@@ -193,6 +191,26 @@ def _cmd_generate(args) -> int:
         elif not args.out:
             print(f"sample {i + 1}: {s.kind} of shape {list(s.data.shape)} (use --out to save it)")
     return 0
+
+
+def _write_generated(args, samples) -> None:
+    """--out: the samples as files with their lineage, written as the window exports them
+    (studio/export.py): PNGs with the lineage in their metadata, texts in samples.txt, an
+    interpolation also as a GIF, and samples.json listing them."""
+    import time
+    from pathlib import Path
+
+    from studio.config import parse_assignments
+    from studio.export import write_folder
+    first = samples[0].meta if samples else {}
+    lineage = {"run": first.get("run", args.run), "checkpoint": first.get("checkpoint"),
+               "generator": first.get("generator"), "settings": parse_assignments(args.settings),
+               "seed": args.seed, "prompt": args.prompt, "count": args.n,
+               "time": time.strftime("%Y-%m-%d %H:%M:%S"), "device": args.device}
+    written = write_folder(samples, Path(args.out), lineage)
+    print(f"wrote {len(samples)} sample(s) to {args.out}: "
+          f"{', '.join(p.name for p in written[:6])}{' …' if len(written) > 6 else ''}",
+          file=sys.stderr)
 
 
 def _cmd_eval(args) -> int:
