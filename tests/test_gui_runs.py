@@ -4,14 +4,15 @@ Three tiny text runs are trained once for the module (a few seconds) and copied 
 test's own runs folder, so tests that delete or add runs cannot disturb one another.
 """
 
+import json
 import os
 import shutil
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 
 from studio import api
-from studio.gui import runs_panel
+from studio.gui import runs_panel, theme
 from studio.gui.runs_panel import EMPTY_TEXT, RunsPanel
 from studio.gui.session import Session
 from studio.gui.settings import Settings
@@ -237,6 +238,8 @@ def test_duplicate_emits_the_edited_config_document(qtbot, runs_folder):
     panel.duplicate_button.click()
     dialog = panel.duplicate_dialog
     assert dialog is not None and dialog.isVisible()
+    assert dialog.name_edit.text() == "alpha (copy)"  # the new run has a name from the start
+    assert "press Start" in dialog.intro.text()
     original = RunDir(runs_folder / "alpha").config()
     assert dialog.train_form.widgets["lr"].text() == str(original["train"]["lr"])
 
@@ -245,12 +248,14 @@ def test_duplicate_emits_the_edited_config_document(qtbot, runs_folder):
     dialog.train_form.widgets["lr"].setText("0.02")
     dialog.model_form.widgets["n_layer"].setText("2")
     dialog.val_data_edit.setText("held_out.txt")
+    dialog.name_edit.setText("alpha, two layers")
     assert dialog.ok_button.isEnabled()
     with qtbot.waitSignal(panel.duplicate_requested, timeout=1000) as duplicated:
         dialog.ok_button.click()
 
     doc = duplicated.args[0]
-    assert set(doc) == {"generator", "config", "train", "data"}
+    assert set(doc) == {"name", "generator", "config", "train", "data"}
+    assert doc["name"] == "alpha, two layers"
     assert doc["generator"] == "text"
     assert doc["config"] == {**original["config"], "n_layer": 2}
     assert doc["train"] == {**original["train"], "lr": 0.02}
@@ -364,3 +369,154 @@ def test_curves_of_a_resumed_run_have_one_point_per_step():
     assert runs_panel.held_out_metric(events, {}) == "val_loss"
     assert runs_panel.metric_series(events, "val_loss") == ([4], [2.2])
 
+
+
+# --- measures that do not compare (FIDs of different feature extractors) -----------------------------
+
+def as_gan_run(folder, name, fid, extractor):
+    """A copy of a trained run whose held-out measure is an FID taken with `extractor`, as the
+    image GAN's eval events carry it (metrics.val_extractor)."""
+    shutil.copytree(folder / "short", folder / name)
+    run = RunDir(folder / name)
+    with open(run.events_path, "a", encoding="utf-8") as events:
+        events.write(json.dumps({"event": "eval", "step": 5, "best_metric": "val_fid", "best": fid,
+                                 "metrics": {"val_fid": fid, "val_extractor": extractor}}) + "\n")
+    run.update(best={"metric": "val_fid", "value": fid, "step": 5})
+
+
+@pytest.fixture
+def mixed_measures(runs_folder):
+    as_gan_run(runs_folder, "noise-a", 2.0, "own-classifier:noise")
+    as_gan_run(runs_folder, "noise-b", 60.0, "own-classifier:noise")
+    as_gan_run(runs_folder, "shapes", 30.0, "own-classifier:shapes")
+    return runs_folder
+
+
+def test_best_names_the_feature_extractor_and_sorting_never_ranks_across_measures(qtbot, mixed_measures):
+    _, panel = make_panel(qtbot, mixed_measures)
+    rows = table_rows(panel)
+    assert rows["noise-a"]["Held-out metric"] == "val_fid (own-classifier:noise)"
+    assert rows["shapes"]["Held-out metric"] == "val_fid (own-classifier:shapes)"
+    assert rows["alpha"]["Held-out metric"] == "val_bits_per_byte"  # no extractor to name
+    for order in (Qt.SortOrder.AscendingOrder, Qt.SortOrder.DescendingOrder):
+        panel.table.sortItems(COLUMN["Best"], order)
+        measures = [panel.table.item(r, COLUMN["Held-out metric"]).text()
+                    for r in range(panel.table.rowCount())]
+        # Each measure's runs sit together: 60.0 (noise) is never ranked against 30.0 (shapes).
+        groups = [m for i, m in enumerate(measures) if i == 0 or measures[i - 1] != m]
+        assert len(groups) == len(set(measures)) == 3, measures
+        noise = [float(panel.table.item(r, COLUMN["Best"]).text())
+                 for r, m in enumerate(measures) if m.endswith("noise)")]
+        assert noise == sorted(noise, reverse=order == Qt.SortOrder.DescendingOrder)
+
+
+def test_compare_overlays_the_held_out_metric_only_of_runs_measured_alike(qtbot, mixed_measures):
+    _, panel = make_panel(qtbot, mixed_measures)
+    dialog = open_compare(qtbot, panel, mixed_measures, "noise-a", "noise-b", "shapes")
+    drawn = sorted(item.name() for item in dialog.metric_plot.getPlotItem().listDataItems())
+    assert drawn == ["noise-a", "noise-b"]
+    assert dialog.metric_plot.getPlotItem().getAxis("left").labelText == "val_fid (own-classifier:noise)"
+    assert "shapes (val_fid (own-classifier:shapes))" in dialog.metric_note.text()
+    assert "not comparable" in dialog.metric_note.text()
+    assert len(dialog.loss_plot.getPlotItem().listDataItems()) == 3  # losses: every run
+
+
+# --- names, notes, context menu, theme, layout -------------------------------------------------------
+
+def menu_entries(panel) -> dict[str, bool]:
+    return {action.text(): action.isEnabled() for action in panel.context_menu().actions()
+            if not action.isSeparator()}
+
+
+def test_context_menu_offers_what_can_be_done_and_disables_the_rest(qtbot, runs_folder, tmp_path,
+                                                                    monkeypatch):
+    demo = tmp_path / "demo" / "text-demo"
+    shutil.copytree(runs_folder / "short", demo)
+    monkeypatch.setattr(api, "demo_runs", lambda: [demo])
+    opened = []
+    monkeypatch.setattr(runs_panel, "open_folder", opened.append)
+    session, panel = make_panel(qtbot, runs_folder)
+
+    select(panel, runs_folder, "alpha")
+    assert menu_entries(panel) == {"Open": True, "Resume": True, "Duplicate with changes…": True,
+                                   "Open run folder": True, "Compare": False, "Delete…": True}
+    actions = {a.text(): a for a in panel.context_menu().actions()}
+    actions["Open run folder"].trigger()
+    assert opened == [str(runs_folder / "alpha")]
+    with qtbot.waitSignal(session.run_changed, timeout=1000) as changed:
+        actions["Open"].trigger()
+    assert changed.args == [str(runs_folder / "alpha")] == [session.current_run]
+
+    select(panel, runs_folder, "alpha", "beta")
+    entries = menu_entries(panel)
+    assert entries["Compare"] and not entries["Open"] and not entries["Resume"]
+    panel.select_runs([str(demo)])
+    entries = menu_entries(panel)
+    assert entries["Open"] and entries["Duplicate with changes…"]
+    assert not entries["Resume"] and not entries["Delete…"]
+
+
+def test_right_click_on_another_run_acts_on_that_run(qtbot, runs_folder):
+    _, panel = make_panel(qtbot, runs_folder)
+    panel.show()
+    select(panel, runs_folder, "beta")
+    row = names_in_order(panel).index("alpha")
+    position = panel.table.visualItemRect(panel.table.item(row, 0)).center()
+    panel.table.customContextMenuRequested.emit(position)
+    assert [r["run"] for r in panel.selected_rows()] == [str(runs_folder / "alpha")]
+    assert panel.menu is not None and panel.menu.isVisible()
+    panel.menu.close()
+    panel.table.customContextMenuRequested.emit(QPoint(5, panel.table.viewport().height() - 2))
+    assert [r["run"] for r in panel.selected_rows()] == [str(runs_folder / "alpha")]  # empty space
+
+
+def test_deleting_the_current_run_leaves_no_current_run(qtbot, runs_folder, monkeypatch):
+    session, panel = make_panel(qtbot, runs_folder)
+    monkeypatch.setattr(runs_panel, "confirm", lambda *a: True)
+    session.open_run(str(runs_folder / "beta"))
+    select(panel, runs_folder, "beta")
+    with qtbot.waitSignal(session.run_changed, timeout=1000) as changed:
+        panel.delete_selected()
+    assert changed.args == [""] and session.current_run is None
+
+
+@pytest.fixture
+def light_theme_after():
+    yield
+    theme.apply_theme("light")
+
+
+def test_compare_charts_follow_the_theme(qtbot, runs_folder, light_theme_after):
+    session, panel = make_panel(qtbot, runs_folder)
+    theme.apply_theme("light")
+    dialog = open_compare(qtbot, panel, runs_folder, "alpha", "beta")
+    plots = (dialog.loss_plot, dialog.metric_plot)
+    light = theme.chart_style()
+    assert [p.backgroundBrush().color().name() for p in plots] == [light["background"]] * 2
+
+    theme.apply_theme("dark")
+    session.theme_changed.emit("dark")
+    dark = theme.chart_style()
+    for plot in plots:
+        assert plot.backgroundBrush().color().name() == dark["background"]
+        axis = plot.getPlotItem().getAxis("left")
+        assert axis.textPen().color().name() == dark["foreground"]
+
+
+def test_buttons_stay_in_view_at_900x600_and_the_run_column_takes_the_width(qtbot, runs_folder):
+    for i in range(30):  # more runs than fit: the table scrolls, not the panel
+        shutil.copytree(runs_folder / "short", runs_folder / f"short-{i:02d}")
+    _, panel = make_panel(qtbot, runs_folder)
+    panel.show()
+    for width, height in ((900, 600), (1600, 1000)):
+        panel.resize(width, height)
+        qtbot.waitUntil(lambda: panel.width() == width and panel.height() == height, timeout=2000)
+        for button in (panel.open_button, panel.resume_button, panel.duplicate_button,
+                       panel.delete_button, panel.compare_button, panel.refresh_button):
+            corner = button.mapTo(panel, button.rect().bottomRight())
+            assert button.isVisible() and panel.rect().contains(corner), (width, button.text())
+        assert panel.table.verticalScrollBar().isVisible()
+        header = panel.table.horizontalHeader()
+        others = sum(header.sectionSize(c) for c in range(1, len(COLUMN)))
+        assert header.sectionSize(COLUMN["Run"]) >= panel.table.viewport().width() - others - 2
+        assert not panel.table.horizontalScrollBar().isVisible()

@@ -14,17 +14,19 @@ import shutil
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QKeySequence, QShortcut
+from PySide6.QtCore import QPoint, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QBrush, QColor, QDesktopServices, QFont, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDialog, QDialogButtonBox,
                                QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
-                               QLineEdit, QMessageBox, QPushButton, QScrollArea, QSlider,
+                               QLineEdit, QMenu, QMessageBox, QPushButton, QScrollArea, QSlider,
                                QStackedWidget, QTableWidget, QTableWidgetItem, QTabWidget,
                                QVBoxLayout, QWidget)
 
 from studio import api
 from studio.errors import StudioError
+from studio.gui import theme
 from studio.gui.config_form import ConfigForm
+from studio.gui.messages import for_window
 from studio.gui.views import SampleGrid
 from studio.runstore import RunDir, list_previews, load_samples
 
@@ -32,6 +34,9 @@ EMPTY_TEXT = "No runs yet — start one in the Train tab"
 REFRESH_MS = 3000  # a refresh reads a few small JSON files per run: cheap enough to poll
 COLUMNS = ["Run", "Generator", "Status", "Step", "Held-out metric", "Best", "Checkpoints"]
 PATH_ROLE = Qt.ItemDataRole.UserRole
+# Columns other than the run's name are at most this wide (long extractor names are cut, and
+# shown whole in the tooltip): the name column takes the rest of the width.
+MAX_COLUMN_WIDTH = 240
 
 # A run with a live training process: its folder is being written, so it is neither resumed
 # by a second process nor deleted under it.
@@ -69,8 +74,18 @@ def warn(parent, title: str, text: str) -> None:
     QMessageBox.warning(parent, title, text)
 
 
+def open_folder(path: str) -> None:
+    """Show a folder in the platform's file manager (tests replace this function)."""
+    QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
+
 def run_name(path: str) -> str:
     return Path(path).name
+
+
+def display_name(row: dict) -> str:
+    """What the table calls a run: the name it was given, else its folder's name."""
+    return row.get("name") or run_name(row["run"])
 
 
 # --- what the compare view plots and tabulates (plain functions over run files) ------------------
@@ -110,6 +125,27 @@ def held_out_metric(events: list[dict], row: dict) -> str | None:
 
 def metric_series(events: list[dict], metric: str) -> tuple[list[int], list[float]]:
     return event_series(events, "eval", lambda e: e.get("metrics", {}).get(metric))
+
+
+def eval_extractor(events: list[dict], step: int | None = None) -> str | None:
+    """The feature extractor a run's held-out metric was measured with (an image GAN's FID:
+    "own-classifier:0aa0896b41ae"), from its eval event at `step` (else its last one); None for
+    metrics that need none (text's bits per byte). FIDs of different extractors are different
+    measures: never compared as if they were one."""
+    evals = [e for e in events if e.get("event") == "eval"]
+    at_step = [e for e in evals if step is not None and e.get("step") == step]
+    for event in reversed(at_step or evals):
+        for key, value in (event.get("metrics") or {}).items():
+            if key.endswith("extractor") and isinstance(value, str):
+                return value
+    return None
+
+
+def measure_label(metric: str | None, extractor: str | None) -> str:
+    """"val_fid (own-classifier:0aa0896b41ae)": the metric and, when it has one, its extractor."""
+    if not metric:
+        return "—"
+    return f"{metric} ({extractor})" if extractor else metric
 
 
 def config_rows(docs: list[dict]) -> list[tuple[str, list]]:
@@ -169,7 +205,7 @@ class SortableItem(QTableWidgetItem):
 
 class RunsPanel(QWidget):
     resume_requested = Signal(str)  # a run folder the training panel should continue
-    duplicate_requested = Signal(dict)  # a config.json document for a new run
+    duplicate_requested = Signal(dict)  # a config.json document for a new run, "name" set
 
     def __init__(self, session, parent=None):
         super().__init__(parent)
@@ -177,6 +213,10 @@ class RunsPanel(QWidget):
         self.rows: list[dict] | None = None  # what the table shows; None before the first read
         self.compare_dialog: CompareDialog | None = None
         self.duplicate_dialog: DuplicateDialog | None = None
+        self.menu: QMenu | None = None  # the context menu last shown
+        # (run folder, best step) -> the extractor its best value was measured with: read from
+        # events.jsonl once per new best, not at every refresh.
+        self._extractors: dict[tuple[str, int | None], str | None] = {}
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -189,7 +229,9 @@ class RunsPanel(QWidget):
         self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
         self.table.setSortingEnabled(True)
         self.table.setToolTip("Runs in the runs folder. Click a header to sort; Ctrl+click to "
-                              "select several runs to compare.")
+                              "select several runs to compare; right-click for what to do.")
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._show_context_menu)
         self.empty_label = QLabel(EMPTY_TEXT, alignment=Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setWordWrap(True)
         self.stack = QStackedWidget()
@@ -221,7 +263,7 @@ class RunsPanel(QWidget):
         self.folder_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout = QVBoxLayout(self)
         layout.addWidget(self.folder_label)
-        layout.addWidget(self.stack, 1)
+        layout.addWidget(self.stack, 1)  # the table scrolls; the buttons below stay in view
         layout.addLayout(buttons)
 
         self.table.itemSelectionChanged.connect(self.update_buttons)
@@ -255,7 +297,9 @@ class RunsPanel(QWidget):
         try:
             rows = self.session.all_runs()
         except (StudioError, OSError) as exc:
-            rows, problem = [], str(exc)
+            rows, problem = [], for_window(str(exc))
+        for row in rows:
+            row["extractor"] = self._extractor(row)
         if rows == self.rows and problem is None:
             return  # unchanged: leave selection, scroll position and sort order alone
         self.rows = rows
@@ -263,6 +307,18 @@ class RunsPanel(QWidget):
         self.stack.setCurrentWidget(self.table if rows else self.empty_label)
         self._fill_table(rows)
         self.update_buttons()
+
+    def _extractor(self, row: dict) -> str | None:
+        if row.get("best") is None:
+            return None
+        key = (row["run"], row.get("best_step"))
+        if key not in self._extractors:
+            try:
+                events = RunDir(Path(row["run"])).events()
+            except (StudioError, OSError):
+                return None  # unreadable now: asked again at the next refresh
+            self._extractors[key] = eval_extractor(events, row.get("best_step"))
+        return self._extractors[key]
 
     def _fill_table(self, rows: list[dict]) -> None:
         keep_selected = {row["run"] for row in self.selected_rows()}
@@ -281,12 +337,16 @@ class RunsPanel(QWidget):
                 selection.select(self.table.model().index(r, 0),
                                  selection.SelectionFlag.Select | selection.SelectionFlag.Rows)
         self.table.resizeColumnsToContents()
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header = self.table.horizontalHeader()
+        for column in range(1, self.table.columnCount()):
+            header.resizeSection(column, min(header.sectionSize(column), MAX_COLUMN_WIDTH))
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
 
     @staticmethod
     def _row_items(row: dict) -> list[QTableWidgetItem]:
-        name = SortableItem(run_name(row["run"]), run_name(row["run"]).lower())
-        name.setToolTip(row["run"])
+        name = SortableItem(display_name(row), display_name(row).lower())
+        notes = (row.get("notes") or "").strip()
+        name.setToolTip(row["run"] + (f"\n\n{notes}" if notes else ""))
         status = SortableItem(row["status"], row["status"])
         status.setToolTip(STATUS_TIPS.get(row["status"], row["status"]))
         if row["status"] in STATUS_COLORS:
@@ -295,12 +355,18 @@ class RunsPanel(QWidget):
         step = SortableItem(f"{row['step']} / {max_steps}" if max_steps else str(row["step"]),
                             row["step"])
         best_value = row.get("best")
-        best = SortableItem("—" if best_value is None else f"{best_value:.4f}", best_value)
+        measure = measure_label(row.get("best_metric"), row.get("extractor"))
+        # Sorted by measure first, then value: an FID never ranks against another extractor's
+        # FID or against bits per byte, each measure's runs stay together.
+        best = SortableItem("—" if best_value is None else f"{best_value:.4f}",
+                            None if best_value is None else (measure, best_value))
         if best_value is not None:
-            best.setToolTip(f"best {row.get('best_metric')} = {best_value} at step "
-                            f"{row.get('best_step')}")
-        metric = SortableItem(row.get("best_metric") or "—", row.get("best_metric"))
-        metric.setToolTip("the held-out metric its best checkpoint is chosen by")
+            best.setToolTip(f"best {measure} = {best_value} at step {row.get('best_step')}; "
+                            f"comparable only with runs of the same measure")
+        metric = SortableItem(measure, measure if row.get("best_metric") else None)
+        metric.setToolTip(f"{measure}: the held-out measure its best checkpoint is chosen by"
+                          + (" (FID-like values depend on the feature extractor: only runs "
+                             "measured with the same one compare)" if row.get("extractor") else ""))
         checkpoints = SortableItem(str(row.get("checkpoints", 0)), row.get("checkpoints", 0))
         generator = SortableItem(row["generator"], row["generator"])
         return [name, generator, status, step, metric, best, checkpoints]
@@ -358,6 +424,49 @@ class RunsPanel(QWidget):
     def _why_not_compare(self, rows) -> str | None:
         return None if len(rows) >= 2 else "Select two or more runs (Ctrl+click) to compare them"
 
+    def _why_not_open_folder(self, rows) -> str | None:
+        if len(rows) != 1:
+            return "Select one run to open its folder"
+        return None if Path(rows[0]["run"]).is_dir() else f"{rows[0]['run']} is no longer there"
+
+    def actions(self) -> list[tuple[str, object, str | None]]:
+        """(label, slot, why it cannot act now or None) for what can be done with the selected
+        runs: the buttons and the context menu offer the same, refused for the same reasons."""
+        rows = self.selected_rows()
+        return [("Open", self.open_selected, self._why_not_open(rows)),
+                ("Resume", self.resume_selected, self._why_not_resume(rows)),
+                ("Duplicate with changes…", self.duplicate_selected, self._why_not_duplicate(rows)),
+                ("Open run folder", self.open_selected_folder, self._why_not_open_folder(rows)),
+                ("Compare", self.compare_selected, self._why_not_compare(rows)),
+                ("Delete…", self.delete_selected, self._why_not_delete(rows))]
+
+    def context_menu(self) -> QMenu:
+        """The right-click menu for the selected runs; an entry that cannot act is disabled and
+        its tooltip says why."""
+        menu = QMenu(self)
+        menu.setToolTipsVisible(True)
+        for label, slot, why_not in self.actions():
+            if label == "Delete…":
+                menu.addSeparator()
+            action = menu.addAction(label)
+            action.triggered.connect(slot)
+            action.setEnabled(why_not is None)
+            if why_not is not None:
+                action.setToolTip(why_not)
+        return menu
+
+    def _show_context_menu(self, position: QPoint) -> None:
+        item = self.table.itemAt(position)
+        if item is None:
+            return
+        path = item.data(PATH_ROLE)
+        if path not in {row["run"] for row in self.selected_rows()}:
+            self.select_runs([path])  # right-click on another row acts on that row
+        if self.menu is not None:
+            self.menu.deleteLater()
+        self.menu = self.context_menu()
+        self.menu.popup(self.table.viewport().mapToGlobal(position))
+
     def update_buttons(self) -> None:
         rows = self.selected_rows()
         resume_tip = ("Tell its training process to continue" if rows and rows[0]["status"] == "paused"
@@ -381,6 +490,11 @@ class RunsPanel(QWidget):
         if self._why_not_open(rows) is None:
             self.session.open_run(rows[0]["run"])
 
+    def open_selected_folder(self) -> None:
+        rows = self.selected_rows()
+        if self._why_not_open_folder(rows) is None:
+            open_folder(rows[0]["run"])
+
     def resume_selected(self) -> None:
         rows = self.selected_rows()
         if self._why_not_resume(rows) is not None:
@@ -392,7 +506,7 @@ class RunsPanel(QWidget):
             try:
                 api.control(path, "resume")
             except StudioError as exc:
-                warn(self, "Cannot resume", str(exc))
+                warn(self, "Cannot resume", for_window(str(exc)))
             self.refresh()
             return
         self.resume_requested.emit(path)
@@ -404,9 +518,9 @@ class RunsPanel(QWidget):
         try:
             doc = RunDir.open(Path(rows[0]["run"])).config()
             gen_cls = self.session.registry.get(doc["generator"])
-            dialog = DuplicateDialog(gen_cls, doc, run_name(rows[0]["run"]), self)
+            dialog = DuplicateDialog(gen_cls, doc, display_name(rows[0]), self)
         except StudioError as exc:
-            warn(self, "Cannot duplicate", str(exc))
+            warn(self, "Cannot duplicate", for_window(str(exc)))
             return
         dialog.accepted.connect(lambda: self.duplicate_requested.emit(dialog.document()))
         self.duplicate_dialog = dialog
@@ -419,8 +533,8 @@ class RunsPanel(QWidget):
             if rows:
                 warn(self, "Cannot delete", why_not)
             return
-        names = "\n".join(f"  {run_name(row['run'])}   ({row['run']})" for row in rows)
-        what = f"the run “{run_name(rows[0]['run'])}”" if len(rows) == 1 else f"{len(rows)} runs"
+        names = "\n".join(f"  {display_name(row)}   ({row['run']})" for row in rows)
+        what = f"the run “{display_name(rows[0])}”" if len(rows) == 1 else f"{len(rows)} runs"
         if not confirm(self, "Delete runs", f"Delete {what}?\n\n{names}\n\nIts checkpoints, "
                                             f"previews and logs are removed from disk. This "
                                             f"cannot be undone."):
@@ -430,12 +544,15 @@ class RunsPanel(QWidget):
             # The table may be a few seconds old: a run resumed from the CLI since is now live.
             fresh = api.runs_table(row["run"]) if Path(row["run"]).exists() else []
             if fresh and fresh[0]["status"] in LIVE_STATUSES:
-                problems.append(f"{run_name(row['run'])} started training again; not deleted.")
+                problems.append(f"{display_name(row)} started training again; not deleted.")
                 continue
             try:
                 shutil.rmtree(row["run"])
             except OSError as exc:
                 problems.append(f"{row['run']}: {exc.strerror or exc}")
+        current = self.session.current_run
+        if current and not Path(current).exists():
+            self.session.open_run(None)  # no panel goes on showing (or resuming) a deleted run
         self.session.runs_changed.emit()
         if problems:
             warn(self, "Some runs were not deleted", "\n".join(problems))
@@ -447,7 +564,7 @@ class RunsPanel(QWidget):
         if self.compare_dialog is not None:
             self.compare_dialog.close()
             self.compare_dialog.deleteLater()
-        self.compare_dialog = CompareDialog(rows, self)
+        self.compare_dialog = CompareDialog(rows, self.session, self)
         self.compare_dialog.show()
 
 
@@ -461,9 +578,15 @@ class DuplicateDialog(QDialog):
         from studio.engine import TrainConfig  # imports torch: only once a dialog opens
         self.source_doc = doc
         self.generator = doc["generator"]
+        self.default_name = f"{name} (copy)"
         self.setWindowTitle(f"Duplicate {name} with changes")
-        intro = QLabel("A new run starts from these settings. The original run is not changed.")
-        intro.setWordWrap(True)
+        self.intro = QLabel("A new run starts from these settings. The original run is not "
+                            "changed. Duplicate fills the Train tab with them: press Start there.")
+        self.intro.setWordWrap(True)
+        self.name_edit = QLineEdit(self.default_name)
+        self.name_edit.setToolTip("What the new run is called in the title bar and the Runs tab")
+        name_row = QFormLayout()
+        name_row.addRow("New run's name", self.name_edit)
         self.model_form = ConfigForm(gen_cls.Config, doc.get("config") or {})
         self.train_form = ConfigForm(TrainConfig, doc.get("train") or {})
         data = doc.get("data") or {}
@@ -494,7 +617,8 @@ class DuplicateDialog(QDialog):
         self.button_box.button(QDialogButtonBox.StandardButton.Cancel).setToolTip(
             "Close without starting a run")
         layout = QVBoxLayout(self)
-        layout.addWidget(intro)
+        layout.addWidget(self.intro)
+        layout.addLayout(name_row)
         layout.addWidget(tabs, 1)
         layout.addWidget(self.problem_label)
         layout.addWidget(self.button_box)
@@ -517,9 +641,11 @@ class DuplicateDialog(QDialog):
         self.ok_button.setToolTip(problem or "Hand these settings to the Train tab for a new run")
 
     def document(self) -> dict:
-        """The new run's config.json document: {"generator", "config", "train", "data"} (and
-        "init" when the run was fine-tuned from another, so the duplicate starts from it too)."""
-        doc = {"generator": self.generator, "config": self.model_form.config_values(),
+        """The new run's config.json document: {"name", "generator", "config", "train", "data"}
+        (and "init" when the run was fine-tuned from another, so the duplicate starts from it
+        too)."""
+        doc = {"name": self.name_edit.text().strip() or self.default_name,
+               "generator": self.generator, "config": self.model_form.config_values(),
                "train": self.train_form.config_values(),
                "data": {"source": self.data_edit.text().strip() or None,
                         "val_source": self.val_data_edit.text().strip() or None}}
@@ -533,22 +659,27 @@ class DuplicateDialog(QDialog):
 class CompareDialog(QDialog):
     """Two or more runs side by side: curves overlaid, previews at matching steps, settings."""
 
-    def __init__(self, rows: list[dict], parent=None):
+    def __init__(self, rows: list[dict], session, parent=None):
         super().__init__(parent)
         self.rows = rows
         self.runs = [RunDir(Path(row["run"])) for row in rows]
-        self.names = [run_name(row["run"]) for row in rows]
+        self.names = [display_name(row) for row in rows]
         self.colors = [PALETTE[i % len(PALETTE)] for i in range(len(rows))]
         self.setWindowTitle("Compare " + ", ".join(self.names))
         events = [run.events() for run in self.runs]
 
         self.loss_plot = self._plot("Training loss", "loss")
         self.metric_plot = self._plot("Held-out metric", "")
+        self.metric_note = QLabel()
+        self.metric_note.setWordWrap(True)
         self._draw_curves(events)
+        self.apply_chart_style()
+        session.theme_changed.connect(self.apply_chart_style)
         curves = QWidget()
         curves_layout = QVBoxLayout(curves)
         curves_layout.addWidget(self.loss_plot, 1)
         curves_layout.addWidget(self.metric_plot, 1)
+        curves_layout.addWidget(self.metric_note)
 
         self.previews = PreviewComparison(self.runs, self.names, self.colors)
         self.config_view = ConfigComparison(self.runs, self.names, self.colors)
@@ -570,20 +701,47 @@ class CompareDialog(QDialog):
         plot.addLegend()
         return plot
 
+    def apply_chart_style(self, *_) -> None:
+        """The charts in the window's theme (pyqtgraph does not follow the palette)."""
+        style = theme.chart_style()
+        for plot in (self.loss_plot, self.metric_plot):
+            plot.setBackground(style["background"])
+            item = plot.getPlotItem()
+            for side in ("left", "bottom"):
+                item.getAxis(side).setPen(style["foreground"])
+                item.getAxis(side).setTextPen(style["foreground"])
+            item.titleLabel.setText(item.titleLabel.text, color=style["foreground"])
+            if item.legend is not None:
+                item.legend.setLabelTextColor(style["foreground"])
+
     def _draw_curves(self, events: list[list[dict]]) -> None:
-        metrics = [held_out_metric(run_events, row) for run_events, row in zip(events, self.rows)]
-        shared_metric = metrics[0] if len(set(metrics)) == 1 else None
-        self.metric_plot.setLabel("left", shared_metric or "each run's own metric")
-        for name, color, run_events, metric in zip(self.names, self.colors, events, metrics):
+        """Losses of every run; the held-out metric only of runs measured the same way (same
+        metric, same feature extractor): the others are named below the chart, not drawn."""
+        measures = [measure_label(held_out_metric(run_events, row), eval_extractor(run_events))
+                    if held_out_metric(run_events, row) else None
+                    for run_events, row in zip(events, self.rows)]
+        measured = [m for m in measures if m]
+        # The measure most of the runs share (the first run's on a tie).
+        shown = max(measured, key=lambda m: (measured.count(m), -measured.index(m)), default=None)
+        self.shown_measure = shown
+        self.metric_plot.setLabel("left", shown or "")
+        left_out = []
+        for name, color, run_events, row, measure in zip(self.names, self.colors, events,
+                                                          self.rows, measures):
             pen = pg.mkPen(color, width=2)
             steps, losses = loss_series(run_events)
             self.loss_plot.plot(steps, losses, pen=pen, name=name)
-            if metric is None:
+            if measure is None:
                 continue  # never evaluated: nothing to draw, the legend says so by its absence
-            steps, values = metric_series(run_events, metric)
-            label = name if shared_metric else f"{name} ({metric})"
+            if measure != shown:
+                left_out.append(f"{name} ({measure})")
+                continue
+            steps, values = metric_series(run_events, held_out_metric(run_events, row))
             self.metric_plot.plot(steps, values, pen=pen, symbol="o", symbolSize=5,
-                                  symbolBrush=color, symbolPen=None, name=label)
+                                  symbolBrush=color, symbolPen=None, name=name)
+        self.metric_note.setText(
+            f"Not drawn: {', '.join(left_out)} — measured differently from {shown}, so the "
+            f"values are not comparable." if left_out else "")
 
 
 class PreviewComparison(QWidget):
