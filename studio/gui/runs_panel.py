@@ -429,7 +429,7 @@ class RunsPanel(QWidget):
             return "Select one run to open its folder"
         return None if Path(rows[0]["run"]).is_dir() else f"{rows[0]['run']} is no longer there"
 
-    def actions(self) -> list[tuple[str, object, str | None]]:
+    def run_actions(self) -> list[tuple[str, object, str | None]]:
         """(label, slot, why it cannot act now or None) for what can be done with the selected
         runs: the buttons and the context menu offer the same, refused for the same reasons."""
         rows = self.selected_rows()
@@ -445,7 +445,7 @@ class RunsPanel(QWidget):
         its tooltip says why."""
         menu = QMenu(self)
         menu.setToolTipsVisible(True)
-        for label, slot, why_not in self.actions():
+        for label, slot, why_not in self.run_actions():
             if label == "Delete…":
                 menu.addSeparator()
             action = menu.addAction(label)
