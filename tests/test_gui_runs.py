@@ -11,6 +11,7 @@ import shutil
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
+from conftest import ROOT
 from studio import api
 from studio.gui import runs_panel, theme
 from studio.gui.runs_panel import EMPTY_TEXT, RunsPanel
@@ -24,6 +25,7 @@ TINY = ["n_layer=1", "n_head=2", "n_embd=16", "block_size=16", "device=cpu", "ev
 # ("5 / 5" sorts after "10 / 10" as text), and so that it lacks the step-10 preview.
 RUNS = {"alpha": ("1e-2", 10), "beta": ("3e-3", 10), "short": ("1e-3", 5)}
 COLUMN = {name: i for i, name in enumerate(runs_panel.COLUMNS)}
+SHIPPED_DEMO_RUNS = api.demo_runs  # before the fixture below hides them
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +201,7 @@ def test_demo_runs_are_listed_but_read_only(qtbot, runs_folder, tmp_path, monkey
     shutil.copytree(runs_folder / "short", demo)
     monkeypatch.setattr(api, "demo_runs", lambda: [demo])
     _, panel = make_panel(qtbot, runs_folder)
-    assert table_rows(panel)["text-demo"]["Status"] == "demo"
+    assert table_rows(panel)["text-demo demo"]["Status"] == "demo"
     panel.select_runs([str(demo)])
     assert panel.open_button.isEnabled() and panel.duplicate_button.isEnabled()
     assert not panel.resume_button.isEnabled()
@@ -408,6 +410,16 @@ def test_best_names_the_feature_extractor_and_sorting_never_ranks_across_measure
         noise = [float(panel.table.item(r, COLUMN["Best"]).text())
                  for r, m in enumerate(measures) if m.endswith("noise)")]
         assert noise == sorted(noise, reverse=order == Qt.SortOrder.DescendingOrder)
+
+
+def test_the_shipped_demo_gan_names_the_extractor_of_its_fid(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setattr(api, "demo_runs", SHIPPED_DEMO_RUNS)
+    _, panel = make_panel(qtbot, tmp_path / "runs")
+    rows = table_rows(panel)
+    events = RunDir(ROOT / "assets" / "demo" / "image").events()
+    extractor = [e for e in events if e["event"] == "eval"][-1]["metrics"]["val_extractor"]
+    assert rows["image demo"]["Held-out metric"] == f"val_fid ({extractor})"
+    assert rows["text demo"]["Held-out metric"] == "val_bits_per_byte"
 
 
 def test_compare_overlays_the_held_out_metric_only_of_runs_measured_alike(qtbot, mixed_measures):

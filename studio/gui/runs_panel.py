@@ -84,8 +84,11 @@ def run_name(path: str) -> str:
 
 
 def display_name(row: dict) -> str:
-    """What the table calls a run: the name it was given, else its folder's name."""
-    return row.get("name") or run_name(row["run"])
+    """What the table calls a run (as the title bar does): the name it was given, else its
+    folder's name; a built-in demo run's folder is just its generator's name: "text demo"."""
+    if row.get("name"):
+        return row["name"]
+    return f"{run_name(row['run'])} demo" if row.get("status") == "demo" else run_name(row["run"])
 
 
 # --- what the compare view plots and tabulates (plain functions over run files) ------------------
