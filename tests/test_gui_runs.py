@@ -428,7 +428,7 @@ def test_compare_overlays_the_held_out_metric_only_of_runs_measured_alike(qtbot,
     drawn = sorted(item.name() for item in dialog.metric_plot.getPlotItem().listDataItems())
     assert drawn == ["noise-a", "noise-b"]
     assert dialog.metric_plot.getPlotItem().getAxis("left").labelText == "val_fid (own-classifier:noise)"
-    assert "shapes (val_fid (own-classifier:shapes))" in dialog.metric_note.text()
+    assert "shapes — val_fid (own-classifier:shapes)" in dialog.metric_note.text()
     assert "not comparable" in dialog.metric_note.text()
     assert len(dialog.loss_plot.getPlotItem().listDataItems()) == 3  # losses: every run
 

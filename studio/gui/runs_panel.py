@@ -737,14 +737,14 @@ class CompareDialog(QDialog):
             if measure is None:
                 continue  # never evaluated: nothing to draw, the legend says so by its absence
             if measure != shown:
-                left_out.append(f"{name} ({measure})")
+                left_out.append(f"{name} — {measure}")
                 continue
             steps, values = metric_series(run_events, held_out_metric(run_events, row))
             self.metric_plot.plot(steps, values, pen=pen, symbol="o", symbolSize=5,
                                   symbolBrush=color, symbolPen=None, name=name)
         self.metric_note.setText(
-            f"Not drawn: {', '.join(left_out)} — measured differently from {shown}, so the "
-            f"values are not comparable." if left_out else "")
+            f"Not drawn, measured otherwise than {shown} (the values are not comparable): "
+            f"{'; '.join(left_out)}." if left_out else "")
 
 
 class PreviewComparison(QWidget):
