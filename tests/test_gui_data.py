@@ -215,3 +215,18 @@ def test_the_panel_shows_core_messages_in_window_words(qtbot, session, corpus, m
     wait_for_check(qtbot, panel)
     assert "set block size in the Train form" in panel.status.text()
     assert "--set" not in panel.status.text() and "--set" not in panel.problem
+
+
+def test_the_status_line_stays_readable_on_the_dark_theme(qtbot, session, corpus):
+    from studio.gui import theme
+    panel = make_panel(qtbot, session)
+    panel.set_source(str(corpus))
+    wait_for_check(qtbot, panel)
+    try:
+        theme.apply_theme("dark")
+        session.theme_changed.emit("dark")
+        assert data_panel.STATUS_COLORS["dark"]["ok"] in panel.status.styleSheet()
+    finally:
+        theme.apply_theme("light")
+    session.theme_changed.emit("light")
+    assert data_panel.STATUS_COLORS["light"]["ok"] in panel.status.styleSheet()

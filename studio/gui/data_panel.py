@@ -10,7 +10,7 @@ from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QHeaderView,
                                QLineEdit, QPushButton, QRadioButton, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
-from studio.gui import workers
+from studio.gui import theme, workers
 from studio.gui.messages import for_window
 from studio.gui.views import SampleGrid
 
@@ -23,7 +23,9 @@ LABELS = {"class_counts": "images per class", "held_out_images": "held-out image
           "val_tokens": "held-out tokens", "val_examples": "held-out examples",
           "train_tokens": "training tokens", "vocab_size": "vocabulary size"}
 LIST_SHOWN = 12  # items of a long list shown before "… (N in all)"
-OK_STYLE, ERROR_STYLE = "color: #2e7d32;", "color: #c62828;"
+# The status line's colours, readable on each theme's background.
+STATUS_COLORS = {"light": {"ok": "#2e7d32", "error": "#c62828"},
+                 "dark": {"ok": "#81c784", "error": "#ef9a9a"}}
 
 
 # --- the report in words (plain functions: no Qt) -----------------------------------------------
@@ -108,12 +110,14 @@ class DataPanel(QWidget):
 
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.status_kind = ""  # "ok", "error" or "" (plain): what the status line's colour says
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         self.skipped = QTableWidget(0, 2)
         self.skipped.setHorizontalHeaderLabels(["skipped item", "why"])
         self.skipped.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.skipped.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.skipped.verticalHeader().setVisible(False)
         self.preview = SampleGrid(columns=6, size=96)
 
         box = QGroupBox("Data")
@@ -141,6 +145,7 @@ class DataPanel(QWidget):
         self.pick_folder.clicked.connect(self._choose_folder)
         self.check.clicked.connect(self._source_changed)
         session.generator_changed.connect(lambda _: self.run_check())
+        session.theme_changed.connect(self._restyle_status)
         self._show_empty()
 
     # -- choosing
@@ -206,13 +211,19 @@ class DataPanel(QWidget):
             self.task.cancel()
             self.task = None  # a check still running reports nothing now
         self.report, self.problem = None, problem
-        self._say(f"✗ {problem}", ERROR_STYLE)
+        self._say(f"✗ {problem}", "error")
         self._show_empty()
         self.report_ready.emit(None)
 
-    def _say(self, text: str, style: str) -> None:
+    def _restyle_status(self, _theme: str) -> None:
+        self._say(self.status.text(), self.status_kind)
+
+    def _say(self, text: str, kind: str) -> None:
+        """Show `text` in the status line; `kind` "ok" or "error" colours it for the theme."""
+        self.status_kind = kind
         self.status.setText(text)
-        self.status.setStyleSheet(style)
+        color = STATUS_COLORS[theme.current()].get(kind)
+        self.status.setStyleSheet(f"color: {color};" if color else "")
 
     # -- checking
     def _show_empty(self):
@@ -254,7 +265,7 @@ class DataPanel(QWidget):
         if not self._current():
             return
         self.report, self.problem = report, None
-        self._say(f"✓ usable: {usable_headline(report)}", OK_STYLE)
+        self._say(f"✓ usable: {usable_headline(report)}", "ok")
         self.summary.setText("\n".join(for_window(line) for line in summary_lines(report.summary)))
         self._show_skipped(report.skipped)
         self.preview.set_samples(report.preview[:12], "no preview for this data")
@@ -264,6 +275,6 @@ class DataPanel(QWidget):
         if not self._current():
             return
         self.report, self.problem = None, for_window(message)
-        self._say(f"✗ {self.problem}", ERROR_STYLE)
+        self._say(f"✗ {self.problem}", "error")
         self._show_empty()
         self.report_ready.emit(None)
