@@ -4,15 +4,20 @@ streams and can be stopped), look back through the history, recall, export with 
 import json
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont, QGuiApplication, QTextCursor
+from PySide6.QtWidgets import QApplication, QScrollArea
 
 from studio import api
+from studio.contract import Sample
 from studio.errors import StudioError
 from studio.export import HISTORY_FOLDER
 from studio.gui import generate_panel
@@ -317,3 +322,232 @@ def test_empty_state_then_new_and_opened_runs_are_picked_up(qtbot, errors, runs_
     shutil.rmtree(elsewhere)
     panel.session.runs_changed.emit()
     assert [Path(r["run"]).name for r in panel.rows] == ["fresh", "text-tiny"]  # still on disk
+
+
+# --- Count > 1, Stop latency (issue 10, item 6) ------------------------------------------------
+
+@dataclass
+class NoParams:
+    pass
+
+
+class Endless:
+    """A generator that never ends by itself and counts what it made: text token by token,
+    images by sample() calls."""
+
+    name, version, device, SampleConfig = "endless", "0", "cpu", NoParams
+
+    def __init__(self, length=None):
+        self.tokens, self.calls, self.length = 0, [], length  # tokens per text (None: endless)
+
+    def stream(self, params, seed=0, prompt=None):
+        made = 0
+        while self.length is None or made < self.length:
+            self.tokens += 1
+            made += 1
+            yield f"<{seed}>"
+
+    def sample(self, params, n=1, seed=0, prompt=None):
+        self.calls.append((n, seed))
+        return [Sample("image", np.zeros((4, 4, 3), np.uint8), {"seed": seed + i}) for i in range(n)]
+
+
+class CancelAfter:
+    """A task context whose user presses Stop when the `nth` progress event of `kind` arrives."""
+
+    def __init__(self, kind, nth):
+        self.kind, self.nth, self.seen, self.cancelled = kind, nth, 0, False
+
+    def progress(self, value):
+        if value[0] == self.kind:
+            self.seen += 1
+            self.cancelled = self.cancelled or self.seen >= self.nth
+
+
+class Loaded:
+    def __init__(self, gen):
+        self.gen = gen
+
+    def get(self, run, checkpoint, device):
+        return self.gen, SimpleNamespace(name="step_0000001")
+
+
+def request(count, stream):
+    return generate_panel.Request(run="runs/endless", checkpoint="latest", device="cpu",
+                                  params={}, seed=5, count=count, prompt="Q:", stream=stream)
+
+
+def test_text_of_count_two_streams_one_sample_after_another_and_stops_within_a_token():
+    gen = Endless(length=3)
+    entry = generate_panel.produce(CancelAfter("piece", 99), Loaded(gen), request(2, stream=True))
+    assert [s.data for s in entry.samples] == ["Q:<5><5><5>", "Q:<6><6><6>"]  # seed, seed + 1
+    assert not entry.lineage["stopped"]
+
+    gen = Endless(length=3)
+    entry = generate_panel.produce(CancelAfter("piece", 5), Loaded(gen), request(3, stream=True))
+    assert gen.tokens == 5  # Stop came with the fifth token: no sixth was made
+    assert entry.lineage["stopped"] and entry.lineage["count"] == 3
+    assert [s.data for s in entry.samples] == ["Q:<5><5><5>", "Q:<6><6>"]  # kept as made
+
+
+def test_stop_ends_images_within_one_batch():
+    gen = Endless()
+    entry = generate_panel.produce(CancelAfter("made", 1), Loaded(gen), request(50, stream=False))
+    assert gen.calls == [(generate_panel.IMAGE_BATCH, 5)]  # one batch, then it stopped
+    assert entry.lineage["stopped"] and len(entry.samples) == generate_panel.IMAGE_BATCH
+    gen = Endless()
+    entry = generate_panel.produce(CancelAfter("made", 99), Loaded(gen), request(20, stream=False))
+    assert gen.calls == [(8, 5), (8, 13), (4, 21)]  # batches continue the seeds
+    assert not entry.lineage["stopped"] and len(entry.samples) == 20
+
+
+def test_text_of_count_two_streams_each_sample_and_stop_says_stopped(qtbot, panel, errors):
+    pick(panel, "text-tiny")
+    panel.prompt_edit.setPlainText("ANNA:")
+    panel.text_view.setPlainText("THE PREVIOUS OUTPUT")
+    panel.count_spin.setValue(2)
+    set_fields(panel, max_new_tokens=100000)
+    pieces = []
+    panel.streamed.connect(pieces.append)
+    assert panel.generate()
+    assert "PREVIOUS" not in panel.text_view.toPlainText()  # cleared at once
+    qtbot.waitUntil(lambda: len(pieces) >= 5, timeout=WAIT_MS)
+    shown = panel.text_view.toPlainText()
+    assert shown.startswith("— sample 1 of 2 · seed 0 —\nANNA:") and len(shown) > 30
+    panel.stop()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=10_000)
+    assert errors == []
+    assert panel.status_label.text().startswith("Stopped") and "Done" not in panel.status_label.text()
+    entry = panel.history[-1]
+    assert entry.lineage["stopped"] and len(entry.samples) == 1  # what was made is kept
+    assert "1 of 2 texts" in panel.history_list.item(0).text()
+
+
+# --- interpolations (item 5) -------------------------------------------------------------------
+
+def test_an_interpolation_plays_as_an_animation_and_exports_as_gif(qtbot, panel, errors, tmp_path,
+                                                                  monkeypatch):
+    pick(panel, "image")  # the shipped demo GAN
+    set_fields(panel, interpolate_to=9, frames=8)
+    entry = run_to_end(qtbot, panel, errors)
+    assert entry.kind == "interpolation"
+    assert "8 frames (interpolation)" in panel.history_list.item(0).text()
+    (player,) = panel.grid.views
+    assert isinstance(player, VideoPlayer) and len(player.frames) == 8 and player.playing
+
+    target = tmp_path / "walk"
+    monkeypatch.setattr(generate_panel.QFileDialog, "getSaveFileName",
+                        lambda *a, **k: (str(target), "GIF animation (*.gif)"))
+    qtbot.mouseClick(panel.export_button, Qt.MouseButton.LeftButton)
+    assert errors == []
+    frames = iio.imread(tmp_path / "walk.gif", index=None)
+    assert frames.shape[0] == 8
+    # GIF keeps 256 colours: the frame is the same picture, within its palette's rounding.
+    assert np.abs(frames[3][..., :3].astype(int) - entry.samples[3].data).mean() < 6
+
+
+# --- one current run (Confusing, item 1) --------------------------------------------------------
+
+def test_the_panel_follows_the_current_run_and_choosing_one_sets_it(qtbot, panel, runs_folder):
+    session = panel.session
+    session.open_run(str(runs_folder / "toy-video"))
+    assert Path(panel.selected_run()).name == "toy-video"
+    session.run_changed.emit("")  # no current run: the choice stays
+    assert Path(panel.selected_run()).name == "toy-video"
+
+    names = [Path(r["run"]).name for r in panel.rows]
+    index = names.index("text-tiny")
+    panel.run_combo.setCurrentIndex(index)
+    panel.run_combo.activated.emit(index)  # what a click in the list sends
+    assert Path(session.current_run).name == "text-tiny" and session.generator == "text"
+    assert Path(panel.selected_run()).name == "text-tiny"
+
+    assert panel.run_combo.toolTip() == str(runs_folder / "text-tiny")  # the full path
+    narrow = panel.run_combo.shown_text(90)
+    full = panel.run_combo.currentText()
+    assert "…" in narrow and narrow[0] == full[0] and narrow[-1] == full[-1]  # elided mid-way
+
+
+# --- the history survives a restart (item: persist) ---------------------------------------------
+
+def test_history_survives_a_restart_and_outlives_a_deleted_run(qtbot, errors, runs_folder, tmp_path):
+    folder = tmp_path / "runs"
+    shutil.copytree(runs_folder / "toy-image", folder / "doomed")
+    first = make_panel(qtbot, folder)
+    pick(first, "doomed")
+    first.count_spin.setValue(2)
+    made = run_to_end(qtbot, first, errors)
+
+    again = make_panel(qtbot, folder, keep_history=True)
+    assert len(again.history) == 1 and again.history_list.item(0).text() == made.title()
+    again.history_list.setCurrentRow(0)
+    assert [v.array.tolist() for v in again.grid.views] == [s.data.tolist() for s in made.samples]
+
+    shutil.rmtree(folder / "doomed")
+    later = make_panel(qtbot, folder, keep_history=True)
+    later.history_list.setCurrentRow(0)
+    assert "run deleted" in later.history_list.item(0).text()
+    assert "deleted since" in later.lineage_label.text()
+    qtbot.mouseClick(later.recall_button, Qt.MouseButton.LeftButton)
+    assert len(errors) == 1 and "has been deleted" in errors[0] and "stay in the history" in errors[0]
+
+
+# --- layout and polish ---------------------------------------------------------------------------
+
+def test_generate_stays_in_view_at_900_by_600_and_a_single_image_fills_the_output(qtbot, panel,
+                                                                                 errors):
+    panel.resize(900, 600)
+    panel.show()
+    qtbot.waitExposed(panel)
+    pick(panel, "image")  # the demo GAN has the longest form
+    widget = panel.generate_button
+    while widget is not None:  # the buttons are not in the scrolling settings
+        assert not isinstance(widget, QScrollArea)
+        widget = widget.parentWidget()
+    corner = panel.generate_button.mapTo(panel, panel.generate_button.rect().bottomRight())
+    assert panel.rect().contains(corner) and not panel.generate_button.visibleRegion().isEmpty()
+
+    panel.resize(1600, 1000)
+    pick(panel, "toy-image")
+    run_to_end(qtbot, panel, errors)
+    qtbot.wait(10)
+    (view,) = panel.grid.views
+    shown = view.shown_rect()
+    assert shown.width() == shown.height() > 500  # an 8 px image, scaled up to the space
+
+
+def test_text_wraps_sets_the_prompt_apart_and_copies(qtbot, panel, errors):
+    pick(panel, "text-tiny")
+    panel.prompt_edit.setPlainText("ANNA:")
+    set_fields(panel, max_new_tokens=40)
+    entry = run_to_end(qtbot, panel, errors)
+    doc = panel.text_view.document()
+    cursor = QTextCursor(doc)
+    cursor.setPosition(2)
+    assert cursor.charFormat().fontWeight() == QFont.Weight.Bold  # in the prompt
+    cursor.setPosition(len(entry.samples[0].data))
+    assert cursor.charFormat().fontWeight() != QFont.Weight.Bold  # in the continuation
+
+    assert panel.copy_button.isVisibleTo(panel)
+    qtbot.mouseClick(panel.copy_button, Qt.MouseButton.LeftButton)
+    assert QGuiApplication.clipboard().text() == entry.samples[0].data
+
+    panel.resize(500, 400)
+    panel.show()
+    panel.text_view.show_texts(["x" * 5000])
+    qtbot.wait(10)
+    assert panel.text_view.horizontalScrollBar().maximum() == 0  # wrapped, no sideways scrolling
+
+
+def test_ctrl_enter_generates_while_the_panel_has_the_focus(qtbot, panel):
+    pick(panel, "toy-image")
+    panel.show()
+    qtbot.waitExposed(panel)
+    panel.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is panel)
+    panel.seed_spin.setFocus()
+    qtbot.keyClick(panel.seed_spin, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert panel.busy
+    qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
+    assert len(panel.history) == 1
+
