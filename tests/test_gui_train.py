@@ -1,18 +1,45 @@
 """The data and training panels, driven as a user would (offscreen Qt, a real child process)."""
 
+import json
 import os
+import shutil
 import sys
+
 import pytest
+from PySide6.QtGui import QKeySequence, QShortcut
 
 from conftest import ROOT
+from studio import api
+from studio.contract import Sample
+from studio.gui import train_panel
 from studio.gui.data_panel import DataPanel
 from studio.gui.session import Session
 from studio.gui.settings import Settings
 from studio.gui.train_panel import TrainPanel
 from studio.registry import default_registry
-from studio.runstore import RunDir
+from studio.runstore import RunDir, save_samples
 
 TINY = {"n_layer": "1", "n_head": "2", "n_embd": "16", "block_size": "16", "batch_size": "4"}
+TINY_RUN = ["n_layer=1", "n_head=2", "n_embd=16", "block_size=16", "batch_size=4", "device=cpu",
+            "log_every=5", "eval_every=10", "preview_every=10", "checkpoint_every=10",
+            "warmup_steps=0", "preview_tokens=8"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny text run of 20 steps (progress every 5, previews and checkpoints every 10),
+    trained once for the module; tests take copies of it."""
+    root = tmp_path_factory.mktemp("trained")
+    corpus = root / "corpus.txt"
+    words = "the sea is calm and the night is long we sail at dawn to find the light".split()
+    corpus.write_text("\n".join(f"{['ANNA', 'BORIS'][i % 2]}:\n"
+                                f"{' '.join(words[(i * 7 + j) % len(words)] for j in range(8))}.\n"
+                                for i in range(200)), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:  # the per-test cache fixture is not active yet
+        mp.setenv("STUDIO_CACHE_DIR", str(root / "cache"))
+        api.train("text", data=str(corpus), run_dir=str(root / "base"), max_steps=20,
+                  events="none", settings=TINY_RUN)
+    return root / "base"
 
 
 @pytest.fixture
@@ -167,12 +194,17 @@ def test_a_crashing_trainer_leaves_the_window_alive_and_resume_works(qtbot, pane
     assert train.error_box.isHidden()
 
 
-def test_duplicate_with_changes_fills_the_forms_and_keeps_the_starting_weights(qtbot, panels, tmp_path):
+def test_duplicate_with_changes_fills_the_forms_names_the_run_and_keeps_the_starting_weights(
+        qtbot, panels, tmp_path):
     data, train = panels
     doc = {"generator": "text", "config": {**{k: int(v) for k, v in TINY.items()}, "dropout": 0.1},
            "train": {"lr": 0.0005, "max_steps": 77}, "data": {"source": str(tmp_path)},
-           "init": {"run": str(tmp_path / "base"), "checkpoint": "step_0000010"}}
+           "init": {"run": str(tmp_path / "base"), "checkpoint": "step_0000010"},
+           "name": "baseline"}
     train.duplicate(doc)
+    assert train.run_name.text() == "baseline (copy)"
+    assert train.notice.text() == ("Settings copied from baseline — change what you like, then "
+                                   "press Start.") and not train.notice.isHidden()
     values = train.gen_form.raw_values()
     assert values["dropout"] == "0.1" and values["n_embd"] == "16"
     assert train.train_form.raw_values()["max_steps"] == "77"
@@ -199,7 +231,7 @@ def test_a_hidden_panel_skips_repaints_and_catches_up_when_shown(qtbot, panels):
 
 
 def test_charts_fit_their_y_axes_with_room_and_keep_them_while_points_stay_inside(qtbot):
-    from studio.gui.train_panel import SMOOTHING_ALPHA, Charts
+    from studio.gui.charts import SMOOTHING_ALPHA, Charts
     charts = Charts()
     qtbot.addWidget(charts)
     add = lambda step, loss: charts.add({"event": "progress", "step": step, "loss": loss,
@@ -224,7 +256,7 @@ def test_charts_fit_their_y_axes_with_room_and_keep_them_while_points_stay_insid
 
 def test_a_long_run_is_drawn_with_about_one_segment_per_pixel_column(qtbot):
     import math
-    from studio.gui.train_panel import Charts
+    from studio.gui.charts import Charts
     charts = Charts()
     qtbot.addWidget(charts)
     charts.resize(600, 400)
@@ -239,3 +271,152 @@ def test_a_long_run_is_drawn_with_about_one_segment_per_pixel_column(qtbot):
     x, y = charts.raw.curve.getData()
     assert len(x) <= 2 * charts.width()  # a min and a max per column, not 20,000 points
     assert y.min() == pytest.approx(1.0, abs=1e-3) and y.max() == pytest.approx(3.0, abs=1e-3)
+
+
+# -- the run the panel shows ------------------------------------------------------------------
+
+def copy_run(trained_run, session, name: str) -> str:
+    path = session.runs_folder / name
+    shutil.copytree(trained_run, path)
+    return str(path)
+
+
+def test_the_current_run_is_shown_with_its_charts_previews_and_name(qtbot, panels, trained_run):
+    _, train = panels
+    run = copy_run(trained_run, train.session, "seen")
+    train.session.open_run(run)  # Runs › Open, or the newest run of the generator
+    assert train.run_dir == run
+    assert train.charts.steps == [5, 10, 15, 20] and train.charts.eval_steps == [10, 20]
+    assert train.preview_steps == [10, 20] and train.previews.views
+    assert "preview at step 20" in train.preview_label.text()
+    assert "seen" in train.run_label.text() and "done at step 20" in train.stats.text()
+    train.session.open_run(None)  # no current run: nothing of this one stays on screen
+    assert train.run_dir is None and train.charts.steps == [] and train.previews.views == []
+
+
+def test_start_names_the_run_and_shows_nothing_of_the_run_shown_before(qtbot, panels, trained_run,
+                                                                        monkeypatch):
+    _, train = panels
+    train.session.open_run(copy_run(trained_run, train.session, "before"))
+    assert train.charts.steps and train.previews.views
+    launched = []
+    monkeypatch.setattr(train.trainer, "start", lambda args, run_dir: launched.append((args, run_dir)))
+    fill(train, max_steps=50)
+    train.run_name.setText("wider model")
+    train.run_notes.setText("n_embd 16 -> 32")
+    train.start_button.click()
+    (args, run_dir), = launched
+    assert args[args.index("--name") + 1] == "wider model"
+    assert args[args.index("--notes") + 1] == "n_embd 16 -> 32"
+    assert args[args.index("--run-dir") + 1] == run_dir and os.path.basename(run_dir).startswith("wider-model-")
+    assert train.charts.steps == [] and train.charts.eval_steps == [] and train.previews.views == []
+    assert train.preview_steps == [] and not train.scrubber.isEnabled()
+    # once the child has made the folder, it is the current run everywhere (the title bar, Generate)
+    train._on_event({"event": "start", "step": 0, "max_steps": 50, "device": "cpu",
+                     "precision": "fp32", "params": 1000, "unit": "tokens", "run": run_dir})
+    assert train.session.current_run == run_dir and train.run_dir == run_dir
+
+
+def test_sample_now_takes_your_prompt_and_seed_and_previews_keep_following(qtbot, panels, trained_run,
+                                                                           monkeypatch):
+    shown = []
+    monkeypatch.setattr(train_panel, "show_error", lambda parent, title, message: shown.append(message))
+    _, train = panels
+    run = copy_run(trained_run, train.session, "sampled")
+    train.session.open_run(run)
+    scheduled = train.previews.views[0].toPlainText()
+    assert train.sample_button.isEnabled()
+    train.sample_prompt.setText("ANNA:")
+    train.sample_seed.setText("1234")
+    train.sample_button.click()
+    qtbot.waitUntil(lambda: "sampled now" in train.preview_label.text(), timeout=30_000)
+    assert shown == []
+    assert train.preview_label.text() == "sampled now from step_0000020 · seed 1234 · your prompt “ANNA:”"
+    text = train.previews.views[0].toPlainText()
+    assert text.startswith("[1] seed 1234\nANNA:") and text != scheduled
+    qtbot.waitUntil(train.sample_button.isEnabled, timeout=5_000)
+
+    train.sample_prompt.setText("")
+    train.sample_seed.setText("")  # a new random seed, and the label says so
+    train.sample_button.click()
+    qtbot.waitUntil(lambda: "new random seed" in train.preview_label.text(), timeout=30_000)
+    assert "no prompt" in train.preview_label.text()
+
+    # the next scheduled preview replaces the sample: the panel still follows the latest
+    save_samples(RunDir(run).previews_dir / "step_0000030", [Sample("text", "the step 30 preview", {"seed": 0})])
+    train._on_event({"event": "preview", "step": 30, "path": "", "kinds": ["text"]})
+    qtbot.waitUntil(lambda: "preview at step 30" in train.preview_label.text(), timeout=3_000)
+    assert "the step 30 preview" in train.previews.views[0].toPlainText()
+
+    train.sample_seed.setText("seven")
+    train.sample_button.click()
+    assert shown and "whole number" in shown[-1]
+
+
+def test_a_deleted_run_is_let_go_and_cannot_be_resumed(qtbot, panels, trained_run, monkeypatch):
+    _, train = panels
+    monkeypatch.setattr(train.trainer, "start", lambda *args: pytest.fail("nothing may be started"))
+    run = copy_run(trained_run, train.session, "doomed")
+    RunDir(run).update(status="stopped")
+    train.session.open_run(run)
+    assert train.resume_button.isEnabled() and train.charts.steps
+    shutil.rmtree(run)  # the Runs tab deletes it
+    train.session.runs_changed.emit()
+    assert not train.resume_button.isEnabled()
+    assert "The run doomed was deleted" in train.notice.text() and train.notice.isVisible()
+    assert train.charts.steps == [] and train.previews.views == [] and train.run_dir is None
+    assert train.charts.lr_plot.geometry().height() > 0  # cleared, not collapsed
+
+    other = copy_run(trained_run, train.session, "gone-behind-its-back")
+    RunDir(other).update(status="stopped")
+    train.session.open_run(other)
+    shutil.rmtree(other)  # deleted outside the window: no signal
+    train.resume_button.click()
+    assert "gone-behind-its-back was deleted" in train.notice.text()
+    assert not train.resume_button.isEnabled() and train.stats.text() != "starting…"
+
+
+def test_a_resume_that_never_starts_says_why_and_returns_to_idle(qtbot, panels, tmp_path):
+    _, train = panels
+    titles = []
+    train.progress_changed.connect(titles.append)
+    run = train.session.runs_folder / "broken"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"generator": "text", "config": {"n_layer": "three"},
+                                                 "train": {}}))
+    RunDir(run).update(status="stopped", step=10)
+    fill(train)
+    train.session.open_run(str(run))
+    assert train.resume_button.isEnabled()
+    train.resume_button.click()
+    assert train.stats.text() == "starting…"
+    qtbot.waitUntil(lambda: not train.trainer.running, timeout=60_000)
+    assert train.stats.text().startswith("could not start: ") and "n_layer" in train.stats.text()
+    assert not train.error_box.isHidden() and "n_layer" in train.error_message.text()
+    assert train.start_button.isEnabled() and not train.stop_button.isEnabled()
+    assert titles[-1] == ""  # the title bar no longer says training is under way
+
+
+def test_progress_for_the_window_title_and_shortcuts(qtbot, panels):
+    _, train = panels
+    titles = []
+    train.progress_changed.connect(titles.append)
+    train.hide()  # the title follows even while another tab is shown
+    train._on_event({"event": "start", "max_steps": 200, "step": 0, "device": "cpu",
+                     "precision": "fp32", "params": 1000, "unit": "tokens"})
+    train._on_event({"event": "progress", "step": 45, "max_steps": 200, "loss": 2.0, "lr": 1e-3,
+                     "items_per_s": None, "unit": "tokens", "eta_s": None})
+    train.trainer.polled.emit()
+    assert titles[-1] == "step 45/200 (22%)"
+    train._on_event({"event": "paused", "step": 45})
+    assert titles[-1] == "paused at 45/200"
+    train.trainer.finished.emit(0, "stopped")
+    assert titles[-1] == ""
+    train.show()
+    train._on_event({"event": "progress", "step": 50, "max_steps": 200, "loss": 2.0, "lr": 1e-3,
+                     "items_per_s": None, "unit": "tokens", "eta_s": None})
+    train.trainer.polled.emit()
+    assert train.stats.text() == "step 50 / 200 · loss 2.0000"  # no rate yet: none shown
+    keys = {shortcut.key().toString() for shortcut in train.findChildren(QShortcut)}
+    assert QKeySequence("Ctrl+Return").toString() in keys
+    assert QKeySequence("Ctrl+.").toString() not in keys  # the window's: it stops whatever runs

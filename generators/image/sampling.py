@@ -51,9 +51,30 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return pixels.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def grid(images: torch.Tensor, columns: int | None = None, padding: int = 2) -> np.ndarray:
-    """(N, C, H, W) in [-1, 1] -> one (rows*H, columns*W, C) uint8 image, nearly square."""
-    columns = columns or math.ceil(math.sqrt(len(images)))
+def grid_columns(n: int, aspect: float, multiple_of: int = 1) -> int:
+    """Columns for a grid of `n` square images that is about `aspect` (width / height) wide,
+    a multiple of `multiple_of` so that each column keeps one class when the images cycle
+    through the classes. A 2-class preview laid out a column per class was a 2x32 strip
+    (70x1090 px) that no panel can show readably."""
+    multiple_of = max(1, multiple_of)
+    if n <= multiple_of:
+        return max(1, n)
+
+    def mismatch(columns: int) -> float:
+        rows = math.ceil(n / columns)
+        return abs(math.log(columns / rows / aspect))
+
+    return min(range(multiple_of, n + 1, multiple_of), key=mismatch)
+
+
+def grid(images: torch.Tensor, columns: int | None = None, padding: int = 2,
+         aspect: float | None = None, columns_multiple_of: int = 1) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] -> one (rows*H, columns*W, C) uint8 image: `columns` wide, else
+    about `aspect` (width / height) wide with a multiple of `columns_multiple_of` columns, else
+    nearly square."""
+    if not columns:
+        columns = grid_columns(len(images), aspect, columns_multiple_of) if aspect else \
+            math.ceil(math.sqrt(len(images)))
     tiled = make_grid(images.float().clamp(-1, 1), nrow=columns, padding=padding, pad_value=1.0)
     if images.shape[1] == 1:  # make_grid repeats a grey channel three times; keep it grey
         tiled = tiled[:1]

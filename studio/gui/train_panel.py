@@ -9,21 +9,23 @@ a second), so a fast stream of events never floods the event loop.
 from __future__ import annotations
 
 import json
-import math
+import random
 from pathlib import Path
 
-import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QPainter, QShortcut
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel,
-                               QMessageBox, QPlainTextEdit, QProgressBar, QPushButton,
-                               QScrollArea, QSizePolicy, QSlider, QSplitter, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QFrame, QGroupBox,
+                               QHBoxLayout, QLabel, QLineEdit, QMessageBox, QPlainTextEdit,
+                               QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSlider,
+                               QSplitter, QVBoxLayout, QWidget)
 
 from studio.config import TrainConfig
+from studio.contract import Sample
+from studio.errors import StudioError
 from studio.gui import workers
+from studio.gui.charts import Charts
 from studio.gui.config_form import ConfigForm
+from studio.gui.messages import for_window
 from studio.gui.settings import config_dir
 from studio.gui.trainer import TrainerProcess
 from studio.gui.views import SampleGrid
@@ -35,16 +37,15 @@ from studio.runstore import RunDir, list_previews, load_samples, write_json
 # window stalls both of the child's compute threads (bench/bench_gui.py).
 CHART_EVERY = 2  # redraws: a chart repaint costs several times the progress text's
 
+PREVIEW_SIZE = 140  # px: a text preview's width, an image's at least (views scale them up)
+PREVIEW_MIN_HEIGHT = 200  # px: the preview area never shrinks below this; the panel scrolls
+SAMPLE_NOW_GRID = 16  # images in "Sample now"'s grid
+SAMPLE_NOW_COUNT = 2  # samples of a generator that draws no grids (texts)
+
 
 def show_error(parent, title: str, message: str) -> None:
     """A clear message in a dialog (tests replace this to read it)."""
     QMessageBox.warning(parent, title, message)
-
-
-# Weight of each new point in the smoothed loss. TensorBoard's default smoothing (0.6) is 0.4;
-# 0.1 lagged a whole eval interval behind a falling loss and drew "smoothed" above every raw
-# point (seen in docs/screenshot-train.png).
-SMOOTHING_ALPHA = 0.3
 
 
 class StatusLine(QWidget):
@@ -73,170 +74,55 @@ class StatusLine(QWidget):
         painter.drawText(self.rect(), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, shown)
 
 
-class Charts(pg.GraphicsLayoutWidget):
-    """Loss (raw, smoothed, held-out, best), learning rate and throughput. `redraw` does
-    nothing unless points arrived; the Train panel calls it every other second."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setBackground("w")
-        self.loss_plot = self.addPlot(row=0, col=0, title="loss")
-        self.loss_plot.addLegend(offset=(-10, 10))
-        # No grid lines: pyqtgraph draws them with the axes at every repaint, and they made a
-        # repaint 46 ms instead of 7.5 ms (measured, offscreen raster) -- the window's longest
-        # stall while training.
-        self.raw = self.loss_plot.plot(pen=pg.mkPen((150, 180, 220), width=1), name="train")
-        self.smooth = self.loss_plot.plot(pen=pg.mkPen((30, 90, 180), width=2), name="train (smoothed)")
-        self.held_out = self.loss_plot.plot(pen=pg.mkPen((220, 90, 30), width=2), symbol="o",
-                                            symbolSize=6, symbolBrush=(220, 90, 30), name="held-out")
-        self.best = self.loss_plot.plot(pen=None, symbol="star", symbolSize=16,
-                                        symbolBrush=(240, 190, 0), name="best checkpoint")
-        self.lr_plot = self.addPlot(row=1, col=0, title="learning rate")
-        self.lr = self.lr_plot.plot(pen=pg.mkPen((90, 150, 90), width=2))
-        self.rate_plot = self.addPlot(row=2, col=0, title="throughput (items/s)")
-        self.rate = self.rate_plot.plot(pen=pg.mkPen((130, 90, 170), width=2))
-        for plot in (self.lr_plot, self.rate_plot):
-            plot.setXLink(self.loss_plot)
-        for plot in (self.loss_plot, self.lr_plot, self.rate_plot):
-            plot.disableAutoRange()  # the ranges are set in redraw(): see _fit_y
-        for curve in (self.raw, self.smooth, self.lr, self.rate):
-            # A long run's thousands of points drawn as one segment per pixel column, through its
-            # min and max there (pyqtgraph's default keeps 5 points a pixel): drawing 20,000
-            # points took 10 ms a curve, every redraw.
-            curve.setDownsampling(auto=True, method="peak")
-            curve.opts["autoDownsampleFactor"] = 1.0
-        self.ci.layout.setRowStretchFactor(0, 3)
-        self._title = None
-        self.reset()
-
-    def reset(self):
-        self.steps, self.losses, self.smoothed, self.lrs, self.rates = [], [], [], [], []
-        self.eval_steps, self.eval_values, self.best_point = [], [], None
-        self.metric = "val_loss"
-        self.max_steps, self.horizon = 0, None
-        self.y_ranges: dict = {}
-        self.arrays: dict[str, np.ndarray] = {}
-        self.dirty = self.evals_dirty = True
-        self.redraw()
-
-    def add(self, record: dict) -> None:
-        kind = record["event"]
-        if kind == "start":
-            self.max_steps = record.get("max_steps") or 0
-            return
-        if kind == "progress" and record.get("loss") is not None and math.isfinite(record["loss"]):
-            loss = record["loss"]
-            self.steps.append(record["step"])
-            self.losses.append(loss)
-            self.smoothed.append(loss if not self.smoothed else
-                                 (1 - SMOOTHING_ALPHA) * self.smoothed[-1] + SMOOTHING_ALPHA * loss)
-            self.lrs.append(record.get("lr") or 0.0)
-            self.rates.append(record.get("items_per_s") or 0.0)
-        elif kind == "eval":
-            # Held-out loss shares the training loss's units; otherwise the run's best metric.
-            metrics = record["metrics"]
-            self.metric = "val_loss" if "val_loss" in metrics else record.get("best_metric", self.metric)
-            value = metrics.get(self.metric)
-            if value is not None:
-                self.eval_steps.append(record["step"])
-                self.eval_values.append(value)
-                if record.get("is_best"):
-                    self.best_point = (record["step"], value)
-                self.evals_dirty = True
-        else:
-            return
-        self.dirty = True
-
-    def redraw(self) -> None:
-        if not self.dirty:
-            return
-        self._extend_horizon()
-        steps, losses, lrs, rates = (self._array(name) for name in ("steps", "losses", "lrs", "rates"))
-        self.raw.setData(steps, losses)
-        self.smooth.setData(steps, self._array("smoothed"))
-        self.lr.setData(steps, lrs)
-        self.rate.setData(steps, rates)
-        if self.evals_dirty:  # the symbols are rebuilt on every setData: only when they changed
-            self.held_out.setData(self.eval_steps, self.eval_values)
-            self.best.setData(*([[self.best_point[0]], [self.best_point[1]]] if self.best_point else [[], []]))
-            self.evals_dirty = False
-        title = f"loss (held-out: {self.metric})"
-        if title != self._title:  # a new title re-lays out the whole chart: only on a change
-            self.loss_plot.setTitle(title)
-            self._title = title
-        self._fit_y(self.loss_plot, min(losses.min(initial=math.inf), min(self.eval_values, default=math.inf)),
-                    max(losses.max(initial=-math.inf), max(self.eval_values, default=-math.inf)))
-        self._fit_y(self.lr_plot, 0.0, lrs.max(initial=-math.inf), from_zero=True)
-        self._fit_y(self.rate_plot, 0.0, rates.max(initial=-math.inf), from_zero=True)
-        self.dirty = False
-
-    def _array(self, name: str) -> np.ndarray:
-        """One of the lists as a numpy array, converting only what was appended since the last
-        redraw: converting a long run's 20,000 Python floats took 0.5 ms a curve, every redraw."""
-        values, array = getattr(self, name), self.arrays.get(name, np.empty(0))  # reset() empties both
-        if len(array) < len(values):
-            array = self.arrays[name] = np.concatenate([array, np.asarray(values[len(array):], dtype=float)])
-        return array
-
-    def _fit_y(self, plot, low: float, high: float, from_zero: bool = False) -> None:
-        """Fit the y axis to the values' span, with room to spare, only when they leave it or
-        fill less than half of it. pyqtgraph's auto-range refitted after every new point, and
-        each refit repainted the charts once more: 2.4 repaints per redraw instead of 1."""
-        if not (math.isfinite(low) and math.isfinite(high)):
-            return  # no points yet
-        current = self.y_ranges.get(plot)
-        if current and current[0] <= low and high <= current[1] and high - low >= 0.5 * (current[1] - current[0]):
-            return
-        pad = 0.15 * ((high - low) or abs(high) or 1.0)  # a falling loss refits every few redraws
-        low, high = (low if from_zero else low - pad), high + pad
-        plot.setYRange(low, high, padding=0)
-        self.y_ranges[plot] = (low, high)
-
-    def _extend_horizon(self) -> None:
-        """The step axis grows by doubling (capped at the run's max_steps) instead of following
-        every new point: an unchanged range spares re-laying out the three linked x axes and
-        redrawing their labels, which was most of a repaint's cost on a busy CPU."""
-        last = max(self.steps[-1:] + self.eval_steps[-1:], default=0)
-        horizon = 64
-        while horizon < last:
-            horizon *= 2
-        if self.max_steps:
-            horizon = min(horizon, self.max_steps)
-        if horizon != self.horizon:
-            self.loss_plot.setXRange(0, horizon, padding=0.02)
-            self.horizon = horizon
-
-
 class TrainPanel(QWidget):
+    """Shows the session's current run: live while it trains here, otherwise its charts and
+    previews from its folder."""
+
     run_started = Signal(str)
+    # Short progress for the window title: "step 45/200 (22%)", "paused at 45/200"; "" when idle.
+    progress_changed = Signal(str)
 
     def __init__(self, session, data_panel=None, parent=None):
         super().__init__(parent)
         self.session = session
         self.data_panel = data_panel
         self.trainer = TrainerProcess(self)
-        self.run_dir: str | None = None
+        self.run_dir: str | None = None  # the run shown: training here, or opened
         self.max_steps = 0
         self.follow_latest = True
         self.preview_steps: list[int] = []
+        self.preview_folders: list[Path] = []
         self.sample_task = None
         self.init_record: dict | None = None  # weights a duplicated fine-tuning run starts from
+        self.pending_progress: dict | None = None  # the latest progress event, not yet shown
+        self.latest_progress: dict | None = None  # ... and for the window title
+        self.progress_text = ""
+        self.refreshes = 0
         self._build()
-        self.trainer.event.connect(self._on_event)
+        self.trainer.event_read.connect(self._on_event)
         self.trainer.failed.connect(self._on_failed)
         self.trainer.finished.connect(self._on_finished)
+        self.trainer.polled.connect(self._refresh_display)
         session.generator_changed.connect(self._generator_changed)
         session.data_changed.connect(lambda _: self.update_buttons())
+        session.run_changed.connect(self.show_run)
+        session.runs_changed.connect(self._check_shown_run)
+        session.theme_changed.connect(lambda _: self.charts.apply_style())
         if data_panel is not None:
             data_panel.report_ready.connect(lambda _: self.update_buttons())
-        self.pending_progress: dict | None = None  # the latest progress event, not yet shown
-        self.refreshes = 0
-        self.trainer.polled.connect(self._refresh_display)
         self.rebuild_forms()
         self._detect_devices()
+        if session.current_run:
+            self.show_run(session.current_run)
 
     # -- layout
     def _build(self):
+        self.run_name = QLineEdit()
+        self.run_name.setPlaceholderText("optional: names the new run and its folder")
+        self.run_name.setToolTip("A name for the next run (shown in Runs and the title bar)")
+        self.run_notes = QLineEdit()
+        self.run_notes.setPlaceholderText("optional: what this run tries")
+        self.run_notes.setToolTip("Notes kept with the run (shown in Runs)")
         self.preset = QComboBox()
         self.preset.setToolTip("Start from a named shape of this generator")
         self.save_preset = QPushButton("Save preset…")
@@ -258,16 +144,18 @@ class TrainPanel(QWidget):
         self.resume_button.setToolTip("Continue the paused or stopped run")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("Stop with a checkpoint (Ctrl+.)")
-        self.sample_button = QPushButton("Sample now")
-        self.sample_button.setToolTip("Sample from the latest checkpoint while training goes on")
         self.problem = QLabel("")
         self.problem.setStyleSheet("color: #c62828;")
         self.problem.setWordWrap(True)
+        self.notice = QLabel("")  # what just happened to the form or the run, in a sentence
+        self.notice.setWordWrap(True)
+        self.notice.hide()
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m steps")
         self.stats = StatusLine("not started")
         self.run_label = QLabel("")
         self.run_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.run_label.hide()
 
         self.error_box = QGroupBox("Training stopped with an error")
         self.error_box.setStyleSheet("QGroupBox { color: #c62828; }")
@@ -285,13 +173,30 @@ class TrainPanel(QWidget):
 
         self.charts = Charts()
         self.preview_label = QLabel("Live previews appear here during training")
+        self.preview_label.setWordWrap(True)
+        self.sample_prompt = QLineEdit()
+        self.sample_prompt.setPlaceholderText("your prompt (optional)")
+        self.sample_prompt.setMinimumWidth(170)
+        self.sample_prompt.setToolTip("What Sample now starts from: text, or a class name for "
+                                      "images. Empty: no prompt.")
+        self.sample_seed = QLineEdit()
+        self.sample_seed.setPlaceholderText("seed: random")
+        self.sample_seed.setToolTip("A whole number; empty: a new random seed each time")
+        self.sample_seed.setMaximumWidth(110)
+        self.sample_button = QPushButton("Sample now")
+        self.sample_button.setToolTip("Sample from the latest checkpoint with your prompt and "
+                                      "seed, while training goes on")
         self.scrubber = QSlider(Qt.Orientation.Horizontal)
         self.scrubber.setToolTip("Look back at earlier previews")
         self.scrubber.setEnabled(False)
-        self.previews = SampleGrid(columns=3, size=140)
+        self.previews = SampleGrid(columns=3, size=PREVIEW_SIZE)
 
         left = QWidget()
         left_layout = QVBoxLayout(left)
+        names = QFormLayout()
+        names.addRow("Run name", self.run_name)
+        names.addRow("Notes", self.run_notes)
+        left_layout.addLayout(names)
         row = QHBoxLayout()
         row.addWidget(QLabel("Preset"))
         row.addWidget(self.preset, 1)
@@ -307,27 +212,43 @@ class TrainPanel(QWidget):
         left_layout.addWidget(self.forms_area, 1)
 
         controls = QHBoxLayout()
-        for button in (self.start_button, self.pause_button, self.resume_button, self.stop_button,
-                       self.sample_button):
+        for button in (self.start_button, self.pause_button, self.resume_button, self.stop_button):
             controls.addWidget(button)
         controls.addStretch(1)
+        preview_box = QWidget()
+        preview_box.setMinimumHeight(PREVIEW_MIN_HEIGHT)
+        preview_layout = QVBoxLayout(preview_box)
+        preview_layout.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        row.addWidget(self.sample_prompt, 1)
+        row.addWidget(self.sample_seed)
+        row.addWidget(self.sample_button)
+        preview_layout.addLayout(row)
+        preview_layout.addWidget(self.preview_label)
+        preview_layout.addWidget(self.scrubber)
+        preview_layout.addWidget(self.previews, 1)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.charts)
+        split.addWidget(preview_box)
+        split.setChildrenCollapsible(False)  # a chart dragged to nothing is lost to the user
+        split.setSizes([1000, 1000])  # previews get as much room as the charts
+
+        # The primary buttons and the progress stay in view; charts and previews keep their
+        # minimum heights and scroll together when the window is small (900x600).
+        self.body = QScrollArea()
+        self.body.setWidgetResizable(True)
+        self.body.setFrameShape(QFrame.Shape.NoFrame)
+        self.body.setWidget(split)
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.addLayout(controls)
         right_layout.addWidget(self.problem)
+        right_layout.addWidget(self.notice)
         right_layout.addWidget(self.progress)
         right_layout.addWidget(self.stats)
         right_layout.addWidget(self.run_label)
         right_layout.addWidget(self.error_box)
-        split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(self.charts)
-        preview_box = QWidget()
-        preview_layout = QVBoxLayout(preview_box)
-        preview_layout.addWidget(self.preview_label)
-        preview_layout.addWidget(self.scrubber)
-        preview_layout.addWidget(self.previews, 1)
-        split.addWidget(preview_box)
-        right_layout.addWidget(split, 1)
+        right_layout.addWidget(self.body, 1)
         outer = QSplitter(Qt.Orientation.Horizontal)
         outer.addWidget(left)
         outer.addWidget(right)
@@ -340,13 +261,17 @@ class TrainPanel(QWidget):
         self.resume_button.clicked.connect(self.resume_clicked)
         self.stop_button.clicked.connect(self.stop)
         self.sample_button.clicked.connect(self.sample_now)
+        self.sample_seed.returnPressed.connect(self.sample_now)
+        self.sample_prompt.returnPressed.connect(self.sample_now)
         self.error_resume.clicked.connect(lambda: self.resume_run(self.run_dir))
         self.preset.activated.connect(self._apply_preset)
         self.save_preset.clicked.connect(self._save_preset)
         self.load_preset.clicked.connect(self._load_preset)
         self.scrubber.valueChanged.connect(self._scrub)
-        QShortcut(QKeySequence("Ctrl+Return"), self, activated=self.start)
-        QShortcut(QKeySequence("Ctrl+."), self, activated=self.stop)
+        # Start while this panel is shown (a hidden tab's shortcuts do not fire). Stop is the
+        # window's Ctrl+. : it stops whatever runs, training or generating.
+        for keys in ("Ctrl+Return", "Ctrl+Enter"):
+            QShortcut(QKeySequence(keys), self, activated=self.start)
 
     def _detect_devices(self):
         def detect(ctx):
@@ -441,14 +366,99 @@ class TrainPanel(QWidget):
         self.pause_button.setEnabled(running and not paused)
         self.resume_button.setEnabled((running and paused) or (not running and self._resumable()))
         self.stop_button.setEnabled(running)
-        self.sample_button.setEnabled(self.run_dir is not None and bool(RunDir(self.run_dir).checkpoints()))
+        self.sample_button.setEnabled(self.run_dir is not None and self.sample_task is None
+                                      and bool(RunDir(self.run_dir).checkpoints()))
         self.problem.setText(f"Cannot start: {problem}" if problem and not running else "")
+        self.problem.setVisible(bool(self.problem.text()))  # an empty line would push the charts down
         self.preset.setEnabled(not running)
         self.forms_area.setEnabled(not running)
 
     def _resumable(self) -> bool:
         return bool(self.run_dir) and RunDir(self.run_dir).config_path.exists() and \
             RunDir(self.run_dir).info().get("status") in ("stopped", "failed", "interrupted", "paused")
+
+    def _say(self, text: str) -> None:
+        """A sentence above the progress bar ("" hides it)."""
+        self.notice.setText(text)
+        self.notice.setVisible(bool(text))
+
+    def _name_run(self, text: str) -> None:
+        """The line that names the run shown ("" hides it)."""
+        self.run_label.setText(text)
+        self.run_label.setVisible(bool(text))
+
+    def _announce(self, text: str) -> None:
+        """The window title's progress, only when it changed."""
+        if text != self.progress_text:
+            self.progress_text = text
+            self.progress_changed.emit(text)
+
+    # -- the run shown
+    def show_run(self, path: str) -> None:
+        """The session's current run, when nothing trains here: its charts from its events, its
+        previews, and a label naming it. While a run trains, the panel stays on that one."""
+        if self.trainer.running or (path or None) == self.run_dir:
+            return
+        self._clear_display()
+        self.error_box.hide()
+        self.run_dir = path or None
+        if not path:
+            self._name_run("")
+            self.stats.setText("not started")
+            self.update_buttons()
+            return
+        run = RunDir(path)
+        info = run.info()
+        self._follow_config(run)
+        for record in run.events():
+            self.charts.add(record)
+        self.charts.redraw()
+        self.max_steps = self.charts.max_steps or info.get("step", 0)
+        self.progress.setRange(0, max(self.max_steps, 1))
+        self._set_progress(info.get("step", 0))
+        self._name_run(f"showing run {_run_title(path, info)} · {path}")
+        self.stats.setText(f"{info.get('status', 'not started')} at step {info.get('step', 0)}")
+        self._refresh_previews()
+        self.update_buttons()
+
+    def _clear_display(self) -> None:
+        """No charts, previews or progress of the run shown before."""
+        self.charts.reset()
+        self.preview_steps, self.preview_folders, self.follow_latest = [], [], True
+        self.scrubber.blockSignals(True)
+        self.scrubber.setRange(0, 0)
+        self.scrubber.setEnabled(False)
+        self.scrubber.blockSignals(False)
+        self.previews.set_samples([], empty="no previews yet")
+        self.preview_label.setText("Live previews appear here during training")
+        self.pending_progress = self.latest_progress = None
+        self.progress.setRange(0, 1)
+        self._set_progress(0)
+
+    def _follow_config(self, run: RunDir) -> None:
+        """What the charts need from the run's config: a GAN's discriminator learning rate
+        multiple (its progress events carry the discriminator's rate)."""
+        try:
+            config = run.config().get("config", {})
+        except (StudioError, OSError):
+            return
+        self.charts.set_d_lr_ratio(config.get("d_lr_ratio"))
+
+    def _check_shown_run(self) -> None:
+        """Runs were added or deleted: if the run shown was deleted, say so and let it go."""
+        if self.run_dir and not self.trainer.running and not Path(self.run_dir).exists():
+            self._forget_deleted_run()
+
+    def _forget_deleted_run(self) -> None:
+        name = Path(self.run_dir).name
+        self._clear_display()
+        self.error_box.hide()
+        self.run_dir = None
+        self._name_run("")
+        self.stats.setText("not started")
+        self._say(f"The run {name} was deleted: nothing to resume. Start a new run, or open "
+                  f"another in the Runs tab.")
+        self.update_buttons()
 
     # -- commands
     def start(self) -> None:
@@ -458,8 +468,13 @@ class TrainPanel(QWidget):
         settings_file = config_dir() / "last-start.json"
         settings_file.parent.mkdir(parents=True, exist_ok=True)
         write_json(settings_file, doc)
-        run_dir = self.session.new_run_dir()
+        name, notes = self.run_name.text().strip(), self.run_notes.text().strip()
+        run_dir = self.session.new_run_dir(name)
         args = [self.session.generator, "--run-dir", str(run_dir), "--config", str(settings_file)]
+        if name:
+            args += ["--name", name]
+        if notes:
+            args += ["--notes", notes]
         if self.session.data_source:
             args += ["--data", self.session.data_source]
         init = self.init_record or {}
@@ -478,27 +493,39 @@ class TrainPanel(QWidget):
     def resume_run(self, run_dir: str | None) -> None:
         if not run_dir or self.trainer.running:
             return
+        if not Path(run_dir).exists():
+            self.run_dir = run_dir
+            self._forget_deleted_run()
+            return
         self._launch(["--resume", str(run_dir)], str(run_dir), history=True)
+        self.session.open_run(str(run_dir))
 
     def duplicate(self, doc: dict) -> None:
-        """Start from another run's settings (the runs browser's 'duplicate with changes')."""
+        """Start from another run's settings (the runs browser's 'duplicate with changes'): the
+        forms filled, the new run named after the old one, the starting weights kept."""
+        source = doc.get("name") or (Path(doc["run"]).name if doc.get("run") else f"a {doc['generator']} run")
         self.session.set_generator(doc["generator"])
         self.rebuild_forms({"config": doc.get("config", {}), "train": doc.get("train", {})})
         self.init_record = doc.get("init")  # a duplicated fine-tuning run starts from the same weights
         if self.data_panel is not None:
             self.data_panel.set_source((doc.get("data") or {}).get("source"))
+        self.run_name.setText(f"{source} (copy)")
+        self.run_notes.setText(doc.get("notes") or "")
+        self._say(f"Settings copied from {source} — change what you like, then press Start.")
 
     def _launch(self, args: list[str], run_dir: str, history: bool = False) -> None:
+        self._clear_display()  # nothing of the run shown before stays on screen
         self.run_dir = run_dir
         self.error_box.hide()
-        self.charts.reset()
-        self.preview_steps, self.follow_latest = [], True
+        self._say("")
         if history:  # a resumed run: draw what it has done so far
+            self._follow_config(RunDir(run_dir))
             for record in RunDir(run_dir).events():
                 self.charts.add(record)
             self._refresh_previews()
-        self.run_label.setText(f"run folder: {run_dir}")
+        self._name_run(f"run folder: {run_dir}")
         self.stats.setText("starting…")
+        self._announce("starting…")
         self.trainer.start(args, run_dir)
         self.update_buttons()
         self.run_started.emit(run_dir)
@@ -518,15 +545,23 @@ class TrainPanel(QWidget):
             self._set_progress(record["step"])
             self.stats.setText(f"training on {record['device']} ({record['precision']}) · "
                                f"{record['params'] / 1e6:.2f}M parameters")
+            if self.run_dir:
+                self._follow_config(RunDir(self.run_dir))
+                if self.session.current_run != self.run_dir:
+                    # The run folder exists now: it becomes the current run everywhere.
+                    self.session.open_run(self.run_dir)
         elif kind == "progress":
-            self.pending_progress = record  # shown by the next _refresh_display
+            self.pending_progress = self.latest_progress = record  # shown by the next _refresh_display
         elif kind == "preview":
             QTimer.singleShot(0, self._refresh_previews)  # a turn of its own: see _refresh_display
         elif kind in ("paused", "resumed", "checkpoint"):
             if kind == "paused":
+                self.latest_progress = None
                 self._show_final_state(record["step"], f"paused at step {record['step']} (checkpoint written)")
+                self._announce(f"paused at {record['step']}/{self.max_steps}")
             self.update_buttons()
         elif kind == "done":
+            self.latest_progress = None
             self._show_final_state(record["step"], f"{record['status']} at step {record['step']} "
                                                    f"({record['reason']})")
 
@@ -545,7 +580,10 @@ class TrainPanel(QWidget):
         self.progress.setUpdatesEnabled(True)
 
     def _refresh_display(self) -> None:
-        """The latest progress and the charts, if anything changed and the panel is visible."""
+        """The title's progress always; the progress line and the charts if anything changed
+        and the panel is visible."""
+        if self.latest_progress is not None:
+            self._announce(_progress_title(self.latest_progress))
         if not self.isVisible():
             return
         record, self.pending_progress = self.pending_progress, None
@@ -553,9 +591,10 @@ class TrainPanel(QWidget):
             self._set_progress(record["step"])
             eta = record.get("eta_s")
             eta_text = f" · ETA {_duration(eta)}" if eta is not None else ""
+            rate = record.get("items_per_s")
+            rate_text = f" · {rate:,.0f} {record['unit']}/s" if rate is not None else ""
             self.stats.setText(f"step {record['step']} / {record['max_steps']} · loss "
-                               f"{record['loss']:.4f} · {record['items_per_s']:,.0f} "
-                               f"{record['unit']}/s{eta_text}")
+                               f"{record['loss']:.4f}{rate_text}{eta_text}")
         self.refreshes += 1
         if self.refreshes % CHART_EVERY == 0:
             # In a turn of the event loop of its own, so that a click or a keypress waiting
@@ -572,12 +611,17 @@ class TrainPanel(QWidget):
         self.charts.redraw()
 
     def _on_failed(self, message: str, log: str) -> None:
+        message = for_window(message)
         self.error_message.setText(message)
         self.error_log.setPlainText(log)
         self.error_resume.setEnabled(self.run_dir is not None and RunDir(self.run_dir).config_path.exists())
         self.error_box.show()
+        if not self.trainer.started:  # it never began: "starting…" must not stay on screen
+            self.stats.setText(f"could not start: {message}")
 
     def _on_finished(self, code: int, status: str) -> None:
+        self.latest_progress = None
+        self._announce("")
         self.charts.redraw()
         self.update_buttons()
         self.session.runs_changed.emit()
@@ -586,7 +630,9 @@ class TrainPanel(QWidget):
     def _refresh_previews(self) -> None:
         if not self.run_dir:
             return
-        self.preview_steps = [step for step, _ in list_previews(RunDir(self.run_dir))]
+        found = list_previews(RunDir(self.run_dir))
+        self.preview_steps = [step for step, _ in found]
+        self.preview_folders = [folder for _, folder in found]
         if not self.preview_steps:
             return
         self.scrubber.blockSignals(True)
@@ -604,39 +650,87 @@ class TrainPanel(QWidget):
     def _show_preview(self, index: int) -> None:
         if not 0 <= index < len(self.preview_steps):
             return
-        step = self.preview_steps[index]
-        _, samples = load_samples(RunDir(self.run_dir).previews_dir / f"step_{step:07d}")
-        self.preview_label.setText(f"preview at step {step} (fixed prompts and seeds)")
-        self.previews.set_samples(samples)
+        _, samples = load_samples(self.preview_folders[index])
+        self.preview_label.setText(f"preview at step {self.preview_steps[index]} (fixed prompts and seeds)")
+        self._show_samples(samples)
+
+    def _show_samples(self, samples: list) -> None:
+        """Images in the grid, scaled to the space; texts in one box that wraps them, each under
+        a header and its prompt in bold (a box per text scrolled inside the panel's scrolling)."""
+        if not samples or any(s.kind != "text" for s in samples):
+            self.previews.set_samples(samples)
+            return
+        self.previews.set_samples([Sample("text", "", {})])
+        headers = [f"[{i + 1}] seed {s.meta.get('seed', '?')}" for i, s in enumerate(samples)]
+        self.previews.views[0].show_texts([s.data for s in samples],
+                                          [s.meta.get("prompt") for s in samples],
+                                          headers if len(samples) > 1 else None)
 
     def sample_now(self) -> None:
-        """Sample the probe set from the latest checkpoint, in the background."""
+        """Sample from the run's latest checkpoint with the user's prompt and seed (a new random
+        seed when none is given), in the background; the next scheduled preview replaces it."""
         run_dir = self.run_dir
-        if not run_dir:
+        if not run_dir or self.sample_task is not None:
             return
-
-        def sample(ctx, path):
-            import torch
-            from studio import api
-            run, gen, folder = api.load_run(path, device="cpu")
-            with torch.no_grad():
-                return folder.name, gen.preview()
-
-        task = workers.Task(sample, run_dir)
-        task.signals.done.connect(self._sampled)
+        prompt = self.sample_prompt.text().strip() or None
+        seed_text = self.sample_seed.text().strip()
+        try:
+            seed = int(seed_text) if seed_text else random.randrange(1_000_000)
+        except ValueError:
+            show_error(self, "Cannot sample", f"The seed must be a whole number, not '{seed_text}'. "
+                                              f"Leave it empty for a new random seed.")
+            return
+        choice = {"seed": seed, "random_seed": not seed_text, "prompt": prompt}
+        task = workers.Task(sample_from_run, run_dir, prompt, seed)
+        task.signals.done.connect(lambda result: self._sampled(result, choice))
         task.signals.failed.connect(self._sample_failed)
-        self.sample_button.setEnabled(False)
-        task.signals.finished.connect(self.update_buttons)
+        task.signals.finished.connect(self._sample_finished)
         self.sample_task = workers.start(task)
+        self.sample_button.setEnabled(False)
+        self.preview_label.setText("sampling from the latest checkpoint…")
+
+    def _sample_finished(self) -> None:
+        self.sample_task = None
+        self.update_buttons()
 
     def _sample_failed(self, message: str) -> None:
-        show_error(self, "Cannot sample", message)
+        show_error(self, "Cannot sample", for_window(message))
 
-    def _sampled(self, result) -> None:
+    def _sampled(self, result, choice: dict) -> None:
         checkpoint, samples = result
-        self.follow_latest = False
-        self.preview_label.setText(f"sampled now from {checkpoint}")
-        self.previews.set_samples(samples)
+        seed = f"seed {choice['seed']}" + (" (new random seed)" if choice["random_seed"] else "")
+        prompt = f"your prompt “{choice['prompt']}”" if choice["prompt"] else "no prompt"
+        self.preview_label.setText(f"sampled now from {checkpoint} · {seed} · {prompt}")
+        self._show_samples(samples)
+
+
+def sample_from_run(ctx, path: str, prompt, seed: int):
+    """(checkpoint name, samples) from a run's latest checkpoint, on the CPU while the GPU (if
+    any) trains: one grid of images where the generator draws grids, else a few samples."""
+    import dataclasses
+
+    import torch
+
+    from studio import api
+    from studio.config import from_dict
+    run, gen, folder = api.load_run(path, device="cpu")
+    fields = {f.name for f in dataclasses.fields(gen.SampleConfig)}
+    grid = "grid" in fields
+    params = from_dict(gen.SampleConfig, {"grid": True} if grid else {}, "sampling settings")
+    with torch.no_grad():
+        samples = gen.sample(params, n=SAMPLE_NOW_GRID if grid else SAMPLE_NOW_COUNT, seed=seed,
+                             prompt=prompt)
+    return folder.name, samples
+
+
+def _run_title(path: str, info: dict) -> str:
+    return info.get("name") or Path(path).name
+
+
+def _progress_title(record: dict) -> str:
+    """'step 45/200 (22%)' for the window title."""
+    step, total = record["step"], record.get("max_steps") or 0
+    return f"step {step}/{total} ({100 * step // total}%)" if total else f"step {step}"
 
 
 def _duration(seconds: float) -> str:

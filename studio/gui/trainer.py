@@ -44,7 +44,7 @@ def _yield_to_the_window(pid: int) -> None:
 
 
 class TrainerProcess(QObject):
-    event = Signal(dict)  # every JSON event of the child
+    event_read = Signal(dict)  # every JSON event of the child (not `event`: QObject.event())
     failed = Signal(str, str)  # message, the last lines of its log
     finished = Signal(int, str)  # 0 when it ended by itself, else 1; final status
     polled = Signal()  # the new events (if any) have been emitted: time to redraw
@@ -56,6 +56,7 @@ class TrainerProcess(QObject):
         self.run_dir: Path | None = None
         self.log = deque(maxlen=40)
         self.status = "idle"
+        self.started = False  # the child's "start" event came: it is training, not still setting up
         self.last_error = ""
         self.extra_env = dict(extra_env or {})
         self._out_path = self._err_path = None
@@ -76,7 +77,7 @@ class TrainerProcess(QObject):
             raise RuntimeError("a training process is already running")
         self.run_dir = Path(run_dir)
         self.log.clear()
-        self.status, self.last_error, self._done_seen = "starting", "", False
+        self.status, self.last_error, self._done_seen, self.started = "starting", "", False, False
         logs = config_dir() / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{id(self) % 10000}"
@@ -130,14 +131,14 @@ class TrainerProcess(QObject):
                 continue
             kind = record.get("event")
             if kind == "start":
-                self.status = "running"
+                self.status, self.started = "running", True
             elif kind in ("paused", "resumed"):
                 self.status = "paused" if kind == "paused" else "running"
             elif kind == "error":
                 self.last_error = record.get("message", "")
             elif kind == "done":
                 self.status, self._done_seen = record.get("status", "done"), True
-            self.event.emit(record)
+            self.event_read.emit(record)
 
     def _ended(self) -> None:
         self.timer.stop()
