@@ -311,6 +311,7 @@ def test_start_names_the_run_and_shows_nothing_of_the_run_shown_before(qtbot, pa
     assert args[args.index("--run-dir") + 1] == run_dir and os.path.basename(run_dir).startswith("wider-model-")
     assert train.charts.steps == [] and train.charts.eval_steps == [] and train.previews.views == []
     assert train.preview_steps == [] and not train.scrubber.isEnabled()
+    assert train.run_label.text().startswith("training run wider model · ")
     # once the child has made the folder, it is the current run everywhere (the title bar, Generate)
     train._on_event({"event": "start", "step": 0, "max_steps": 50, "device": "cpu",
                      "precision": "fp32", "params": 1000, "unit": "tokens", "run": run_dir})

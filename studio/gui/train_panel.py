@@ -482,7 +482,7 @@ class TrainPanel(QWidget):
             args += ["--init-from", str(Path(init["run"]) / "checkpoints" / init["checkpoint"])]
         elif init.get("pretrained"):
             args += ["--init-from-hf", init["pretrained"]]
-        self._launch(args, str(run_dir))
+        self._launch(args, str(run_dir), name or run_dir.name)
 
     def resume_clicked(self) -> None:
         if self.trainer.running:
@@ -497,7 +497,8 @@ class TrainPanel(QWidget):
             self.run_dir = run_dir
             self._forget_deleted_run()
             return
-        self._launch(["--resume", str(run_dir)], str(run_dir), history=True)
+        self._launch(["--resume", str(run_dir)], str(run_dir), _run_title(run_dir, RunDir(run_dir).info()),
+                     history=True)
         self.session.open_run(str(run_dir))
 
     def duplicate(self, doc: dict) -> None:
@@ -513,7 +514,7 @@ class TrainPanel(QWidget):
         self.run_notes.setText(doc.get("notes") or "")
         self._say(f"Settings copied from {source} — change what you like, then press Start.")
 
-    def _launch(self, args: list[str], run_dir: str, history: bool = False) -> None:
+    def _launch(self, args: list[str], run_dir: str, title: str, history: bool = False) -> None:
         self._clear_display()  # nothing of the run shown before stays on screen
         self.run_dir = run_dir
         self.error_box.hide()
@@ -523,7 +524,7 @@ class TrainPanel(QWidget):
             for record in RunDir(run_dir).events():
                 self.charts.add(record)
             self._refresh_previews()
-        self._name_run(f"run folder: {run_dir}")
+        self._name_run(f"training run {title} · {run_dir}")
         self.stats.setText("starting…")
         self._announce("starting…")
         self.trainer.start(args, run_dir)
