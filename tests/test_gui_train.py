@@ -289,6 +289,10 @@ def test_the_current_run_is_shown_with_its_charts_previews_and_name(qtbot, panel
     assert train.charts.steps == [5, 10, 15, 20] and train.charts.eval_steps == [10, 20]
     assert train.preview_steps == [10, 20] and train.previews.views
     assert "preview at step 20" in train.preview_label.text()
+    # the probes' texts in one box that wraps them, not a box each scrolled inside the panel
+    assert len(train.previews.views) == 1 and "[2] seed" in train.previews.views[0].toPlainText()
+    qtbot.wait(20)
+    assert not train.previews.verticalScrollBar().isVisible()
     assert "seen" in train.run_label.text() and "done at step 20" in train.stats.text()
     train.session.open_run(None)  # no current run: nothing of this one stays on screen
     assert train.run_dir is None and train.charts.steps == [] and train.previews.views == []
