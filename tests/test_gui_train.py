@@ -425,3 +425,21 @@ def test_progress_for_the_window_title_and_shortcuts(qtbot, panels):
     keys = {shortcut.key().toString() for shortcut in train.findChildren(QShortcut)}
     assert QKeySequence("Ctrl+Return").toString() in keys
     assert QKeySequence("Ctrl+.").toString() not in keys  # the window's: it stops whatever runs
+
+
+def test_invalid_fields_stay_readable_on_the_dark_theme(qtbot, panels):
+    from studio.gui import theme
+    from studio.gui.config_form import INVALID_STYLES
+    _, train = panels
+    try:
+        theme.apply_theme("dark")
+        train.session.theme_changed.emit("dark")
+        train.gen_form.set_values({"n_layer": "three"})
+        field = train.gen_form.widgets["n_layer"]
+        assert field.styleSheet() == INVALID_STYLES["dark"] and "#4a2222" in field.styleSheet()
+        theme.apply_theme("light")
+        train.session.theme_changed.emit("light")  # an invalid field shown before takes the new colours
+        assert field.styleSheet() == INVALID_STYLES["light"]
+        assert train.gen_form.widgets["n_head"].styleSheet() == ""
+    finally:
+        theme.apply_theme("light")

@@ -15,8 +15,12 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QLineEd
 
 from studio.config import check_field, describe, from_dict, to_dict
 from studio.errors import StudioError
+from studio.gui import theme
 
-INVALID_STYLE = "border: 1px solid #d9534f; background: #fdecea;"
+# An invalid field: a red border on a background tinted red, dark on the dark theme (a light
+# pink one left the dark theme's light text unreadable).
+INVALID_STYLES = {"light": "border: 1px solid #d9534f; background: #fdecea;",
+                  "dark": "border: 1px solid #e06c6c; background: #4a2222;"}
 
 
 def _as_text(value) -> str:
@@ -107,8 +111,9 @@ class ConfigForm(QWidget):
                 check_field(self.config_cls, name, value, "setting")
             except StudioError as exc:
                 self.errors[name] = str(exc).removeprefix("setting: ")
+        invalid_style = INVALID_STYLES[theme.current()]
         for name, widget in self.widgets.items():
-            widget.setStyleSheet(INVALID_STYLE if name in self.errors else "")
+            widget.setStyleSheet(invalid_style if name in self.errors else "")
             if name in self.errors:
                 widget.setToolTip(self.errors[name])
         if self.errors:

@@ -107,7 +107,7 @@ class TrainPanel(QWidget):
         session.data_changed.connect(lambda _: self.update_buttons())
         session.run_changed.connect(self.show_run)
         session.runs_changed.connect(self._check_shown_run)
-        session.theme_changed.connect(lambda _: self.charts.apply_style())
+        session.theme_changed.connect(self._theme_changed)
         if data_panel is not None:
             data_panel.report_ready.connect(lambda _: self.update_buttons())
         self.rebuild_forms()
@@ -292,6 +292,11 @@ class TrainPanel(QWidget):
     def _generator_changed(self, name: str) -> None:
         self.init_record = None
         self.rebuild_forms()
+
+    def _theme_changed(self, name: str) -> None:
+        self.charts.apply_style()
+        for form in (self.gen_form, self.train_form):
+            form.validate()  # invalid fields take the theme's colours
 
     def rebuild_forms(self, values: dict | None = None) -> None:
         """Forms for the current generator's config and the training config."""
