@@ -401,6 +401,18 @@ def test_stop_ends_images_within_one_batch():
     assert not entry.lineage["stopped"] and len(entry.samples) == 20
 
 
+class OneGrid(Endless):
+    def sample(self, params, n=1, seed=0, prompt=None):
+        self.calls.append((n, seed))
+        return [Sample("image", np.zeros((4, 4 * n, 3), np.uint8), {"grid": n})]
+
+
+def test_a_generator_that_makes_one_grid_gets_it_whole_not_in_batches():
+    gen = OneGrid()
+    entry = generate_panel.produce(CancelAfter("made", 99), Loaded(gen), request(20, stream=False))
+    assert [s.meta["grid"] for s in entry.samples] == [20]  # a grid of all 20, not of the first 8
+
+
 def test_text_of_count_two_streams_each_sample_and_stop_says_stopped(qtbot, panel, errors):
     pick(panel, "text-tiny")
     panel.prompt_edit.setPlainText("ANNA:")

@@ -30,7 +30,7 @@ from studio.config import from_dict, to_dict
 from studio.contract import Generator, Sample
 from studio.errors import StudioError
 from studio.export import (EXPORT_FORMATS, HistoryStore, animation_frames, export,
-                           frames_per_second, output_kind, sidecar_path)
+                           frames_per_second, is_interpolation, output_kind, sidecar_path)
 from studio.gui.config_form import ConfigForm
 from studio.gui.messages import for_window
 from studio.gui.views import SampleGrid, TextView
@@ -262,10 +262,16 @@ def _sample_in_batches(ctx, gen, params, request: Request) -> tuple[list[Sample]
     while len(samples) < request.count:
         asked = min(IMAGE_BATCH, request.count - len(samples))
         batch = gen.sample(params, n=asked, seed=request.seed + len(samples), prompt=request.prompt)
+        if len(batch) != asked or is_interpolation(batch):
+            # Not one sample per n: the generator makes its output as a whole (the frames of an
+            # interpolation, one grid of all the samples), so it cannot come in batches.
+            if len(batch) != asked and asked < request.count and not is_interpolation(batch):
+                batch = gen.sample(params, n=request.count, seed=request.seed,
+                                   prompt=request.prompt)
+            ctx.progress(("made", (request.count, request.count)))
+            return batch, False
         samples += batch
         ctx.progress(("made", (len(samples), request.count)))
-        if len(batch) != asked:  # not one sample per n (an interpolation, a grid): all at once
-            return samples, False
         if ctx.cancelled and len(samples) < request.count:
             return samples, True
     return samples, False
