@@ -11,7 +11,8 @@ import os
 import time
 from pathlib import Path
 
-from studio.config import TrainConfig, from_dict, parse_assignments, split_settings, to_dict
+from studio.config import (TrainConfig, from_dict, parse_assignments, resolve_intervals,
+                           split_settings, to_dict)
 from studio.errors import StudioError
 from studio.registry import default_registry
 from studio.runstore import RunDir, read_json, write_json
@@ -55,7 +56,7 @@ def build_configs(gen_cls, preset: str | None = None, config_file: str | None = 
     train_values.update(set_train)
     train_values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return (from_dict(gen_cls.Config, gen_values, f"{gen_cls.name} config"),
-            from_dict(TrainConfig, train_values, "training config"))
+            resolve_intervals(from_dict(TrainConfig, train_values, "training config")))
 
 
 def _ensure_writable(folder: Path) -> None:
@@ -99,12 +100,14 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
                      max_minutes: float | None = None, resume: str | None = None,
                      checkpoint: str | None = None, events: str = "plain",
                      callbacks: list | None = None, init_from: str | None = None,
-                     init_from_pretrained: str | None = None):
+                     init_from_pretrained: str | None = None, name: str | None = None,
+                     notes: str | None = None):
     """Everything before the loop: configs, data, run folder, model. Returns (engine, the
     checkpoint to resume from or None). `generator` is a registered name or a Generator class
     (tests and notebooks); `callbacks` are added after the standard ones. A new run can start
     from another run's weights and assets (`init_from`: a run or checkpoint folder) or from a
-    foreign pretrained folder the generator can read (`init_from_pretrained`)."""
+    foreign pretrained folder the generator can read (`init_from_pretrained`). `name` and
+    `notes` label the run for people (run.json); a resumed run keeps them unless given."""
     from studio.engine import Engine, barrier, init_distributed, pick_device, resolve_precision
 
     flags = {"max_steps": max_steps, "max_minutes": max_minutes}
@@ -127,7 +130,7 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
                               f"only training settings can (e.g. --set lr=...).")
         train_values = {**doc.get("train", {}), **set_train,
                         **{k: v for k, v in flags.items() if v is not None}}
-        train_config = from_dict(TrainConfig, train_values, "training config")
+        train_config = resolve_intervals(from_dict(TrainConfig, train_values, "training config"))
         # A run stopped before its first checkpoint starts again from step 0 with its config.
         ckpt = run.resolve_checkpoint(checkpoint) if run.checkpoints() or checkpoint else None
         data_doc = doc.get("data", {})
@@ -147,7 +150,7 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
         gen_config, train_config = build_configs(gen_cls, preset, config_file, settings, flags,
                                                  start_from=init.get("config"), fine_tune=bool(init))
         run_path = Path(run_dir) if run_dir else default_run_dir(gen_cls.name)
-        if (run_path / "config.json").exists() and int(os.environ.get("RANK", 0)) == 0:
+        if RunDir.is_run(run_path) and int(os.environ.get("RANK", 0)) == 0:
             raise StudioError(f"{run_path} already holds a run. Continue it with "
                               f"`studio train --resume {run_path}`, or pick a new --run-dir.")
         _ensure_writable(run_path)
@@ -169,11 +172,13 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
                 "config": to_dict(gen_config), "train": to_dict(train_config),
                 "data": {"source": data, "val_source": val_data}, "init": doc.get("init")})
             write_json(run.path / "data_report.json", report.to_json())
+            run.update(**_labels(name, notes))
         barrier()
         run = RunDir(run_path)
     elif rank == 0:
         doc.update(train=to_dict(train_config), data={"source": data, "val_source": val_data})
         write_json(run.config_path, doc)
+        run.update(**_labels(name, notes))
 
     engine = Engine(gen, train_config, run, _callbacks(events, run) + list(callbacks or []))
     engine.setup()
@@ -186,6 +191,12 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
     for item, reason in report.skipped[:20]:
         engine.emit("warning", message=f"skipped {item}: {reason}")
     return engine, ckpt
+
+
+def _labels(name: str | None, notes: str | None) -> dict:
+    """run.json's "name" and "notes", as given (None: not given, keep what the run has)."""
+    labels = {"name": name.strip() if name is not None else None, "notes": notes}
+    return {key: value for key, value in labels.items() if value is not None}
 
 
 def _describe_init(gen_cls, init_from: str | None, pretrained: str | None) -> dict:
@@ -219,7 +230,7 @@ def _prepare_init(gen, record: dict | None):
         gen.use_pretrained(record["pretrained"])  # build() loads the weights
         return None
     source = RunDir.open(Path(record["run"]))
-    folder = source.checkpoints_dir / record["checkpoint"]
+    folder = source.checkpoint_dir(record["checkpoint"])
     state, tensors = source.load_checkpoint(folder)
     gen.load_assets(source.assets_dir)
 
@@ -243,7 +254,7 @@ def inspect_data(generator: str, source: str | None, settings: list[str] | None 
 def demo_runs() -> list[Path]:
     """The small pretrained demo runs that ship in assets/demo/ (one per generator)."""
     root = Path(__file__).resolve().parent.parent / "assets" / "demo"
-    return sorted(p for p in root.iterdir() if (p / "config.json").exists()) if root.is_dir() else []
+    return sorted(p for p in root.iterdir() if RunDir.is_run(p)) if root.is_dir() else []
 
 
 def export_slim_run(path: str, dest: str) -> Path:
@@ -256,7 +267,7 @@ def export_slim_run(path: str, dest: str) -> Path:
     target = RunDir(Path(dest))
     if target.path.exists():
         shutil.rmtree(target.path)
-    (target.checkpoints_dir / folder.name).mkdir(parents=True)
+    target.checkpoint_dir(folder.name).mkdir(parents=True)
     for name in ("config.json", "run.json", "data_report.json", "events.jsonl"):
         if (run.path / name).exists():
             shutil.copy2(run.path / name, target.path / name)
@@ -264,10 +275,10 @@ def export_slim_run(path: str, dest: str) -> Path:
     previews = [p for p in sorted(run.previews_dir.glob("step_*"))]
     if previews:
         shutil.copytree(previews[-1], target.previews_dir / previews[-1].name)
-    shutil.copy2(folder / "model.safetensors", target.checkpoints_dir / folder.name / "model.safetensors")
+    shutil.copy2(folder / "model.safetensors", target.checkpoint_dir(folder.name) / "model.safetensors")
     state["files"] = {"model.safetensors": state["files"]["model.safetensors"]}
     state.pop("optimizers", None)
-    write_json(target.checkpoints_dir / folder.name / "state.json", state)
+    write_json(target.checkpoint_dir(folder.name) / "state.json", state)
     write_json(target.checkpoints_dir / "index.json", {"best": folder.name, "latest": folder.name})
     target.update(pid=None)
     return target.path
@@ -361,7 +372,8 @@ def runs_table(root: str) -> list[dict]:
         if status in ("running", "paused") and not _process_alive(info.get("pid")):
             status = "interrupted"  # the process died without saying so: resume from the last checkpoint
         best = info.get("best") or {}
-        rows.append({"run": str(run.path), "generator": doc["generator"], "status": status,
+        rows.append({"run": str(run.path), "name": info.get("name") or run.path.name,
+                     "notes": info.get("notes", ""), "generator": doc["generator"], "status": status,
                      "step": info.get("step", 0), "max_steps": doc.get("train", {}).get("max_steps"),
                      "best_metric": best.get("metric"), "best": best.get("value"),
                      "best_step": best.get("step"), "checkpoints": len(run.checkpoints())})

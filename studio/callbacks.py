@@ -161,7 +161,7 @@ class Preview(Callback):
     def run(self, engine) -> None:
         with EvalMode(engine):
             samples = engine.generator.preview()
-        folder = save_samples(engine.run.previews_dir / f"step_{engine.step:07d}", samples,
+        folder = save_samples(engine.run.preview_dir(engine.step), samples,
                               {"step": engine.step})
         self.last_step = engine.step
         engine.emit("preview", step=engine.step, path=str(folder),

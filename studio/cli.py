@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--data", help="training data: a file or folder (default: the built-in demo data)")
     t.add_argument("--val-data", help="held-out data (default: a share of --data)")
     t.add_argument("--run-dir", help="folder for the new run (default: runs/GENERATOR-TIME)")
+    t.add_argument("--name", help="a name for the run, shown by `studio runs` and the window "
+                   "(default: its folder's name); with --resume: renames it")
+    t.add_argument("--notes", help="notes on the run (what you are trying); with --resume: "
+                   "replaces them")
     t.add_argument("--resume", metavar="RUN", help="continue this run from its latest checkpoint")
     t.add_argument("--checkpoint", help="with --resume: which checkpoint (name, step, best)")
     t.add_argument("--init-from", metavar="RUN", help="fine-tune: start from this run's (or "
@@ -154,7 +158,8 @@ def _cmd_train(args) -> int:
                             settings=settings, max_steps=args.max_steps,
                             max_minutes=args.max_minutes, resume=args.resume,
                             checkpoint=args.checkpoint, events=events,
-                            init_from=args.init_from, init_from_pretrained=args.init_from_hf)
+                            init_from=args.init_from, init_from_pretrained=args.init_from_hf,
+                            name=args.name, notes=args.notes)
     if events != "json" and int(os.environ.get("RANK", 0)) == 0:
         print(f"run {run.path}: {status}. Sample with `studio generate {run.path}`, "
               f"continue with `studio train --resume {run.path}`.", file=sys.stderr)
@@ -228,7 +233,8 @@ def _cmd_runs(args) -> int:
     elif not rows:
         print(f"no runs in {args.root} yet: start one with `studio train text`.")
     else:
-        _print_table(rows, ["run", "generator", "status", "step", "best_metric", "best", "checkpoints"])
+        _print_table(rows, ["name", "run", "generator", "status", "step", "best_metric", "best",
+                            "checkpoints"])
     return 0
 
 
@@ -267,7 +273,69 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+# What Qt's xcb platform plugin needs on a bare Linux machine; Qt's own error names only the
+# first missing library (libxcb-cursor0), so people fix one, relaunch and hit the next.
+XCB_APT_LINE = ("sudo apt-get install -y libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 "
+                "libxkbcommon-x11-0 libgl1 libegl1")
+
+
+def missing_xcb_libraries(plugin) -> list[str]:
+    """The shared libraries Qt's xcb plugin (`plugin`, a path to libqxcb.so) cannot find;
+    [] when it loads."""
+    import ctypes
+    import re
+    import shutil
+    import subprocess
+    from pathlib import Path
+    try:
+        ctypes.CDLL(str(plugin))
+        return []
+    except OSError as exc:
+        first = re.findall(r"(lib[\w.+-]+\.so[\w.]*)", str(exc))
+    missing = []
+    if shutil.which("ldd"):  # every one at once, where the loader names just the first
+        out = subprocess.run(["ldd", str(plugin)], capture_output=True, text=True).stdout
+        missing = [line.split()[0] for line in out.splitlines() if "not found" in line]
+    return missing or [name for name in first if Path(name).name != Path(plugin).name] or [str(plugin)]
+
+
+def xcb_plugin_path():
+    """Where PySide6 keeps Qt's xcb platform plugin (None if PySide6 is not installed)."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.find_spec("PySide6")
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent / "Qt" / "plugins" / "platforms" / "libqxcb.so"
+
+
+def display_problem(env=None, system: str | None = None, plugin=None) -> str | None:
+    """Why the window cannot open on this machine, said before Qt aborts with its own message
+    (None: it can, or Qt was told which platform to use)."""
+    env = os.environ if env is None else env
+    system = sys.platform if system is None else system
+    if not system.startswith("linux") or env.get("QT_QPA_PLATFORM"):
+        return None
+    if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
+        return ("no display: the window needs a desktop session. Run `xvfb-run -a studio`, or "
+                "use the command line (`studio --help`).")
+    if env.get("WAYLAND_DISPLAY"):
+        return None  # Qt may use its Wayland plugin; xcb's libraries may not be needed
+    plugin = xcb_plugin_path() if plugin is None else plugin
+    if plugin is None or not os.path.exists(plugin):
+        return None
+    missing = missing_xcb_libraries(plugin)
+    if not missing:
+        return None
+    return (f"the window cannot open: Qt's X11 plugin misses {', '.join(missing)}. Install "
+            f"what it needs with:\n  {XCB_APT_LINE}")
+
+
 def _cmd_gui(args) -> int:
+    problem = display_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     from studio.gui.window import main as open_window
     return open_window()
 

@@ -20,10 +20,13 @@ from studio.errors import StudioError
 
 
 def setting(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-            choices: tuple | list | None = None, min_exclusive: bool = False):
-    """A config field with the metadata the validator, the CLI and the window read."""
+            choices: tuple | list | None = None, min_exclusive: bool = False,
+            empty: str | None = None):
+    """A config field with the metadata the validator, the CLI and the window read. `empty`:
+    for an optional field, what leaving it empty means (e.g. "scaled to max_steps"), for a
+    form's placeholder."""
     meta = {"help": help, "min": min, "max": max, "min_exclusive": min_exclusive,
-            "choices": tuple(choices) if choices is not None else None}
+            "choices": tuple(choices) if choices is not None else None, "empty": empty}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: json.loads(json.dumps(default)), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -201,6 +204,37 @@ def split_settings(values: dict, *classes, where: str = "--set") -> list[dict]:
 
 
 # --- the engine's settings ---------------------------------------------------------------------
+
+AUTO = "scaled to max_steps"
+# Intervals left empty are scaled to the run's length: (times per run, the interval of long
+# runs). A 200-step run then evaluates and previews every 20 steps instead of showing nothing
+# until its end; a long one keeps intervals whose cost was measured (bench/bench_core.py).
+AUTO_INTERVALS = {"eval_every": (10, 2000), "preview_every": (10, 500),
+                  "checkpoint_every": (4, 1000)}
+
+
+def _round_up_nicely(value: float) -> int:
+    """The smallest of 1, 2, 5, 10, 20, 50, ... that is at least `value`."""
+    scale = 1
+    while True:
+        for nice in (1, 2, 5):
+            if nice * scale >= value:
+                return nice * scale
+        scale *= 10
+
+
+def auto_interval(name: str, max_steps: int) -> int:
+    per_run, longest = AUTO_INTERVALS[name]
+    return min(longest, _round_up_nicely(max_steps / per_run))
+
+
+def resolve_intervals(train: "TrainConfig") -> "TrainConfig":
+    """`train` with each interval left empty set from max_steps (what config.json records, so
+    a run is reproducible)."""
+    chosen = {name: auto_interval(name, train.max_steps) for name in AUTO_INTERVALS
+              if getattr(train, name) is None}
+    return dataclasses.replace(train, **chosen) if chosen else train
+
 # Declared here rather than in studio/engine.py so that forms and `studio config` can show them
 # without importing torch.
 
@@ -210,7 +244,8 @@ class TrainConfig:
 
     max_steps: int = setting(2000, "total optimizer steps of the run (resume continues to this)", min=1)
     max_minutes: float | None = setting(None, "stop (with a checkpoint) after this many minutes of "
-                                        "this session; empty = no limit", min=0, min_exclusive=True)
+                                        "this session; empty = no limit", min=0, min_exclusive=True,
+                                        empty="no limit")
     lr: float = setting(1e-3, "peak learning rate, reached after warmup", min=0, max=10)
     min_lr_ratio: float = setting(0.1, "final LR as a fraction of the peak (cosine decay)", min=0, max=1)
     lr_schedule: str = setting("cosine", "how the LR moves after warmup", choices=("cosine", "constant"))
@@ -220,10 +255,17 @@ class TrainConfig:
     beta2: float = setting(0.99, "Adam beta2 (0.99 suits small batches)", min=0, max=1)
     grad_accum: int = setting(1, "micro-batches summed into one optimizer step", min=1)
     grad_clip: float = setting(1.0, "clip the gradient norm to this (0 = off)", min=0)
-    eval_every: int = setting(250, "held-out evaluation every N steps (0 = only at the end)", min=0)
+    eval_every: int | None = setting(None, "held-out evaluation every N steps (0 = only at the "
+                                     "end; empty = scaled to max_steps: about 10 per run, at "
+                                     "most 2000 steps apart)", min=0, empty=AUTO)
     eval_batches: int = setting(50, "held-out batches per periodic evaluation", min=1)
-    preview_every: int = setting(500, "samples on the fixed probe set every N steps (0 = only at the end)", min=0)
-    checkpoint_every: int = setting(500, "checkpoint every N steps (also on stop, pause, best)", min=0)
+    preview_every: int | None = setting(None, "samples on the fixed probe set every N steps (0 = "
+                                        "only at the end; empty = scaled to max_steps: about 10 "
+                                        "per run, at most 500 steps apart)", min=0, empty=AUTO)
+    checkpoint_every: int | None = setting(None, "checkpoint every N steps, also on stop, pause "
+                                           "and a new best (0 = only then; empty = scaled to "
+                                           "max_steps: about 4 per run, at most 1000 steps apart)",
+                                           min=0, empty=AUTO)
     keep_last: int = setting(3, "checkpoints kept besides the best one", min=1)
     log_every: int = setting(10, "progress event every N steps", min=1)
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")

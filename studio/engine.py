@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from studio.config import TrainConfig  # noqa: F401  (re-exported: the engine's settings)
+from studio import events
+from studio.config import TrainConfig, resolve_intervals  # noqa: F401  (TrainConfig re-exported)
 from studio.contract import Generator, TrainContext
 from studio.errors import StudioError, TrainingDiverged
 
@@ -330,7 +331,7 @@ class Engine:
     def __init__(self, generator: Generator, train: TrainConfig, run: "RunDir",
                  callbacks: list["Callback"]):
         self.generator = generator
-        self.train = train
+        self.train = resolve_intervals(train)  # api.prepare_training has done so for a run
         self.run = run
         self.callbacks = callbacks
         self.world_size = int(os.environ.get("WORLD_SIZE", 1))
@@ -355,9 +356,11 @@ class Engine:
 
     # -- events go to every callback (the run log, the terminal, the window)
     def emit(self, event: str, **data) -> None:
+        """Send an event declared in studio/events.py (a kind or field it does not declare
+        raises EventError: a bug)."""
+        record = events.make(event, **data)
         if not self.is_main:
             return
-        record = {"event": event, "time": round(time.time(), 3), **data}
         for cb in self.callbacks:
             cb.on_event(self, record)
 

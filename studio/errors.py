@@ -12,3 +12,13 @@ class StudioError(Exception):
 
 class TrainingDiverged(StudioError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class DataError(StudioError):
+    """Data with nothing (or too little) usable in it. `report` is the DataReport
+    (studio.contract) of what was read: `skipped` lists each file with the reason it was not
+    used, so the window can show them, not only this message. None when nothing was read."""
+
+    def __init__(self, message: str, report=None):
+        super().__init__(message)
+        self.report = report

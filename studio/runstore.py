@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.errors import StudioError
+from studio.events import read as read_events
 
 RUN_FORMAT = 1
 PICKLE_MAGICS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")
@@ -140,11 +141,25 @@ class RunDir:
     def control_path(self) -> Path:
         return self.path / "control"
 
+    def preview_dir(self, step: int) -> Path:
+        """Where the preview made at `step` lives (whether or not it exists yet)."""
+        return self.previews_dir / checkpoint_name(step)
+
+    def checkpoint_dir(self, name: str) -> Path:
+        """The folder of checkpoint `name` (e.g. "step_0000500"; whether or not it exists)."""
+        return self.checkpoints_dir / name
+
+    @staticmethod
+    def is_run(path: Path) -> bool:
+        """Whether `path` is a run folder: a folder with a config.json."""
+        path = Path(path)
+        return path.is_dir() and (path / "config.json").is_file()
+
     # -- create / open
     @classmethod
     def create(cls, path: Path, config_doc: dict) -> "RunDir":
         run = cls(path)
-        if run.config_path.exists():
+        if cls.is_run(run.path):
             raise StudioError(f"{path} already holds a run. Continue it with "
                               f"`studio train --resume {path}`, or pick a new --run-dir.")
         if run.path.exists() and not run.path.is_dir():
@@ -171,7 +186,7 @@ class RunDir:
         if (path / "state.json").exists() and path.parent.name == "checkpoints":
             path = path.parent.parent  # a checkpoint folder: its run is two levels up
         run = cls(path)
-        if not run.config_path.exists():
+        if not cls.is_run(run.path):
             raise StudioError(f"{path} is not a run folder (no config.json). Give the folder that "
                               f"`studio train --run-dir` created.")
         return run
@@ -202,17 +217,7 @@ class RunDir:
 
     def events(self) -> list[dict]:
         """All events; a line cut short by a crash (the last one) is skipped."""
-        out = []
-        try:
-            with open(self.events_path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        out.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        continue
-        except FileNotFoundError:
-            pass
-        return out
+        return read_events(self.events_path)
 
     # -- control file (pause / resume / stop while running)
     def read_control(self) -> str | None:
@@ -257,7 +262,7 @@ class RunDir:
         from safetensors.torch import save_file
 
         name = checkpoint_name(step)
-        final = self.checkpoints_dir / name
+        final = self.checkpoint_dir(name)
         tmp = self.checkpoints_dir / f".tmp-{name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -298,10 +303,10 @@ class RunDir:
             return complete[-1].folder
         if which == "best":
             best = self.best_checkpoint()
-            return (self.checkpoints_dir / best) if best else complete[-1].folder
+            return self.checkpoint_dir(best) if best else complete[-1].folder
         names = {c.name: c.folder for c in complete} | {str(c.step): c.folder for c in complete}
         if which not in names:
-            candidate = self.checkpoints_dir / which
+            candidate = self.checkpoint_dir(which)
             if candidate.is_dir():
                 return candidate  # exists but incomplete/unreadable: load_checkpoint says why
             raise StudioError(f"{self.path} has no checkpoint '{which}'. Available: "
@@ -405,6 +410,6 @@ def list_runs(root: Path) -> list[RunDir]:
     root = Path(root)
     if not root.exists():
         raise StudioError(f"{root} does not exist. Give the folder that holds your runs.")
-    candidates = [root] if (root / "config.json").exists() else sorted(root.iterdir())
-    runs = [RunDir(p) for p in candidates if p.is_dir() and (p / "config.json").exists()]
+    candidates = [root] if RunDir.is_run(root) else sorted(root.iterdir())
+    runs = [RunDir(p) for p in candidates if RunDir.is_run(p)]
     return sorted(runs, key=lambda r: r.info().get("created", 0), reverse=True)

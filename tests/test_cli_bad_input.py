@@ -237,3 +237,33 @@ def test_jsonl_without_any_usable_line(capsys, tmp_path):
 
 def test_stream_takes_one_sample(capsys, trained_run):
     expect_error(capsys, "generate", trained_run, "--stream", "--n", "2", match="one sample")
+
+
+def test_text_data_with_nothing_usable_carries_its_report_for_the_window(capsys, tmp_path):
+    """A folder of PNGs given as text: the error names the data and carries the report, so the
+    window can list every file skipped and why; the CLI still prints one line, exit 2."""
+    from studio import api
+    from studio.errors import DataError
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for name in ("a.png", "b.png", "c.jpg"):
+        (folder / name).write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(DataError, match="no usable text") as caught:
+        api.inspect_data("text", str(folder))
+    report = caught.value.report
+    assert report.used == [] and report.source == str(folder)
+    assert sorted(Path(item).name for item, _ in report.skipped) == ["a.png", "b.png", "c.jpg"]
+    assert all("not a text file" in why for _, why in report.skipped)
+    code, out, err = studio(capsys, "train", "text", "--data", str(folder), "--run-dir",
+                            str(tmp_path / "r"), *TINY)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_jsonl_with_nothing_usable_carries_its_report(tmp_path):
+    from studio import api
+    from studio.errors import DataError
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"prompt": "a"}\nnot json\n')
+    with pytest.raises(DataError) as caught:
+        api.inspect_data("text", str(data))
+    assert [item.rsplit(":", 1)[1] for item, _ in caught.value.report.skipped] == ["1", "2"]

@@ -80,3 +80,32 @@ def test_replace_validates():
 def test_json_round_trip(width, rate, mode, flag, limit):
     config = Demo(width=width, rate=rate, mode=mode, flag=flag, limit=limit)
     assert from_dict(Demo, json.loads(json.dumps(to_dict(config)))) == config
+
+
+def test_intervals_left_empty_are_scaled_to_the_length_of_the_run():
+    from studio.config import resolve_intervals
+
+    def intervals(**values):
+        train = resolve_intervals(TrainConfig(**values))
+        return train.eval_every, train.preview_every, train.checkpoint_every
+
+    assert TrainConfig().eval_every is None  # empty = auto
+    assert intervals(max_steps=200) == (20, 20, 50)  # a short run shows progress from the start
+    assert intervals(max_steps=30) == (5, 5, 10)
+    assert intervals(max_steps=1) == (1, 1, 1)
+    assert intervals(max_steps=2000) == (200, 200, 500)
+    # long runs: the fixed intervals whose cost was measured, never more often
+    assert intervals(max_steps=20000) == (2000, 500, 1000)
+    assert intervals(max_steps=10**9) == (2000, 500, 1000)
+    # what the user sets is kept, 0 included
+    assert intervals(max_steps=200, eval_every=7, preview_every=0) == (7, 0, 50)
+
+
+def test_a_form_can_say_what_an_empty_interval_means():
+    fields = {f["name"]: f for f in describe(TrainConfig)}
+    for name in ("eval_every", "preview_every", "checkpoint_every"):
+        assert fields[name]["optional"] is True and fields[name]["default"] is None
+        assert fields[name]["empty"] == "scaled to max_steps"
+        assert "empty = scaled to max_steps" in fields[name]["help"]
+    assert fields["max_minutes"]["empty"] == "no limit"
+    assert from_dict(TrainConfig, {"eval_every": None}).eval_every is None

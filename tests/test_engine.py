@@ -258,3 +258,47 @@ def test_training_processes_reuse_freed_memory_instead_of_faulting_it_in_again()
     assert default > activation_pages
     # ... now from memory the process kept (measured: 0 to 8k faults against 700k)
     assert page_faults("keep") < default // 10
+
+
+def test_a_run_has_a_name_and_notes_that_resuming_keeps(tmp_path, capsys):
+    from studio import cli
+    run = tmp_path / "runs" / "toy-20260101-000000"
+    quiet = [arg for pair in QUIET for arg in ("--set", pair)]
+    assert cli.main(["train", "toy-image", "--run-dir", str(run), "--max-steps", "4",
+                     "--events", "none", "--name", "  first try ", "--notes", "lr 1e-3, 4 steps",
+                     *quiet]) == 0
+    assert RunDir(run).info()["name"] == "first try"
+    assert RunDir(run).info()["notes"] == "lr 1e-3, 4 steps"
+    assert cli.main(["train", "--resume", str(run), "--max-steps", "6", "--events", "none"]) == 0
+    [row] = api.runs_table(str(tmp_path / "runs"))
+    assert (row["name"], row["notes"], row["step"]) == ("first try", "lr 1e-3, 4 steps", 6)
+    capsys.readouterr()
+    assert cli.main(["runs", str(tmp_path / "runs")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[0] == "NAME" and table[1].startswith("first try")
+    assert cli.main(["train", "--resume", str(run), "--max-steps", "7", "--events", "none",
+                     "--name", "second name"]) == 0
+    assert api.runs_table(str(run))[0]["name"] == "second name"
+
+
+def test_a_run_without_a_name_is_named_by_its_folder(tmp_path):
+    status, run = api.train(ToyImageGenerator, run_dir=str(tmp_path / "plain"), max_steps=2,
+                            events="none", settings=QUIET)
+    assert "name" not in run.info()
+    assert api.runs_table(str(run.path))[0]["name"] == "plain"
+
+
+def test_a_short_run_evaluates_previews_and_checkpoints_as_it_goes(tmp_path):
+    """No intervals given: a 40-step run evaluates and previews every 5 steps and checkpoints
+    every 10, and its config.json records those numbers (so it can be run again)."""
+    status, run = api.train(ToyImageGenerator, run_dir=str(tmp_path / "run"), max_steps=40,
+                            events="none", settings=["device=cpu", "keep_last=10"])
+    train = run.config()["train"]
+    assert (train["eval_every"], train["preview_every"], train["checkpoint_every"]) == (5, 5, 10)
+    events = run.events()
+    assert [e["step"] for e in events if e["event"] == "eval"] == list(range(5, 41, 5))
+    assert [e["step"] for e in events if e["event"] == "preview"] == list(range(5, 41, 5))
+    assert {10, 20, 30, 40} <= {c.step for c in run.checkpoints()}
+    # resumed further, the run keeps the intervals it recorded
+    api.train(resume=str(run.path), max_steps=80, events="none", generator=ToyImageGenerator)
+    assert run.config()["train"]["eval_every"] == 5

@@ -4,6 +4,7 @@ import gzip
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,3 +190,47 @@ def test_too_few_usable_images_is_an_error_naming_the_reasons(tmp_path):
     Image.new("RGB", (32, 32)).save(folder / "b.png")
     with pytest.raises(StudioError, match=r"only 1 usable image\(s\).*a.png: empty file"):
         load_images(str(folder), 32, "white", tmp_path / "cache")
+
+
+def test_unusable_image_folders_carry_their_report(tmp_path):
+    from studio.errors import DataError
+    folder = tmp_path / "few"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"")
+    Image.new("RGB", (32, 32)).save(folder / "b.png")
+    with pytest.raises(DataError) as caught:
+        load_images(str(folder), 32, "white", tmp_path / "cache")
+    report = caught.value.report
+    assert [Path(f).name for f, _ in report.skipped] == ["a.png"]
+    assert report.summary["images"] == 1
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("hello")
+    with pytest.raises(DataError, match="no images") as caught:
+        load_images(str(tmp_path / "notes"), 32, "white", tmp_path / "cache")
+    assert [Path(f).name for f, _ in caught.value.report.skipped] == ["readme.txt"]
+
+
+def test_the_report_of_an_image_folder_counts_images_and_reads_as_plain_values(tmp_path):
+    """A report says how many images (not "1 item"), per class as a dict of class -> count, and
+    what FID compares with when nothing is held out (not "held out images: 0")."""
+    import json
+    from generators.image import ImageConfig, ImageGenerator
+    from studio.contract import DataReport
+
+    folder = write_shapes_folder(tmp_path / "shapes", per_class=6)
+    report: DataReport = ImageGenerator(ImageConfig()).load_data(str(folder), None, tmp_path / "c")
+    summary = report.summary
+    assert summary["images"] == 12 and len(report.used) == 12
+    assert summary["class_counts"] == {"circle": 6, "square": 6}
+    assert "held_out_images" not in summary
+    assert summary["held_out"] == "none: FID compares the samples with the training images"
+    assert summary["channels"] in ("grey", "rgb")
+    for key, value in summary.items():
+        plain = (int, float, str) if key != "class_counts" else (dict,)
+        assert isinstance(value, plain) or (isinstance(value, list) and
+                                            all(isinstance(v, str) for v in value)), key
+    json.dumps(report.to_json())
+    builtin = ImageGenerator(ImageConfig()).load_data(None, None, tmp_path / "c")
+    assert builtin.summary["images"] == 4000
+    held = ImageGenerator(ImageConfig()).load_data(str(folder), str(folder), tmp_path / "c")
+    assert held.summary["held_out"] == f"12 images from {folder}"

@@ -124,11 +124,12 @@ class ImageGenerator(Generator):
         "128px": {"resolution": 128, "g_width": 32, "d_width": 32, "batch_size": 32},
     }
     # Adam with beta1 = 0 and TTUR as in BigGAN / StyleGAN2; a constant learning rate and no
-    # clipping (spectral norm already bounds D); FID every 2000 steps (it costs seconds).
+    # clipping (spectral norm already bounds D). Evaluation, previews and checkpoints are
+    # scaled to max_steps: at 20000 steps, FID every 2000 (it costs seconds), a preview every
+    # 500 and a checkpoint every 1000.
     train_defaults = {"lr": 2e-4, "beta1": 0.0, "beta2": 0.99, "weight_decay": 0.0,
                       "warmup_steps": 0, "lr_schedule": "constant", "grad_clip": 0.0,
-                      "max_steps": 20000, "eval_every": 2000, "preview_every": 500,
-                      "checkpoint_every": 1000, "log_every": 20}
+                      "max_steps": 20000, "log_every": 20}
 
     def __init__(self, config: ImageConfig):
         super().__init__(config)
@@ -180,12 +181,17 @@ class ImageGenerator(Generator):
         preview = [Sample("image", self._channels_of(data.images[i:i + 1])[0],
                           {"index": i, "class": self._class_name(int(data.labels[i]))})
                    for i in range(min(8, len(data)))]
+        # Every value is a number, a string, a list of strings or (class_counts) a dict of
+        # class name -> image count: a UI prints them without Python syntax. "images" counts
+        # the training images (the unit the report is read in; `used` lists files or sources).
+        held_out = (f"{len(self.reference)} images from {self.reference.source}" if self.reference
+                    else "none: FID compares the samples with the training images")
         return DataReport(
             source=data.source, used=data.used + (self.reference.used if self.reference else []),
             skipped=skipped,
-            summary={"images": len(data), "resolution": cfg.resolution, "channels": self.channels,
-                     "classes": self.classes, "class_counts": counts,
-                     "held_out_images": len(self.reference) if self.reference else 0,
+            summary={"images": len(data), "resolution": cfg.resolution,
+                     "channels": "grey" if self.channels == 1 else "rgb",
+                     "classes": self.classes, "class_counts": counts, "held_out": held_out,
                      "dataset_key": data.key, "notes": notes},
             preview=preview)
 
@@ -401,13 +407,16 @@ class ImageGenerator(Generator):
         return [Sample("image", pixels, meta) for pixels, meta in zip(to_uint8(images), metas)]
 
     def preview(self) -> list[Sample]:
-        """One grid of the fixed probe seeds (a column per class when there are classes)."""
+        """One grid of the fixed probe seeds, about as wide as the window's preview area (4:3).
+        With classes, the probes cycle through them and each column keeps one class, so the
+        preview shows how each class develops."""
         seeds = self.probes["seeds"]
         latents = latents_for_seeds(seeds, self.config.latent_dim)
         labels = self._labels([None] * len(seeds), seeds)
         images = self.render(latents, labels)
         meta = {"probe_seeds": seeds, "classes": self.classes or []}
-        return [Sample("image", grid(images, self.probes.get("columns")), meta)]
+        return [Sample("image", grid(images, aspect=4 / 3, columns_multiple_of=self.probes.get("columns") or 1),
+                       meta)]
 
     # --- evaluation ----------------------------------------------------------------------------
     def evaluate(self, source=None, max_batches=None) -> dict:

@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-from studio.errors import StudioError
+from studio.contract import DataReport
+from studio.errors import DataError, StudioError
 
 BUILTIN_SHAPES = "builtin:shapes"
 SHAPE_CLASSES = ("circle", "square", "triangle", "star")
@@ -298,9 +299,11 @@ def load_images(source: str | None, resolution: int, background: str, cache_dir:
     if len(data) < MIN_IMAGES:
         why = "; ".join(f"{Path(f).name}: {r}" for f, r in data.skipped[:3])
         found = f"only {len(data)} usable image(s)" if len(data) else "no usable images"
-        raise StudioError(f"{found} in {path}" + (f" ({why})" if why else "") +
-                          f". A GAN needs at least {MIN_IMAGES} (a few hundred give good results); "
-                          f"add PNG or JPEG images.")
+        raise DataError(f"{found} in {path}" + (f" ({why})" if why else "") +
+                        f". A GAN needs at least {MIN_IMAGES} (a few hundred give good results); "
+                        f"add PNG or JPEG images.",
+                        DataReport(source=str(path), used=data.used, skipped=data.skipped,
+                                   summary={"images": len(data)}))
     return data
 
 
@@ -366,8 +369,9 @@ def _load_folder(root: Path, resolution: int, background: str, cache_dir: Path) 
             skipped.append((str(f), f"not an image file ({f.suffix or 'no suffix'}); images end in "
                                     f"{', '.join(sorted(IMAGE_SUFFIXES))}"))
     if not candidates:
-        raise StudioError(f"no images in {root}: {len(files)} file(s), none of them an image "
-                          f"({Path(skipped[0][0]).name}: {skipped[0][1]}).")
+        raise DataError(f"no images in {root}: {len(files)} file(s), none of them an image "
+                        f"({Path(skipped[0][0]).name}: {skipped[0][1]}).",
+                        DataReport(source=str(root), skipped=skipped))
     # Classes: the top level holds only subfolders, and at least two of them hold images.
     top_level = {f.relative_to(root).parts[0] for f in candidates if len(f.relative_to(root).parts) > 1}
     loose = [f for f in candidates if len(f.relative_to(root).parts) == 1]

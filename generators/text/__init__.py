@@ -183,6 +183,8 @@ class TextGenerator(Generator):
             summary={"format": "text", "characters": len(text),
                      "bytes": len(text.encode("utf-8", "replace")), "tokens": int(len(ids)),
                      "train_tokens": int(len(train_ids)), "val_tokens": int(len(val_ids)),
+                     "held_out": (str(val_source) if val_source else
+                                  f"the last {cfg.val_fraction:.0%} of the text"),
                      "vocab_size": self.tokenizer.vocab_size, "tokenizer": self.tokenizer.kind,
                      "notes": notes},
             preview=[Sample("text", text[:600], {"source": used[0]})])
@@ -239,6 +241,8 @@ class TextGenerator(Generator):
             source=source, used=used, skipped=skipped,
             summary={"format": "pairs", "examples": len(self.train_examples),
                      "val_examples": len(self.val_examples),
+                     "held_out": (str(val_source) if val_source else
+                                  f"the last {len(val_raw)} example(s) of the data"),
                      "train_tokens": int(sum(len(ids) for ids, _ in self.train_examples)),
                      "vocab_size": self.tokenizer.vocab_size, "tokenizer": self.tokenizer.kind,
                      "notes": []},

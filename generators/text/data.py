@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from studio.errors import StudioError
+from studio.contract import DataReport
+from studio.errors import DataError, StudioError
 
 TEXT_SUFFIXES = {".txt", ".md", ".text", ".markdown", ".rst"}
 BUILTIN = "builtin:python-docs"
@@ -77,7 +78,8 @@ def read_corpus(source: str) -> tuple[str, list[str], list[tuple[str, str]], lis
         parts.append(text)
     if not used:
         why = "; ".join(f"{Path(f).name}: {r}" for f, r in skipped[:3]) or "no files"
-        raise StudioError(f"no usable text in {path} ({why}). Give UTF-8 .txt/.md files.")
+        raise DataError(f"no usable text in {path} ({why}). Give UTF-8 .txt/.md files.",
+                        DataReport(source=str(path), skipped=skipped))
     return "\n\n".join(parts), used, skipped, notes
 
 
@@ -171,7 +173,8 @@ def read_pairs(source: str) -> tuple[list[list[tuple[str, str]]], list[str], lis
             used.append(str(file))
     if not examples:
         why = "; ".join(f"{Path(f).name}: {r}" for f, r in skipped[:3]) or "no lines"
-        raise StudioError(f"no usable prompt/response examples in {path} ({why}).")
+        raise DataError(f"no usable prompt/response examples in {path} ({why}).",
+                        DataReport(source=str(path), skipped=skipped))
     return examples, used, skipped
 
 
