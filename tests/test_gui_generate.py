@@ -19,12 +19,12 @@ from PySide6.QtWidgets import QApplication, QScrollArea
 from studio import api
 from studio.contract import Sample
 from studio.errors import StudioError
-from studio.export import HISTORY_FOLDER
+from studio.export import HISTORY_FOLDER, export, sidecar_path
 from studio.gui import generate_panel
-from studio.gui.generate_panel import EMPTY_RUNS, GeneratePanel, export, sidecar_path
+from studio.gui.generate_panel import EMPTY_RUNS, GeneratePanel
 from studio.gui.session import Session
 from studio.gui.settings import Settings
-from studio.gui.views import ImageView, TextView, VideoPlayer
+from studio.gui.views import ImageView, VideoPlayer
 from studio.registry import default_registry
 from toy_generators import ToyImageGenerator, ToyVideoGenerator
 

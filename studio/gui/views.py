@@ -12,7 +12,8 @@ import math
 
 import numpy as np
 from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QFont, QGuiApplication, QImage, QPainter, QPixmap, QTextCharFormat
+from PySide6.QtGui import (QFont, QGuiApplication, QImage, QPainter, QPixmap, QTextCharFormat,
+                           QTextOption)
 from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton,
                                QScrollArea, QSizePolicy, QSlider, QVBoxLayout, QWidget)
 
@@ -70,7 +71,6 @@ class TextView(QPlainTextEdit):
         self.setFont(QFont("monospace"))
         self.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
         # Anywhere, not only at spaces: generated text can hold long runs without one.
-        from PySide6.QtGui import QTextOption
         self.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setPlainText(text)
