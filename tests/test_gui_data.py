@@ -92,6 +92,20 @@ def test_the_panel_starts_on_the_data_chosen_last_time(qtbot, session, corpus):
     assert panel.source() == str(corpus)
 
 
+def test_a_failed_check_still_lists_what_was_skipped_and_why(qtbot, session, tmp_path):
+    folder = tmp_path / "pictures"
+    write_images(folder, {"cats": 2})
+    panel = make_panel(qtbot, session)  # the text generator: no PNG is text
+    panel.set_source(str(folder))
+    wait_for_check(qtbot, panel)
+    assert panel.report is None and "no usable text" in panel.problem
+    assert panel.status.text().startswith("✗")
+    skipped = {panel.skipped.item(r, 0).text(): panel.skipped.item(r, 1).text()
+               for r in range(panel.skipped.rowCount())}
+    assert set(skipped) == {"0.png", "1.png"}
+    assert all("not a text file" in why for why in skipped.values())
+
+
 # --- the report in words --------------------------------------------------------------------------------
 
 def write_images(folder: Path, classes: dict[str, int]) -> None:
@@ -116,7 +130,7 @@ def test_an_image_report_counts_images_and_lists_classes_without_python_syntax(q
     assert "images per class: circles 6 · squares 4" in summary
     assert "classes: circles, squares" in summary
     assert not re.search(r"[{}\[\]]|'", summary), summary  # no dict or list syntax
-    assert "held-out" not in summary  # "held out images: 0" explained nothing
+    assert not any(line.endswith(": 0") for line in summary.splitlines())  # "held out images: 0"
     assert "dataset key" not in summary  # an internal cache key
     assert panel.skipped.item(0, 0).text() == "notes.txt"
 

@@ -20,7 +20,8 @@ from studio.gui.settings import Settings
 from studio.runstore import RunDir, list_previews, load_samples
 
 TINY = ["n_layer=1", "n_head=2", "n_embd=16", "block_size=16", "device=cpu", "eval_every=5",
-        "preview_every=5", "log_every=2", "warmup_steps=2", "preview_tokens=20"]
+        "preview_every=5", "checkpoint_every=1000", "log_every=2", "warmup_steps=2",
+        "preview_tokens=20"]
 # name: (learning rate, steps). "short" stops at 5 so that sorting by step is numeric, not by text
 # ("5 / 5" sorts after "10 / 10" as text), and so that it lacks the step-10 preview.
 RUNS = {"alpha": ("1e-2", 10), "beta": ("3e-3", 10), "short": ("1e-3", 5)}
@@ -434,6 +435,16 @@ def test_compare_overlays_the_held_out_metric_only_of_runs_measured_alike(qtbot,
 
 
 # --- names, notes, context menu, theme, layout -------------------------------------------------------
+
+def test_runs_show_their_name_with_the_folder_and_notes_as_tooltip(qtbot, runs_folder):
+    RunDir(runs_folder / "alpha").update(name="Sea shanties", notes="lr sweep, high end")
+    _, panel = make_panel(qtbot, runs_folder)
+    rows = table_rows(panel)
+    assert set(rows) == {"Sea shanties", "beta", "short"}  # no name: the folder's
+    row = names_in_order(panel).index("Sea shanties")
+    tip = panel.table.item(row, COLUMN["Run"]).toolTip()
+    assert str(runs_folder / "alpha") in tip and "lr sweep, high end" in tip
+
 
 def menu_entries(panel) -> dict[str, bool]:
     return {action.text(): action.isEnabled() for action in panel.context_menu().actions()

@@ -4,6 +4,7 @@ makes of it before any training -- items used, items skipped with the reason, a 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
@@ -26,6 +27,13 @@ LIST_SHOWN = 12  # items of a long list shown before "… (N in all)"
 # The status line's colours, readable on each theme's background.
 STATUS_COLORS = {"light": {"ok": "#2e7d32", "error": "#c62828"},
                  "dark": {"ok": "#81c784", "error": "#ef9a9a"}}
+
+
+class CheckFailed(NamedTuple):
+    """A check that found the data unusable: why, and the report of what it read and skipped
+    (None when it got no further than the path). A task's `failed` signal carries only text."""
+    message: str
+    report: object
 
 
 # --- the report in words (plain functions: no Qt) -----------------------------------------------
@@ -249,7 +257,11 @@ class DataPanel(QWidget):
 
         def inspect(ctx, generator, data):
             from studio import api
-            return api.inspect_data(generator, data)
+            from studio.errors import DataError
+            try:
+                return api.inspect_data(generator, data)
+            except DataError as exc:  # unusable, but what was skipped and why is still shown
+                return CheckFailed(str(exc), exc.report)
 
         task = workers.Task(inspect, name, source)
         # Bound methods (not lambdas): Qt drops the connection if this panel is closed first.
@@ -264,6 +276,9 @@ class DataPanel(QWidget):
     def _checked(self, report) -> None:
         if not self._current():
             return
+        if isinstance(report, CheckFailed):
+            self._show_failure(report.message, report.report)
+            return
         self.report, self.problem = report, None
         self._say(f"✓ usable: {usable_headline(report)}", "ok")
         self.summary.setText("\n".join(for_window(line) for line in summary_lines(report.summary)))
@@ -272,9 +287,13 @@ class DataPanel(QWidget):
         self.report_ready.emit(report)
 
     def _failed(self, message: str) -> None:
-        if not self._current():
-            return
+        if self._current():
+            self._show_failure(message, None)
+
+    def _show_failure(self, message: str, report) -> None:
         self.report, self.problem = None, for_window(message)
         self._say(f"✗ {self.problem}", "error")
         self._show_empty()
+        if report is not None:
+            self._show_skipped(report.skipped)
         self.report_ready.emit(None)

@@ -86,9 +86,9 @@ def run_name(path: str) -> str:
 def display_name(row: dict) -> str:
     """What the table calls a run (as the title bar does): the name it was given, else its
     folder's name; a built-in demo run's folder is just its generator's name: "text demo"."""
-    if row.get("name"):
-        return row["name"]
-    return f"{run_name(row['run'])} demo" if row.get("status") == "demo" else run_name(row["run"])
+    folder = run_name(row["run"])
+    name = row.get("name") or folder
+    return f"{folder} demo" if row.get("status") == "demo" and name == folder else name
 
 
 # --- what the compare view plots and tabulates (plain functions over run files) ------------------
