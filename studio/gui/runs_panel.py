@@ -476,7 +476,8 @@ class RunsPanel(QWidget):
                       else "Continue training from the run's last checkpoint (in the Train tab)")
         for button, why_not, tip in (
                 (self.open_button, self._why_not_open(rows),
-                 "Open the run to generate from it (Enter or double-click)"),
+                 "Make it the current run: its charts and previews in Train, Generate samples from "
+                 "it (Enter or double-click)"),
                 (self.resume_button, self._why_not_resume(rows), resume_tip),
                 (self.duplicate_button, self._why_not_duplicate(rows),
                  "Start a new run with this run's settings, changed as you like"),
