@@ -187,3 +187,268 @@ def test_training_previews_of_an_image_generator_render(qtbot, tmp_path):
     assert all(isinstance(v, ImageView) for v in panel.previews.views) and panel.previews.views
     panel.scrubber.setValue(0)
     assert "step 5" in panel.preview_label.text()
+
+
+# --- work off the GUI thread ---------------------------------------------------------------------
+
+def test_a_task_that_raises_systemexit_reports_failure_instead_of_leaving_the_window_waiting(qtbot):
+    from studio.gui import workers
+
+    def plugin_code(ctx):
+        raise SystemExit(3)  # a plugin calling sys.exit() in the worker thread
+    task = workers.Task(plugin_code)
+    failures = []
+    task.signals.failed.connect(failures.append)
+    with qtbot.waitSignal(task.signals.finished, timeout=10_000):
+        workers.start(task)
+    assert failures == ["SystemExit: 3"]
+
+
+# --- a launch after a crash -------------------------------------------------------------------
+
+def test_a_launch_after_one_that_crashed_starts_with_the_default_look_and_says_so(tmp_path):
+    from studio.gui.settings import LaunchGuard, config_dir
+    Settings(runs_folder=str(tmp_path / "my-runs"), theme="dark", data_source=str(tmp_path),
+             geometry="AAAA").save()
+    first = LaunchGuard()
+    assert first.begin() is None  # a clean start: nothing to say, nothing reset
+    assert Settings.load().theme == "dark"
+    # ...and the process dies in Qt's code: end() never runs, its marker stays behind.
+    marker = config_dir() / "window-running.json"
+    marker.write_text('{"pid": 999999999}', encoding="utf-8")  # no such process any more
+
+    notice = LaunchGuard().begin()
+    assert notice and "default look" in notice and "'dark'" in notice
+    restored = Settings.load()
+    assert restored.theme == "system" and restored.geometry == ""  # the look is reset...
+    assert restored.runs_folder == str(tmp_path / "my-runs")  # ...the rest is kept
+    assert restored.data_source == str(tmp_path)
+    import json
+    backup = json.loads((config_dir() / "settings.before-crash.json").read_text(encoding="utf-8"))
+    assert backup["theme"] == "dark" and str(config_dir() / "settings.before-crash.json") in notice
+
+
+def test_a_window_that_closes_normally_leaves_no_marker_and_the_next_launch_keeps_the_theme(qtbot):
+    from studio.gui.settings import LaunchGuard
+    Settings(theme="dark").save()
+    guard = LaunchGuard()
+    win = window_module.open_window(guard)
+    qtbot.addWidget(win)
+    assert win.notice.text() == window_module.FIRST_STEPS  # no crash to report: the first-steps hint
+    guard.end()
+    assert not guard.marker.exists()
+    assert LaunchGuard().begin() is None and Settings.load().theme == "dark"
+    window_module.theme.apply_theme("light")
+
+
+def test_the_window_shows_the_notice_of_a_crashed_launch(qtbot):
+    from studio.gui.settings import LaunchGuard
+    Settings(theme="dark").save()
+    guard = LaunchGuard()
+    guard.folder.mkdir(parents=True, exist_ok=True)
+    guard.marker.write_text('{"pid": 999999999}', encoding="utf-8")
+    win = window_module.open_window(guard)
+    qtbot.addWidget(win)
+    assert "did not close normally" in win.notice.text() and win.notice_bar.isVisibleTo(win)
+    assert window_module.theme.current() == "light"
+    guard.end()
+
+
+# --- the dark theme -----------------------------------------------------------------------------
+
+def _brightest(widget) -> int:
+    image = widget.grab().toImage()
+    return max(image.pixelColor(x, y).lightness()
+               for x in range(image.width()) for y in range(image.height()))
+
+
+def test_dark_theme_from_settings_dims_disabled_buttons_and_shows_radio_buttons(qtbot, session):
+    from PySide6.QtGui import QPalette
+    from PySide6.QtWidgets import QApplication, QPushButton, QRadioButton
+    themes = []
+    session.theme_changed.connect(themes.append)
+    dialog = window_module.SettingsDialog(session)
+    qtbot.addWidget(dialog)
+    dialog.theme.setCurrentText("dark")
+    try:
+        dialog.apply()
+        assert themes == ["dark"] and Settings.load().theme == "dark"
+        palette = QApplication.instance().palette()
+        enabled = palette.color(QPalette.ColorGroup.Active, QPalette.ColorRole.ButtonText)
+        disabled = palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText)
+        assert enabled.lightness() - disabled.lightness() > 60
+        # What a person sees: the disabled button's text is clearly dimmer when drawn.
+        on, off = QPushButton("Resume"), QPushButton("Resume")
+        off.setEnabled(False)
+        for button in (on, off):
+            qtbot.addWidget(button)
+            button.resize(120, 30)
+        assert _brightest(on) - _brightest(off) > 60
+        # A radio button's circle stands out from the window behind it.
+        radio = QRadioButton("")
+        qtbot.addWidget(radio)
+        radio.resize(24, 24)
+        window = palette.color(QPalette.ColorRole.Window).lightness()
+        image = radio.grab().toImage()
+        contrast = max(abs(image.pixelColor(x, y).lightness() - window)
+                       for x in range(image.width()) for y in range(image.height()))
+        assert contrast > 40
+    finally:
+        window_module.theme.apply_theme("light")
+
+
+# --- first launch -------------------------------------------------------------------------------
+
+def test_the_generator_list_is_shown_before_torch_is_imported(tmp_path):
+    """Filling the picker waited for the background import of torch (6-10 s on a cold start)."""
+    import os
+    import subprocess
+    import sys
+    script = (
+        "import sys\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "app = QApplication([])\n"
+        "from studio.gui.window import MainWindow, FIRST_STEPS\n"
+        "win = MainWindow()\n"
+        "win.show()\n"
+        "names = [win.picker.itemData(i) for i in range(win.picker.count())]\n"
+        "print('torch' in sys.modules, sorted(names), win.notice.text() == FIRST_STEPS)\n")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "STUDIO_CONFIG_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[0] == "False ['image', 'text'] True"
+
+
+# --- Help and File menus, window-wide keys ------------------------------------------------------
+
+def _menu_action(win, menu_title: str, text: str):
+    menu = next(a.menu() for a in win.menuBar().actions() if a.text().replace("&", "") == menu_title)
+    return next(a for a in menu.actions() if a.text().replace("&", "") == text)
+
+
+def test_help_menu_lists_shortcuts_versions_and_opens_the_readme(qtbot, session, monkeypatch):
+    import importlib.metadata
+    from PySide6.QtCore import QUrl
+    win = open_window(qtbot, session)
+    dialog = window_module.ShortcutsDialog(win)
+    qtbot.addWidget(dialog)
+    listed = {dialog.findChild(window_module.QTableWidget).item(r, 0).text()
+              for r in range(len(window_module.SHORTCUTS))}
+    assert {"Ctrl+Enter", "Ctrl+.", "Ctrl+G", "Ctrl+Q", "F1"} <= listed
+    assert _menu_action(win, "Help", "Keyboard shortcuts").shortcut().toString() == "F1"
+
+    about = window_module.AboutDialog(session, load_plugins=True, parent=win)
+    qtbot.addWidget(about)
+    versions = dict(about.versions)
+    assert versions["torch"] == importlib.metadata.version("torch")
+    assert versions["pyqtgraph"] == importlib.metadata.version("pyqtgraph")
+    assert "Qt 6" in versions["PySide6 / Qt"] and versions["AIGC Studio"]
+    assert versions["plugin 'text'"].startswith("text ") and "aigc-studio" in versions["plugin 'text'"]
+
+    opened = []
+    monkeypatch.setattr(window_module.QDesktopServices, "openUrl", staticmethod(opened.append))
+    _menu_action(win, "Help", "README").trigger()
+    assert opened and opened[-1] == QUrl.fromLocalFile(str(window_module.README))
+    assert window_module.README.exists()
+
+
+def test_open_run_folder_opens_the_current_run_and_is_disabled_without_one(qtbot, session, monkeypatch):
+    from pathlib import Path
+    from PySide6.QtCore import QUrl
+    opened = []
+    monkeypatch.setattr(window_module.QDesktopServices, "openUrl", staticmethod(opened.append))
+    win = open_window(qtbot, session)
+    action = _menu_action(win, "File", "Open run folder")
+    assert session.current_run and action.isEnabled()  # the text demo run at start
+    action.trigger()
+    assert opened == [QUrl.fromLocalFile(str(Path(session.current_run).resolve()))]
+    session.open_run(None)
+    assert not action.isEnabled() and win.windowTitle() == "AIGC Studio"
+
+
+def test_ctrl_period_stops_training_if_it_runs_else_the_generation_from_any_tab(qtbot, session, monkeypatch):
+    from PySide6.QtCore import Qt
+    win = open_window(qtbot, session)
+    qtbot.waitExposed(win)
+    win.activateWindow()
+    calls = []
+    monkeypatch.setattr(win.train_panel, "stop", lambda: calls.append("training"))
+    monkeypatch.setattr(win.generate_panel, "stop", lambda: calls.append("generation"))
+    running = {"train": False}
+    monkeypatch.setattr(type(win.train_panel.trainer), "running",
+                        property(lambda self: running["train"]))
+    monkeypatch.setattr(type(win.generate_panel), "busy", property(lambda self: True))
+    for tab in (win.data_panel, win.runs_panel):
+        win.tabs.setCurrentWidget(tab)
+        qtbot.keyClick(win.tabs.currentWidget(), Qt.Key.Key_Period, Qt.KeyboardModifier.ControlModifier)
+    assert calls == ["generation", "generation"]
+    running["train"] = True
+    win.tabs.setCurrentWidget(win.generate_panel)
+    qtbot.keyClick(win.generate_panel, Qt.Key.Key_Period, Qt.KeyboardModifier.ControlModifier)
+    running["train"] = False  # closing the window must not ask about a training that is not there
+    assert calls[-1] == "training"
+
+
+def test_the_toolbar_fits_the_smallest_window(qtbot, session):
+    win = open_window(qtbot, session)
+    win.resize(900, 600)
+    qtbot.waitUntil(lambda: win.width() == 900)
+    for widget in (win.picker, win.plugins_button):
+        assert widget.isVisible()
+        right = widget.mapTo(win, widget.rect().topRight()).x()
+        assert right < win.width()
+    assert (win.minimumWidth(), win.minimumHeight()) == (900, 600)
+
+
+# --- the chosen data is remembered ---------------------------------------------------------------
+
+def test_the_chosen_data_is_remembered_for_the_next_launch(tmp_path, corpus):
+    first = Session(Settings(runs_folder=str(tmp_path / "runs")))
+    first.set_data(str(corpus))
+    again = Session(Settings.load())
+    assert again.data_source == str(corpus) and again.data_note is None
+    corpus.unlink()
+    gone = Session(Settings.load())
+    assert gone.data_source is None and str(corpus) in gone.data_note and "built-in" in gone.data_note
+
+
+def test_the_window_opens_on_the_remembered_data(qtbot, tmp_path, corpus):
+    Settings(runs_folder=str(tmp_path / "runs"), data_source=str(corpus)).save()
+    win = open_window(qtbot, Session(Settings.load()))
+    assert win.data_panel.source() == str(corpus) and win.data_panel.own.isChecked()
+
+
+# --- `studio` without a usable display ------------------------------------------------------------
+
+def test_studio_without_a_display_says_how_to_run_it_instead_of_aborting(tmp_path):
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    out = subprocess.run([sys.executable, "-m", "studio"], capture_output=True, text=True,
+                         env={**env, "STUDIO_CONFIG_DIR": str(tmp_path)}, timeout=120)
+    assert out.returncode == 2
+    assert "no display" in out.stderr and "xvfb-run -a studio" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_x11_libraries_are_named_with_the_apt_line(tmp_path, monkeypatch):
+    import ctypes
+    import shutil
+    from studio import cli
+    plugin = tmp_path / "libqxcb.so"
+    plugin.write_bytes(b"")
+
+    def cannot_load(path):
+        raise OSError("libxcb-cursor.so.0: cannot open shared object file: No such file or directory")
+    monkeypatch.setattr(ctypes, "CDLL", cannot_load)
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # no ldd: the loader's message is used
+    message = cli.display_problem({"DISPLAY": ":0"}, "linux", plugin)
+    assert "libxcb-cursor.so.0" in message and cli.XCB_APT_LINE in message
+    assert cli.XCB_APT_LINE.startswith("sudo apt-get install -y libxcb-icccm4 libxcb-keysyms1 "
+                                       "libxcb-cursor0 libxkbcommon-x11-0 libgl1 libegl1")
+    monkeypatch.setattr(ctypes, "CDLL", lambda path: None)
+    assert cli.display_problem({"DISPLAY": ":0"}, "linux", plugin) is None  # it loads
+    assert cli.display_problem({"QT_QPA_PLATFORM": "offscreen"}, "linux", plugin) is None

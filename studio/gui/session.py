@@ -13,6 +13,8 @@ from PySide6.QtCore import QObject, Signal
 from studio.gui.settings import Settings
 from studio.registry import Registry, default_registry
 
+DEMO_FOLDER = Path(__file__).resolve().parents[2] / "assets" / "demo"  # as api.demo_runs()
+
 
 class Session(QObject):
     generator_changed = Signal(str)
@@ -28,8 +30,16 @@ class Session(QObject):
         self.settings = settings or Settings.load()
         self.registry = registry or default_registry()
         self.generator = self.settings.last_generator
-        self.data_source: str | None = None
         self.current_run: str | None = None
+        # The data chosen last time, if it is still there; `data_note` says when it is not.
+        self.data_source: str | None = None
+        self.data_note: str | None = None
+        remembered = self.settings.data_source
+        if remembered and Path(remembered).exists():
+            self.data_source = remembered
+        elif remembered:
+            self.data_note = (f"The data chosen last time, {remembered}, is no longer there: "
+                              f"using the built-in data. Pick your files again in Data.")
 
     @property
     def runs_folder(self) -> Path:
@@ -52,12 +62,19 @@ class Session(QObject):
         self.generator = name
         self.settings.last_generator = name
         self.generator_changed.emit(name)
-        if self.current_run and self.run_generator(self.current_run) != name:
-            newest = next((r["run"] for r in self._runs_or_none() if r.get("generator") == name), None)
-            self._set_current_run(newest)
+        if not self.current_run or self.run_generator(self.current_run) != name:
+            self._set_current_run(self.newest_run(name))
+
+    def newest_run(self, generator: str) -> str | None:
+        """The newest run of `generator` in the runs folder, else its demo run, else None."""
+        return next((r["run"] for r in self._runs_or_none() if r.get("generator") == generator), None)
 
     def set_data(self, source: str | None) -> None:
+        """Choose the training data (None: the built-in data); remembered for the next launch."""
         self.data_source = source or None
+        self.data_note = None
+        self.settings.data_source = self.data_source or ""
+        self.settings.save()
         self.data_changed.emit(self.data_source)
 
     def open_run(self, path: str | None) -> None:
@@ -75,6 +92,24 @@ class Session(QObject):
         self.current_run = path
         if changed or path:
             self.run_changed.emit(path or "")
+
+    def has_own_runs(self) -> bool:
+        """Whether the runs folder holds a run (the demo runs do not count); reads no run."""
+        folder = self.runs_folder
+        return folder.is_dir() and any((p / "config.json").exists() for p in folder.iterdir())
+
+    @staticmethod
+    def run_title(path: str) -> str:
+        """What the title bar calls a run: its name, else its folder's name; "text demo" for a
+        built-in demo run (its folder is just the generator's name)."""
+        from studio.runstore import RunDir
+        run = RunDir(Path(path))
+        name = run.info().get("name")
+        if name:
+            return str(name)
+        if run.path.resolve().parent == DEMO_FOLDER:
+            return f"{run.path.name} demo"
+        return run.path.name
 
     @staticmethod
     def run_generator(path: str) -> str | None:

@@ -9,7 +9,7 @@ the session's `theme_changed` signal fires.
 from __future__ import annotations
 
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QProxyStyle, QStyle, QStyleOption
 
 THEMES = ("system", "light", "dark")
 
@@ -33,6 +33,23 @@ _DARK_DISABLED = {
 }
 
 _current = "light"
+_style: QProxyStyle | None = None  # the application takes it, but Python must keep it alive too
+
+# Fusion outlines check boxes and radio buttons in the window colour made 40% darker, which on
+# a dark window is next to invisible: these draw them as if on a light grey window instead.
+_OUTLINED = (QStyle.PrimitiveElement.PE_IndicatorRadioButton,
+             QStyle.PrimitiveElement.PE_IndicatorCheckBox)
+_OUTLINE_BASE = QColor("#b4b4b4")
+
+
+class DarkFusionStyle(QProxyStyle):
+    """Fusion, with check box and radio button outlines that show on a dark window."""
+
+    def drawPrimitive(self, element, option: QStyleOption, painter, widget=None) -> None:
+        if element in _OUTLINED:
+            option = type(option)(option)  # a copy: the caller's option stays as it was
+            option.palette.setColor(QPalette.ColorRole.Window, _OUTLINE_BASE)
+        super().drawPrimitive(element, option, painter, widget)
 
 
 def dark_palette() -> QPalette:
@@ -51,11 +68,16 @@ def apply_theme(name: str) -> str:
     app = QApplication.instance()
     if app is None:
         return _current
-    app.setStyle("Fusion")  # the same look everywhere, and one that honours the palette
+    global _style
     app.setStyleSheet("")
+    # Fusion: the same look everywhere, and one that honours the palette.
     if name == "dark":
+        _style = DarkFusionStyle("Fusion")
+        app.setStyle(_style)
         app.setPalette(dark_palette())
     else:
+        app.setStyle("Fusion")
+        _style = None
         app.setPalette(app.style().standardPalette())
     _current = "dark" if name == "dark" else "light"
     return _current

@@ -1,21 +1,56 @@
-"""The main window: a generator picker and four panels (Data, Train, Generate, Runs).
+"""The main window: a generator picker, four panels (Data, Train, Generate, Runs), menus.
 
-The window appears before torch is imported: the panels that need a generator's code are
-built right after it is shown, from a background import, so a cold start stays short.
+One notion of the current run (the session's) runs through it: the title bar names it, Train
+shows it, Generate samples from it, Ctrl+G generates from it. The window appears before torch
+is imported: the picker is filled from the plugins' entry points at once, and the panels that
+need a generator's code are built right after it is shown, from a background import.
 """
 
 from __future__ import annotations
 
+import platform
 import sys
+from importlib import metadata
+from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt, QTimer
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QByteArray, Qt, QTimer, QUrl, qVersion
+from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDialogButtonBox, QFormLayout,
-                               QLabel, QLineEdit, QMainWindow, QMessageBox, QPushButton,
-                               QTableWidget, QTableWidgetItem, QTabWidget, QToolBar, QVBoxLayout)
+                               QFrame, QHBoxLayout, QLabel, QLineEdit, QMainWindow, QMessageBox,
+                               QPushButton, QTableWidget, QTableWidgetItem, QTabWidget, QToolBar,
+                               QToolButton, QVBoxLayout, QWidget)
 
-from studio.gui import workers
+from studio import __version__
+from studio.gui import theme, workers
 from studio.gui.session import Session
+from studio.gui.settings import LaunchGuard
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+FIRST_STEPS = ("New here? Data: pick your files or use the demo data · Train: press Start · "
+               "Generate: try the demo models (Ctrl+G)")
+SHORTCUTS = [
+    ("Ctrl+Enter", "Train: start training · Generate: generate"),
+    ("Ctrl+.", "Stop: training if it runs, else a generation (in any tab)"),
+    ("Ctrl+G", "Go to Generate and generate from the current run"),
+    ("Ctrl+1 … Ctrl+4", "Show Data, Train, Generate, Runs"),
+    ("Alt+D, Alt+T, Alt+G, Alt+R", "The same tabs by their underlined letter"),
+    ("Return / Delete", "Runs table: open / delete the selected runs"),
+    ("F1", "This list"),
+    ("Ctrl+Q", "Quit"),
+]
+
+
+def _table(rows: list[tuple[str, str]], headers: list[str]) -> QTableWidget:
+    table = QTableWidget(len(rows), len(headers))
+    table.setHorizontalHeaderLabels(headers)
+    for r, row in enumerate(rows):
+        for c, text in enumerate(row):
+            table.setItem(r, c, QTableWidgetItem(text))
+    table.horizontalHeader().setStretchLastSection(True)
+    table.verticalHeader().hide()
+    table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    table.resizeColumnsToContents()
+    return table
 
 
 class PluginsDialog(QDialog):
@@ -47,6 +82,64 @@ class PluginsDialog(QDialog):
         layout.addWidget(buttons)
 
 
+def installed_version(distribution: str) -> str:
+    """A package's version from its metadata, without importing it (torch takes seconds)."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def component_versions(session: Session, load_plugins: bool) -> list[tuple[str, str]]:
+    """What About lists: the studio, Python, the libraries, and every plugin. Plugins are
+    imported only if `load_plugins` (once the window has loaded them anyway)."""
+    rows = [("AIGC Studio", __version__),
+            ("Python", f"{platform.python_version()} ({sys.executable})"),
+            ("torch", installed_version("torch")),
+            ("PySide6 / Qt", f"{installed_version('PySide6')} / Qt {qVersion()}"),
+            ("pyqtgraph", installed_version("pyqtgraph")),
+            ("numpy", installed_version("numpy"))]
+    for entry in session.registry.entries():
+        info = entry.info(load=load_plugins)
+        package = f"{entry.distribution} {installed_version(entry.distribution)}" \
+            if entry.distribution not in ("?", "(in-process)") else entry.distribution
+        state = f"{info['modality']} {info['version']}" if info["status"] == "ok" else info["status"]
+        if info["error"]:
+            state += f": {info['error']}"
+        rows.append((f"plugin '{entry.name}'", f"{state} · package {package}"))
+    return rows
+
+
+class AboutDialog(QDialog):
+    def __init__(self, session: Session, load_plugins: bool, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("About AIGC Studio")
+        self.resize(640, 360)
+        self.versions = component_versions(session, load_plugins)
+        text = QLabel("<b>AIGC Studio</b>: train, fine-tune, evaluate and sample generative "
+                      "models on your own data. The same runs from the window and the "
+                      "<tt>studio</tt> command line.")
+        text.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(text)
+        layout.addWidget(_table(self.versions, ["component", "version"]))
+        layout.addWidget(buttons)
+
+
+class ShortcutsDialog(QDialog):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard shortcuts")
+        self.resize(560, 340)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(_table(SHORTCUTS, ["keys", "what they do"]))
+        layout.addWidget(buttons)
+
+
 class SettingsDialog(QDialog):
     def __init__(self, session: Session, parent=None):
         super().__init__(parent)
@@ -58,7 +151,7 @@ class SettingsDialog(QDialog):
         self.device.addItems(["auto", "cpu", "cuda", "mps"])
         self.device.setCurrentText(session.settings.default_device)
         self.theme = QComboBox()
-        self.theme.addItems(["system", "light", "dark"])
+        self.theme.addItems(list(theme.THEMES))
         self.theme.setCurrentText(session.settings.theme)
         form = QFormLayout(self)
         form.addRow("Runs folder", self.runs_folder)
@@ -76,19 +169,11 @@ class SettingsDialog(QDialog):
         s.default_device = self.device.currentText()
         s.theme = self.theme.currentText()
         s.save()
-        apply_theme(s.theme)
+        before = theme.current()
+        now = theme.apply_theme(s.theme)
+        if now != before:  # charts and other hand-coloured parts take the new colours
+            self.session.theme_changed.emit(now)
         self.session.runs_changed.emit()
-
-
-def apply_theme(theme: str) -> None:
-    app = QApplication.instance()
-    if app is None:
-        return
-    if theme == "dark":
-        app.setStyleSheet("QWidget { background: #2b2b2b; color: #e6e6e6; } "
-                          "QLineEdit, QPlainTextEdit, QTableWidget { background: #1e1e1e; }")
-    else:
-        app.setStyleSheet("")
 
 
 def ask_on_close(parent) -> str:
@@ -105,24 +190,41 @@ def ask_on_close(parent) -> str:
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, session: Session | None = None):
+    def __init__(self, session: Session | None = None, notice: str | None = None):
+        """`notice`: a sentence to show once above the panels (e.g. why the settings were
+        reset after a launch that crashed)."""
         super().__init__()
         self.session = session or Session()
-        self.setWindowTitle("AIGC Studio")
         self.resize(1280, 820)
         self.setMinimumSize(900, 600)
         if self.session.settings.geometry:
             self.restoreGeometry(QByteArray.fromBase64(self.session.settings.geometry.encode()))
         self.data_panel = self.train_panel = self.generate_panel = self.runs_panel = None
+        self.training_progress = ""  # e.g. "step 45/200 (22%)" while the Train panel trains
         self._build_chrome()
+        # Names from the entry points now (no import); modality and version once loaded.
+        self._fill_picker([e.info(load=False) for e in self.session.registry.entries()])
         self.tabs = QTabWidget()
         self.loading = QLabel("Loading generators…", alignment=Qt.AlignmentFlag.AlignCenter)
         self.tabs.addTab(self.loading, "…")
-        self.setCentralWidget(self.tabs)
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self._build_notice_bar())
+        column.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+        notices = [text for text in (notice, self.session.data_note) if text]
+        if not notices and not self.session.has_own_runs():
+            notices.append(FIRST_STEPS)
+        self.show_notice("\n".join(notices))
+        self.session.generator_changed.connect(self._select_in_picker)
+        self.session.run_changed.connect(self._run_changed)
+        self.session.runs_changed.connect(self._update_title)
+        self._update_title()
         self.statusBar().showMessage("starting…")
         QTimer.singleShot(0, self._load_generator)
 
-    # -- menus, toolbar
+    # -- menus, toolbar, notices
     def _build_chrome(self) -> None:
         toolbar = QToolBar("Generator")
         toolbar.setMovable(False)
@@ -131,24 +233,87 @@ class MainWindow(QMainWindow):
         self.picker = QComboBox()
         self.picker.setToolTip("The generator every panel works with")
         self.picker.setMinimumWidth(260)
+        self.picker.currentIndexChanged.connect(self._picker_changed)
         toolbar.addWidget(self.picker)
         self.plugins_button = QPushButton("Plugins…")
         self.plugins_button.setToolTip("All generators, and the error of any broken plugin")
         toolbar.addWidget(self.plugins_button)
         self.plugins_button.clicked.connect(self.show_plugins)
-        file_menu = self.menuBar().addMenu("&File")
-        settings = QAction("&Settings…", self)
-        settings.triggered.connect(self.show_settings)
-        file_menu.addAction(settings)
-        quit_action = QAction("&Quit", self)
-        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
-        file_menu.addAction(quit_action)
-        help_menu = self.menuBar().addMenu("&Help")
-        plugins = QAction("&Plugins…", self)
-        plugins.triggered.connect(self.show_plugins)
-        help_menu.addAction(plugins)
 
+        file_menu = self.menuBar().addMenu("&File")
+        self.open_folder_action = self._action(file_menu, "&Open run folder", self.open_run_folder)
+        self.open_folder_action.setToolTip("Show the current run's folder in the file manager")
+        self._action(file_menu, "&Settings…", self.show_settings)
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        help_menu = self.menuBar().addMenu("&Help")
+        self._action(help_menu, "&Keyboard shortcuts", self.show_shortcuts, QKeySequence("F1"))
+        self.readme_action = self._action(help_menu, "&README", self.open_readme)
+        self.readme_action.setEnabled(README.exists())  # not shipped with every install
+        self._action(help_menu, "&Plugins…", self.show_plugins)
+        self._action(help_menu, "&About AIGC Studio", self.show_about)
+
+        # Window-wide keys: they act from any tab, so they live here, not in a panel.
+        self.stop_action = self._action(None, "Stop", self.stop_shortcut, QKeySequence("Ctrl+."))
+        self.generate_action = self._action(None, "Generate", self.generate_shortcut,
+                                            QKeySequence("Ctrl+G"))
+        for number in range(1, 5):
+            self._action(None, f"Tab {number}", lambda _=False, i=number - 1: self._show_tab(i),
+                         QKeySequence(f"Ctrl+{number}"))
+
+    def _action(self, menu, text: str, slot, keys=None) -> QAction:
+        action = QAction(text, self)
+        if keys is not None:
+            action.setShortcut(keys)
+        action.triggered.connect(slot)
+        (menu or self).addAction(action)
+        return action
+
+    def _build_notice_bar(self) -> QWidget:
+        """One line above the panels for what to do first, or what happened at start."""
+        self.notice_bar = QFrame()
+        self.notice_bar.setFrameShape(QFrame.Shape.StyledPanel)
+        self.notice = QLabel()
+        self.notice.setWordWrap(True)
+        dismiss = QToolButton()
+        dismiss.setText("×")
+        dismiss.setToolTip("Hide this note")
+        dismiss.clicked.connect(lambda: self.show_notice(""))
+        row = QHBoxLayout(self.notice_bar)
+        row.setContentsMargins(8, 2, 2, 2)
+        row.addWidget(self.notice, 1)
+        row.addWidget(dismiss)
+        return self.notice_bar
+
+    def show_notice(self, text: str) -> None:
+        self.notice.setText(text)
+        self.notice_bar.setVisible(bool(text))
+
+    # -- the generator picker
+    def _fill_picker(self, rows: list[dict]) -> None:
+        self.picker.blockSignals(True)
+        self.picker.clear()
+        for row in rows:
+            known = row["status"] == "ok"
+            self.picker.addItem(f"{row['name']} — {row['modality']} {row['version']}" if known
+                                else row["name"], row["name"])
+        self.picker.blockSignals(False)
+        self._select_in_picker(self.session.generator)
+
+    def _select_in_picker(self, name: str) -> None:
+        """Show `name` in the picker (e.g. after a run of another generator was opened)."""
+        index = self.picker.findData(name)
+        if index >= 0 and index != self.picker.currentIndex():
+            self.picker.blockSignals(True)
+            self.picker.setCurrentIndex(index)
+            self.picker.blockSignals(False)
+
+    def _picker_changed(self, index: int) -> None:
+        name = self.picker.itemData(index)
+        if name:
+            self.session.set_generator(name)
+
+    # -- loading
     def _load_generator(self) -> None:
         """Import the generators off the GUI thread, then build the panels."""
         def describe(ctx, session):
@@ -175,17 +340,12 @@ class MainWindow(QMainWindow):
         usable = [r for r in rows if r["status"] == "ok"]
         broken = [r for r in rows if r["status"] != "ok"]
         if not usable:
+            self.picker.clear()
             self.loading.setText("No generator is installed. Reinstall aigc-studio.")
             return
         if self.session.generator not in {r["name"] for r in usable}:
             self.session.generator = usable[0]["name"]
-        self.picker.blockSignals(True)
-        for row in usable:
-            self.picker.addItem(f"{row['name']} — {row['modality']} {row['version']}", row["name"])
-        self.picker.setCurrentIndex([r["name"] for r in usable].index(self.session.generator))
-        self.picker.blockSignals(False)
-        self.picker.currentIndexChanged.connect(
-            lambda i: self.session.set_generator(self.picker.itemData(i)))
+        self._fill_picker(usable)  # broken ones leave the picker; Plugins… lists them
         if broken:
             self.plugins_button.setText(f"Plugins… ({len(broken)} broken)")
             self.plugins_button.setStyleSheet("color: #c62828;")
@@ -201,21 +361,73 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.runs_panel, "&Runs")
         self.runs_panel.resume_requested.connect(self._resume)
         self.runs_panel.duplicate_requested.connect(self._duplicate)
-        self.session.run_changed.connect(lambda _: self.tabs.setCurrentWidget(self.generate_panel))
-        self.train_panel.run_started.connect(lambda path: self.statusBar().showMessage(f"training {path}"))
+        self.train_panel.run_started.connect(self._training_started)
         self.train_panel.trainer.finished.connect(
             lambda code, status: self.statusBar().showMessage(f"training {status}"))
-        generate = QAction("Generate", self)
-        generate.setShortcut(QKeySequence("Ctrl+G"))
-        generate.triggered.connect(self._generate_shortcut)
-        self.addAction(generate)
-        self.data_panel.run_check()
+        # The current run at start: the newest run of the generator, or its demo run.
+        self.session.open_run(self.session.current_run or self.session.newest_run(self.session.generator))
+        if self.data_panel.source() != self.session.data_source:  # remembered from last time
+            self.data_panel.set_source(self.session.data_source)
+        else:
+            self.data_panel.run_check()
         self.statusBar().showMessage(f"runs folder: {self.session.runs_folder}")
 
+    # -- the current run
+    def _run_changed(self, path: str) -> None:
+        # Runs › Open shows the run where it can be looked at: Train (charts, previews); the
+        # panels follow the session's current run by themselves.
+        if path and self.runs_panel is not None and self.tabs.currentWidget() is self.runs_panel:
+            self.tabs.setCurrentWidget(self.train_panel)
+        self._update_title()
+
+    def _training_started(self, path: str) -> None:
+        self.statusBar().showMessage(f"training {path}")
+        if self.notice.text() == FIRST_STEPS:
+            self.show_notice("")
+
+    def _training_progress(self, text: str) -> None:
+        self.training_progress = text
+        self._update_title()
+
+    def _update_title(self) -> None:
+        parts = ["AIGC Studio"]
+        if self.session.current_run:
+            parts.append(self.session.run_title(self.session.current_run))
+        if self.training_progress:
+            parts.append(f"training {self.training_progress}")
+        self.setWindowTitle(" — ".join(parts))
+        self.open_folder_action.setEnabled(bool(self.session.current_run)
+                                           and Path(self.session.current_run).is_dir())
+
     # -- actions
-    def _generate_shortcut(self) -> None:
+    def _show_tab(self, index: int) -> None:
+        if self.train_panel is not None:
+            self.tabs.setCurrentIndex(index)
+
+    def generate_shortcut(self) -> None:
+        """Ctrl+G: Generate, from the current run (never a run of another generator)."""
+        if self.generate_panel is None:
+            return
         self.tabs.setCurrentWidget(self.generate_panel)
-        self.generate_panel.generate()
+        run = self.session.current_run
+        if not run:
+            self.statusBar().showMessage(f"No run of '{self.session.generator}' yet: train one "
+                                         f"in Train first.")
+            return
+        if self.generate_panel.selected_run() != run:
+            self.generate_panel.select_run(run)
+        if not self.generate_panel.generate():
+            self.statusBar().showMessage(f"Cannot generate now: "
+                                         f"{self.generate_panel.problem() or 'already generating'}")
+
+    def stop_shortcut(self) -> None:
+        """Ctrl+.: stop training if it runs, else a generation that runs (from any tab)."""
+        if self.train_panel is None:
+            return
+        if self.train_panel.trainer.running:
+            self.train_panel.stop()
+        elif self.generate_panel.busy:
+            self.generate_panel.stop()
 
     def _resume(self, path: str) -> None:
         self.tabs.setCurrentWidget(self.train_panel)
@@ -225,8 +437,22 @@ class MainWindow(QMainWindow):
         self.train_panel.duplicate(doc)
         self.tabs.setCurrentWidget(self.train_panel)
 
+    def open_run_folder(self) -> None:
+        if self.session.current_run:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(self.session.current_run).resolve())))
+
+    def open_readme(self) -> None:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(README)))
+
     def show_plugins(self) -> None:
         PluginsDialog(self.session, self).exec()
+
+    def show_about(self) -> None:
+        # Plugins are imported (torch) only once the panels have loaded them anyway.
+        AboutDialog(self.session, load_plugins=self.train_panel is not None, parent=self).exec()
+
+    def show_shortcuts(self) -> None:
+        ShortcutsDialog(self).exec()
 
     def show_settings(self) -> None:
         dialog = SettingsDialog(self.session, self)
@@ -250,11 +476,24 @@ class MainWindow(QMainWindow):
         event.accept()
 
 
+def open_window(guard: LaunchGuard) -> MainWindow:
+    """The window as `studio` opens it: a launch that crashed last time resets the look first,
+    then the theme is applied and the window shown."""
+    notice = guard.begin()
+    session = Session()
+    theme.apply_theme(session.settings.theme)
+    window = MainWindow(session, notice=notice)
+    window.show()
+    return window
+
+
 def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv if argv is None else argv)
     app.setApplicationName("AIGC Studio")
-    session = Session()
-    apply_theme(session.settings.theme)
-    window = MainWindow(session)
-    window.show()
-    return app.exec()
+    guard = LaunchGuard()
+    window = open_window(guard)
+    try:
+        return app.exec()
+    finally:
+        window.deleteLater()
+        guard.end()  # reached only if Qt returned: a crash leaves the marker for next time

@@ -51,7 +51,9 @@ class Task(QRunnable):
             result = self.fn(self.context, *self.args, **self.kwargs)
         except StudioError as exc:
             self._emit(self.signals.failed, str(exc))
-        except Exception as exc:  # shown in a dialog with its type; the window stays up
+        except BaseException as exc:  # noqa: BLE001 - shown in a dialog with its type; the window
+            # stays up. BaseException too: a plugin calling sys.exit() (SystemExit) in a worker
+            # thread would otherwise end the task silently and leave the window waiting forever.
             traceback.print_exc()
             self._emit(self.signals.failed, f"{type(exc).__name__}: {exc}")
         else:
