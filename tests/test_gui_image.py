@@ -48,6 +48,25 @@ def test_train_the_gan_on_the_built_in_shapes_with_image_previews(qtbot, session
         assert train.preview_steps == [6, 12]
         assert train.previews.views and all(isinstance(v, ImageView) for v in train.previews.views)
         assert train.charts.eval_steps == [12]  # FID, the held-out metric, is charted
+        train.charts.redraw()
+        assert train.charts.metric_plot.titleLabel.text == "held-out FID"
+        assert train.charts.rate_plot.titleLabel.text == "throughput (images/s)"
+        # the events' lr is the discriminator's (lr x d_lr_ratio); the form's lr is drawn too
+        lr = float(train.train_form.raw_values()["lr"])
+        d_lr, g_lr = train.charts.lr.getData()[1], train.charts.g_lr.getData()[1]
+        assert max(d_lr) == pytest.approx(2 * lr) and max(g_lr) == pytest.approx(lr)
+        assert [label.text for _, label in train.charts.lr_plot.legend.items] == [
+            "generator (lr)", "discriminator (lr × 2)"]
+
+        # The preview (one grid) is drawn as large as the preview area allows.
+        train.resize(1280, 760)
+        train.show()
+        qtbot.waitExposed(train)
+        qtbot.wait(50)
+        view, area = train.previews.views[0], train.previews.viewport().size()
+        shown = view.shown_rect()
+        assert shown.width() >= 0.9 * area.width() or shown.height() >= 0.9 * area.height()
+        assert shown.height() > 200
     finally:
         train.trainer.kill()
 
@@ -68,3 +87,25 @@ def test_the_shipped_demo_gan_draws_a_grid_in_the_generate_panel(qtbot, session,
     assert [type(v) for v in panel.grid.views] == [ImageView] * 4
     assert panel.grid.views[0].array.shape == (32, 32, 3)
     assert {s.meta["class"] for s in panel.history[-1].samples} == {"star"}
+
+
+def test_a_two_class_preview_is_laid_out_about_as_wide_as_the_preview_area(tmp_path):
+    """A 2-class preview was a 2 x 32 grid (70 x 1090 px) squeezed into a 140 px box: now about
+    4:3, each column still one class (the probes cycle through the classes)."""
+    from generators.image import ImageGenerator
+    from image_fixtures import tiny_settings, write_shapes_folder
+    from studio import api
+    from studio.callbacks import EvalMode
+    engine, _ = api.prepare_training(
+        ImageGenerator, data=str(write_shapes_folder(tmp_path / "shapes")), run_dir=str(tmp_path / "run"),
+        settings=tiny_settings() + ["device=cpu", "eval_every=0", "preview_every=0"], max_steps=1,
+        events="none")
+    gen = engine.generator
+    assert len(gen.classes) == 2 and len(gen.probes["seeds"]) == 64
+    with EvalMode(engine):
+        (preview,) = gen.preview()
+    height, width = preview.data.shape[:2]
+    assert 1.0 <= width / height <= 1.8, preview.data.shape
+    cell = 32 + 2
+    columns = (width - 2) // cell
+    assert columns % 2 == 0  # so that each column keeps one class

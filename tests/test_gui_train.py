@@ -427,6 +427,13 @@ def test_progress_for_the_window_title_and_shortcuts(qtbot, panels):
     assert QKeySequence("Ctrl+.").toString() not in keys  # the window's: it stops whatever runs
 
 
+def test_an_empty_interval_says_it_is_scaled_to_the_runs_length(qtbot, panels):
+    _, train = panels
+    for name in ("eval_every", "preview_every", "checkpoint_every"):
+        assert train.train_form.widgets[name].placeholderText() == "empty = scaled to max_steps"
+    assert train.train_form.widgets["max_minutes"].placeholderText() == "empty = no limit"
+
+
 def test_invalid_fields_stay_readable_on_the_dark_theme(qtbot, panels):
     from studio.gui import theme
     from studio.gui.config_form import INVALID_STYLES

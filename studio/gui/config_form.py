@@ -65,8 +65,8 @@ class ConfigForm(QWidget):
             widget.toggled.connect(self._changed)
         else:
             widget = QLineEdit()
-            if field.get("optional"):
-                widget.setPlaceholderText("empty = none")
+            if field.get("optional"):  # what leaving it empty means, e.g. "scaled to max_steps"
+                widget.setPlaceholderText(f"empty = {field.get('empty', 'none')}")
             widget.textChanged.connect(self._changed)
         return widget
 
