@@ -132,3 +132,33 @@ def test_switching_themes_back_and_forth_keeps_the_window_alive(themed_window, q
     with ModalCloser() as closer:
         QMessageBox.information(win, "Still here", "ok")
     assert closer.seen == [("QMessageBox", "Still here")]
+
+
+def test_every_widget_answers_qt_s_questions_about_it_in_both_themes(tmp_path):
+    """What killed the process: Qt asking a widget for its metrics (dots per inch, pixel ratio;
+    it does when a dialog opens over it or the theme changes) and finding a Python attribute
+    where the method should be. A crash takes the process down, so this runs in its own."""
+    import os
+    import subprocess
+    import sys
+    script = (
+        "import time\n"
+        "from PySide6.QtWidgets import QApplication, QWidget\n"
+        "app = QApplication([])\n"
+        "from studio.gui import theme\n"
+        "from studio.gui.window import MainWindow\n"
+        "win = MainWindow()\n"
+        "win.show()\n"
+        "deadline = time.time() + 120\n"
+        "while win.train_panel is None and time.time() < deadline:\n"
+        "    app.processEvents()\n"
+        "for name in ('light', 'dark'):\n"
+        "    theme.apply_theme(name)\n"
+        "    for widget in [win, *win.findChildren(QWidget)]:\n"
+        "        widget.logicalDpiX(), widget.devicePixelRatioF(), widget.widthMM()\n"
+        "print('asked', len(win.findChildren(QWidget)), 'widgets')\n")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "STUDIO_CONFIG_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0 and "asked" in out.stdout, \
+        f"the window died (exit {out.returncode}); see test_gui_qt_names.py. {out.stderr[-2000:]}"

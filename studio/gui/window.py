@@ -362,6 +362,7 @@ class MainWindow(QMainWindow):
         self.runs_panel.resume_requested.connect(self._resume)
         self.runs_panel.duplicate_requested.connect(self._duplicate)
         self.train_panel.run_started.connect(self._training_started)
+        self.train_panel.progress_changed.connect(self._training_progress)
         self.train_panel.trainer.finished.connect(
             lambda code, status: self.statusBar().showMessage(f"training {status}"))
         # The current run at start: the newest run of the generator, or its demo run.
