@@ -95,3 +95,25 @@ def test_the_first_steps_hint_is_shown_until_a_run_exists(qtbot, tmp_path, text_
     with_runs = window_module.MainWindow(Session(Settings(runs_folder=str(tmp_path / "runs"))))
     qtbot.addWidget(with_runs)
     assert with_runs.notice_bar.isHidden()
+
+
+def test_deleting_the_current_run_moves_everything_to_the_next_run_of_the_generator(win, text_run):
+    import shutil
+    win.session.open_run(text_run)
+    moved = []
+    win.session.run_changed.connect(moved.append)
+    shutil.rmtree(text_run)
+    win.session.runs_changed.emit()  # what the Runs panel says after deleting
+    text_demo = next(str(p) for p in api.demo_runs() if p.name == "text")
+    assert win.session.current_run == text_demo and moved == [text_demo]
+    assert win.generate_panel.selected_run() == text_demo
+    assert win.windowTitle() == "AIGC Studio — text demo"
+
+
+def test_ctrl_and_a_number_shows_that_tab(win, qtbot):
+    win.activateWindow()
+    for number, panel in ((3, win.generate_panel), (1, win.data_panel), (4, win.runs_panel),
+                          (2, win.train_panel)):
+        qtbot.keyClick(win.tabs.currentWidget(), Qt.Key(Qt.Key.Key_0.value + number),
+                       Qt.KeyboardModifier.ControlModifier)
+        assert win.tabs.currentWidget() is panel

@@ -40,6 +40,7 @@ class Session(QObject):
         elif remembered:
             self.data_note = (f"The data chosen last time, {remembered}, is no longer there: "
                               f"using the built-in data. Pick your files again in Data.")
+        self.runs_changed.connect(self._forget_a_deleted_run)
 
     @property
     def runs_folder(self) -> Path:
@@ -68,6 +69,12 @@ class Session(QObject):
     def newest_run(self, generator: str) -> str | None:
         """The newest run of `generator` in the runs folder, else its demo run, else None."""
         return next((r["run"] for r in self._runs_or_none() if r.get("generator") == generator), None)
+
+    def _forget_a_deleted_run(self) -> None:
+        """A current run deleted from disk gives way to the newest run of the generator: no
+        panel keeps showing (or offers to resume) a folder that is gone."""
+        if self.current_run and not Path(self.current_run).is_dir():
+            self._set_current_run(self.newest_run(self.generator))
 
     def set_data(self, source: str | None) -> None:
         """Choose the training data (None: the built-in data); remembered for the next launch."""
