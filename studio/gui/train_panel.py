@@ -379,7 +379,7 @@ class TrainPanel(QWidget):
         self.forms_area.setEnabled(not running)
 
     def _resumable(self) -> bool:
-        return bool(self.run_dir) and RunDir(self.run_dir).config_path.exists() and \
+        return bool(self.run_dir) and RunDir.is_run(self.run_dir) and \
             RunDir(self.run_dir).info().get("status") in ("stopped", "failed", "interrupted", "paused")
 
     def _say(self, text: str) -> None:
@@ -484,7 +484,7 @@ class TrainPanel(QWidget):
             args += ["--data", self.session.data_source]
         init = self.init_record or {}
         if init.get("run"):
-            args += ["--init-from", str(Path(init["run"]) / "checkpoints" / init["checkpoint"])]
+            args += ["--init-from", str(RunDir(init["run"]).checkpoint_dir(init["checkpoint"]))]
         elif init.get("pretrained"):
             args += ["--init-from-hf", init["pretrained"]]
         self._launch(args, str(run_dir), name or run_dir.name)
@@ -620,7 +620,7 @@ class TrainPanel(QWidget):
         message = for_window(message)
         self.error_message.setText(message)
         self.error_log.setPlainText(log)
-        self.error_resume.setEnabled(self.run_dir is not None and RunDir(self.run_dir).config_path.exists())
+        self.error_resume.setEnabled(self.run_dir is not None and RunDir.is_run(self.run_dir))
         self.error_box.show()
         if not self.trainer.started:  # it never began: "starting…" must not stay on screen
             self.stats.setText(f"could not start: {message}")

@@ -9,7 +9,6 @@ through the run folder's control file, exactly as `studio control` does.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from studio.events import parse_line
 from studio.gui.settings import config_dir
 from studio.runstore import RunDir
 
@@ -121,13 +121,11 @@ class TrainerProcess(QObject):
         self._out_offset += len(chunk)
         *lines, self._partial = (self._partial + chunk).split(b"\n")
         for line in lines:
-            text = line.decode("utf-8", "replace").strip()
-            if not text:
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError:
-                self.log.append(text)  # stray output (a library's print): keep it for the log
+            record = parse_line(line)
+            if record is None:
+                text = line.decode("utf-8", "replace").strip()
+                if text:
+                    self.log.append(text)  # stray output (a library's print): keep it for the log
                 continue
             kind = record.get("event")
             if kind == "start":
@@ -161,7 +159,7 @@ class TrainerProcess(QObject):
     def control(self, command: str) -> None:
         if self.run_dir is None or not self.running:
             return
-        if (self.run_dir / "config.json").exists():
+        if RunDir.is_run(self.run_dir):
             RunDir(self.run_dir).write_control(command)
         elif command == "stop":  # still reading its data: nothing to save yet
             try:
