@@ -13,6 +13,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import PySide6
 from PySide6.QtCore import QByteArray, Qt, QTimer, QUrl, qVersion
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDialogButtonBox, QFormLayout,
@@ -96,7 +97,7 @@ def component_versions(session: Session, load_plugins: bool) -> list[tuple[str, 
     rows = [("AIGC Studio", __version__),
             ("Python", f"{platform.python_version()} ({sys.executable})"),
             ("torch", installed_version("torch")),
-            ("PySide6 / Qt", f"{installed_version('PySide6')} / Qt {qVersion()}"),
+            ("PySide6 / Qt", f"{PySide6.__version__} / Qt {qVersion()}"),  # its wheel's name varies
             ("pyqtgraph", installed_version("pyqtgraph")),
             ("numpy", installed_version("numpy"))]
     for entry in session.registry.entries():
