@@ -200,11 +200,11 @@ def test_duplicate_with_changes_fills_the_forms_names_the_run_and_keeps_the_star
     doc = {"generator": "text", "config": {**{k: int(v) for k, v in TINY.items()}, "dropout": 0.1},
            "train": {"lr": 0.0005, "max_steps": 77}, "data": {"source": str(tmp_path)},
            "init": {"run": str(tmp_path / "base"), "checkpoint": "step_0000010"},
-           "name": "baseline"}
+           "name": "baseline (copy)"}  # the new run's name, as the Runs tab's dialog proposes it
     train.duplicate(doc)
     assert train.run_name.text() == "baseline (copy)"
-    assert train.notice.text() == ("Settings copied from baseline — change what you like, then "
-                                   "press Start.") and not train.notice.isHidden()
+    assert train.notice.text() == ("Settings copied for the new run “baseline (copy)” — change what "
+                                   "you like, then press Start.") and not train.notice.isHidden()
     values = train.gen_form.raw_values()
     assert values["dropout"] == "0.1" and values["n_embd"] == "16"
     assert train.train_form.raw_values()["max_steps"] == "77"
@@ -366,11 +366,10 @@ def test_a_deleted_run_is_let_go_and_cannot_be_resumed(qtbot, panels, trained_ru
     train.session.open_run(run)
     assert train.resume_button.isEnabled() and train.charts.steps
     shutil.rmtree(run)  # the Runs tab deletes it
-    train.session.runs_changed.emit()
-    assert not train.resume_button.isEnabled()
+    train.session.runs_changed.emit()  # the session moves on to the newest run (the text demo)
+    assert train.run_dir == train.session.current_run != run
+    assert "doomed" not in train.run_label.text() and not train.resume_button.isEnabled()
     assert "The run doomed was deleted" in train.notice.text() and train.notice.isVisible()
-    assert train.charts.steps == [] and train.previews.views == [] and train.run_dir is None
-    assert train.charts.lr_plot.geometry().height() > 0  # cleared, not collapsed
 
     other = copy_run(trained_run, train.session, "gone-behind-its-back")
     RunDir(other).update(status="stopped")
@@ -379,6 +378,8 @@ def test_a_deleted_run_is_let_go_and_cannot_be_resumed(qtbot, panels, trained_ru
     train.resume_button.click()
     assert "gone-behind-its-back was deleted" in train.notice.text()
     assert not train.resume_button.isEnabled() and train.stats.text() != "starting…"
+    assert train.charts.steps == [] and train.previews.views == [] and train.run_dir is None
+    assert train.charts.lr_plot.geometry().height() > 0  # cleared, not collapsed
 
 
 def test_a_resume_that_never_starts_says_why_and_returns_to_idle(qtbot, panels, tmp_path):

@@ -88,6 +88,7 @@ class TrainPanel(QWidget):
         self.data_panel = data_panel
         self.trainer = TrainerProcess(self)
         self.run_dir: str | None = None  # the run shown: training here, or opened
+        self.shown_run_title = ""
         self.max_steps = 0
         self.follow_latest = True
         self.preview_steps: list[int] = []
@@ -404,6 +405,8 @@ class TrainPanel(QWidget):
         previews, and a label naming it. While a run trains, the panel stays on that one."""
         if self.trainer.running or (path or None) == self.run_dir:
             return
+        if self.run_dir and not Path(self.run_dir).exists():  # the session moves on from a deleted run
+            self._forget_deleted_run()
         self._clear_display()
         self.error_box.hide()
         self.run_dir = path or None
@@ -421,7 +424,8 @@ class TrainPanel(QWidget):
         self.max_steps = self.charts.max_steps or info.get("step", 0)
         self.progress.setRange(0, max(self.max_steps, 1))
         self._set_progress(info.get("step", 0))
-        self._name_run(f"showing run {_run_title(path, info)} · {path}")
+        self.shown_run_title = self.session.run_title(path)
+        self._name_run(f"showing run {self.shown_run_title} · {path}")
         self.stats.setText(f"{info.get('status', 'not started')} at step {info.get('step', 0)}")
         self._refresh_previews()
         self.update_buttons()
@@ -455,14 +459,14 @@ class TrainPanel(QWidget):
             self._forget_deleted_run()
 
     def _forget_deleted_run(self) -> None:
-        name = Path(self.run_dir).name
+        name = self.shown_run_title or Path(self.run_dir).name  # as the Runs tab called it
         self._clear_display()
         self.error_box.hide()
         self.run_dir = None
         self._name_run("")
         self.stats.setText("not started")
-        self._say(f"The run {name} was deleted: nothing to resume. Start a new run, or open "
-                  f"another in the Runs tab.")
+        self._say(f"The run {name} was deleted: there is nothing to resume. Start a new run, or "
+                  f"open another in the Runs tab.")
         self.update_buttons()
 
     # -- commands
@@ -499,25 +503,27 @@ class TrainPanel(QWidget):
         if not run_dir or self.trainer.running:
             return
         if not Path(run_dir).exists():
-            self.run_dir = run_dir
+            if run_dir != self.run_dir:
+                self.run_dir, self.shown_run_title = run_dir, ""
             self._forget_deleted_run()
             return
-        self._launch(["--resume", str(run_dir)], str(run_dir), _run_title(run_dir, RunDir(run_dir).info()),
-                     history=True)
+        self._launch(["--resume", str(run_dir)], str(run_dir), self.session.run_title(run_dir), history=True)
         self.session.open_run(str(run_dir))
 
     def duplicate(self, doc: dict) -> None:
         """Start from another run's settings (the runs browser's 'duplicate with changes'): the
-        forms filled, the new run named after the old one, the starting weights kept."""
-        source = doc.get("name") or (Path(doc["run"]).name if doc.get("run") else f"a {doc['generator']} run")
+        forms filled, the new run's name (doc["name"], "<old name> (copy)" as the Runs tab's
+        dialog proposes it) in the Run name field, the starting weights kept."""
         self.session.set_generator(doc["generator"])
         self.rebuild_forms({"config": doc.get("config", {}), "train": doc.get("train", {})})
         self.init_record = doc.get("init")  # a duplicated fine-tuning run starts from the same weights
         if self.data_panel is not None:
             self.data_panel.set_source((doc.get("data") or {}).get("source"))
-        self.run_name.setText(f"{source} (copy)")
+        name = doc.get("name") or ""  # a config.json document has none
+        self.run_name.setText(name)
         self.run_notes.setText(doc.get("notes") or "")
-        self._say(f"Settings copied from {source} — change what you like, then press Start.")
+        self._say((f"Settings copied for the new run “{name}”" if name else "Settings copied") +
+                  " — change what you like, then press Start.")
 
     def _launch(self, args: list[str], run_dir: str, title: str, history: bool = False) -> None:
         self._clear_display()  # nothing of the run shown before stays on screen
@@ -529,6 +535,7 @@ class TrainPanel(QWidget):
             for record in RunDir(run_dir).events():
                 self.charts.add(record)
             self._refresh_previews()
+        self.shown_run_title = title
         self._name_run(f"training run {title} · {run_dir}")
         self.stats.setText("starting…")
         self._announce("starting…")
@@ -727,10 +734,6 @@ def sample_from_run(ctx, path: str, prompt, seed: int):
         samples = gen.sample(params, n=SAMPLE_NOW_GRID if grid else SAMPLE_NOW_COUNT, seed=seed,
                              prompt=prompt)
     return folder.name, samples
-
-
-def _run_title(path: str, info: dict) -> str:
-    return info.get("name") or Path(path).name
 
 
 def _progress_title(record: dict) -> str:
