@@ -267,3 +267,15 @@ def test_jsonl_with_nothing_usable_carries_its_report(tmp_path):
     with pytest.raises(DataError) as caught:
         api.inspect_data("text", str(data))
     assert [item.rsplit(":", 1)[1] for item, _ in caught.value.report.skipped] == ["1", "2"]
+
+
+def test_a_corpus_shorter_than_one_block_carries_what_was_read(tmp_path):
+    from studio import api
+    from studio.errors import DataError
+    (tmp_path / "short.txt").write_text("Too short.")
+    (tmp_path / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(DataError, match="fewer than one block") as caught:
+        api.inspect_data("text", str(tmp_path))
+    report = caught.value.report
+    assert [Path(f).name for f in report.used] == ["short.txt"]
+    assert [Path(f).name for f, _ in report.skipped] == ["logo.png"]

@@ -234,3 +234,28 @@ def test_the_report_of_an_image_folder_counts_images_and_reads_as_plain_values(t
     assert builtin.summary["images"] == 4000
     held = ImageGenerator(ImageConfig()).load_data(str(folder), str(folder), tmp_path / "c")
     assert held.summary["held_out"] == f"12 images from {folder}"
+
+
+@pytest.mark.parametrize("max_steps, sizes", [(30, (200, 100)), (1000, (1000, 500)),
+                                              (20000, (2000, 600))])
+def test_fid_is_measured_on_fewer_images_in_short_runs(tmp_path, max_steps, sizes):
+    """Left empty, FID's sample and feature-network steps scale to the run (a 30-step run
+    spent most of its time on 2000 images and 600 feature steps); the run's checkpoint keeps
+    them, so evaluating it later measures the same way. Values given are kept."""
+    from generators.image import ImageConfig, ImageGenerator
+    from studio.config import TrainConfig
+
+    def chosen(config, steps):
+        gen = ImageGenerator(config)
+        gen.load_data(str(write_shapes_folder(tmp_path / "shapes", per_class=6)), None, tmp_path / "c")
+        gen.model = gen.build()
+        gen.configure_optimizers(TrainConfig(max_steps=steps))
+        return gen
+
+    gen = chosen(ImageConfig(g_width=8, d_width=8), max_steps)
+    assert (gen.config.eval_images, gen.config.feature_steps) == sizes
+    later = ImageGenerator(ImageConfig(g_width=8, d_width=8))
+    later.load_extra_state(gen.extra_state())
+    assert (later.config.eval_images, later.config.feature_steps) == sizes
+    given = chosen(ImageConfig(g_width=8, d_width=8, eval_images=64, feature_steps=5), max_steps)
+    assert (given.config.eval_images, given.config.feature_steps) == (64, 5)

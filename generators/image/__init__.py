@@ -12,6 +12,7 @@ moves. Samples, previews and evaluation use that average.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from studio.config import setting
+from studio.config import AUTO, setting
 from studio.contract import DataReport, Generator, Sample
 from studio.errors import StudioError
 
@@ -31,6 +32,9 @@ from generators.image.model import (GAN, GANShape, d_loss, ema_decay_at, g_loss,
                                     recompute_batchnorm_stats)
 from generators.image.sampling import grid, interpolation, latent_for_seed, latents_for_seeds, to_uint8
 
+# FID's sample and feature network for runs of 2000+ steps; shorter runs scale both down
+# (`scaled_evaluation`), or a 30-step run would spend most of its time evaluating.
+LONG_RUN_EVAL_IMAGES, LONG_RUN_FEATURE_STEPS = 2000, 600
 EVAL_SEED_BASE = 1_000_000  # evaluation draws seeds from here: never the seeds users look at
 CALIBRATION_SEED = 2**31 - 1
 CALIBRATION_IMAGES = 256  # latents that measure G_ema's BatchNorm statistics
@@ -74,11 +78,17 @@ class ImageConfig:
     memory_format: str = setting("auto", "channels_last (NHWC) speeds up convolutions with "
                                  "oneDNN on CPUs and tensor cores on GPUs; auto: by device",
                                  choices=("auto", "channels_last", "contiguous"))
-    eval_images: int = setting(2000, "images generated (and real images compared) for FID and "
-                               "KID", min=10, max=100000)
-    feature_steps: int = setting(600, "training steps of the feature network FID uses when no "
-                                 "Inception weights are given (trained once per dataset, cached)",
-                                 min=1, max=100000)
+    eval_images: int | None = setting(None, "images generated (and real images compared) for "
+                                      "FID and KID; empty = scaled to max_steps: 2000, or as many "
+                                      "as max_steps (at least 200) in shorter runs. FIDs of "
+                                      "different image counts or feature networks are not "
+                                      "comparable: each result names both (val_images, "
+                                      "val_extractor)", min=10, max=100000, empty=AUTO)
+    feature_steps: int | None = setting(None, "training steps of the feature network FID uses "
+                                        "when no Inception weights are given (trained once per "
+                                        "dataset, cached); empty = scaled to max_steps: 600, or "
+                                        "max_steps / 2 (at least 100) in shorter runs",
+                                        min=1, max=100000, empty=AUTO)
     inception_weights: str = setting("", "a local file of torchvision Inception-v3 weights for "
                                      "FID features (never downloaded); empty: a network trained "
                                      "on your data")
@@ -270,6 +280,9 @@ class ImageGenerator(Generator):
             except (RuntimeError, TypeError):
                 return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=train.weight_decay)
 
+        # The run's length is first known here: evaluation sizes left empty are chosen for it
+        # (and kept in each checkpoint by extra_state).
+        self.config = cfg = scaled_evaluation(cfg, train.max_steps)
         self.d_optimizer = adam(gan.D.parameters(), train.lr * cfg.d_lr_ratio)
         self.g_optimizer = adam(gan.G.parameters(), train.lr)
         return [self.d_optimizer, self.g_optimizer]
@@ -424,7 +437,7 @@ class ImageGenerator(Generator):
         the training images (as StyleGAN2-ADA measures small datasets), or `source`."""
         cfg = self.config
         reference = self._reference_set(source)
-        n = min(cfg.eval_images, len(reference))
+        n = min(cfg.eval_images or LONG_RUN_EVAL_IMAGES, len(reference))
         if max_batches is not None:
             n = min(n, max(max_batches * cfg.batch_size, 2))
         pick = np.sort(np.random.default_rng(0).choice(len(reference), n, replace=False))
@@ -474,13 +487,14 @@ class ImageGenerator(Generator):
             data = self.train_set or reference
             labelled = bool(self.classes) and data.classes == self.classes and (data.labels >= 0).any()
             kind = "classifier" if labelled else "autoencoder"
-            key = extractor_key(f"{data.key}-c{self.channels}", kind, cfg.feature_steps)
+            feature_steps = cfg.feature_steps or LONG_RUN_FEATURE_STEPS
+            key = extractor_key(f"{data.key}-c{self.channels}", kind, feature_steps)
             loaded = load_extractor(folder, key, device)
             if loaded is None:
                 keep = data.labels >= 0 if labelled else np.ones(len(data), bool)
                 images = self._channels_of(data.images[np.flatnonzero(keep)])
                 net, info = train_extractor(images, data.labels[keep] if labelled else None,
-                                            len(self.classes or []), cfg.feature_steps, device)
+                                            len(self.classes or []), feature_steps, device)
                 info.update(key=key, channels=self.channels, resolution=cfg.resolution,
                             n_classes=len(self.classes or []), dataset=data.source,
                             dataset_key=data.key)
@@ -524,10 +538,24 @@ class ImageGenerator(Generator):
             self.probes = {"seeds": list(range(16)), "columns": None}
 
     def extra_state(self) -> dict:
-        return {"extractor_key": self.extractor_key}
+        # the evaluation sizes the run chose, so that `studio eval` measures as training did
+        return {"extractor_key": self.extractor_key, "eval_images": self.config.eval_images,
+                "feature_steps": self.config.feature_steps}
 
     def load_extra_state(self, state: dict) -> None:
         self.extractor_key = state.get("extractor_key") or self.extractor_key
+        chosen = {key: state[key] for key in ("eval_images", "feature_steps")
+                  if getattr(self.config, key) is None and state.get(key)}
+        if chosen:
+            self.config = dataclasses.replace(self.config, **chosen)
+
+
+def scaled_evaluation(config: ImageConfig, max_steps: int) -> ImageConfig:
+    """`config` with the evaluation sizes left empty set for a run of `max_steps`."""
+    scaled = {"eval_images": min(LONG_RUN_EVAL_IMAGES, max(200, max_steps)),
+              "feature_steps": min(LONG_RUN_FEATURE_STEPS, max(100, max_steps // 2))}
+    chosen = {key: value for key, value in scaled.items() if getattr(config, key) is None}
+    return dataclasses.replace(config, **chosen) if chosen else config
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -23,7 +23,7 @@ import torch
 
 from studio.config import setting
 from studio.contract import DataReport, Generator, Sample
-from studio.errors import StudioError
+from studio.errors import DataError, StudioError
 
 from generators.text import hf
 from generators.text.data import BUILTIN, detect_format, read_corpus, read_pairs, token_cache
@@ -167,13 +167,15 @@ class TextGenerator(Generator):
             train_ids, val_ids = ids[:len(ids) - n_val], ids[len(ids) - n_val:]
         where = source or "the built-in corpus"
         need = cfg.block_size + 1
+        read = DataReport(source=source or BUILTIN, used=used, skipped=skipped,
+                          summary={"tokens": int(len(ids)), "notes": notes})
         if len(train_ids) < need:
-            raise StudioError(f"{where} has {len(train_ids)} training tokens, fewer than one block "
-                              f"of {need}. Add text or lower block_size (--set block_size=...).")
+            raise DataError(f"{where} has {len(train_ids)} training tokens, fewer than one block "
+                            f"of {need}. Add text or lower block_size (--set block_size=...).", read)
         if len(val_ids) < need:
-            raise StudioError(f"the held-out part of {val_source or where} has {len(val_ids)} "
-                              f"tokens, fewer than one block of {need}. Add text, raise "
-                              f"val_fraction or lower block_size.")
+            raise DataError(f"the held-out part of {val_source or where} has {len(val_ids)} "
+                            f"tokens, fewer than one block of {need}. Add text, raise "
+                            f"val_fraction or lower block_size.", read)
         self.train_ids, self.val_ids = train_ids, val_ids
         # Probes come from the data, so a resumed run previews the same prompts as before.
         opening = self.tokenizer.decode(val_ids[:16].tolist()).split("\n")[0] or "\n"
