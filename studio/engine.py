@@ -352,6 +352,7 @@ class Engine:
         self.items_seen = 0
         self.data_rng = torch.Generator()
         self.optimizers: list[torch.optim.Optimizer] = []
+        self.peak_lrs: list[list[float]] = []
         self.train_model: torch.nn.Module | None = None
 
     # -- events go to every callback (the run log, the terminal, the window)
@@ -392,9 +393,10 @@ class Engine:
             self.train_model = DistributedDataParallel(model, device_ids=ids)
         optimizers = gen.configure_optimizers(self.train)
         self.optimizers = list(optimizers) if isinstance(optimizers, (list, tuple)) else [optimizers]
-        for opt in self.optimizers:
-            for group in opt.param_groups:
-                group.setdefault("initial_lr", group["lr"])
+        # The peak LR of each parameter group, from this session's settings: a checkpoint's
+        # optimizer state brings back the LRs it was saved with, which would ignore a resume
+        # with --set lr=...
+        self.peak_lrs = [[group["lr"] for group in opt.param_groups] for opt in self.optimizers]
 
     # -- checkpoints
     def checkpoint_payload(self) -> tuple[dict, dict]:
@@ -445,11 +447,14 @@ class Engine:
         optimizer.zero_grad(set_to_none=True)
 
     def _set_lr(self) -> float:
+        """Move every optimizer's LR along the schedule; returns the scheduled `lr` setting.
+        (Optimizers may run at multiples of it, as a GAN's discriminator does: reporting the
+        first optimizer's LR showed 0.0004 on a chart beside a field that said 0.0002.)"""
         factor = lr_factor(self.step, self.train)
-        for opt in self.optimizers:
-            for group in opt.param_groups:
-                group["lr"] = group["initial_lr"] * factor
-        return self.optimizers[0].param_groups[0]["lr"] if self.optimizers else 0.0
+        for opt, peaks in zip(self.optimizers, self.peak_lrs):
+            for group, peak in zip(opt.param_groups, peaks):
+                group["lr"] = peak * factor
+        return self.train.lr * factor
 
     def _train_step(self, ctx: _Context) -> dict:
         gen = self.generator

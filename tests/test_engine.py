@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from studio import api
 from studio.engine import TrainConfig, lr_factor
@@ -302,3 +303,50 @@ def test_a_short_run_evaluates_previews_and_checkpoints_as_it_goes(tmp_path):
     # resumed further, the run keeps the intervals it recorded
     api.train(resume=str(run.path), max_steps=80, events="none", generator=ToyImageGenerator)
     assert run.config()["train"]["eval_every"] == 5
+
+
+class GAndD(torch.nn.ModuleDict):
+    def __init__(self, pixels):
+        super().__init__({"g": torch.nn.Linear(1, pixels), "d": torch.nn.Linear(1, 1)})
+
+    def forward(self, x):
+        return self["g"](x)
+
+
+class TwoOptimizerToy(ToyImageGenerator):
+    """As a GAN: a second optimizer runs at twice the LR setting (d_lr_ratio 2)."""
+
+    name = "toy-two-lr"
+    manual_optimization = True
+
+    def build(self):
+        return GAndD(self.config.size ** 2 * 3)
+
+    def configure_optimizers(self, train):
+        self.g_opt = torch.optim.SGD(self.model["g"].parameters(), lr=train.lr)
+        self.d_opt = torch.optim.SGD(self.model["d"].parameters(), lr=2 * train.lr)
+        return [self.d_opt, self.g_opt]
+
+    def training_step(self, batch, ctx):
+        ones = torch.ones(len(batch), 1)
+        loss = torch.nn.functional.mse_loss(self.model["g"](ones), batch)
+        ctx.backward(loss + self.model["d"](ones).square().mean())
+        ctx.step_optimizer(self.d_opt)
+        ctx.step_optimizer(self.g_opt)
+        return {"loss": loss.detach()}
+
+    def evaluate(self, source=None, max_batches=None):
+        return {"val_loss": 0.0}
+
+
+def test_progress_reports_the_lr_setting_and_a_resume_can_change_it(tmp_path):
+    constant = ["lr_schedule=constant", "warmup_steps=0", "lr=0.0002", "log_every=2"]
+    status, run = api.train(TwoOptimizerToy, run_dir=str(tmp_path / "run"), max_steps=4,
+                            events="none", settings=QUIET + constant)
+    assert {e["lr"] for e in run.events() if e["event"] == "progress"} == {0.0002}
+    engine, checkpoint = api.prepare_training(TwoOptimizerToy, resume=str(run.path), max_steps=6,
+                                              events="none", settings=["lr=0.0001"])
+    engine.fit(resume_from=checkpoint)
+    assert [g["lr"] for opt in engine.optimizers for g in opt.param_groups] == \
+        pytest.approx([0.0002, 0.0001])
+    assert [e["lr"] for e in run.events() if e["event"] == "progress"][-1] == pytest.approx(0.0001)
