@@ -51,10 +51,10 @@ def test_train_the_gan_on_the_built_in_shapes_with_image_previews(qtbot, session
         train.charts.redraw()
         assert train.charts.metric_plot.titleLabel.text == "held-out FID"
         assert train.charts.rate_plot.titleLabel.text == "throughput (images/s)"
-        # the events' lr is the discriminator's (lr x d_lr_ratio); the form's lr is drawn too
+        # the learning rate the form says, and the discriminator's (lr x d_lr_ratio) beside it
         lr = float(train.train_form.raw_values()["lr"])
-        d_lr, g_lr = train.charts.lr.getData()[1], train.charts.g_lr.getData()[1]
-        assert max(d_lr) == pytest.approx(2 * lr) and max(g_lr) == pytest.approx(lr)
+        g_lr, d_lr = train.charts.lr.getData()[1], train.charts.d_lr.getData()[1]
+        assert max(g_lr) == pytest.approx(lr) and max(d_lr) == pytest.approx(2 * lr)
         assert [label.text for _, label in train.charts.lr_plot.legend.items] == [
             "generator (lr)", "discriminator (lr × 2)"]
 

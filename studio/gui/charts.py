@@ -36,9 +36,9 @@ LOSS_UNITS = {"tokens": "nats/token"}
 # Line colours that read on each theme's background (the raw loss takes the theme's muted one).
 LINE_COLOURS = {
     "light": {"smooth": (30, 90, 180), "held_out": (220, 90, 30), "best": (240, 190, 0),
-              "lr": (90, 150, 90), "g_lr": (30, 100, 60), "rate": (130, 90, 170)},
+              "lr": (90, 150, 90), "d_lr": (30, 100, 60), "rate": (130, 90, 170)},
     "dark": {"smooth": (100, 170, 255), "held_out": (255, 140, 70), "best": (255, 210, 60),
-             "lr": (130, 210, 130), "g_lr": (200, 230, 120), "rate": (190, 150, 240)},
+             "lr": (130, 210, 130), "d_lr": (200, 230, 120), "rate": (190, 150, 240)},
 }
 
 
@@ -84,7 +84,7 @@ class Charts(pg.GraphicsLayoutWidget):
         self.metric_plot.addLegend(offset=(-10, 10))
         self.lr_plot = pg.PlotItem()
         self.lr = self.lr_plot.plot()
-        self.g_lr = self.lr_plot.plot()  # the GAN generator's own rate, when it differs
+        self.d_lr = self.lr_plot.plot()  # a GAN discriminator's own rate, when it differs
         self.rate_plot = pg.PlotItem()
         self.rate = self.rate_plot.plot()
         self.plots = (self.loss_plot, self.metric_plot, self.lr_plot, self.rate_plot)
@@ -96,7 +96,7 @@ class Charts(pg.GraphicsLayoutWidget):
         self.metric_plot.setMinimumHeight(LOSS_MIN_HEIGHT)
         for plot in (self.lr_plot, self.rate_plot):
             plot.setMinimumHeight(SMALL_CHART_MIN_HEIGHT)
-        for curve in (self.raw, self.smooth, self.lr, self.g_lr, self.rate):
+        for curve in (self.raw, self.smooth, self.lr, self.d_lr, self.rate):
             # A long run's thousands of points drawn as one segment per pixel column, through its
             # min and max there (pyqtgraph's default keeps 5 points a pixel): drawing 20,000
             # points took 10 ms a curve, every redraw.
@@ -117,7 +117,7 @@ class Charts(pg.GraphicsLayoutWidget):
     # -- what the charts say
     def reset(self) -> None:
         self.steps, self.losses, self.smoothed = [], [], []
-        self.lr_steps, self.lrs, self.g_lrs = [], [], []
+        self.lr_steps, self.lrs = [], []
         self.rate_steps, self.rates = [], []
         self.eval_steps, self.eval_values, self.best_point = [], [], None
         self.held_out_metric = self.best_metric = None  # names in the eval events
@@ -132,8 +132,8 @@ class Charts(pg.GraphicsLayoutWidget):
 
     def set_d_lr_ratio(self, ratio: float | None) -> None:
         """For a GAN whose discriminator learns at lr x ratio: the progress events' `lr` is the
-        discriminator's (its optimizer comes first), so the generator's lr (the form's `lr`) is
-        drawn beside it instead of a chart that shows twice the rate the user set."""
+        scheduled `lr` setting (the generator's), and the discriminator's is drawn beside it,
+        each line saying which (one unlabelled line once showed twice the rate the form said)."""
         self.d_lr_ratio = ratio if ratio and ratio != 1 else None
         self.labels_dirty = self.dirty = True
 
@@ -194,9 +194,9 @@ class Charts(pg.GraphicsLayoutWidget):
         lr_steps, lrs = self._array("lr_steps"), self._array("lrs")
         self.lr.setData(lr_steps, lrs)
         if self.d_lr_ratio:
-            self.g_lr.setData(lr_steps, lrs / self.d_lr_ratio)
+            self.d_lr.setData(lr_steps, lrs * self.d_lr_ratio)
         else:
-            self.g_lr.setData([], [])
+            self.d_lr.setData([], [])
         rates = self._array("rates")
         self.rate.setData(self._array("rate_steps"), rates)
         if self.evals_dirty:  # the symbols are rebuilt on every setData: only when they changed
@@ -210,7 +210,8 @@ class Charts(pg.GraphicsLayoutWidget):
         else:
             self._fit_y(self.loss_plot, min(losses.min(initial=math.inf), evals_low),
                         max(losses.max(initial=-math.inf), evals_high))
-        self._fit_y(self.lr_plot, 0.0, lrs.max(initial=-math.inf), from_zero=True)
+        self._fit_y(self.lr_plot, 0.0, lrs.max(initial=-math.inf) * max(1.0, self.d_lr_ratio or 1.0),
+                    from_zero=True)
         self._fit_y(self.rate_plot, 0.0, rates.max(initial=-math.inf), from_zero=True)
         self.dirty = False
 
@@ -230,8 +231,8 @@ class Charts(pg.GraphicsLayoutWidget):
             if self.lr_plot.legend is None:
                 self.lr_plot.addLegend(offset=(-10, 10))
                 style_plot(self.lr_plot, self.colours)
-            self._rename(self.g_lr, "generator (lr)")
-            self._rename(self.lr, f"discriminator (lr × {self.d_lr_ratio:g})")
+            self._rename(self.lr, "generator (lr)")
+            self._rename(self.d_lr, f"discriminator (lr × {self.d_lr_ratio:g})")
         else:
             self._set_title(self.lr_plot, "learning rate")
             if self.lr_plot.legend is not None:
@@ -289,7 +290,7 @@ class Charts(pg.GraphicsLayoutWidget):
         self.best.setSymbolBrush(lines["best"])
         self.best.setSymbolPen(pg.mkPen(self.colours["foreground"]))
         self.lr.setPen(pg.mkPen(lines["lr"], width=2))
-        self.g_lr.setPen(pg.mkPen(lines["g_lr"], width=2, style=pg.QtCore.Qt.PenStyle.DashLine))
+        self.d_lr.setPen(pg.mkPen(lines["d_lr"], width=2, style=pg.QtCore.Qt.PenStyle.DashLine))
         self.rate.setPen(pg.mkPen(lines["rate"], width=2))
         for plot in self.plots:
             style_plot(plot, self.colours)
