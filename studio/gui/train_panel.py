@@ -446,7 +446,7 @@ class TrainPanel(QWidget):
 
     def _follow_config(self, run: RunDir) -> None:
         """What the charts need from the run's config: a GAN's discriminator learning rate
-        multiple (its progress events carry the discriminator's rate)."""
+        multiple (its progress events carry the lr setting only)."""
         try:
             config = run.config().get("config", {})
         except (StudioError, OSError):
