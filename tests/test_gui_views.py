@@ -110,3 +110,14 @@ def test_no_view_sets_an_attribute_named_like_a_qt_method(qtbot, panel):
         clashes = set_by_us & qt_methods(type(widget))
         assert not clashes, f"{type(widget).__name__} shadows Qt's {sorted(clashes)}"
         assert isinstance(widget, QWidget)
+
+
+def test_a_text_view_copies_all_its_text_from_its_menu(qtbot):
+    from PySide6.QtGui import QGuiApplication
+    view = TextView()
+    qtbot.addWidget(view)
+    view.show_texts(["ANNA: hello there", "ANNA: goodbye"], ["ANNA:", "ANNA:"],
+                    ["— sample 1 of 2 —", "— sample 2 of 2 —"])
+    view.copy_all()  # the "Copy all text" action of its context menu
+    assert QGuiApplication.clipboard().text() == \
+        "— sample 1 of 2 —\nANNA: hello there\n\n— sample 2 of 2 —\nANNA: goodbye"
