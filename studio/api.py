@@ -376,7 +376,8 @@ def runs_table(root: str) -> list[dict]:
                      "notes": info.get("notes", ""), "generator": doc["generator"], "status": status,
                      "step": info.get("step", 0), "max_steps": doc.get("train", {}).get("max_steps"),
                      "best_metric": best.get("metric"), "best": best.get("value"),
-                     "best_step": best.get("step"), "checkpoints": len(run.checkpoints())})
+                     "best_step": best.get("step"), "measured_with": best.get("measured_with"),
+                     "checkpoints": len(run.checkpoints())})
     return rows
 
 

@@ -114,6 +114,9 @@ class Evaluate(Callback):
     def __init__(self):
         self.best: float | None = None
         self.best_step: int | None = None
+        # How the best value was measured, from the metrics that are words (an image run's
+        # "val_extractor"): values measured differently are not comparable.
+        self.best_measured_with: str | None = None
         self.last_step: int | None = None
         self.new_best = False
 
@@ -128,6 +131,7 @@ class Evaluate(Callback):
         self.new_best = bool(better)
         if better:
             self.best, self.best_step = float(value), engine.step
+            self.best_measured_with = ", ".join(v for v in metrics.values() if isinstance(v, str)) or None
         engine.last_metrics.update(metrics)
         engine.emit("eval", step=engine.step, metrics=metrics, best=self.best,
                     best_step=self.best_step, best_metric=gen.best_metric, is_best=self.new_best)
@@ -144,10 +148,12 @@ class Evaluate(Callback):
             self.run(engine)
 
     def state_dict(self) -> dict:
-        return {"best": self.best, "best_step": self.best_step}
+        return {"best": self.best, "best_step": self.best_step,
+                "best_measured_with": self.best_measured_with}
 
     def load_state_dict(self, state: dict) -> None:
         self.best, self.best_step = state.get("best"), state.get("best_step")
+        self.best_measured_with = state.get("best_measured_with")
 
 
 class Preview(Callback):
@@ -193,7 +199,8 @@ class Checkpoint(Callback):
         self.last_step = engine.step
         engine.run.update(step=engine.step, best={"metric": engine.generator.best_metric,
                                                   "value": self.evaluate.best,
-                                                  "step": self.evaluate.best_step})
+                                                  "step": self.evaluate.best_step,
+                                                  "measured_with": self.evaluate.best_measured_with})
         engine.emit("checkpoint", step=engine.step, path=str(ckpt.folder), best=is_best)
 
     def on_train_start(self, engine) -> None:

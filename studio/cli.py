@@ -233,8 +233,10 @@ def _cmd_runs(args) -> int:
     elif not rows:
         print(f"no runs in {args.root} yet: start one with `studio train text`.")
     else:
+        # FIDs from different feature networks are not comparable: say which measured each
+        measured = ["measured_with"] if any(r["measured_with"] for r in rows) else []
         _print_table(rows, ["name", "run", "generator", "status", "step", "best_metric", "best",
-                            "checkpoints"])
+                            *measured, "checkpoints"])
     return 0
 
 

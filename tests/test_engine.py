@@ -350,3 +350,29 @@ def test_progress_reports_the_lr_setting_and_a_resume_can_change_it(tmp_path):
     assert [g["lr"] for opt in engine.optimizers for g in opt.param_groups] == \
         pytest.approx([0.0002, 0.0001])
     assert [e["lr"] for e in run.events() if e["event"] == "progress"][-1] == pytest.approx(0.0001)
+
+
+class MeasuredToy(ToyImageGenerator):
+    name = "toy-measured"
+
+    def evaluate(self, source=None, max_batches=None):
+        return {**super().evaluate(source, max_batches), "val_extractor": "features-a"}
+
+
+def test_runs_say_how_their_best_value_was_measured(tmp_path, capsys):
+    """Held-out values measured differently (an image run's FID from another feature network)
+    are not comparable: run.json and `studio runs` name how the best one was measured."""
+    from studio import cli
+    from studio.registry import default_registry
+    default_registry().add(MeasuredToy.name, MeasuredToy)
+    api.train(MeasuredToy, run_dir=str(tmp_path / "runs" / "a"), max_steps=4, events="none",
+              settings=QUIET)
+    api.train(ToyImageGenerator, run_dir=str(tmp_path / "runs" / "b"), max_steps=4,
+              events="none", settings=QUIET)
+    rows = {row["name"]: row for row in api.runs_table(str(tmp_path / "runs"))}
+    assert rows["a"]["measured_with"] == "features-a" and rows["b"]["measured_with"] is None
+    capsys.readouterr()
+    assert cli.main(["runs", str(tmp_path / "runs")]) == 0
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert "MEASURED_WITH" in header
+    assert any(line.startswith("a ") and "features-a" in line for line in lines)
