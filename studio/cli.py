@@ -249,13 +249,14 @@ def _cmd_config(args) -> int:
 def _cmd_demo(args) -> int:
     from pathlib import Path
     from studio import api
+    from studio.runstore import RunDir
     demo = DEMOS[args.generator]
     steps = demo["steps"] if args.steps is None else args.steps
     if steps < 1:
         raise StudioError(f"--steps must be at least 1, got {steps}.")
     events = "bar" if sys.stderr.isatty() else "plain"
     run = Path(args.run_dir or demo["run_dir"])
-    if not (run / "config.json").exists():
+    if not RunDir.is_run(run):
         print(f"training {demo['about']} into {run}", file=sys.stderr)
         api.train(args.generator, run_dir=str(run), max_steps=steps, events=events,
                   preset=demo["preset"], settings=[f"device={args.device}"])

@@ -12,6 +12,7 @@ from PySide6.QtCore import QObject, Signal
 
 from studio.gui.settings import Settings
 from studio.registry import Registry, default_registry
+from studio.runstore import RunDir
 
 DEMO_FOLDER = Path(__file__).resolve().parents[2] / "assets" / "demo"  # as api.demo_runs()
 
@@ -103,13 +104,12 @@ class Session(QObject):
     def has_own_runs(self) -> bool:
         """Whether the runs folder holds a run (the demo runs do not count); reads no run."""
         folder = self.runs_folder
-        return folder.is_dir() and any((p / "config.json").exists() for p in folder.iterdir())
+        return folder.is_dir() and any(RunDir.is_run(p) for p in folder.iterdir())
 
     @staticmethod
     def run_title(path: str) -> str:
         """What the title bar calls a run: its name, else its folder's name; "text demo" for a
         built-in demo run (its folder is just the generator's name)."""
-        from studio.runstore import RunDir
         run = RunDir(Path(path))
         name = run.info().get("name")
         if name:
@@ -122,7 +122,6 @@ class Session(QObject):
     def run_generator(path: str) -> str | None:
         """The generator a run folder was made with (None if it cannot be read)."""
         from studio.errors import StudioError
-        from studio.runstore import RunDir
         try:
             return RunDir.open(Path(path)).config().get("generator")
         except (StudioError, OSError):
