@@ -7,6 +7,7 @@ test's own runs folder, so tests that delete or add runs cannot disturb one anot
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QPoint, Qt
@@ -493,14 +494,22 @@ def test_right_click_on_another_run_acts_on_that_run(qtbot, runs_folder):
     assert [r["run"] for r in panel.selected_rows()] == [str(runs_folder / "alpha")]  # empty space
 
 
-def test_deleting_the_current_run_leaves_no_current_run(qtbot, runs_folder, monkeypatch):
+def test_deleting_the_current_run_moves_on_to_the_newest_run_of_its_generator(qtbot, runs_folder,
+                                                                             monkeypatch):
     session, panel = make_panel(qtbot, runs_folder)
     monkeypatch.setattr(runs_panel, "confirm", lambda *a: True)
-    session.open_run(str(runs_folder / "beta"))
+    beta = str(runs_folder / "beta")
+    session.open_run(beta)
+    generator = session.generator
     select(panel, runs_folder, "beta")
     with qtbot.waitSignal(session.run_changed, timeout=1000) as changed:
         panel.delete_selected()
-    assert changed.args == [""] and session.current_run is None
+    # Never the deleted run, and never "no run" while one of the generator remains (the demo
+    # run at least): Ctrl+G and Generate go on working.
+    remaining = session.newest_run(generator)
+    assert remaining is not None and Path(remaining).is_dir()
+    assert changed.args == [remaining] and session.current_run == remaining
+    assert session.generator == generator
 
 
 @pytest.fixture

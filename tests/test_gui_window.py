@@ -453,3 +453,15 @@ def test_missing_x11_libraries_are_named_with_the_apt_line(tmp_path, monkeypatch
     monkeypatch.setattr(ctypes, "CDLL", lambda path: None)
     assert cli.display_problem({"DISPLAY": ":0"}, "linux", plugin) is None  # it loads
     assert cli.display_problem({"QT_QPA_PLATFORM": "offscreen"}, "linux", plugin) is None
+
+
+def test_settings_show_a_whole_runs_folder_path(qtbot, session):
+    """The runs folder field was as narrow as its label column: a path read "np/hand/config/runs"."""
+    dialog = window_module.SettingsDialog(session)
+    qtbot.addWidget(dialog)
+    path = "/home/someone/.local/share/aigc-studio/runs"  # the usual place on Linux
+    dialog.runs_folder.setText(path)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    field = dialog.runs_folder
+    assert field.width() > field.fontMetrics().horizontalAdvance(path)

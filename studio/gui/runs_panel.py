@@ -554,9 +554,8 @@ class RunsPanel(QWidget):
                 shutil.rmtree(row["run"])
             except OSError as exc:
                 problems.append(f"{row['run']}: {exc.strerror or exc}")
-        current = self.session.current_run
-        if current and not Path(current).exists():
-            self.session.open_run(None)  # no panel goes on showing (or resuming) a deleted run
+        # The session hears of it and moves a deleted current run on to the newest run of its
+        # generator (a demo run at least): no panel goes on showing or resuming a deleted run.
         self.session.runs_changed.emit()
         if problems:
             warn(self, "Some runs were not deleted", "\n".join(problems))

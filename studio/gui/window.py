@@ -148,6 +148,8 @@ class SettingsDialog(QDialog):
         self.session = session
         self.runs_folder = QLineEdit(session.settings.runs_folder)
         self.runs_folder.setToolTip("Where new runs are created and listed")
+        # Wide enough to read a whole runs folder path (it was cut to "np/hand/config/runs").
+        self.runs_folder.setMinimumWidth(self.runs_folder.fontMetrics().horizontalAdvance("x" * 60))
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda", "mps"])
         self.device.setCurrentText(session.settings.default_device)
