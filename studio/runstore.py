@@ -343,28 +343,13 @@ class RunDir:
 # --- samples (previews and exports) ------------------------------------------------------------
 
 def save_samples(folder: Path, samples: list, extra: dict | None = None) -> Path:
-    """Write samples as plain files: text in samples.json, images as PNG, videos as GIF."""
-    import numpy as np
-    from PIL import Image
+    """Write samples as plain files (text in samples.json and samples.txt, images as PNG,
+    videos as GIF) through the one writer of samples, studio/export.py, that `studio generate
+    --out` and the window's Export use too."""
+    from studio.export import write_folder  # it builds on this module's atomic writes
 
-    folder.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for i, sample in enumerate(samples):
-        entry = {"kind": sample.kind, "meta": sample.meta}
-        if sample.kind == "text":
-            entry["text"] = sample.data
-        elif sample.kind == "image":
-            entry["file"] = f"{i:03d}.png"
-            Image.fromarray(np.ascontiguousarray(sample.data).squeeze()).save(folder / entry["file"])
-        elif sample.kind == "video":
-            import imageio.v3 as iio
-            entry["file"] = f"{i:03d}.gif"
-            frames = np.ascontiguousarray(sample.data)
-            iio.imwrite(folder / entry["file"], frames[..., 0] if frames.shape[-1] == 1 else frames,
-                        extension=".gif", duration=100, loop=0)
-        entries.append(entry)
-    write_json(folder / "samples.json", {**(extra or {}), "samples": entries})
-    return folder
+    write_folder(list(samples), folder, lineage={}, extra=extra)
+    return Path(folder)
 
 
 def load_samples(folder: Path) -> tuple[dict, list]:
