@@ -26,7 +26,8 @@ from studio.contract import DataReport, Generator, Sample
 from studio.errors import DataError, StudioError
 
 from generators.text import hf
-from generators.text.data import BUILTIN, detect_format, read_corpus, read_pairs, token_cache
+from generators.text.data import (BUILTIN, detect_format, empty_responses_note, mixed_formats_note,
+                                  read_corpus, read_pairs, token_cache)
 from generators.text.model import GPT, GPTShape, generate
 from generators.text.sampling import choose
 from generators.text.tokenizer import (END, END_OF_TEXT, PROMPT, RESPONSE, BPETokenizer,
@@ -151,16 +152,32 @@ class TextGenerator(Generator):
             chunks = [t[i:i + 4096] for t in texts for i in range(0, len(t), 4096)]
             self.tokenizer = BPETokenizer.train(chunks, self.config.vocab_size)
 
+    UNKNOWN_WARN_SHARE = 0.01
+
+    def _unknown_note(self, text: str, where: str) -> str | None:
+        """A run's saved character vocabulary (resumed, or fine-tuned from) meets new data: its
+        unseen characters become <unk>, which the model can neither read nor write. Say how
+        many when it is more than a trace."""
+        unknown, frequent = self.tokenizer.unknown_characters(text)
+        if not text or unknown <= len(text) * self.UNKNOWN_WARN_SHARE:
+            return None
+        shown = ", ".join(repr(c) for c in frequent)
+        return (f"{unknown:,} of {len(text):,} characters ({unknown / len(text):.0%}) of {where} are "
+                f"not in this run's vocabulary (most often {shown}) and become <unk>: the model "
+                f"can neither read nor write them. Start a new run on this data, or use the BPE "
+                f"tokenizer (--set tokenizer=bpe), which has no unknown characters.")
+
     def _load_text(self, source, val_source, cache_dir) -> DataReport:
         cfg = self.config
         text, used, skipped, notes = read_corpus(source or BUILTIN)
         self._ensure_tokenizer([text])
+        notes += filter(None, [self._unknown_note(text, source or "the built-in corpus")])
         tk_json = str(self.tokenizer.to_json())
         ids = token_cache(cache_dir, text, self.tokenizer, tk_json)
         if val_source:
             val_text, _, val_skipped, val_notes = read_corpus(val_source)
             skipped += val_skipped
-            notes += val_notes
+            notes += val_notes + list(filter(None, [self._unknown_note(val_text, val_source)]))
             train_ids, val_ids = ids, token_cache(cache_dir, val_text, self.tokenizer, tk_json)
         else:
             n_val = int(len(ids) * cfg.val_fraction)
@@ -221,10 +238,12 @@ class TextGenerator(Generator):
 
     def _load_pairs(self, source, val_source) -> DataReport:
         examples, used, skipped = read_pairs(source)
+        notes = [mixed_formats_note(source), empty_responses_note(examples, source)]
         texts = [p + r for turns in examples for p, r in turns]
         if val_source:
             val_raw, _, val_skipped = read_pairs(val_source)
             skipped += val_skipped
+            notes.append(mixed_formats_note(val_source))
         else:
             n_val = max(1, int(len(examples) * self.config.val_fraction))
             if len(examples) < 2:
@@ -232,6 +251,11 @@ class TextGenerator(Generator):
                                   f"needed (one held out), or give --val-data.")
             examples, val_raw = examples[:-n_val], examples[-n_val:]
         self._ensure_tokenizer(texts)
+        notes.append(self._unknown_note("".join(texts), source))
+        if val_source:
+            notes.append(self._unknown_note("".join(p + r for turns in val_raw for p, r in turns),
+                                            val_source))
+        notes = [note for note in notes if note]
         self.train_examples = self._encode_examples(examples, source, skipped)
         self.val_examples = self._encode_examples(val_raw, val_source or source, skipped)
         if not self.train_examples or not self.val_examples:
@@ -247,7 +271,7 @@ class TextGenerator(Generator):
                                   f"the last {len(val_raw)} example(s) of the data"),
                      "train_tokens": int(sum(len(ids) for ids, _ in self.train_examples)),
                      "vocab_size": self.tokenizer.vocab_size, "tokenizer": self.tokenizer.kind,
-                     "notes": []},
+                     "notes": notes},
             preview=[Sample("text", f"{first[0]}\n→ {first[1]}", {"source": used[0]})])
 
     def get_batch(self, split, rng: torch.Generator):

@@ -1,7 +1,9 @@
 """Text data: read a .txt/.md file or a folder of them, check it, and cache it as tokens.
 
-Each file is decoded as UTF-8; a file that is not UTF-8 but reads as Latin-1 text (cp1252) is
-decoded as such and reported; a binary file is skipped with its reason. The built-in corpus is
+Each file is decoded as UTF-8, or as the UTF-16/UTF-32 its byte order mark names; a file that is
+not UTF-8 but reads as Latin-1 text (cp1252) is decoded as such and reported; a binary file
+(judged on the whole file, not its start) is skipped with its reason. A folder that mixes plain
+text with prompt/response JSONL trains on the kind with more data and says so. The built-in corpus is
 the docstrings of Python's own standard library, read from the sources of the running Python:
 English prose that every machine with Python has, offline, without the repo carrying anyone
 else's text.
@@ -28,22 +30,71 @@ BUILTIN_MAX_CHARS = 3_000_000
 _CONTROL = bytes(range(0, 32)).replace(b"\t", b"").replace(b"\n", b"").replace(b"\r", b"").replace(b"\x0c", b"")
 
 
+# Byte order marks, longest first: UTF-32 LE starts with the UTF-16 LE mark.
+_BOMS = [(b"\xff\xfe\x00\x00", "utf-32-le", "UTF-32 LE"), (b"\x00\x00\xfe\xff", "utf-32-be", "UTF-32 BE"),
+         (b"\xef\xbb\xbf", "utf-8", "UTF-8"), (b"\xff\xfe", "utf-16-le", "UTF-16 LE"),
+         (b"\xfe\xff", "utf-16-be", "UTF-16 BE")]
+_WINDOW = 65536  # binary is judged per window, so a binary tail after text is caught too
+
+
 def decode_text(raw: bytes, name: str) -> tuple[str | None, str | None]:
-    """Returns (text, note) or (None, reason it was skipped)."""
+    """Returns (text, note) or (None, reason it was skipped). The whole file is checked, not
+    only its start: text followed by binary (an archive appended to a log) is still binary."""
     if not raw:
         return None, "empty file"
-    head = raw[:65536]
-    if b"\x00" in head:
-        return None, "binary file (contains NUL bytes), not text"
+    for bom, codec, label in _BOMS:
+        if raw.startswith(bom):
+            return _decode_declared(raw[len(bom):], codec, label)
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        return None, f"binary file (NUL byte at byte {nul:,}), not text"
     try:
-        text = raw.decode("utf-8")
-        return text.removeprefix("\ufeff"), None
+        return raw.decode("utf-8"), None
     except UnicodeDecodeError:
         pass
-    control = sum(head.count(bytes([c])) for c in _CONTROL)
-    if control > len(head) * 0.01:
-        return None, "binary file (control bytes, not UTF-8), not text"
+    # The last window ends at the end of the file, full size, so a short tail is not judged
+    # on a few bytes.
+    starts = [*range(0, max(len(raw) - _WINDOW, 0), _WINDOW), max(len(raw) - _WINDOW, 0)]
+    for start in starts:
+        window = raw[start:start + _WINDOW]
+        control = len(window) - len(window.translate(None, _CONTROL))
+        if control > len(window) * 0.01:
+            return None, f"binary file (control bytes, not UTF-8, near byte {start:,}), not text"
     return raw.decode("cp1252", errors="replace"), "not UTF-8: decoded as Latin-1 (cp1252)"
+
+
+def _decode_declared(body: bytes, codec: str, label: str) -> tuple[str | None, str | None]:
+    """A file that names its encoding with a byte order mark is decoded as it says (UTF-16
+    text is full of NUL bytes, so the NUL test for binary would be wrong for it)."""
+    try:
+        text = body.decode(codec)
+    except UnicodeDecodeError as exc:
+        return None, (f"starts with a {label} byte order mark but is not valid {label} "
+                      f"(at byte {exc.start:,}); save it again as UTF-8")
+    if not text:
+        return None, "empty file"
+    if "\x00" in text:
+        return None, f"binary file (NUL characters in {label} text), not text"
+    return text, (None if codec == "utf-8" else f"{label} (byte order mark): decoded")
+
+
+def read_text_file(file: Path) -> tuple[str | None, str | None]:
+    """decode_text for a file, read in windows so that a large binary file is given up on at
+    its first NUL byte instead of being read whole (bounded memory for what is skipped)."""
+    chunks = []
+    offset = 0
+    with open(file, "rb") as f:
+        first = f.read(_WINDOW)
+        declared = any(first.startswith(bom) for bom, _, _ in _BOMS)
+        chunk = first
+        while chunk:
+            nul = -1 if declared else chunk.find(b"\x00")
+            if nul >= 0:
+                return None, f"binary file (NUL byte at byte {offset + nul:,}), not text"
+            chunks.append(chunk)
+            offset += len(chunk)
+            chunk = f.read(1 << 20)
+    return decode_text(b"".join(chunks), str(file))
 
 
 def read_corpus(source: str) -> tuple[str, list[str], list[tuple[str, str]], list[str]]:
@@ -56,19 +107,24 @@ def read_corpus(source: str) -> tuple[str, list[str], list[tuple[str, str]], lis
     if path.is_file():
         files = [path]
     else:
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        files = _data_files(path)
     used, skipped, notes, parts = [], [], [], []
+    mixed = mixed_formats_note(source)
+    if mixed:
+        notes.append(mixed)
     for file in files:
+        if path.is_dir() and file.suffix.lower() in PAIR_SUFFIXES:
+            skipped.append((str(file), MIXED_SKIP["text"]))
+            continue
         if path.is_dir() and file.suffix.lower() not in TEXT_SUFFIXES:
             skipped.append((str(file), f"not a text file ({file.suffix or 'no suffix'}); "
                                        f"text files end in {', '.join(sorted(TEXT_SUFFIXES))}"))
             continue
         try:
-            raw = file.read_bytes()
+            text, note = read_text_file(file)
         except OSError as exc:
             skipped.append((str(file), f"cannot read: {exc.strerror or exc}"))
             continue
-        text, note = decode_text(raw, str(file))
         if text is None:
             skipped.append((str(file), note))
             continue
@@ -89,16 +145,60 @@ PAIR_SUFFIXES = {".jsonl"}
 
 
 def detect_format(source: str | None) -> str:
-    """"pairs" for JSONL prompt/response data (a .jsonl file or a folder holding some), else
-    "text"."""
+    """"pairs" for JSONL prompt/response data (a .jsonl file, or a folder whose JSONL holds more
+    bytes than its plain text), else "text"."""
     if not source or source == BUILTIN:
         return "text"
     path = Path(source).expanduser()
     if path.is_file():
         return "pairs" if path.suffix.lower() in PAIR_SUFFIXES else "text"
-    if path.is_dir() and any(p.suffix.lower() in PAIR_SUFFIXES for p in path.rglob("*") if p.is_file()):
-        return "pairs"
+    if path.is_dir():
+        sizes = _sizes_by_format(path)
+        return "pairs" if sizes["pairs"][1] > sizes["text"][1] else "text"
     return "text"
+
+
+def _data_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def _sizes_by_format(folder: Path) -> dict[str, tuple[int, int]]:
+    """{"text"|"pairs": (files, bytes)} of a folder's data files."""
+    sizes = {"text": [0, 0], "pairs": [0, 0]}
+    for file in _data_files(folder):
+        kind = ("pairs" if file.suffix.lower() in PAIR_SUFFIXES else
+                "text" if file.suffix.lower() in TEXT_SUFFIXES else None)
+        if kind:
+            try:
+                sizes[kind][1] += file.stat().st_size
+            except OSError:
+                continue
+            sizes[kind][0] += 1
+    return {kind: (n, size) for kind, (n, size) in sizes.items()}
+
+
+def mixed_formats_note(source: str | None) -> str | None:
+    """Say it when a folder mixes plain text and prompt/response JSONL. A run learns one kind
+    (continue text, or answer prompts), so it trains on the kind with more data — what the
+    folder is mostly made of is what its owner means, and a stray file of the other kind (a
+    README beside JSONL, one .jsonl among books) is then skipped and named, not trained on
+    alone — and the other kind's files are listed as skipped."""
+    if not source or source == BUILTIN or not Path(source).expanduser().is_dir():
+        return None
+    sizes = _sizes_by_format(Path(source).expanduser())
+    if not sizes["text"][0] or not sizes["pairs"][0]:
+        return None
+    chosen = detect_format(source)
+    other = "text" if chosen == "pairs" else "pairs"
+    label = {"text": "plain text", "pairs": "prompt/response JSONL"}
+    counts = {kind: f"{n} file{'s' * (n != 1)}, {size:,} bytes" for kind, (n, size) in sizes.items()}
+    return (f"{source} mixes plain text ({counts['text']}) and prompt/response JSONL "
+            f"({counts['pairs']}): training on the {label[chosen]}, which has more data; the "
+            f"{label[other]} files are skipped. Give them as a separate run.")
+
+
+MIXED_SKIP = {"text": "prompt/response JSONL among plain text: give it as a separate run",
+              "pairs": "plain text among prompt/response JSONL: give it as a separate run"}
 
 
 def parse_example(obj, where: str) -> list[tuple[str, str]]:
@@ -142,19 +242,20 @@ def read_pairs(source: str) -> tuple[list[list[tuple[str, str]]], list[str], lis
     path = Path(source).expanduser()
     if not path.exists():
         raise StudioError(f"data path {path} does not exist. Give a .jsonl file or a folder of them.")
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = [path] if path.is_file() else _data_files(path)
     examples, used, skipped = [], [], []
     for file in files:
+        if path.is_dir() and file.suffix.lower() in TEXT_SUFFIXES:
+            skipped.append((str(file), MIXED_SKIP["pairs"]))
+            continue
         if file.suffix.lower() not in PAIR_SUFFIXES:
             skipped.append((str(file), "not a .jsonl file (this data is prompt/response JSONL)"))
             continue
         try:
-            raw = file.read_bytes()
+            text, note = read_text_file(file)
         except OSError as exc:
             skipped.append((str(file), f"cannot read: {exc.strerror or exc}"))
             continue
-        text, note = decode_text(raw, str(file))
         if text is None:
             skipped.append((str(file), note))
             continue
@@ -175,7 +276,23 @@ def read_pairs(source: str) -> tuple[list[list[tuple[str, str]]], list[str], lis
         why = "; ".join(f"{Path(f).name}: {r}" for f, r in skipped[:3]) or "no lines"
         raise DataError(f"no usable prompt/response examples in {path} ({why}).",
                         DataReport(source=str(path), skipped=skipped))
+    if not any(response.strip() for turns in examples for _, response in turns):
+        # The loss is on the responses only: with all of them empty, the model would learn
+        # nothing but to stop at once.
+        raise DataError(f"every response in {path} is empty ({len(examples)} example(s)): "
+                        f"there is nothing to learn. Fill in the \"response\" fields (or the "
+                        f"assistant messages).", DataReport(source=str(path), used=used, skipped=skipped))
     return examples, used, skipped
+
+
+def empty_responses_note(examples, source: str) -> str | None:
+    """Some empty responses teach the model to answer those prompts with nothing: say how many."""
+    turns = [response for example in examples for _, response in example]
+    empty = sum(1 for response in turns if not response.strip())
+    if not empty:
+        return None
+    return (f"{empty} of {len(turns)} responses in {source} are empty: the model learns to answer "
+            f"those prompts with nothing. Fill them in or remove those lines.")
 
 
 _builtin_lock = threading.Lock()

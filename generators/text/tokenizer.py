@@ -8,7 +8,9 @@ only ever inserted by code, never parsed out of user text.
 
 Unknown-character policy (character level): characters not seen when the vocabulary was built
 map to the `<unk>` token (id 0), which decodes to U+FFFD ("�") and counts as one byte in bits
-per byte. Byte-level BPE has no unknown characters: any text is a sequence of bytes.
+per byte; when a run's saved vocabulary meets new data, the share of unknown characters is
+reported (`unknown_characters`). Byte-level BPE has no unknown characters: any text is a
+sequence of bytes.
 """
 
 from __future__ import annotations
@@ -81,6 +83,16 @@ class CharTokenizer:
         pos = np.minimum(np.searchsorted(self._sorted_cp, cp), len(self._sorted_cp) - 1)
         return np.where(self._sorted_cp[pos] == cp, self._sorted_ids[pos], 0)
 
+    def unknown_characters(self, text: str, top: int = 5) -> tuple[int, list[str]]:
+        """How many characters of `text` are not in the vocabulary (they encode as <unk>), and
+        the most frequent of them."""
+        cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
+        pos = np.minimum(np.searchsorted(self._sorted_cp, cp), max(len(self._sorted_cp) - 1, 0))
+        known = self._sorted_cp[pos] == cp if len(self._sorted_cp) else np.zeros(len(cp), bool)
+        values, counts = np.unique(cp[~known], return_counts=True)
+        frequent = values[np.argsort(-counts, kind="stable")[:top]]
+        return int(counts.sum()), [chr(int(c)) for c in frequent]
+
     def token_bytes(self, token_id: int) -> bytes:
         return self._bytes[token_id]
 
@@ -137,6 +149,9 @@ class BPETokenizer:
         if not encoded:
             return np.zeros(0, dtype=np.int64)
         return np.concatenate([np.asarray(e.ids, dtype=np.int64) for e in encoded])
+
+    def unknown_characters(self, text: str, top: int = 5) -> tuple[int, list[str]]:
+        return 0, []  # byte level: every text is a sequence of known bytes
 
     def token_bytes(self, token_id: int) -> bytes:
         return self._bytes[token_id]
