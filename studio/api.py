@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def build_configs(gen_cls, preset: str | None = None, config_file: str | None = 
             resolve_intervals(from_dict(TrainConfig, train_values, "training config")))
 
 
-def _ensure_writable(folder: Path) -> None:
+def _ensure_writable(folder: Path, advice: str = "Pick a writable --run-dir.") -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test-{os.getpid()}"
@@ -67,7 +68,15 @@ def _ensure_writable(folder: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise StudioError(f"cannot write the run folder {folder}: {exc.strerror or exc}. "
-                          f"Pick a writable --run-dir.") from None
+                          f"{advice}") from None
+
+
+def _refuse_foreign_folder(folder: Path) -> None:
+    """A new run goes into a new or empty folder: a folder of the user's own files is not a
+    run, and training there appended to their events.jsonl and mixed our files with theirs."""
+    if folder.is_dir() and any(folder.iterdir()):
+        raise StudioError(f"{folder} is not empty and not a run folder; a new run needs a new or "
+                          f"empty folder. Pick another --run-dir (nothing in {folder} was changed).")
 
 
 def default_run_dir(gen_name: str) -> Path:
@@ -93,7 +102,33 @@ def train(*args, **kwargs) -> tuple[str, RunDir]:
     return engine.fit(resume_from=checkpoint), engine.run
 
 
-def prepare_training(generator: str | type | None = None, data: str | None = None,
+def prepare_training(*args, **kwargs):
+    """Everything before the loop (see `_prepare_training` for the arguments). A new run whose
+    start fails (bad data, weights that do not fit, Ctrl+C) leaves no run folder behind: the
+    folder this call made, or filled when it was empty, is emptied or removed again."""
+    start: dict = {}  # the new run's folder: {"folder", "existed", "run_written"}
+    try:
+        return _prepare_training(*args, start=start, **kwargs)
+    except BaseException:
+        if start:
+            _undo_start(**start)
+        raise
+
+
+def _undo_start(folder: Path, existed: bool, run_written: bool) -> None:
+    if RunDir.is_run(folder) and not run_written:
+        return  # another process made a run there meanwhile: not ours to remove
+    if not existed:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for item in folder.iterdir():  # everything in it is ours: it was empty
+        if item.is_dir():
+            shutil.rmtree(item, ignore_errors=True)
+        else:
+            item.unlink(missing_ok=True)
+
+
+def _prepare_training(generator: str | type | None = None, data: str | None = None,
                      val_data: str | None = None, run_dir: str | None = None,
                      preset: str | None = None, config_file: str | None = None,
                      settings: list[str] | None = None, max_steps: int | None = None,
@@ -101,13 +136,14 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
                      checkpoint: str | None = None, events: str = "plain",
                      callbacks: list | None = None, init_from: str | None = None,
                      init_from_pretrained: str | None = None, name: str | None = None,
-                     notes: str | None = None):
+                     notes: str | None = None, *, start: dict):
     """Everything before the loop: configs, data, run folder, model. Returns (engine, the
     checkpoint to resume from or None). `generator` is a registered name or a Generator class
     (tests and notebooks); `callbacks` are added after the standard ones. A new run can start
     from another run's weights and assets (`init_from`: a run or checkpoint folder) or from a
     foreign pretrained folder the generator can read (`init_from_pretrained`). `name` and
-    `notes` label the run for people (run.json); a resumed run keeps them unless given."""
+    `notes` label the run for people (run.json); a resumed run keeps them unless given.
+    `start` records the folder a new run is put in, for `prepare_training` to undo on failure."""
     from studio.engine import Engine, barrier, init_distributed, pick_device, resolve_precision
 
     flags = {"max_steps": max_steps, "max_minutes": max_minutes}
@@ -117,6 +153,9 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
                               "for training settings, or start a new run.")
         run = RunDir.open(Path(resume))
         doc = run.config()
+        # A read-only folder (EROFS, EACCES) said so only as a traceback at the first write.
+        _ensure_writable(run.path, f"Make it writable, or copy the run somewhere writable and "
+                                   f"resume the copy.")
         gen_cls = _generator_class(generator) if isinstance(generator, type) else \
             default_registry().get(doc["generator"])
         if generator is not None and _generator_class(generator).name != gen_cls.name:
@@ -153,6 +192,9 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
         if RunDir.is_run(run_path) and int(os.environ.get("RANK", 0)) == 0:
             raise StudioError(f"{run_path} already holds a run. Continue it with "
                               f"`studio train --resume {run_path}`, or pick a new --run-dir.")
+        if int(os.environ.get("RANK", 0)) == 0:
+            _refuse_foreign_folder(run_path)
+            start.update(folder=run_path, existed=run_path.is_dir(), run_written=False)
         _ensure_writable(run_path)
         gen = gen_cls(gen_config)
         ckpt = None
@@ -171,6 +213,7 @@ def prepare_training(generator: str | type | None = None, data: str | None = Non
                 "generator": gen_cls.name, "generator_version": gen_cls.version,
                 "config": to_dict(gen_config), "train": to_dict(train_config),
                 "data": {"source": data, "val_source": val_data}, "init": doc.get("init")})
+            start.update(run_written=True)
             write_json(run.path / "data_report.json", report.to_json())
             run.update(**_labels(name, notes))
         barrier()
@@ -260,7 +303,6 @@ def demo_runs() -> list[Path]:
 def export_slim_run(path: str, dest: str) -> Path:
     """Copy a run with only its best weights (no optimizer state): small enough to ship as a
     demo model in assets/demo/, and loadable by `generate` and the window like any run."""
-    import shutil
     run = RunDir.open(Path(path))
     folder = run.resolve_checkpoint("best")
     state, _ = run.load_checkpoint(folder)  # verified before it is copied
@@ -344,6 +386,9 @@ def stream(path: str, prompt=None, seed: int = 0, settings: list[str] | None = N
     """One sample's output as it is generated (pieces of text for text generators)."""
     import torch
     run, gen, folder = load_run(path, checkpoint, device)
+    if gen.modality != "text":  # the contract's default stream yields whole samples: arrays
+        raise StudioError(f"--stream is for text runs; {run.path} is a {gen.modality} run. Drop "
+                          f"--stream, and save its samples with --out FOLDER.")
     params = from_dict(gen.SampleConfig, parse_assignments(settings), "sampling settings")
     with torch.no_grad():
         yield from gen.stream(params, seed=seed, prompt=prompt)

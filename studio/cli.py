@@ -170,6 +170,11 @@ def _cmd_generate(args) -> int:
     from studio import api
     if args.n < 1:
         raise StudioError(f"--n must be at least 1, got {args.n}.")
+    if args.out:
+        from studio.export import folder_problem
+        problem = folder_problem(args.out)
+        if problem:
+            raise StudioError(f"--out {problem}")
     if args.stream:
         if args.n != 1 or args.json or args.out:
             raise StudioError("--stream prints one sample as it is made; drop --n, --json and --out.")

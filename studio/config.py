@@ -206,6 +206,7 @@ def split_settings(values: dict, *classes, where: str = "--set") -> list[dict]:
 # --- the engine's settings ---------------------------------------------------------------------
 
 AUTO = "scaled to max_steps"
+MAX_THREADS = 1024
 # Intervals left empty are scaled to the run's length: (times per run, the interval of long
 # runs). A 200-step run then evaluates and previews every 20 steps instead of showing nothing
 # until its end; a long one keeps intervals whose cost was measured (bench/bench_core.py).
@@ -271,6 +272,10 @@ class TrainConfig:
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
     precision: str = setting("auto", "auto: bf16 on GPUs that have it, else fp32",
                              choices=("auto", "fp32", "bf16", "fp16"))
-    threads: int = setting(0, "CPU threads for torch (0 = one per core this process may use)", min=0)
+    # The upper bound: a thread pool larger than any machine's cores only slows steps down, and
+    # 100000 asked the OS for more threads than it gives ("can't start new thread", then a
+    # segfault that left run.json saying "running"). 1024 covers the largest CPU servers.
+    threads: int = setting(0, "CPU threads for torch (0 = one per core this process may use)",
+                           min=0, max=MAX_THREADS)
     compile: bool = setting(False, "torch.compile the model (pays off on GPUs and long runs)")
     seed: int = setting(1337, "seed for weights, batches and dropout", min=0)

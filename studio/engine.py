@@ -22,6 +22,7 @@ import torch
 
 from studio import events
 from studio.config import TrainConfig, resolve_intervals  # noqa: F401  (TrainConfig re-exported)
+from studio.config import MAX_THREADS
 from studio.contract import Generator, TrainContext
 from studio.errors import StudioError, TrainingDiverged
 
@@ -79,10 +80,17 @@ def usable_cores() -> int:
 def configure_threads(requested: int) -> int:
     """Pin torch's intra-op threads explicitly: an oversubscribed pool made steps up to 30x
     slower on a 2-core machine. Under torchrun, the cores are shared among local ranks."""
+    if not 0 <= requested <= MAX_THREADS:  # TrainConfig refuses these; callers may not use it
+        raise StudioError(f"threads={requested}: give 0 (one per core) up to {MAX_THREADS}; this "
+                          f"machine has {usable_cores()} usable core(s).")
     local = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     threads = requested or max(1, usable_cores() // local)
     if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+        try:
+            torch.set_num_threads(threads)
+        except RuntimeError as exc:  # the OS would not start that many threads
+            raise StudioError(f"cannot start {threads} CPU threads ({exc}); lower --set "
+                              f"threads (this machine has {usable_cores()} usable core(s)).") from None
     return threads
 
 
@@ -216,17 +224,28 @@ def model_tensors(model: torch.nn.Module) -> tuple[dict, dict]:
     return tensors, aliases
 
 
+def _some(names: list[str], shown: int = 3) -> str:
+    """'a', 'b', 'c' and 4 more: names in a one-line message."""
+    listed = ", ".join(f"'{n}'" for n in names[:shown])
+    return f"{listed} and {len(names) - shown} more" if len(names) > shown else listed
+
+
 def load_model_tensors(model: torch.nn.Module, tensors: dict, aliases: dict, where: str) -> None:
-    full = dict(tensors)
-    for name, source in aliases.items():
-        full[name] = tensors[source]
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(full))
-    unexpected = sorted(set(full) - set(expected))
+    # The fit check comes before the aliases are applied: an alias names a tensor the file
+    # should hold, and weights with other names made that a bare KeyError.
+    found = set(tensors) | {name for name, source in aliases.items() if source in tensors}
+    missing = sorted(set(expected) - found)
+    unexpected = sorted(found - set(expected))
     if missing or unexpected:
-        raise StudioError(f"{where}: the weights do not fit this model (missing: "
-                          f"{missing[:3]}, unexpected: {unexpected[:3]}). Was it saved by another "
-                          f"generator or config?")
+        problems = []
+        if missing:
+            problems.append(f"the model expects {_some(missing)}, which the file lacks")
+        if unexpected:
+            problems.append(f"the file has {_some(unexpected)}, which the model does not")
+        raise StudioError(f"{where}: the weights do not fit this model: {'; '.join(problems)}. "
+                          f"Was it saved by another generator or config?")
+    full = {**tensors, **{name: tensors[source] for name, source in aliases.items()}}
     for name, tensor in full.items():
         if tuple(tensor.shape) != tuple(expected[name].shape):
             raise StudioError(f"{where}: weight '{name}' has shape {tuple(tensor.shape)} but the "

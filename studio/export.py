@@ -203,6 +203,19 @@ def _export_video(samples: list[Sample], lineage: dict, path: Path) -> list[Path
 
 # --- a folder ----------------------------------------------------------------------------------
 
+def folder_problem(folder: str | Path) -> str | None:
+    """Why samples cannot go into `folder` (it is a file, or lies under one), or None. Asked
+    before generating, so a long generation is not thrown away at the end."""
+    folder = Path(folder)
+    for place in (folder, *folder.parents):
+        if place.exists():
+            if place.is_dir():
+                return None
+            where = "is a file" if place == folder else f"lies under {place}, which is a file"
+            return f"{folder} {where}; samples go into a folder. Give a new or existing folder."
+    return None
+
+
 def write_folder(output, folder: str | Path, lineage: dict | None = None,
                  extra: dict | None = None) -> list[Path]:
     """Write an output into `folder`: each image as `NNN.png` (lineage in its metadata), each

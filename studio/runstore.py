@@ -250,10 +250,13 @@ class RunDir:
         return sorted(found, key=lambda c: c.step)
 
     def best_checkpoint(self) -> str | None:
+        """The best checkpoint's name as index.json records it (None: none recorded, or an
+        index.json that is not a JSON object naming one)."""
         try:
-            return json.loads((self.checkpoints_dir / "index.json").read_text()).get("best")
+            best = json.loads((self.checkpoints_dir / "index.json").read_text()).get("best")
         except (OSError, ValueError, AttributeError):
             return None
+        return best if isinstance(best, str) and best else None
 
     def save_checkpoint(self, step: int, files: dict[str, Any], state: dict, keep_last: int,
                         is_best: bool) -> Checkpoint:
@@ -303,6 +306,11 @@ class RunDir:
             return complete[-1].folder
         if which == "best":
             best = self.best_checkpoint()
+            if best and best not in {c.name for c in complete}:
+                raise StudioError(f"{self.checkpoints_dir / 'index.json'} names {best} as the best "
+                                  f"checkpoint, but {best} is missing or unreadable. The latest "
+                                  f"is {complete[-1].name}: give --checkpoint {complete[-1].name} "
+                                  f"(or latest).")
             return self.checkpoint_dir(best) if best else complete[-1].folder
         names = {c.name: c.folder for c in complete} | {str(c.step): c.folder for c in complete}
         if which not in names:
