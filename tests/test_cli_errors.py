@@ -14,10 +14,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import run_cli
 from image_fixtures import tiny_settings, write_shapes_folder
+from test_text_hf import hf_folder  # noqa: F401  (a fixture: a tiny GPT-2 saved by transformers)
 from studio.cli import main
 from studio.runstore import RunDir, file_digest
 
@@ -238,3 +240,20 @@ def test_index_naming_a_missing_best_checkpoint_names_it_and_the_latest(run_copy
                            "--device", "cpu")
     one_line_error(code, err, "step_0000007", "missing", latest, "--checkpoint")
     assert snapshot(run_copy) == before
+
+
+@pytest.mark.parametrize("damage", ["integer weights", "a flat embedding"])
+def test_a_pretrained_folder_with_odd_weights_is_explained(capsys, tmp_path, hf_folder, damage):
+    folder = Path(shutil.copytree(hf_folder[0], tmp_path / "hf"))
+    weights = load_file(str(folder / "model.safetensors"))
+    if damage == "integer weights":
+        weights = {name: (tensor * 100).to(torch.int64) for name, tensor in weights.items()}
+    else:
+        weights["transformer.wte.weight"] = weights["transformer.wte.weight"].flatten()
+    save_file(weights, str(folder / "model.safetensors"))
+    code = main(["train", "text", "--init-from-hf", str(folder), "--run-dir",
+                 str(tmp_path / "r"), "--max-steps", "1", "--events", "none"])
+    _, err = capsys.readouterr()
+    one_line_error(code, err, "model.safetensors",
+                   "int64 numbers" if damage == "integer weights" else "has shape")
+    assert not (tmp_path / "r").exists()

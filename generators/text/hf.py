@@ -100,6 +100,9 @@ def load_weights(model: torch.nn.Module, path: str, vocab_size: int) -> None:
     wte = source.get("wte.weight")
     if wte is None:
         raise StudioError(f"{weights} has no token embedding (wte.weight); is it a GPT-2?")
+    if wte.ndim != 2:
+        raise StudioError(f"{weights}: the token embedding 'wte.weight' has shape "
+                          f"{tuple(wte.shape)}; a GPT-2's is (vocabulary, width).")
     if wte.shape[0] != vocab_size:
         raise StudioError(f"{weights} has {wte.shape[0]} token embeddings but config.json says "
                           f"vocab_size {vocab_size}: the weights and the vocabulary do not match.")
@@ -111,6 +114,9 @@ def load_weights(model: torch.nn.Module, path: str, vocab_size: int) -> None:
         if key not in source:
             raise StudioError(f"{weights} lacks '{key}'; it does not fit the config in config.json.")
         value = source[key]
+        if not value.is_floating_point():  # integers made the embedding's mean a RuntimeError
+            raise StudioError(f"{weights}: '{key}' holds {str(value.dtype).removeprefix('torch.')} "
+                              f"numbers, not floating-point weights; is it a GPT-2?")
         if key.endswith(CONV1D):
             value = value.t()
         if key == "wte.weight":
