@@ -164,20 +164,20 @@ class TextGenerator(Generator):
         shown = ", ".join(repr(c) for c in frequent)
         return (f"{unknown:,} of {len(text):,} characters ({unknown / len(text):.0%}) of {where} are "
                 f"not in this run's vocabulary (most often {shown}) and become <unk>: the model "
-                f"can neither read nor write them. Start a new run on this data, or use the BPE "
-                f"tokenizer (--set tokenizer=bpe), which has no unknown characters.")
+                f"can neither read nor write them. Start a new run on this data; with the BPE "
+                f"tokenizer (--set tokenizer=bpe) no character is ever unknown.")
 
     def _load_text(self, source, val_source, cache_dir) -> DataReport:
         cfg = self.config
         text, used, skipped, notes = read_corpus(source or BUILTIN)
         self._ensure_tokenizer([text])
-        notes += filter(None, [self._unknown_note(text, source or "the built-in corpus")])
+        notes += [n for n in [self._unknown_note(text, source or "the built-in corpus")] if n]
         tk_json = str(self.tokenizer.to_json())
         ids = token_cache(cache_dir, text, self.tokenizer, tk_json)
         if val_source:
             val_text, _, val_skipped, val_notes = read_corpus(val_source)
             skipped += val_skipped
-            notes += val_notes + list(filter(None, [self._unknown_note(val_text, val_source)]))
+            notes += val_notes + [n for n in [self._unknown_note(val_text, val_source)] if n]
             train_ids, val_ids = ids, token_cache(cache_dir, val_text, self.tokenizer, tk_json)
         else:
             n_val = int(len(ids) * cfg.val_fraction)
