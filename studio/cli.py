@@ -7,6 +7,7 @@ the user can fix is printed as one line (what, where, what to do) with exit code
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -355,6 +356,19 @@ def _cmd_control(args) -> int:
     return 0
 
 
+def _written_file(filename) -> str:
+    """The file a failed write was for: an atomic write's temp file ".NAME.tmp-PID" is NAME."""
+    import re
+    if not filename:
+        return "a file"
+    temp = re.fullmatch(r"\.(.+)\.tmp-\d+", os.path.basename(filename))
+    return os.path.join(os.path.dirname(filename), temp.group(1)) if temp else str(filename)
+
+
+# Why a write failed, when the fix is outside the studio: permissions, a read-only file system,
+# a full disk or quota.
+UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
 COMMANDS = {"generators": _cmd_generators, "train": _cmd_train, "generate": _cmd_generate,
             "eval": _cmd_eval, "runs": _cmd_runs, "config": _cmd_config, "control": _cmd_control,
             "demo": _cmd_demo, "gui": _cmd_gui}
@@ -369,6 +383,14 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except StudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in UNWRITABLE:
+            raise
+        # The last net under every write the checks before it could not foresee (a file made
+        # read-only, a folder remounted), so it reads as one line like every other error.
+        print(f"error: cannot write {_written_file(exc.filename)}: {exc.strerror}. Check the "
+              f"folder's permissions and free space, then run the command again.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

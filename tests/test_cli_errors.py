@@ -257,3 +257,21 @@ def test_a_pretrained_folder_with_odd_weights_is_explained(capsys, tmp_path, hf_
     one_line_error(code, err, "model.safetensors",
                    "int64 numbers" if damage == "integer weights" else "has shape")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_write_refused_past_the_checks_is_still_one_line(capsys, monkeypatch, run_copy):
+    """The folder passes the write probe but its config.json cannot be replaced (a file made
+    read-only): the command still ends in one line, not an OSError traceback."""
+    real_open = builtins.open
+
+    def refuse_config(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and "w" in mode and "config.json" in str(file):
+            raise PermissionError(errno.EACCES, "Permission denied", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refuse_config)
+    monkeypatch.setattr(io, "open", refuse_config)
+    code = main(["train", "--resume", str(run_copy), "--max-steps", "15", "--events", "none"])
+    _, err = capsys.readouterr()
+    line = one_line_error(code, err, "cannot write", "permission denied")
+    assert f"cannot write {run_copy / 'config.json'}:" in line  # the file, not its temp file
