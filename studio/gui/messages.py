@@ -39,6 +39,9 @@ _REWRITES: list[tuple[re.Pattern, object]] = [(re.compile(p, re.IGNORECASE), r) 
     # The value ends before a sentence's full stop ("e.g. --set lr=3e-4.").
     (r"--set (?P<key>\w+)=(?:\.\.\.|…|[^\s,;)]*[^\s,;).])", _setting),
     (r"use --set for training settings", "change training settings in the Train form"),
+    # A setting named without a value ("lower --set threads").
+    (r"--set (?P<key>\w+)\b(?!=)",
+     lambda m: f"the {m.group('key').replace('_', ' ')} setting in the Train form"),
     (r"--device (?P<device>[\w:]+)", r"device \g<device> in the Train form"),
     # Data: the Data tab.
     (r"leave --data out for the built-in (?P<what>\w+)",
