@@ -387,8 +387,8 @@ def stream(path: str, prompt=None, seed: int = 0, settings: list[str] | None = N
     import torch
     run, gen, folder = load_run(path, checkpoint, device)
     if gen.modality != "text":  # the contract's default stream yields whole samples: arrays
-        raise StudioError(f"--stream is for text runs; {run.path} is a {gen.modality} run. Drop "
-                          f"--stream, and save its samples with --out FOLDER.")
+        raise StudioError(f"only text runs can stream their output; {run.path} is a "
+                          f"{gen.modality} run: generate its samples whole instead.")
     params = from_dict(gen.SampleConfig, parse_assignments(settings), "sampling settings")
     with torch.no_grad():
         yield from gen.stream(params, seed=seed, prompt=prompt)

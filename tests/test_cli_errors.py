@@ -179,7 +179,7 @@ def test_stream_on_an_image_run_says_it_is_for_text(tmp_path):
                  "--events", "none"]) == 0
     before = snapshot(run)
     code, out, err = run_cli("generate", run, "--stream", "--device", "cpu")
-    one_line_error(code, err, "--stream is for text runs", "--out")
+    one_line_error(code, err, "only text runs can stream", "generate its samples whole")
     assert out == ""
     assert snapshot(run) == before
 

@@ -244,3 +244,15 @@ def test_the_status_line_stays_readable_on_the_dark_theme(qtbot, session, corpus
         theme.apply_theme("light")
     session.theme_changed.emit("light")
     assert data_panel.STATUS_COLORS["light"]["ok"] in panel.status.styleSheet()
+
+
+def test_checkpoint_advice_points_at_the_generate_tabs_checkpoint_box():
+    damaged = for_window("checkpoint r/checkpoints/step_0000020 is damaged: model.safetensors is "
+                         "missing. Use an earlier one with --checkpoint step_0000010.")
+    assert damaged.endswith("Use an earlier one (pick step_0000010 in the Generate tab's "
+                            "checkpoint box).")
+    missing_best = for_window("r names step_0000030 as the best checkpoint, but it is missing or "
+                              "unreadable. The latest is step_0000020: give --checkpoint "
+                              "step_0000020 (or latest).")
+    assert "pick step_0000020 in the Generate tab's checkpoint box (or latest)." in missing_best
+    assert "--" not in damaged + missing_best

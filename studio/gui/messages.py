@@ -58,6 +58,10 @@ _REWRITES: list[tuple[re.Pattern, object]] = [(re.compile(p, re.IGNORECASE), r) 
     (r"--config", "a preset file"),
     (r"--init-from-hf", "a pretrained model"),
     (r"--init-from", "a run to start from"),
+    # Which checkpoint to use: the Generate tab's checkpoint box.
+    (r"give --checkpoint (?P<name>[\w-]+(?:\.[\w-]+)*)", r"pick \g<name> in the Generate tab's checkpoint box"),
+    (r"with --checkpoint (?P<name>[\w-]+(?:\.[\w-]+)*)", r"(pick \g<name> in the Generate tab's checkpoint box)"),
+    (r"--checkpoint", "the Generate tab's checkpoint box"),
 ]]
 
 
