@@ -19,13 +19,11 @@ from safetensors.torch import load_file, save_file
 
 from conftest import run_cli
 from image_fixtures import tiny_settings, write_shapes_folder
+# Fixtures: a tiny text run with checkpoints at steps 10 and 20, and a copy of it per test.
+from test_cli_bad_input import TINY, run_copy, trained_run  # noqa: F401
 from test_text_hf import hf_folder  # noqa: F401  (a fixture: a tiny GPT-2 saved by transformers)
 from studio.cli import main
 from studio.runstore import RunDir, file_digest
-
-TINY = ["--set", "n_layer=1", "--set", "n_head=2", "--set", "n_embd=16", "--set", "block_size=16",
-        "--set", "batch_size=4", "--set", "device=cpu", "--set", "eval_every=0",
-        "--set", "preview_every=0", "--events", "none"]
 
 
 def one_line_error(code: int, err: str, *expected: str) -> str:
@@ -43,23 +41,6 @@ def snapshot(folder: Path) -> dict:
     """Every file under `folder` with a hash of its bytes: equal snapshots, nothing changed."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(Path(folder).rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def text_run(tmp_path_factory) -> Path:
-    """A tiny text run with checkpoints at steps 5 and 10."""
-    root = tmp_path_factory.mktemp("text-run")
-    corpus = root / "corpus.txt"
-    corpus.write_text("All the world's a stage, and all the men and women merely players.\n" * 30)
-    run = root / "run"
-    assert main(["train", "text", "--data", str(corpus), "--run-dir", str(run), "--max-steps", "10",
-                 "--set", "checkpoint_every=5", *TINY]) == 0
-    return run
-
-
-@pytest.fixture
-def run_copy(text_run, tmp_path) -> Path:
-    return Path(shutil.copytree(text_run, tmp_path / "run"))
 
 
 @pytest.fixture
@@ -89,7 +70,7 @@ def refuse_writes_under(monkeypatch, folder: Path) -> None:
 def test_resume_on_a_read_only_run_folder_says_it_cannot_be_written(capsys, monkeypatch, run_copy):
     before = snapshot(run_copy)
     refuse_writes_under(monkeypatch, run_copy)
-    code = main(["train", "--resume", str(run_copy), "--max-steps", "15", "--events", "none"])
+    code = main(["train", "--resume", str(run_copy), "--max-steps", "25", "--events", "none"])
     _, err = capsys.readouterr()
     one_line_error(code, err, "cannot write the run folder", "read-only", "copy the run")
     monkeypatch.undo()
@@ -103,7 +84,7 @@ def test_resume_on_a_run_folder_without_write_permission(run_copy):
     mode = run_copy.stat().st_mode
     run_copy.chmod(0o555)
     try:
-        code, _, err = run_cli("train", "--resume", run_copy, "--max-steps", "15", "--events", "none")
+        code, _, err = run_cli("train", "--resume", run_copy, "--max-steps", "25", "--events", "none")
     finally:
         run_copy.chmod(mode)
     one_line_error(code, err, "cannot write the run folder")
@@ -156,16 +137,16 @@ def test_weights_with_other_names_are_explained_not_a_key_error(run_copy):
 # 4. generate --out onto a file -------------------------------------------------------------------
 
 @pytest.mark.parametrize("where", ["a file", "under a file"])
-def test_generate_out_onto_a_file_is_refused(tmp_path, text_run, where):
+def test_generate_out_onto_a_file_is_refused(tmp_path, trained_run, where):
     existing = tmp_path / "notes.txt"
     existing.write_text("my notes")
     out = existing if where == "a file" else existing / "samples"
-    before = snapshot(text_run)
-    code, _, err = run_cli("generate", text_run, "--prompt", "All", "--device", "cpu", "--out", out)
+    before = snapshot(trained_run)
+    code, _, err = run_cli("generate", trained_run, "--prompt", "All", "--device", "cpu", "--out", out)
     one_line_error(code, err, "--out", str(existing),
                    "is a file" if where == "a file" else f"under {existing}, which is a file")
     assert existing.read_text() == "my notes"
-    assert snapshot(text_run) == before
+    assert snapshot(trained_run) == before
 
 
 # 5. --stream on an image run ---------------------------------------------------------------------
@@ -271,7 +252,7 @@ def test_a_write_refused_past_the_checks_is_still_one_line(capsys, monkeypatch, 
 
     monkeypatch.setattr(builtins, "open", refuse_config)
     monkeypatch.setattr(io, "open", refuse_config)
-    code = main(["train", "--resume", str(run_copy), "--max-steps", "15", "--events", "none"])
+    code = main(["train", "--resume", str(run_copy), "--max-steps", "25", "--events", "none"])
     _, err = capsys.readouterr()
     line = one_line_error(code, err, "cannot write", "permission denied")
     assert f"cannot write {run_copy / 'config.json'}:" in line  # the file, not its temp file
