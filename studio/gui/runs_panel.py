@@ -27,6 +27,7 @@ from studio.errors import StudioError
 from studio.gui import theme
 from studio.gui.config_form import ConfigForm
 from studio.gui.messages import for_window
+from studio.gui.session import title_of
 from studio.gui.views import SampleGrid
 from studio.runstore import RunDir, list_previews, load_samples
 
@@ -84,11 +85,8 @@ def run_name(path: str) -> str:
 
 
 def display_name(row: dict) -> str:
-    """What the table calls a run (as the title bar does): the name it was given, else its
-    folder's name; a built-in demo run's folder is just its generator's name: "text demo"."""
-    folder = run_name(row["run"])
-    name = row.get("name") or folder
-    return f"{folder} demo" if row.get("status") == "demo" and name == folder else name
+    """What the table calls a run: as the title bar does (`session.title_of`)."""
+    return title_of(run_name(row["run"]), row.get("name"), demo=row.get("status") == "demo")
 
 
 # --- what the compare view plots and tabulates (plain functions over run files) ------------------

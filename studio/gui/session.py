@@ -108,15 +108,10 @@ class Session(QObject):
 
     @staticmethod
     def run_title(path: str) -> str:
-        """What the title bar calls a run: its name, else its folder's name; "text demo" for a
-        built-in demo run (its folder is just the generator's name)."""
+        """What the title bar calls a run (see `title_of`), read from its run.json."""
         run = RunDir(Path(path))
-        name = run.info().get("name")
-        if name:
-            return str(name)
-        if run.path.resolve().parent == DEMO_FOLDER:
-            return f"{run.path.name} demo"
-        return run.path.name
+        return title_of(run.path.name, run.info().get("name"),
+                        demo=run.path.resolve().parent == DEMO_FOLDER)
 
     @staticmethod
     def run_generator(path: str) -> str | None:
@@ -157,3 +152,11 @@ class Session(QObject):
             for row in api.runs_table(str(demo)):
                 rows.append({**row, "status": "demo"})
         return rows
+
+
+def title_of(folder: str, name: str | None, demo: bool) -> str:
+    """What the window calls a run, everywhere: the name it was given, else its folder's name;
+    "text demo" for a built-in demo run (its folder is just the generator's name)."""
+    if name and name != folder:
+        return str(name)
+    return f"{folder} demo" if demo else folder
