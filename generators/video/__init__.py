@@ -1,9 +1,623 @@
-"""Video generator: short clips with coherent motion, through the same plugin contract as text
-and image (issue 12).
+"""The built-in video generator: short clips with coherent motion, trained on your clips.
 
-A content latent held for the whole clip plus a motion signal over continuous time give one
-latent per frame; the image generator's DCGAN-class network renders each frame. Training is
-sparse: a few frames per clip at sorted random times, judged by the image discriminator one
-frame at a time and by a temporal discriminator that sees the frames together with their time
-gaps. Work in progress: the adapter lands in the next commits.
+This module is the thin adapter between the plugin contract and plain-torch pieces: the
+networks (model.py, built on the image generator's), seeds, times and grids of clips
+(sampling.py), reading clips (data.py) and the scores (evaluation.py).
+
+A training step draws a batch of real clips and, for each, a few frame times (sorted, random;
+consecutive for the 3D-conv discriminator); the generator renders its fakes at the same times.
+Then a discriminator step (the image D on every frame, the temporal D on each clip's frames and
+their time gaps) and a generator step, each with its own optimizer and learning rate (TTUR),
+stepped through the engine; then the moving average of G moves. Every frame of one clip gets
+the same random DiffAugment transform, so augmentation never looks like motion. Samples,
+previews and evaluation use the average.
 """
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from studio.config import AUTO, setting
+from studio.contract import DataReport, Generator, Sample
+from studio.errors import StudioError
+
+from generators.image import _average_gradients, _default_cache_dir, _twice, _unwrap
+from generators.image.augment import apply as apply_augment, draw as draw_augment, parse_policy
+from generators.image.evaluation import extractor_key, load_extractor, save_extractor, train_extractor
+from generators.image.model import d_loss, ema_decay_at, g_loss, recompute_batchnorm_stats
+from generators.image.sampling import slerp, to_uint8
+from generators.video.model import MOTIONS, TEMPORAL_DS, VideoGAN, VideoShape, static_and_shuffled
+from generators.video.sampling import clip_grid, content_for_seed, frame_times, motion_for_seed
+
+# Clips compared and training steps of the feature networks for runs of 2000+ steps; shorter
+# runs scale both down (`scaled_evaluation`), as the image generator does.
+LONG_RUN_EVAL_CLIPS, LONG_RUN_FEATURE_STEPS = 500, 600
+EVAL_SEED_BASE = 1_000_000  # evaluation draws seeds from here: never the seeds users look at
+CALIBRATION_SEED = 2**31 - 1
+CALIBRATION_CLIPS = 32  # clips whose every frame measures G_ema's BatchNorm statistics
+RENDER_FRAMES = 256  # frames rendered at once when sampling
+TEMPORAL_FAKES = ("static", "shuffled")
+SMALL_DATA_CLIPS = 10  # below this many clips nothing is held out: scores compare with training
+
+
+def parse_temporal_fakes(value: str) -> tuple[str, ...]:
+    """"static,shuffled" -> ("static", "shuffled"); "" or "none" -> ()."""
+    parts = tuple(p.strip() for p in value.split(",") if p.strip() and p.strip() != "none")
+    unknown = [p for p in parts if p not in TEMPORAL_FAKES]
+    if unknown:
+        raise ValueError(f"unknown kind '{unknown[0]}'; use any of {', '.join(TEMPORAL_FAKES)}")
+    return parts
+
+
+@dataclass
+class VideoConfig:
+    frames: int = setting(16, "frames per training clip (the clips' length; samples may be "
+                          "longer)", min=4, max=256)
+    frame_stride: int = setting(1, "take every Nth frame of the source videos: 2 halves the "
+                                "frame rate and doubles the time a clip spans", min=1, max=64)
+    resolution: int = setting(32, "frame side in pixels (frames are scaled and centre-cropped "
+                              "to it)", choices=(32, 64, 128))
+    channels: str = setting("auto", "auto: grey when every clip is grey, else RGB",
+                            choices=("auto", "grey", "rgb"))
+    conditional: str = setting("auto", "auto: class-conditional when the data has classes (one "
+                               "subfolder per class, or MNIST labels); yes requires classes",
+                               choices=("auto", "yes", "no"))
+    short_clips: str = setting("loop", "videos shorter than `frames`: loop them to length, or "
+                               "skip them (the data report lists either)", choices=("loop", "skip"))
+    content_dim: int = setting(96, "size of the content latent, held for the whole clip",
+                               min=2, max=1024)
+    motion_dim: int = setting(32, "size of the motion code that changes over time", min=2, max=1024)
+    motion: str = setting("stylegan-v", "stylegan-v: noise anchors interpolated over continuous "
+                          "time plus sin/cos time features; mocogan: a recurrent cell fed noise "
+                          "every frame", choices=MOTIONS)
+    motion_every: int = setting(4, "stylegan-v: frames between motion noise anchors (larger = "
+                                "slower, smoother motion)", min=1, max=256)
+    g_width: int = setting(64, "generator width: channels of its last hidden layer (DCGAN's "
+                           "ngf)", min=4, max=1024)
+    d_width: int = setting(64, "discriminator width: channels of their first layer (DCGAN's "
+                           "ndf)", min=4, max=1024)
+    train_frames: int = setting(3, "frames per clip each step renders and judges, at sorted "
+                                "random times (StyleGAN-V: 3); set it to `frames` to train on "
+                                "whole clips", min=2, max=256)
+    temporal_d: str = setting("pairs", "pairs: the sampled frames stacked with their time gaps "
+                              "(DIGAN); 3d: 3D convolutions over consecutive frames",
+                              choices=TEMPORAL_DS)
+    temporal_fakes: str = setting("static,shuffled", "extra fakes for the temporal "
+                                  "discriminator made from real clips, so it punishes frozen "
+                                  "and flickering clips: any of static, shuffled (none: off)")
+    temporal_weight: float = setting(1.0, "weight of the temporal discriminator's loss beside "
+                                     "the frame discriminator's", min=0, max=100)
+    loss: str = setting("hinge", "hinge (SAGAN/BigGAN) or ns: the non-saturating logistic loss",
+                        choices=("hinge", "ns"))
+    augment: str = setting("color,translation,cutout", "DiffAugment, one random transform per "
+                           "clip applied to all its frames: any of color, translation, cutout, "
+                           "comma-separated (none: off)")
+    ema_decay: float = setting(0.999, "decay of the moving average of the generator's weights "
+                               "used for samples (0 = no averaging)", min=0, max=0.99999)
+    d_lr_ratio: float = setting(2.0, "discriminators' learning rate as a multiple of lr (TTUR)",
+                                min=0.01, max=100)
+    batch_size: int = setting(16, "real clips per step (the same number of fakes)", min=2, max=1024)
+    val_fraction: float = setting(0.1, "share of the clips held out for evaluation when no "
+                                  "--val-data is given (none below 10 clips: scores then "
+                                  "compare with the training clips)", min=0, max=0.5)
+    eval_clips: int | None = setting(None, "clips generated (and real clips compared) for the "
+                                     "scores; empty = scaled to max_steps: 500, or fewer in "
+                                     "shorter runs", min=2, max=100000, empty=AUTO)
+    feature_steps: int | None = setting(None, "training steps of the feature networks the "
+                                        "scores use (per frame and per clip; trained once per "
+                                        "dataset, cached); empty = scaled to max_steps: 600, or "
+                                        "max_steps / 2 (at least 100) in shorter runs",
+                                        min=1, max=100000, empty=AUTO)
+
+    def check(self) -> str | None:
+        try:
+            parse_policy(self.augment)
+        except ValueError as exc:
+            return f"augment: {exc}."
+        try:
+            parse_temporal_fakes(self.temporal_fakes)
+        except ValueError as exc:
+            return f"temporal_fakes: {exc}."
+        if self.train_frames > self.frames:
+            return (f"train_frames ({self.train_frames}) is more than frames ({self.frames}): a "
+                    f"step cannot render more frames of a clip than it has. Lower train_frames.")
+        return None
+
+
+@dataclass
+class VideoSampleConfig:
+    frames: int | None = setting(None, "frames per clip; may be longer than the training "
+                                 "clips", min=1, max=10000, empty="the training clips' length")
+    fps: float | None = setting(None, "frame rate: a higher one renders in-between frames over "
+                                "the same time (the motion is continuous in time)", min=0.1,
+                                max=240, empty="the data's frame rate")
+    truncation: float = setting(0.0, "truncation: latent values beyond +-t are drawn again; "
+                                "smaller = less variety, more typical clips (0 = off; try "
+                                "0.5-1.5)", min=0, max=10)
+    content_seed: int = setting(-1, "a seed for every clip's content: the same content with "
+                                "new motion per seed; -1 = each clip's own seed", min=-1)
+    motion_seed: int = setting(-1, "a seed for every clip's motion: the same motion with new "
+                               "content per seed; -1 = each clip's own seed", min=-1)
+    class_label: int = setting(-1, "class to draw (its index); -1: the classes in turn, one per "
+                               "seed. A prompt names the class instead", min=-1)
+    interpolate_to: int = setting(-1, "a second seed: `steps` clips whose content moves from "
+                                  "the first seed's to this one's, with the same motion; -1 = off",
+                                  min=-1)
+    steps: int = setting(8, "clips in a content interpolation", min=2, max=1000)
+    format: str = setting("gif", "how `studio generate --out` writes clips: gif and mp4 (both "
+                          "are written for gif), npy: one clips.npy (N, T, H, W, C) uint8, "
+                          "frames: a folder of PNGs per clip",
+                          choices=("gif", "mp4", "npy", "frames"))
+
+
+class VideoGenerator(Generator):
+    name = "video"
+    modality = "video"
+    version = "0.1.0"
+    Config = VideoConfig
+    SampleConfig = VideoSampleConfig
+    throughput_unit = "clips"
+    manual_optimization = True
+    best_metric = "val_tfd"
+    best_mode = "min"
+    presets = {
+        # Small enough to train on a laptop CPU in minutes, and to ship as the demo model.
+        "demo": {"resolution": 32, "frames": 16, "g_width": 24, "d_width": 24,
+                 "content_dim": 48, "motion_dim": 16, "eval_clips": 200},
+        "32px": {"resolution": 32, "g_width": 64, "d_width": 64},
+        "64px": {"resolution": 64, "g_width": 64, "d_width": 64, "batch_size": 8},
+        "128px": {"resolution": 128, "g_width": 32, "d_width": 32, "batch_size": 4},
+    }
+    # The image GAN's optimizer settings (Adam, beta1 = 0, TTUR, constant LR, no clipping).
+    train_defaults = {"lr": 2e-4, "beta1": 0.0, "beta2": 0.99, "weight_decay": 0.0,
+                      "warmup_steps": 0, "lr_schedule": "constant", "grad_clip": 0.0,
+                      "max_steps": 20000, "log_every": 20}
+
+    def __init__(self, config: VideoConfig):
+        super().__init__(config)
+        self.policy = parse_policy(config.augment)
+        self.temporal_fakes = parse_temporal_fakes(config.temporal_fakes)
+        self.train_clips: np.ndarray | None = None  # (N, T, H, W, C) uint8
+        self.train_labels: np.ndarray | None = None
+        self.val_clips: np.ndarray | None = None  # held out, or --val-data; None: compare with training
+        self.val_labels: np.ndarray | None = None
+        self.channels: int | None = None  # decided by the data, or read from the run's assets
+        self.classes: list[str] | None = None
+        self.fps: float = 8.0  # the data's frame rate: samples play at it by default
+        self.dataset_key: str | None = None
+        self.probes: dict = {}
+        self.cache_dir: Path | None = None
+        self._extractors: tuple | None = None
+        self._calibrated_at: int | None = None
+        self.d_optimizer = self.g_optimizer = None
+
+    # --- data ----------------------------------------------------------------------------------
+    def _load(self, source: str | None):
+        from generators.video.data import load_clips
+        cfg = self.config
+        channels = cfg.channels if self.channels is None else {1: "grey", 3: "rgb"}[self.channels]
+        return load_clips(source, cfg.frames, cfg.frame_stride, cfg.resolution, channels,
+                          self.cache_dir or _default_cache_dir(), cfg.short_clips)
+
+    def load_data(self, source, val_source, cache_dir: Path) -> DataReport:
+        cfg = self.config
+        self.cache_dir = Path(cache_dir)
+        data = self._load(source)
+        if self.channels is None:  # a new run: the data decides; a resumed one keeps its own
+            self.channels = int(data.clips.shape[-1])
+            self.classes = self._choose_classes(data)
+            self.fps = float(data.fps)
+            self.dataset_key = content_key(data.clips)
+        elif self.classes and list(data.classes) != self.classes:
+            raise StudioError(f"the data in {source or 'the built-in clips'} has the classes "
+                              f"{list(data.classes)[:5]}, but this run was trained on "
+                              f"{self.classes[:5]}; give the run's data or start a new run.")
+        clips, labels = data.clips, data.labels
+        skipped, notes, used = list(data.skipped), list(data.notes), list(data.used)
+        if val_source:
+            reference = self._load(val_source)
+            self.val_clips, self.val_labels = reference.clips, reference.labels
+            skipped += reference.skipped
+            notes += reference.notes
+            used += reference.used
+            held_out = f"{len(reference)} clips from {val_source}"
+        else:
+            held = held_out_indices(len(clips), cfg.val_fraction)
+            if len(held):
+                keep = np.setdiff1d(np.arange(len(clips)), held)
+                self.val_clips, self.val_labels = clips[held], labels[held]
+                clips, labels = clips[keep], labels[keep]
+                held_out = f"{len(held)} of the {len(held) + len(keep)} clips (val_fraction)"
+            else:
+                self.val_clips = self.val_labels = None
+                held_out = (f"none: only {len(clips)} clips, so the scores compare the samples "
+                            f"with the training clips")
+        self.train_clips, self.train_labels = clips, labels
+        if not self.probes:
+            columns = len(self.classes) if 2 <= len(self.classes) <= 8 else None
+            n = columns * max(1, 8 // columns) if columns else 8
+            self.probes = {"seeds": list(range(n)), "columns": columns}
+        counts = {name: int((labels == i).sum()) for i, name in enumerate(self.classes)}
+        preview = [Sample("video", clips[i], {"index": i, "fps": self.fps,
+                                              "class": self._class_name(int(labels[i]))})
+                   for i in range(min(8, len(clips)))]
+        return DataReport(
+            source=source or "built-in bouncing shapes", used=used, skipped=skipped,
+            summary={"clips": len(clips), "frames": cfg.frames, "fps": self.fps,
+                     "resolution": cfg.resolution,
+                     "channels": "grey" if self.channels == 1 else "rgb",
+                     "classes": self.classes, "class_counts": counts, "held_out": held_out,
+                     "dataset_key": self.dataset_key, "notes": notes},
+            preview=preview)
+
+    def _choose_classes(self, data) -> list[str]:
+        mode = self.config.conditional
+        if mode == "no":
+            return []
+        if len(data.classes) < 2:
+            if mode == "yes":
+                raise StudioError("conditional=yes, but the clips have no classes. Put each "
+                                  "class's clips in its own subfolder, or use conditional=auto.")
+            return []
+        return list(data.classes)
+
+    def _class_name(self, label: int) -> str | None:
+        return self.classes[label] if self.classes and 0 <= label < len(self.classes) else None
+
+    def get_batch(self, split, rng: torch.Generator):
+        """Real clips (B, F, C, H, W) in [-1, 1] at their frame times (B, F) and labels, all
+        drawn with `rng`: the times are sorted random frames of each clip (pairs), or a window
+        of consecutive frames (3d)."""
+        cfg = self.config
+        clips, labels = self.train_clips, self.train_labels
+        if split == "val" and self.val_clips is not None:
+            clips, labels = self.val_clips, self.val_labels
+        B, Fr, T = cfg.batch_size, cfg.train_frames, clips.shape[1]
+        index = np.sort(torch.randint(len(clips), (B,), generator=rng).numpy())
+        if cfg.temporal_d == "3d":
+            start = torch.randint(T - Fr + 1, (B, 1), generator=rng)
+            times = start + torch.arange(Fr)
+        else:
+            times = torch.rand(B, T, generator=rng).argsort(dim=1)[:, :Fr].sort(dim=1).values
+        pixels = torch.from_numpy(clips[index[:, None], times.numpy()])  # (B, F, H, W, C) uint8
+        device = self._device()
+        frames = pixels.to(device).permute(0, 1, 4, 2, 3).float().div_(127.5).sub_(1.0)
+        chosen = torch.from_numpy(np.maximum(labels[index], 0)).to(device) if self.classes else None
+        return frames.contiguous(), times.float().to(device), chosen
+
+    # --- model ---------------------------------------------------------------------------------
+    def shape(self) -> VideoShape:
+        cfg = self.config
+        return VideoShape(resolution=cfg.resolution, channels=self.channels,
+                          content_dim=cfg.content_dim, motion_dim=cfg.motion_dim,
+                          g_width=cfg.g_width, d_width=cfg.d_width,
+                          n_classes=len(self.classes or []), motion=cfg.motion,
+                          motion_every=cfg.motion_every, temporal_d=cfg.temporal_d,
+                          train_frames=cfg.train_frames, frames=cfg.frames)
+
+    def build(self) -> torch.nn.Module:
+        return VideoGAN(self.shape())
+
+    def configure_optimizers(self, train) -> list:
+        from studio.engine import default_adamw
+        gan = self.model
+        # The run's length is first known here: evaluation sizes left empty are chosen for it
+        # (and kept in each checkpoint by extra_state).
+        self.config = scaled_evaluation(self.config, train.max_steps)
+        discriminators = torch.nn.ModuleList([gan.D, gan.D_time])
+        self.d_optimizer = default_adamw(discriminators, train, lr=train.lr * self.config.d_lr_ratio)
+        self.g_optimizer = default_adamw(gan.G, train)
+        return [self.d_optimizer, self.g_optimizer]
+
+    def _augment(self, clips: torch.Tensor) -> torch.Tensor:
+        """DiffAugment on clips (B, F, C, H, W): one random transform per clip, the same on each
+        of its frames (drawn from the global RNG, which the engine checkpoints)."""
+        if not self.policy:
+            return clips
+        B, Fr, C, H, W = clips.shape
+        params = draw_augment(B, H, W, self.policy, clips.device)
+        per_frame = params.select(torch.arange(B, device=clips.device).repeat_interleave(Fr))
+        return apply_augment(clips.flatten(0, 1), per_frame).view(B, Fr, C, H, W)
+
+    def _judge(self, gan, clips: torch.Tensor, times: torch.Tensor, labels: torch.Tensor | None):
+        """(frame D logits (B*F,), temporal D logits (B,)) of augmented clips (B, F, C, H, W)."""
+        Fr = clips.shape[1]
+        frame_labels = None if labels is None else labels.repeat_interleave(Fr)
+        return gan.D(clips.flatten(0, 1), frame_labels), gan.D_time(clips, times, labels)
+
+    def training_step(self, batch, ctx) -> dict:
+        real, times, labels = batch
+        cfg = self.config
+        gan = _unwrap(ctx.model)
+        B, Fr = real.shape[:2]
+        content = torch.randn(B, cfg.content_dim, device=real.device)
+        noise = torch.randn(B, gan.G.noise_steps(cfg.frames - 1), cfg.motion_dim, device=real.device)
+
+        # Discriminators: real and fake clips in one batch, each clip with its own augmentation
+        # (the same on all its frames). Extra fakes for the temporal D: the augmented real clips
+        # frozen and shuffled. The fakes are made once, with their graph, and reused below.
+        with ctx.autocast():
+            fake = gan.G(content, noise, times, labels).view_as(real)
+            both = self._augment(torch.cat([real, fake.detach()]))
+            extra = static_and_shuffled(both[:B], self.temporal_fakes)
+            n_fakes = 1 + len(extra)
+            frame_logits, time_logits = self._judge(gan, both, torch.cat([times, times]), _twice(labels))
+            loss_frames = d_loss(frame_logits[:B * Fr], frame_logits[B * Fr:], cfg.loss)
+            time_fake = time_logits[B:]
+            if extra:
+                extra_labels = None if labels is None else labels.repeat(len(extra))
+                time_fake = torch.cat([time_fake, gan.D_time(torch.cat(extra), times.repeat(len(extra), 1),
+                                                             extra_labels)])
+            loss_time = d_loss(time_logits[:B], time_fake, cfg.loss)
+            loss_d = loss_frames + cfg.temporal_weight * loss_time
+        ctx.backward(loss_d)
+        _average_gradients(self.d_optimizer)
+        ctx.step_optimizer(self.d_optimizer)
+
+        # Generator: through frozen discriminators (no weight gradients for them at all).
+        gan.D.requires_grad_(False)
+        gan.D_time.requires_grad_(False)
+        try:
+            with ctx.autocast():
+                frame_logits_g, time_logits_g = self._judge(gan, self._augment(fake), times, labels)
+                loss_g = g_loss(frame_logits_g, cfg.loss) + cfg.temporal_weight * g_loss(time_logits_g, cfg.loss)
+            ctx.backward(loss_g)
+        finally:
+            gan.D.requires_grad_(True)
+            gan.D_time.requires_grad_(True)
+        _average_gradients(self.g_optimizer)
+        ctx.step_optimizer(self.g_optimizer)
+        gan.update_ema(ema_decay_at(ctx.step, cfg.ema_decay))
+        return {"loss": (loss_d + loss_g).detach(), "d_loss": loss_d.detach(),
+                "g_loss": loss_g.detach(), "d_time_loss": loss_time.detach(),
+                "d_real": frame_logits[:B * Fr].detach().float().mean(),
+                "d_fake": frame_logits[B * Fr:].detach().float().mean(),
+                "d_time_real": time_logits[:B].detach().float().mean(),
+                "d_time_fake": time_logits[B:].detach().float().mean(),
+                "temporal_fakes_per_clip": float(n_fakes)}
+
+    # --- rendering clips -----------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        return self.device or torch.device("cpu")
+
+    def _calibrate(self) -> None:
+        """Measure G_ema's BatchNorm statistics for its current weights, on every frame of a
+        fixed set of clips (once per EMA update count)."""
+        gan = _unwrap(self.model)
+        version = int(gan.ema_updates)
+        if self._calibrated_at == version:
+            return
+        seeds = list(range(CALIBRATION_SEED - CALIBRATION_CLIPS, CALIBRATION_SEED))
+        times = frame_times(self.config.frames)
+        latents = self._frame_latents(gan.G_ema, seeds, seeds, times, 0.0)
+        labels = self._labels([None] * len(seeds), seeds)
+        frame_labels = None if labels is None else labels.repeat_interleave(len(times))
+        recompute_batchnorm_stats(gan.G_ema.renderer, latents, frame_labels)
+        self._calibrated_at = version
+
+    def _frame_latents(self, G, content_seeds, motion_seeds, times: torch.Tensor,
+                       truncation: float, contents: torch.Tensor | None = None) -> torch.Tensor:
+        """(N*T, latent) frame latents of N clips from their seeds, at `times` (T,)."""
+        cfg, device = self.config, self._device()
+        if contents is None:
+            contents = torch.stack([content_for_seed(s, cfg.content_dim, truncation) for s in content_seeds])
+        steps = G.noise_steps(float(times.max()))
+        noise = torch.stack([motion_for_seed(s, steps, cfg.motion_dim, truncation) for s in motion_seeds])
+        with torch.no_grad():
+            return G.frame_latents(contents.to(device), noise.to(device),
+                                   times.to(device).expand(len(contents), -1))
+
+    @torch.no_grad()
+    def render_clips(self, content_seeds, motion_seeds, times: torch.Tensor,
+                     labels: torch.Tensor | None, truncation: float = 0.0,
+                     contents: torch.Tensor | None = None) -> torch.Tensor:
+        """Clips (N, T, C, H, W) in [-1, 1] from G_ema at `times` (T,), in fp32."""
+        self._calibrate()
+        G = _unwrap(self.model).G_ema
+        T = len(times)
+        latents = self._frame_latents(G, content_seeds, motion_seeds, times, truncation, contents)
+        frame_labels = None if labels is None else labels.repeat_interleave(T)
+        out = []
+        for i in range(0, len(latents), RENDER_FRAMES):
+            with self.autocast():
+                out.append(G.renderer(latents[i:i + RENDER_FRAMES],
+                                      None if frame_labels is None else frame_labels[i:i + RENDER_FRAMES]).float())
+        frames = torch.cat(out)
+        return frames.view(-1, T, *frames.shape[1:])
+
+    def _labels(self, asked: list[int | None], seeds) -> torch.Tensor | None:
+        """Class per clip: the asked one, else the classes in turn by seed."""
+        if not self.classes:
+            return None
+        n = len(self.classes)
+        chosen = [a if a is not None else int(s) % n for a, s in zip(asked, seeds)]
+        return torch.tensor(chosen, dtype=torch.long, device=self._device())
+
+    def _class_from(self, prompt, params: VideoSampleConfig) -> int | None:
+        """The class asked by a prompt (its name or index) or by class_label."""
+        if prompt in (None, "") and params.class_label < 0:
+            return None
+        if not self.classes:
+            raise StudioError("this video model has no classes (it was trained on unlabelled "
+                              "clips), so it takes no prompt or class_label.")
+        if prompt not in (None, ""):
+            text = str(prompt).strip()
+            if text in self.classes:
+                return self.classes.index(text)
+            if text.isdigit() and int(text) < len(self.classes):
+                return int(text)
+            raise StudioError(f"no class '{text}' in this model; its classes are: "
+                              f"{', '.join(self.classes)}.")
+        if params.class_label >= len(self.classes):
+            raise StudioError(f"class_label {params.class_label} is out of range: this model has "
+                              f"{len(self.classes)} classes (0-{len(self.classes) - 1}: "
+                              f"{', '.join(self.classes)}).")
+        return params.class_label
+
+    # --- sampling ------------------------------------------------------------------------------
+    def sample(self, params: VideoSampleConfig, n: int = 1, seed: int = 0, prompt=None) -> list[Sample]:
+        asked = self._class_from(prompt, params)
+        fps = params.fps or self.fps
+        frames = params.frames or self.config.frames
+        times = frame_times(frames, speed=self.fps / fps)  # in training frames
+        contents = None
+        if params.interpolate_to >= 0:  # content from one seed to another, one motion
+            ends = [content_for_seed(s, self.config.content_dim, params.truncation)
+                    for s in (seed, params.interpolate_to)]
+            contents = torch.stack([slerp(ends[0], ends[1], i / (params.steps - 1))
+                                    for i in range(params.steps)])
+            content_seeds = [seed] * params.steps
+            motion_seeds = [params.motion_seed if params.motion_seed >= 0 else seed] * params.steps
+            metas = [{"seed": seed, "seed_to": params.interpolate_to, "t": i / (params.steps - 1),
+                      "index": i} for i in range(params.steps)]
+        else:
+            seeds = [seed + i for i in range(n)]
+            content_seeds = [params.content_seed if params.content_seed >= 0 else s for s in seeds]
+            motion_seeds = [params.motion_seed if params.motion_seed >= 0 else s for s in seeds]
+            metas = [{"seed": s, "index": i} for i, s in enumerate(seeds)]
+        labels = self._labels([asked] * len(metas), content_seeds)
+        for i, meta in enumerate(metas):
+            meta.update(content_seed=content_seeds[i], motion_seed=motion_seeds[i], fps=fps,
+                        frames=frames, truncation=params.truncation,
+                        **({"class": self.classes[int(labels[i])]} if labels is not None else {}))
+        clips = self.render_clips(content_seeds, motion_seeds, times, labels, params.truncation, contents)
+        return [Sample("video", to_uint8(clip), meta) for clip, meta in zip(clips, metas)]
+
+    def preview(self) -> list[Sample]:
+        """One clip that is the grid of the fixed probe seeds' clips, frame by frame. With
+        classes, the probes cycle through them and each column keeps one class."""
+        seeds = self.probes["seeds"]
+        labels = self._labels([None] * len(seeds), seeds)
+        clips = self.render_clips(seeds, seeds, frame_times(self.config.frames), labels)
+        meta = {"probe_seeds": seeds, "classes": self.classes or [], "fps": self.fps,
+                "frames": self.config.frames}
+        return [Sample("video", clip_grid(clips, aspect=4 / 3,
+                                          columns_multiple_of=self.probes.get("columns") or 1), meta)]
+
+    # --- evaluation ----------------------------------------------------------------------------
+    def evaluate(self, source=None, max_batches=None) -> dict:
+        """The video scores of G_ema's clips against real ones (held out, --val-data, `source`
+        or, with too few clips to hold any out, the training clips): the temporal Fréchet
+        distance picks the best checkpoint; per-frame FID/KID, motion and flicker go beside it."""
+        from generators.video.evaluation import video_scores
+        cfg = self.config
+        real, real_labels = self._reference_clips(source)
+        n = min(cfg.eval_clips or LONG_RUN_EVAL_CLIPS, len(real))
+        if max_batches is not None:
+            n = min(n, max(max_batches * cfg.batch_size, 2))
+        pick = np.sort(np.random.default_rng(0).choice(len(real), n, replace=False))
+        seeds = list(range(EVAL_SEED_BASE, EVAL_SEED_BASE + n))
+        # Conditional models draw the classes of the real clips they are compared with.
+        asked = [int(c) if self.classes and c >= 0 else None for c in real_labels[pick]]
+        fake = self.render_clips(seeds, seeds, frame_times(cfg.frames), self._labels(asked, seeds))
+        if self.train_clips is not None:
+            clip_net, frame_net, frame_name = self._feature_networks(self.train_clips, self.train_labels)
+        else:  # a loaded run measured on other clips: its networks are trained on those
+            clip_net, frame_net, frame_name = self._feature_networks(real, real_labels)
+        scores = video_scores(real[pick], np.stack([to_uint8(c) for c in fake]), clip_net,
+                              frame_net, self._device(), frame_name)
+        return {f"val_{key}": value for key, value in scores.items()}
+
+    def _reference_clips(self, source) -> tuple[np.ndarray, np.ndarray]:
+        if source is not None:
+            data = self._load(str(source))
+            return data.clips, data.labels
+        if self.val_clips is not None:
+            return self.val_clips, self.val_labels
+        if self.train_clips is None:
+            raise StudioError("no clips to evaluate against: give --data (the clips the scores "
+                              "compare the samples with).")
+        return self.train_clips, self.train_labels
+
+    def _feature_networks(self, clips: np.ndarray, labels: np.ndarray):
+        """The clip network (temporal Fréchet distance) and the frame network (per-frame FID),
+        both trained once on `clips` (the training clips) and cached by their content."""
+        from generators.video.evaluation import (load_clip_extractor, save_clip_extractor,
+                                                 train_clip_extractor)
+        if self._extractors is not None:
+            return self._extractors
+        device, steps = self._device(), self.config.feature_steps or LONG_RUN_FEATURE_STEPS
+        data_key = content_key(clips)
+        folder = (self.cache_dir or _default_cache_dir()) / "video-features"
+        clip_folder = folder / extractor_key(f"{data_key}-clips", "clipnet", steps)
+        clip_net = load_clip_extractor(clip_folder, device)
+        if clip_net is None:
+            clip_net = train_clip_extractor(clips, labels if self.classes else np.full(len(clips), -1),
+                                            steps, seed=0, device=device)
+            save_clip_extractor(clip_net, clip_folder)
+        frames = clips[:, np.linspace(0, clips.shape[1] - 1, 4).round().astype(int)].reshape(-1, *clips.shape[2:])
+        frame_labels = np.repeat(labels, 4) if self.classes else None
+        kind = "classifier" if self.classes else "autoencoder"
+        key = extractor_key(f"{data_key}-frames-c{self.channels}", kind, steps)
+        loaded = load_extractor(folder, key, device)
+        if loaded is None:
+            net, info = train_extractor(frames, frame_labels, len(self.classes or []), steps, device)
+            info.update(key=key, channels=self.channels, resolution=self.config.resolution)
+            save_extractor(folder, key, net, info)
+            loaded = (net, info)
+        net, info = loaded
+        self._extractors = (clip_net, net, f"own-{info['kind']}:{key[:12]}")
+        return self._extractors
+
+    # --- what a run keeps besides weights ------------------------------------------------------
+    def save_assets(self, folder: Path) -> None:
+        from studio.runstore import write_json
+        cfg = self.config
+        write_json(folder / "video.json", {
+            "resolution": cfg.resolution, "frames": cfg.frames, "channels": self.channels,
+            "classes": self.classes or [], "fps": self.fps, "dataset_key": self.dataset_key})
+        write_json(folder / "probes.json", self.probes)
+
+    def load_assets(self, folder: Path) -> None:
+        from studio.runstore import read_json
+        info = read_json(folder / "video.json", "the video run's assets")
+        if info["resolution"] != self.config.resolution:
+            raise StudioError(f"this run was trained at {info['resolution']} px, but its config asks "
+                              f"for {self.config.resolution} px; a GAN cannot change resolution on "
+                              f"resume. Start a new run for {self.config.resolution} px.")
+        self.channels, self.classes = int(info["channels"]), list(info["classes"])
+        self.fps, self.dataset_key = float(info["fps"]), info.get("dataset_key")
+        probes = folder / "probes.json"
+        self.probes = read_json(probes, "preview probes") if probes.exists() else {}
+        if not self.probes:
+            self.probes = {"seeds": list(range(8)), "columns": None}
+
+    def extra_state(self) -> dict:
+        # the evaluation sizes the run chose, so that `studio eval` measures as training did
+        return {"eval_clips": self.config.eval_clips, "feature_steps": self.config.feature_steps}
+
+    def load_extra_state(self, state: dict) -> None:
+        chosen = {key: state[key] for key in ("eval_clips", "feature_steps")
+                  if getattr(self.config, key) is None and state.get(key)}
+        if chosen:
+            self.config = dataclasses.replace(self.config, **chosen)
+
+
+def scaled_evaluation(config: VideoConfig, max_steps: int) -> VideoConfig:
+    """`config` with the evaluation sizes left empty set for a run of `max_steps`."""
+    scaled = {"eval_clips": min(LONG_RUN_EVAL_CLIPS, max(100, max_steps // 4)),
+              "feature_steps": min(LONG_RUN_FEATURE_STEPS, max(100, max_steps // 2))}
+    chosen = {key: value for key, value in scaled.items() if getattr(config, key) is None}
+    return dataclasses.replace(config, **chosen) if chosen else config
+
+
+def held_out_indices(n: int, fraction: float) -> np.ndarray:
+    """The clips held out for evaluation: a fixed random `fraction` of them (none below
+    SMALL_DATA_CLIPS clips, where every clip is needed for training)."""
+    if n < SMALL_DATA_CLIPS or fraction <= 0:
+        return np.empty(0, dtype=np.int64)
+    count = max(2, int(round(n * fraction)))
+    return np.sort(np.random.default_rng(0).permutation(n)[:count])
+
+
+def content_key(clips: np.ndarray) -> str:
+    """A short hash of the clips' pixels and shape: the cache key of the feature networks."""
+    digest = hashlib.sha256(str(clips.shape).encode())
+    digest.update(np.ascontiguousarray(clips).data)
+    return digest.hexdigest()[:16]
