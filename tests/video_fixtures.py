@@ -87,3 +87,57 @@ def write_npy(path: Path, layout: str = "NTHW", n: int = 4, frames: int = 8, siz
     array = {"NTHWC": clips, "NTHW": clips[..., 0], "TNHW": clips[..., 0].transpose(1, 0, 2, 3)}[layout]
     np.save(path, np.ascontiguousarray(array), allow_pickle=False)
     return path
+
+
+# --- videos that real folders hold and the loader must cope with -----------------------------------
+
+def ffmpeg(*args: str) -> None:
+    """Run the ffmpeg that imageio-ffmpeg bundles (quiet; raises when it fails)."""
+    import subprocess
+    import imageio_ffmpeg
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", *map(str, args)],
+                   check=True, capture_output=True)
+
+
+def write_long_video(path: Path, frames: int = 300, width: int = 640, height: int = 480,
+                     fps: int = 25) -> Path:
+    """ffmpeg's moving test pattern, encoded by ffmpeg itself (no frame passes through Python)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ffmpeg("-f", "lavfi", "-i", f"testsrc=size={width}x{height}:rate={fps}", "-frames:v", frames,
+           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", path)
+    return path
+
+
+def write_zero_frame_video(path: Path) -> Path:
+    """A valid MP4 container in which not one frame was encoded."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ffmpeg("-f", "lavfi", "-i", "color=c=red:s=32x32:r=8", "-frames:v", 0, "-c:v", "libx264", path)
+    return path
+
+
+def write_unknown_codec_video(path: Path) -> Path:
+    """An AVI whose video stream names a codec (FourCC 'QQQQ') that no ffmpeg decodes: an
+    MJPEG AVI with its FourCC overwritten."""
+    source = write_video(path.with_name(path.stem + ".source.mp4"), moving_square(8, 24))
+    mjpeg = path.with_name(path.stem + ".mjpeg.avi")
+    ffmpeg("-i", source, "-c:v", "mjpeg", mjpeg)
+    path.write_bytes(mjpeg.read_bytes().replace(b"MJPG", b"QQQQ"))
+    source.unlink()
+    mjpeg.unlink()
+    return path
+
+
+def truncate(path: Path, keep: float = 0.5) -> Path:
+    """Cut a file to `keep` of its bytes, as an interrupted download or copy leaves it."""
+    raw = path.read_bytes()
+    path.write_bytes(raw[:int(len(raw) * keep)])
+    return path
+
+
+def write_faststart_video(path: Path, frames: int = 30, size: int = 24) -> Path:
+    """An MP4 with its index at the front (as streamed files are), so a truncated copy still
+    decodes up to where it was cut."""
+    plain = write_video(path.with_name(path.stem + ".plain.mp4"), moving_squares(1, frames, size)[0])
+    ffmpeg("-i", plain, "-c", "copy", "-movflags", "+faststart", path)
+    plain.unlink()
+    return path
