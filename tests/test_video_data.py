@@ -115,6 +115,20 @@ def test_moving_mnist_layout_even_with_more_frames_than_clips(tmp_path):
     assert np.array_equal(data.clips[0], moving_squares(4, 20, 24, grey=True)[0, :10, ..., :1])
 
 
+def test_an_array_gives_all_its_clips_until_the_memory_budget(tmp_path, monkeypatch):
+    """Moving MNIST holds 10,000 clips: an array is not cut at the per-video cap of 64 clips,
+    only at the memory budget, and the notes say where it stopped."""
+    path = write_npy(tmp_path / "many" / "many.npy", "NTHW", n=70, frames=8, size=16)
+    assert len(load(path, tmp_path, resolution=16)) == 70
+    one_clip = 8 * 16 * 16
+    monkeypatch.setattr(video_data, "MAX_CLIP_BYTES", 10 * one_clip)
+    write_npy(tmp_path / "many" / "more.npy", "NTHW", n=4, frames=8, size=16)
+    data = load(path.parent, tmp_path, resolution=16)
+    assert len(data) == 10
+    assert any("many.npy: the first 10 of its 70 clips were used" in n for n in data.notes)
+    assert reasons(data)["more.npy"].startswith("not read: the clips read before it fill the memory budget")
+
+
 def test_mnist_files_give_bouncing_digits_labelled_by_digit(tmp_path):
     data = load(MNIST, tmp_path, frames=6, resolution=32)
     assert data.clips.shape[1:] == (6, 32, 32, 1) and len(data) >= 1000

@@ -44,7 +44,7 @@ from PIL import Image, ImageDraw, ImageSequence
 
 from generators.image.data import (BACKGROUNDS, IMAGE_SUFFIXES, MAX_PIXELS, MIN_SIDE, Unusable,
                                    _cached, _file_sha256, decode_image, find_idx_sets, fit_square,
-                                   is_idx_source, read_idx, to_rgb)
+                                   is_grey, is_idx_source, read_idx, to_rgb)
 from studio.contract import DataReport
 from studio.errors import DataError, StudioError
 
@@ -55,8 +55,8 @@ VIDEO_SUFFIXES = FFMPEG_SUFFIXES | {".gif"}
 FRAME_SUFFIXES = IMAGE_SUFFIXES - {".gif"}  # a GIF in a frame folder is a clip of its own
 CHANNELS = ("auto", "grey", "rgb")
 SHORT_CLIPS = ("loop", "skip")
-MAX_CLIPS_PER_FILE = 64  # a long video (or a big array) gives at most this many clips
-MAX_CLIP_BYTES = 1 << 30  # decoded clips held at once; files past it are listed as not read
+MAX_CLIPS_PER_FILE = 64  # a long video gives at most this many clips (windows of one scene)
+MAX_CLIP_BYTES = 1 << 30  # decoded clips held at once; what lies past it is left unread, and said
 MIN_CLIPS = 4  # usable clips a run needs at all (a few hundred give good results)
 DEMO_CLIPS = 1500  # clips in a built-in set (fewer when they would pass DEMO_BYTES)
 DEMO_BYTES = 256 << 20
@@ -111,20 +111,27 @@ class ClipCutter:
         if not self.current:
             raise Unusable("holds no video frames (no video stream, or one with zero frames)")
         have = len(self.current)
-        every = f" taking every {self.stride}th frame" if self.stride > 1 else ""
+        at_stride = f" at frame_stride {self.stride}" if self.stride > 1 else ""
         if short_clips == "skip":
-            raise Unusable(f"too short: {have} frame(s){every}, a clip needs {self.frames} "
+            raise Unusable(f"too short: {have} frame(s){at_stride}, a clip needs {self.frames} "
                            f"(set short_clips=loop to loop it, or lower frames)")
         looped = np.stack([self.current[t % have] for t in range(self.frames)])
-        return [_grey_if_grey(looped)], f"{have} of {self.frames} frames{every}"
+        return [_grey_if_grey(looped)], f"{have} of {self.frames} frames{at_stride}"
 
 
 def _grey_if_grey(clip: np.ndarray) -> np.ndarray:
     """(T, R, R, 3) -> (T, R, R, 1) when every pixel is grey: a grey set then takes a third of
     the memory until the channels are settled."""
-    if clip.shape[-1] == 3 and (clip[..., 0] == clip[..., 1]).all() and (clip[..., 1] == clip[..., 2]).all():
-        return clip[..., :1].copy()
-    return clip
+    return clip[..., :1].copy() if clip.shape[-1] == 3 and is_grey(clip) else clip
+
+
+@dataclass
+class Decoded:
+    """What one item (a video, a frame folder, a .npy) gave."""
+    clips: list[np.ndarray]
+    fps: float | None = None  # playback rate after frame_stride; None: the item has no rate of its own
+    notes: list[str] = field(default_factory=list)
+    looped: str | None = None  # e.g. "5 of 16 frames": it was shorter than one clip and looped
 
 
 # --- decoding one item ----------------------------------------------------------------------------
@@ -228,7 +235,7 @@ def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def _folder_frames(files: list[Path], resolution: int, found: dict):
+def _folder_frames(files: list[Path], resolution: int):
     """Frames of a frame folder, in natural order; refuses gaps in the numbering and frames of
     different sizes, which would make the clip jump."""
     files = sorted(files, key=lambda f: natural_key(f.name))
@@ -414,22 +421,22 @@ def _load_items(path: Path, frames: int, stride: int, resolution: int, channels:
                                       f"of {MAX_CLIP_BYTES >> 20} MiB; lower the resolution or "
                                       f"the number of files"))
                 continue
-            label = classes.index(rel.parts[0]) if classes else -1
             try:
-                made, fps, said = _decode_item(item, frame_files, frames, stride, resolution, short_clips)
+                decoded = _decode_item(item, frame_files, frames, stride, resolution, short_clips,
+                                       MAX_CLIP_BYTES - held)
             except Unusable as exc:
                 bad.append((str(rel), str(exc)))
                 continue
             except OSError as exc:
                 bad.append((str(rel), f"cannot read: {exc.strerror or exc}"))
                 continue
-            clips += made
-            labels += [label] * len(made)
-            held += sum(c.nbytes for c in made)
+            clips += decoded.clips
+            labels += [classes.index(rel.parts[0]) if classes else -1] * len(decoded.clips)
+            held += sum(c.nbytes for c in decoded.clips)
             used.append(str(rel))
-            rates += [fps] * len(made) if fps else []
-            notes += [f"{rel}: {n}" for n in said if not n.startswith("looped:")]
-            looped += [f"{rel} ({n.removeprefix('looped: ')})" for n in said if n.startswith("looped:")]
+            rates += [decoded.fps] * len(decoded.clips) if decoded.fps else []
+            notes += [f"{rel}: {note}" for note in decoded.notes]
+            looped += [f"{rel} ({decoded.looped})"] if decoded.looped else []
         if looped:
             notes.append(f"{len(looped)} source(s) shorter than one clip of {frames} frames were "
                          f"looped (set short_clips=skip to leave them out): " + ", ".join(looped[:5]) +
@@ -449,18 +456,18 @@ def _load_items(path: Path, frames: int, stride: int, resolution: int, channels:
 
 
 def _decode_item(item: Path, frame_files: list[Path], frames: int, stride: int, resolution: int,
-                 short_clips: str) -> tuple[list[np.ndarray], float | None, list[str]]:
-    """One item -> (clips, playback fps or None when it has no rate of its own, notes)."""
+                 short_clips: str, room: int) -> Decoded:
+    """One item -> its clips; `room`: the bytes of clips it may still add (a big array stops there)."""
     if frame_files:
         cutter = ClipCutter(frames, stride)
-        for frame in _folder_frames(frame_files, resolution, {}):
+        for frame in _folder_frames(frame_files, resolution):
             cutter.add(frame)
-        made, short = cutter.finish(short_clips)
-        return made, None, [f"looped: {short}"] if short else []
+        made, looped = cutter.finish(short_clips)
+        return Decoded(made, looped=looped)
     if item.stat().st_size == 0:
         raise Unusable("empty file (0 bytes)")
     if item.suffix.lower() == ".npy":
-        return _decode_array(item, frames, stride, resolution, short_clips)
+        return _decode_array(item, frames, stride, resolution, short_clips, room)
     found: dict = {}
     reader = _gif_frames if item.suffix.lower() == ".gif" else _video_frames
     cutter = ClipCutter(frames, stride)
@@ -478,31 +485,34 @@ def _decode_item(item: Path, frame_files: list[Path], frames: int, stride: int, 
         expected = f" of about {found['expected']}" if found.get("expected") else ""
         notes.append(f"only {cutter.seen}{expected} frames could be decoded (truncated or "
                      f"damaged?); the clips use those")
-    made, short = cutter.finish(short_clips)
-    fps = found["fps"] / stride if found.get("fps") else None
-    return made, fps, notes + ([f"looped: {short}"] if short else [])
+    made, looped = cutter.finish(short_clips)
+    return Decoded(made, found["fps"] / stride if found.get("fps") else None, notes, looped)
 
 
-def _decode_array(path: Path, frames: int, stride: int, resolution: int, short_clips: str
-                  ) -> tuple[list[np.ndarray], None, list[str]]:
+def _decode_array(path: Path, frames: int, stride: int, resolution: int, short_clips: str,
+                  room: int) -> Decoded:
+    """Each clip of the array gives its own clips (a long one several, up to MAX_CLIPS_PER_FILE)
+    until `room` bytes are used."""
     array, layout = open_array(path)
-    made, looped, notes = [], 0, [f"read as {layout}: {array.shape[0]} clip(s) of {array.shape[1]} frames"]
+    made, looped, held = [], 0, 0
+    notes = [f"read as {layout}: {array.shape[0]} clip(s) of {array.shape[1]} frames"]
     for index, clip in enumerate(array):
-        if len(made) >= MAX_CLIPS_PER_FILE:
-            notes.append(f"the first {len(made)} clips were used (the most one file gives), from "
-                         f"{index} of its {len(array)} clips")
+        if held >= room:
+            notes.append(f"the first {index} of its {len(array)} clips were used: the clips fill "
+                         f"the memory budget of {MAX_CLIP_BYTES >> 20} MiB (lower the resolution "
+                         f"or frames to use more)")
             break
-        cutter = ClipCutter(frames, stride, limit=MAX_CLIPS_PER_FILE - len(made))
+        cutter = ClipCutter(frames, stride)
         for frame in _array_clip_frames(clip, resolution):
             cutter.add(frame)
             if cutter.full:
                 break
         clips, short = cutter.finish(short_clips)
         made += clips
+        held += sum(c.nbytes for c in clips)
         looped += short is not None
-    if looped:
-        notes.append(f"looped: {looped} clip(s) of {array.shape[1]} frames")
-    return made, None, notes
+    return Decoded(made, notes=notes,
+                   looped=f"{looped} of its clips, of {array.shape[1]} frames" if looped else None)
 
 
 def _settle_channels(clips: list[np.ndarray], channels: str, frames: int, resolution: int) -> np.ndarray:
