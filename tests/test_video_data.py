@@ -96,6 +96,14 @@ def test_frame_folders_are_sorted_naturally(tmp_path):
     assert sorted(["frame10", "frame2", "frame1"], key=natural_key) == ["frame1", "frame2", "frame10"]
 
 
+def test_a_long_frame_folder_stops_at_the_per_source_cap(tmp_path):
+    folder = write_frame_folders(tmp_path / "frames", clips=1, frames=70, size=16)
+    data = load(folder, tmp_path, frames=1, resolution=16)
+    assert len(data) == MAX_CLIPS_PER_FILE
+    assert np.array_equal(data.clips[:, 0], moving_square(70, 16, seed=0)[:MAX_CLIPS_PER_FILE])
+    assert any(f"the first {MAX_CLIPS_PER_FILE} clips were used" in n for n in data.notes)
+
+
 @pytest.mark.parametrize("layout", ["TNHW", "NTHW", "NTHWC"])
 def test_npy_layouts(tmp_path, layout):
     """Moving MNIST's (T, N, H, W) is told from (N, T, H, W) by which axis changes smoothly."""
@@ -260,6 +268,7 @@ def test_npy_of_wrong_rank_dtype_or_holding_pickles_is_skipped_never_unpickled(t
     np.save(folder / "objects.npy", np.array([Tripwire(), Tripwire()], dtype=object), allow_pickle=True)
     (folder / "pickle.npy").write_bytes(pickle.dumps(Tripwire()))
     np.save(folder / "alpha.npy", np.zeros((2, 8, 24, 24, 4), np.uint8))
+    truncate(write_npy(folder / "cut.npy", "NTHW"))
     data = load(folder, tmp_path)
     why = reasons(data)
     assert len(data) == 4
@@ -268,6 +277,7 @@ def test_npy_of_wrong_rank_dtype_or_holding_pickles_is_skipped_never_unpickled(t
     assert why["objects.npy"].startswith("holds Python objects, which would need unpickling: refused")
     assert why["pickle.npy"].startswith("not a NumPy .npy file") and "never loaded" in why["pickle.npy"]
     assert why["alpha.npy"].startswith("4 channels")
+    assert why["cut.npy"].startswith("damaged or truncated")
     assert UNPICKLED == []
 
 

@@ -96,6 +96,8 @@ class ClipCutter:
         return len(self.clips) >= self.limit
 
     def add(self, frame: np.ndarray) -> None:
+        if self.full:
+            return
         if (self.seen % (self.frames * self.stride)) % self.stride == 0:
             self.current.append(frame)
             if len(self.current) == self.frames:
@@ -458,27 +460,27 @@ def _load_items(path: Path, frames: int, stride: int, resolution: int, channels:
 def _decode_item(item: Path, frame_files: list[Path], frames: int, stride: int, resolution: int,
                  short_clips: str, room: int) -> Decoded:
     """One item -> its clips; `room`: the bytes of clips it may still add (a big array stops there)."""
+    found: dict = {}  # what the reader learns: fps, the frames expected, an error mid-stream
     if frame_files:
-        cutter = ClipCutter(frames, stride)
-        for frame in _folder_frames(frame_files, resolution):
-            cutter.add(frame)
-        made, looped = cutter.finish(short_clips)
-        return Decoded(made, looped=looped)
-    if item.stat().st_size == 0:
+        source = _folder_frames(frame_files, resolution)
+    elif item.stat().st_size == 0:
         raise Unusable("empty file (0 bytes)")
-    if item.suffix.lower() == ".npy":
+    elif item.suffix.lower() == ".npy":
         return _decode_array(item, frames, stride, resolution, short_clips, room)
-    found: dict = {}
-    reader = _gif_frames if item.suffix.lower() == ".gif" else _video_frames
+    elif item.suffix.lower() == ".gif":
+        source = _gif_frames(item, resolution, found)
+    else:
+        source = _video_frames(item, resolution, found)
     cutter = ClipCutter(frames, stride)
-    for frame in reader(item, resolution, found):
+    for frame in source:
         cutter.add(frame)
         if cutter.full:
+            source.close()  # a video's ffmpeg stops here: the rest of a long file is never decoded
             break
     notes = []
     if cutter.full:
-        notes.append(f"the first {MAX_CLIPS_PER_FILE} clips were used (the most one file gives); "
-                     f"the rest of the file was not read")
+        notes.append(f"the first {MAX_CLIPS_PER_FILE} clips were used (the most one source gives); "
+                     f"the rest was not read")
     elif found.get("error") or (found.get("expected") and cutter.seen < 0.9 * found["expected"]):
         if not cutter.seen:
             raise Unusable(found.get("error") or "holds no video frames")
