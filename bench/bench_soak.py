@@ -362,7 +362,8 @@ class Kill:
     number: int
     aimed_at: str
     aimed_step: int | None
-    delay_s: float
+    delay_s: float              # drawn, after the start event was read
+    killed_at_s: float          # when SIGKILL was really sent, after the start event was read
     pace: float                 # the delay's scale: the soak's speed against the reference's
     resumed_from: int | None    # the step the killed process started at
     landed: str = ""
@@ -379,9 +380,15 @@ def soak_generator(recipe: Recipe, kills: int, rng: random.Random, work: Path, e
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
     reference, soaked = work / f"{recipe.generator}-reference", work / f"{recipe.generator}-soak"
+    # Each run has a cache of its own (not the user's): the soak's first process then does the
+    # same one-time work as the reference's (the image run's feature network), so the
+    # reference's clock fits it, and kills can land in that work too.
+    ref_env = {**env, "STUDIO_CACHE_DIR": str(work / "cache" / "reference")}
+    env = {**env, "STUDIO_CACHE_DIR": str(work / "cache" / "soak")}
 
     say(f"\n{recipe.generator}: reference run to {recipe.max_steps} steps")
-    straight = Training(recipe.train_args(reference), logs / f"{recipe.generator}-reference.err", env)
+    straight = Training(recipe.train_args(reference), logs / f"{recipe.generator}-reference.err",
+                        ref_env)
     code = straight.finish(RUN_TIMEOUT_S)
     if code != 0:
         raise SystemExit(f"the reference {recipe.generator} run failed (exit {code}): "
@@ -423,11 +430,14 @@ def soak_generator(recipe: Recipe, kills: int, rng: random.Random, work: Path, e
             delay, step = aim(rng, phase, start["step"], recipe, timeline)
             if phase != "short":
                 delay *= pace
+            started = time.monotonic()
             time.sleep(delay)
             if proc.proc.poll() is None:
                 proc.proc.send_signal(signal.SIGKILL)
+            killed_at = time.monotonic() - started  # a busy machine oversleeps
             code = proc.finish(RUN_TIMEOUT_S)
-            record = Kill(number, phase, step, round(delay, 3), round(pace, 2), start["step"])
+            record = Kill(number, phase, step, round(delay, 3), round(killed_at, 3),
+                          round(pace, 2), start["step"])
             expected_start = inspect_after_kill(record, proc, code, recipe, soaked, env, proven)
             # Aim the next kill by this process's pace: a loaded machine runs slower than the
             # reference did, and a kill aimed by the reference's clock would land early.
@@ -450,18 +460,13 @@ def soak_generator(recipe: Recipe, kills: int, rng: random.Random, work: Path, e
                 say("  the run finished before this kill: no more kills")
                 final_code = code
                 break
-    leftover = debris(soaked)
-    if leftover:
-        failures.append(f"debris left in the finished run: {sorted(leftover)}")
-    if RunDir(soaked).info().get("status") != "done":
-        failures.append(f"run.json says {RunDir(soaked).info().get('status')!r} at the end, not 'done'")
-
+    if final_code is None:
+        failures.append("the soak did not reach the end of the run")
+    failures += finished_run_problems(soaked)
     comparison = compare(reference, soaked) if RunDir(soaked).checkpoints() else {"bit_identical": False}
     if not comparison["bit_identical"]:
         failures.append("the final checkpoint differs from the uninterrupted run's")
     failures += [f"kill {r.number}: {p}" for r in records for p in r.problems]
-    if final_code is None:
-        failures.append("the soak did not reach the end of the run")
     landed_kills = [r for r in records if r.landed != "after the end"]
     repeated = {"in_events_jsonl": repeated_steps(raw_events(soaked)),
                 "as_studio_reads_them": repeated_steps(RunDir(soaked).events())}
@@ -482,6 +487,23 @@ def soak_generator(recipe: Recipe, kills: int, rng: random.Random, work: Path, e
         "wall_s": round(time.monotonic() - began, 1),
         "failures": failures,
     }
+
+
+def finished_run_problems(run: Path) -> list[str]:
+    """What is wrong with the soaked run once its last resume has ended."""
+    problems = []
+    leftover = debris(run)
+    if leftover:
+        problems.append(f"debris left in the finished run: {sorted(leftover)}")
+    # A resume that finds its step's folder already there sets it aside (step_N.kept-TIME):
+    # never expected here, since every resume continues from the newest checkpoint.
+    set_aside = sorted(p.name for p in RunDir(run).checkpoints_dir.glob("*.kept-*"))
+    if set_aside:
+        problems.append(f"checkpoint folders were set aside: {set_aside}")
+    status = RunDir(run).info().get("status")
+    if status != "done":
+        problems.append(f"run.json says {status!r} at the end, not 'done'")
+    return problems
 
 
 def inspect_after_kill(record: Kill, proc: Training, code: int, recipe: Recipe, run: Path,
@@ -537,7 +559,7 @@ def kill_line(r: Kill) -> str:
     aimed = f"{r.aimed_at}@{r.aimed_step}" if r.aimed_step else r.aimed_at
     verdict = "ok" if not r.problems else "PROBLEM: " + "; ".join(r.problems)
     return (f"kill {r.number:2d}: from step {r.resumed_from:3d}, aimed {aimed:<15} "
-            f"+{r.delay_s:6.3f}s (pace {r.pace:.2f}), landed {r.landed:<13} (last step {r.last_step}), newest "
+            f"+{r.killed_at_s:6.3f}s (pace {r.pace:.2f}), landed {r.landed:<13} (last step {r.last_step}), newest "
             f"checkpoint {r.newest_checkpoint}, shown {r.shown_status}, generate "
             f"{r.generate.split(':')[0]}: {verdict}")
 
@@ -575,8 +597,7 @@ def main() -> int:
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="studio-soak-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    # Reference and soak share a cache (the image run's feature network) that is not the user's.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "STUDIO_CACHE_DIR": str(work / "cache")}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     available = recipes(work)
     names = [g.strip() for g in args.generators.split(",") if g.strip()]
     unknown = [g for g in names if g not in available]
