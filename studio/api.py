@@ -107,9 +107,12 @@ def prepare_training(*args, **kwargs):
     start fails (bad data, weights that do not fit, Ctrl+C) leaves no run folder behind: the
     folder this call made, or filled when it was empty, is emptied or removed again."""
     start: dict = {}  # the new run's folder: {"folder", "existed", "run_written"}
+    locked: list[RunDir] = []  # the run whose lock this call took
     try:
-        return _prepare_training(*args, start=start, **kwargs)
+        return _prepare_training(*args, start=start, locked=locked, **kwargs)
     except BaseException:
+        for run in locked:
+            run.unlock()
         if start:
             _undo_start(**start)
         raise
@@ -136,14 +139,15 @@ def _prepare_training(generator: str | type | None = None, data: str | None = No
                      checkpoint: str | None = None, events: str = "plain",
                      callbacks: list | None = None, init_from: str | None = None,
                      init_from_pretrained: str | None = None, name: str | None = None,
-                     notes: str | None = None, *, start: dict):
+                     notes: str | None = None, *, start: dict, locked: list):
     """Everything before the loop: configs, data, run folder, model. Returns (engine, the
     checkpoint to resume from or None). `generator` is a registered name or a Generator class
     (tests and notebooks); `callbacks` are added after the standard ones. A new run can start
     from another run's weights and assets (`init_from`: a run or checkpoint folder) or from a
     foreign pretrained folder the generator can read (`init_from_pretrained`). `name` and
     `notes` label the run for people (run.json); a resumed run keeps them unless given.
-    `start` records the folder a new run is put in, for `prepare_training` to undo on failure."""
+    `start` records the folder a new run is put in, for `prepare_training` to undo on failure;
+    `locked` the run whose lock was taken (the engine lets go of it when training ends)."""
     from studio.engine import Engine, barrier, init_distributed, pick_device, resolve_precision
 
     flags = {"max_steps": max_steps, "max_minutes": max_minutes}
@@ -156,6 +160,9 @@ def _prepare_training(generator: str | type | None = None, data: str | None = No
         # A read-only folder (EROFS, EACCES) said so only as a traceback at the first write.
         _ensure_writable(run.path, f"Make it writable, or copy the run somewhere writable and "
                                    f"resume the copy.")
+        if int(os.environ.get("RANK", 0)) == 0:
+            run.lock()  # before anything is read to decide on, or written
+            locked.append(run)
         gen_cls = _generator_class(generator) if isinstance(generator, type) else \
             default_registry().get(doc["generator"])
         if generator is not None and _generator_class(generator).name != gen_cls.name:
@@ -171,7 +178,7 @@ def _prepare_training(generator: str | type | None = None, data: str | None = No
                         **{k: v for k, v in flags.items() if v is not None}}
         train_config = resolve_intervals(from_dict(TrainConfig, train_values, "training config"))
         # A run stopped before its first checkpoint starts again from step 0 with its config.
-        ckpt = run.resolve_checkpoint(checkpoint) if run.checkpoints() or checkpoint else None
+        ckpt, resume_notes = _resume_point(run, checkpoint)
         data_doc = doc.get("data", {})
         data, val_data = data or data_doc.get("source"), val_data or data_doc.get("val_source")
         gen = gen_cls(gen_config)
@@ -196,8 +203,16 @@ def _prepare_training(generator: str | type | None = None, data: str | None = No
             _refuse_foreign_folder(run_path)
             start.update(folder=run_path, existed=run_path.is_dir(), run_written=False)
         _ensure_writable(run_path)
+        if int(os.environ.get("RANK", 0)) == 0:
+            holder = RunDir(run_path)
+            try:
+                holder.lock()  # two starts into one new folder: the second stops here
+            except StudioError:
+                start.clear()  # the folder is the other process's now: leave it be
+                raise
+            locked.append(holder)
         gen = gen_cls(gen_config)
-        ckpt = None
+        ckpt, resume_notes = None, []
         doc = {"init": init.get("record")}
 
     # A new run (or one stopped before its first checkpoint) starts from the weights it names.
@@ -217,7 +232,7 @@ def _prepare_training(generator: str | type | None = None, data: str | None = No
             write_json(run.path / "data_report.json", report.to_json())
             run.update(**_labels(name, notes))
         barrier()
-        run = RunDir(run_path)
+        run = locked[0] if locked else RunDir(run_path)  # the engine lets go of the lock
     elif rank == 0:
         doc.update(train=to_dict(train_config), data={"source": data, "val_source": val_data})
         write_json(run.config_path, doc)
@@ -229,11 +244,34 @@ def _prepare_training(generator: str | type | None = None, data: str | None = No
         load_init_weights(gen.model)
     if ckpt is None and engine.is_main:
         gen.save_assets(run.assets_dir)
-    for note in report.summary.get("notes", []):
+    for note in [*resume_notes, *report.summary.get("notes", [])]:
         engine.emit("warning", message=note)
     for item, reason in report.skipped[:20]:
         engine.emit("warning", message=f"skipped {item}: {reason}")
     return engine, ckpt
+
+
+def _resume_point(run: RunDir, which: str | None) -> tuple:
+    """The checkpoint a resume continues from, and notes on the damaged ones passed over. Asked
+    for none: the newest one that verifies (a damaged one is never taken for a missing one);
+    None when the run has no checkpoint folder at all (it stopped before its first)."""
+    if which is not None:
+        return run.resolve_checkpoint(which), []  # exactly that one: load_checkpoint says why not
+    notes = []
+    folders = run.step_folders()
+    for _, folder in reversed(folders):
+        problem = run.checkpoint_problem(folder)
+        if problem is None:
+            return folder, notes
+        notes.append(f"checkpoint {folder.name} is damaged ({problem}); resuming from an earlier "
+                     f"one. It is kept: a new {folder.name} sets it aside as {folder.name}.kept-TIME.")
+    if folders:
+        damaged = "; ".join(f"{folder.name}: {run.checkpoint_problem(folder)}" for _, folder in folders)
+        raise StudioError(f"no checkpoint of {run.path} can be resumed from ({damaged}); nothing "
+                          f"was changed. Sampling still works from weights whose own hash checks "
+                          f"(`studio generate {run.path}`); to train on, start a new run from them "
+                          f"(`studio train --init-from {folders[-1][1]}`).")
+    return None, []
 
 
 def _labels(name: str | None, notes: str | None) -> dict:
@@ -254,7 +292,7 @@ def _describe_init(gen_cls, init_from: str | None, pretrained: str | None) -> di
             raise StudioError(f"{init_from} is a run of generator '{source_doc['generator']}'; "
                               f"it cannot start a '{gen_cls.name}' run.")
         given = Path(init_from)
-        folder = given if (given / "state.json").exists() else source.resolve_checkpoint("best")
+        folder = given if source.path != given else source.resolve_checkpoint("best")
         return {"config": source_doc.get("config", {}),
                 "record": {"run": str(source.path), "checkpoint": folder.name}}
     if pretrained:
@@ -274,12 +312,11 @@ def _prepare_init(gen, record: dict | None):
         return None
     source = RunDir.open(Path(record["run"]))
     folder = source.checkpoint_dir(record["checkpoint"])
-    state, tensors = source.load_checkpoint(folder)
+    weights, state, _ = source.load_weights(folder)  # its trainer state is not needed
     gen.load_assets(source.assets_dir)
 
     def load(model):
-        load_model_tensors(model, tensors["model.safetensors"], state.get("aliases", {}),
-                           f"{folder} (--init-from)")
+        load_model_tensors(model, weights, state.get("aliases", {}), f"{folder} (--init-from)")
     return load
 
 
@@ -336,8 +373,11 @@ def load_run(path: str, checkpoint: str | None = None, device: str = "auto",
     doc = run.config()
     gen_cls = default_registry().get(doc["generator"])
     gen = gen_cls(from_dict(gen_cls.Config, doc.get("config", {}), str(run.config_path)))
-    folder = run.resolve_checkpoint(checkpoint)
-    state, tensors = run.load_checkpoint(folder)
+    if checkpoint in (None, "latest"):
+        folder, weights, state, note = run.latest_weights()
+    else:
+        folder = run.resolve_checkpoint(checkpoint)
+        weights, state, note = run.load_weights(folder)
     if state.get("generator_name", gen_cls.name) != gen_cls.name:
         raise StudioError(f"{folder} was written by generator '{state.get('generator_name')}'.")
     configure_threads(threads)
@@ -347,9 +387,10 @@ def load_run(path: str, checkpoint: str | None = None, device: str = "auto",
     precision = resolve_precision(doc.get("train", {}).get("precision", "auto"), gen.device,
                                   sum(p.numel() for p in model.parameters()))
     gen.autocast = lambda: autocast_context(gen.device, precision)
-    load_model_tensors(model, tensors["model.safetensors"], state.get("aliases", {}), str(folder))
+    load_model_tensors(model, weights, state.get("aliases", {}), str(folder))
     gen.model = model.to(gen.device).eval()
     gen.load_extra_state(state.get("generator", {}))
+    gen.weights_note = note  # what was damaged in the checkpoint, said with the samples
     return run, gen, folder
 
 
@@ -378,6 +419,8 @@ def generate(path: str, prompt=None, n: int = 1, seed: int = 0, settings: list[s
         samples = gen.sample(params, n=n, seed=seed, prompt=prompt)
     for s in samples:
         s.meta.update(run=str(run.path), checkpoint=folder.name, generator=gen.name)
+        if gen.weights_note:
+            s.meta["note"] = "; ".join(filter(None, (s.meta.get("note"), gen.weights_note)))
     return samples
 
 
@@ -394,16 +437,6 @@ def stream(path: str, prompt=None, seed: int = 0, settings: list[str] | None = N
         yield from gen.stream(params, seed=seed, prompt=prompt)
 
 
-def _process_alive(pid) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-        return True
-    except (OSError, ValueError):
-        return False
-
-
 def runs_table(root: str) -> list[dict]:
     from studio.runstore import list_runs
     rows = []
@@ -414,8 +447,12 @@ def runs_table(root: str) -> list[dict]:
         except StudioError:
             continue
         status = info.get("status", "?")
-        if status in ("running", "paused") and not _process_alive(info.get("pid")):
-            status = "interrupted"  # the process died without saying so: resume from the last checkpoint
+        if status in ("running", "paused", "created") and run.owner() is None:
+            # No process holds the run's lock: it died without saying so (or, for "created",
+            # before its first step). Resume continues from the last checkpoint.
+            status = "interrupted"
+        elif status == "stopped" and info.get("reason") == "disk full":
+            status = "stopped: disk full"
         best = info.get("best") or {}
         rows.append({"run": str(run.path), "name": info.get("name") or run.path.name,
                      "notes": info.get("notes", ""), "generator": doc["generator"], "status": status,
@@ -428,9 +465,11 @@ def runs_table(root: str) -> list[dict]:
 
 def control(path: str, command: str) -> None:
     run = RunDir.open(Path(path))
-    info = run.info()
-    if info.get("status") not in ("running", "paused") or not _process_alive(info.get("pid")):
-        raise StudioError(f"{run.path} is not training now (status: {info.get('status', '?')}); "
+    if run.owner() is None:
+        status = run.info().get("status", "?")
+        if status in ("running", "paused"):
+            status = "interrupted"
+        raise StudioError(f"{run.path} is not training now (status: {status}); "
                           f"start it with `studio train --resume {run.path}`.")
     run.write_control(command)
 

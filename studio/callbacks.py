@@ -202,6 +202,10 @@ class Checkpoint(Callback):
                                                   "step": self.evaluate.best_step,
                                                   "measured_with": self.evaluate.best_measured_with})
         engine.emit("checkpoint", step=engine.step, path=str(ckpt.folder), best=is_best)
+        for aside in ckpt.kept:
+            engine.emit("warning", step=engine.step,
+                        message=f"an earlier {ckpt.name} was in the way (damaged, or from before "
+                                f"the checkpoint this training resumed from); it is kept as {aside}")
 
     def on_train_start(self, engine) -> None:
         self.last_step = engine.step

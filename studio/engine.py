@@ -24,7 +24,7 @@ from studio import events
 from studio.config import TrainConfig, resolve_intervals  # noqa: F401  (TrainConfig re-exported)
 from studio.config import MAX_THREADS
 from studio.contract import Generator, TrainContext
-from studio.errors import StudioError, TrainingDiverged
+from studio.errors import DiskFull, StudioError, TrainingDiverged
 
 if TYPE_CHECKING:
     from studio.callbacks import Callback
@@ -630,6 +630,10 @@ class Engine:
             status = "diverged"
             self.emit("error", message=str(exc), step=self.step)
             raise
+        except DiskFull as exc:  # the last good checkpoint is intact: resume once there is room
+            status, self.stop_reason = "stopped", "disk full"
+            self.emit("error", message=str(exc), step=self.step)
+            raise
         except StudioError as exc:
             self.emit("error", message=str(exc), step=self.step)
             raise
@@ -643,7 +647,9 @@ class Engine:
             for sig, old in previous_handlers.items():
                 signal.signal(sig, old)
             if self.is_main:
-                self.run.update(status=status, step=self.step, pid=None)
+                self.run.update(status=status, step=self.step, pid=None,
+                                reason=self.stop_reason if status == "stopped" else None)
+                self.run.unlock()
             if self.world_size > 1 and torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
         self.emit("done", status=status, step=self.step, reason=self.stop_reason or "max_steps reached")

@@ -22,3 +22,12 @@ class DataError(StudioError):
     def __init__(self, message: str, report=None):
         super().__init__(message)
         self.report = report
+
+
+class DiskFull(StudioError):
+    """Not enough free space for a checkpoint. The partial folder is removed and the last good
+    checkpoint stays loadable; the run stops ("stopped: disk full") and resumes once there is room."""
+
+
+class RunBusy(StudioError):
+    """Another process trains in this run folder (it holds the run's lock)."""

@@ -6,6 +6,10 @@ object has "event" (its kind), "time" (Unix seconds) and the fields its kind dec
 The engine builds every event with `make`, so an unknown kind or a missing field is a bug that
 the tests catch, not a record a reader trips over later. Readers take events from `read` (a
 file) or `parse_line` (one line of a stream), which skip a line cut short by a crash.
+
+A "start" event marks where the loop (re)starts: after a crash, a resume from the checkpoint at
+step s runs steps s+1... again, so a "start" at step s supersedes every earlier event of a later
+step. `read` drops those (`supersede`); a reader of a live stream does the same on "start".
 """
 
 from __future__ import annotations
@@ -96,9 +100,26 @@ def parse_line(line: str | bytes) -> dict | None:
 
 
 def read(path: Path) -> list[dict]:
-    """Every event of an events.jsonl, oldest first ([] when there is none yet)."""
+    """The events of an events.jsonl as they stand, oldest first ([] when there is none yet):
+    without those that a later resume superseded."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            return [record for record in map(parse_line, f) if record is not None]
+            return supersede([record for record in map(parse_line, f) if record is not None])
     except FileNotFoundError:
         return []
+
+
+def supersede(records: list[dict]) -> list[dict]:
+    """Drop the events that a later "start" superseded: those of a step after the step it
+    starts from (steps re-run after a crash were logged twice). Events without a step stay."""
+    kept: list[dict] = []
+    latest = -1  # the latest step among the kept events
+    for record in records:
+        step = record.get("step")
+        if record["event"] == "start" and isinstance(step, int) and step < latest:
+            kept = [r for r in kept if not isinstance(r.get("step"), int) or r["step"] <= step]
+            latest = step
+        if isinstance(step, int):
+            latest = max(latest, step)
+        kept.append(record)
+    return kept

@@ -175,3 +175,21 @@ def test_charts_and_previews_keep_their_height_at_900_by_600(qtbot, tmp_path):
     assert panel.previews.parentWidget().height() >= PREVIEW_MIN_HEIGHT
     start = panel.start_button.mapTo(panel, panel.start_button.rect().bottomRight())
     assert panel.rect().contains(start) and panel.start_button.isVisible()
+
+
+def test_a_resume_at_an_earlier_step_replaces_the_steps_it_runs_again(charts):
+    """After a crash, a resume from the checkpoint at step 20 runs steps 21-30 again: the chart
+    shows each step once, the re-run values (it drew both, doubling back on itself)."""
+    charts.add({"event": "start", "step": 0, "max_steps": 100})
+    for step in (10, 20, 30):
+        charts.add(progress(step, rate=500.0))
+    charts.add({"event": "eval", "step": 30, "metrics": {"val_loss": 2.0}, "best": 2.0,
+                "best_step": 30, "best_metric": "val_loss", "is_best": True})
+    charts.add({"event": "start", "step": 20, "max_steps": 100})
+    charts.add(progress(30, rate=510.0, loss=1.5))
+    charts.redraw()
+    assert list(charts.raw.getData()[0]) == [10, 20, 30]
+    assert list(charts.raw.getData()[1])[-1] == 1.5
+    assert list(charts.rate.getData()[1]) == [500.0, 500.0, 510.0]
+    assert charts.held_out.getData()[0] is None or len(charts.held_out.getData()[0]) == 0
+    assert charts.best_point is None

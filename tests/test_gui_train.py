@@ -451,3 +451,26 @@ def test_invalid_fields_stay_readable_on_the_dark_theme(qtbot, panels):
         assert train.gen_form.widgets["n_head"].styleSheet() == ""
     finally:
         theme.apply_theme("light")
+
+
+def test_resume_of_a_run_another_process_trains_says_which_and_starts_nothing(qtbot, panels, trained_run,
+                                                                              tmp_path, monkeypatch):
+    """The window takes the same lock as the command line: a run being trained elsewhere (here:
+    this process holds its lock) is not resumed a second time."""
+    _, train = panels
+    copy = tmp_path / "busy"
+    shutil.copytree(trained_run, copy)
+    errors = []
+    monkeypatch.setattr(train_panel, "show_error", lambda parent, title, text: errors.append((title, text)))
+    holder = RunDir(copy)
+    holder.lock()
+    try:
+        train.resume_run(str(copy))
+        assert not train.trainer.running
+        assert errors and errors[0][0] == "Run in use"
+        assert f"process {os.getpid()}" in errors[0][1] and "--" not in errors[0][1]
+    finally:
+        holder.unlock()
+    train.resume_run(str(copy))  # free again: it resumes
+    assert train.trainer.running
+    train.trainer.kill()

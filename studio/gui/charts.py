@@ -141,6 +141,7 @@ class Charts(pg.GraphicsLayoutWidget):
         kind = record["event"]
         if kind == "start":
             self.max_steps = record.get("max_steps") or 0
+            self._forget_after(record.get("step") or 0)
             return
         if kind == "progress" and _finite(record.get("loss")):
             step, loss = record["step"], record["loss"]
@@ -164,6 +165,21 @@ class Charts(pg.GraphicsLayoutWidget):
         else:
             return
         self.dirty = True
+
+    def _forget_after(self, step: int) -> None:
+        """A (re)start at `step`: what was drawn for later steps was superseded (steps re-run
+        after a crash; see studio/events.py), so it goes."""
+        if not any(s > step for s in (*self.steps[-1:], *self.eval_steps[-1:])):
+            return
+        for steps, *values in ((self.steps, self.losses, self.smoothed),
+                               (self.lr_steps, self.lrs), (self.rate_steps, self.rates),
+                               (self.eval_steps, self.eval_values)):
+            keep = sum(1 for s in steps if s <= step)
+            for series in (steps, *values):
+                del series[keep:]
+        if self.best_point and self.best_point[0] > step:
+            self.best_point = None
+        self.dirty = self.evals_dirty = True
 
     def _add_eval(self, record: dict) -> None:
         # The held-out loss when there is one (it shares the training loss's units);

@@ -20,6 +20,11 @@ def _setting(match: re.Match) -> str:
 # specific one needs. `X` below stands for any run folder path (no spaces in it, up to the
 # closing backtick).
 _REWRITES: list[tuple[re.Pattern, object]] = [(re.compile(p, re.IGNORECASE), r) for p, r in [
+    # A run another process trains, and starting over from a checkpoint's weights: things the
+    # window does not do for a process it did not start.
+    (r"\(`studio control [^`]* stop`\)", "(with Stop where it was started)"),
+    (r"\(`studio train --init-from [^`]*`\)", "(from a terminal, with the init-from option of "
+                                            "studio train)"),
     # Resuming a run: the Runs tab's Resume button.
     (r"\(`studio train --resume [^`]*`\)", "(Resume in the Runs tab)"),
     (r"`studio train --resume [^`]*`", "Resume in the Runs tab"),

@@ -43,7 +43,8 @@ MAX_COLUMN_WIDTH = 240
 # by a second process nor deleted under it.
 LIVE_STATUSES = ("running", "paused")
 STATUS_COLORS = {"running": "#2e7d32", "paused": "#b26a00", "failed": "#c62828",
-                 "diverged": "#c62828", "interrupted": "#b26a00", "demo": "#5c6bc0"}
+                 "diverged": "#c62828", "interrupted": "#b26a00", "stopped: disk full": "#c62828",
+                 "demo": "#5c6bc0"}
 STATUS_TIPS = {
     "running": "training now",
     "paused": "paused by its training process; Resume continues it",
@@ -52,6 +53,8 @@ STATUS_TIPS = {
     "failed": "training ended with an error; Resume continues from the last checkpoint",
     "diverged": "the loss became NaN or infinite; try a lower learning rate",
     "interrupted": "its process ended without saying so; Resume continues from the last checkpoint",
+    "stopped: disk full": "the disk had no room for a checkpoint; the last good one is intact: "
+                          "free some space, then Resume",
     "demo": "a built-in demo run: open it or duplicate it, it cannot be changed",
 }
 

@@ -29,7 +29,7 @@ from studio.gui.messages import for_window
 from studio.gui.settings import config_dir
 from studio.gui.trainer import TrainerProcess
 from studio.gui.views import SampleGrid
-from studio.runstore import RunDir, list_previews, load_samples, write_json
+from studio.runstore import RunDir, busy_message, list_previews, load_samples, write_json
 
 # Progress text is repainted once a second (when the child's output has been read) and charts
 # every other time, and only while the panel is on screen: the training child needs the cores.
@@ -506,6 +506,10 @@ class TrainPanel(QWidget):
             if run_dir != self.run_dir:
                 self.run_dir, self.shown_run_title = run_dir, ""
             self._forget_deleted_run()
+            return
+        owner = RunDir(run_dir).owner()
+        if owner is not None:  # another process trains it (a terminal, another window)
+            show_error(self, "Run in use", for_window(busy_message(Path(run_dir), owner)))
             return
         self._launch(["--resume", str(run_dir)], str(run_dir), self.session.run_title(run_dir), history=True)
         self.session.open_run(str(run_dir))
