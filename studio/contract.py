@@ -110,6 +110,7 @@ class Generator:
         self.model: "torch.nn.Module | None" = None
         self.device = None  # set by the engine before build()
         self.autocast = contextlib.nullcontext  # the engine supplies the run's mixed precision
+        self.weights_note: str | None = None  # set on loading: what was damaged in the checkpoint
 
     # --- data -----------------------------------------------------------------------------
     def load_data(self, source: str | None, val_source: str | None,

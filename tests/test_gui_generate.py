@@ -296,6 +296,18 @@ def test_a_damaged_checkpoint_shows_the_error_and_the_panel_stays_usable(qtbot, 
     assert panel.history == [] and panel.generate_button.isEnabled()
 
 
+def test_weights_used_from_a_checkpoint_with_a_damaged_state_say_so(qtbot, errors, runs_folder, tmp_path):
+    """state.json damaged, weights intact (they carry their own hash): the window samples from
+    them, as `studio generate` does, and its status line says what is damaged."""
+    folder = tmp_path / "runs"
+    shutil.copytree(runs_folder / "toy-image", folder / "half-damaged")
+    (folder / "half-damaged" / "checkpoints" / "step_0000005" / "state.json").write_text('{"step": ')
+    panel = make_panel(qtbot, folder)
+    entry = run_to_end(qtbot, panel, errors)
+    assert entry.lineage["checkpoint"] == "step_0000005"
+    assert "state.json is not valid JSON" in panel.status_label.text()
+
+
 def test_empty_state_then_new_and_opened_runs_are_picked_up(qtbot, errors, runs_folder, tmp_path,
                                                             monkeypatch):
     monkeypatch.setattr(api, "demo_runs", lambda: [])  # only this folder's runs

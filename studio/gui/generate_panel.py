@@ -222,7 +222,7 @@ def produce(ctx, cache: GeneratorCache, request: Request) -> "OutputEntry | None
                "generator_version": gen.version, "params": to_dict(params),
                "seed": request.seed, "prompt": request.prompt, "count": request.count,
                "time": time.strftime("%Y-%m-%d %H:%M:%S"), "device": str(gen.device),
-               "stopped": stopped}
+               "stopped": stopped, "note": gen.weights_note}  # what is damaged in the checkpoint
     return OutputEntry(samples, lineage)
 
 
@@ -720,9 +720,11 @@ class GeneratePanel(QWidget):
         self._remember(entry)
         self.history_list.setCurrentRow(0)  # shows it, with its lineage
         if entry.lineage["stopped"]:
-            self.status_label.setText(f"Stopped: kept {entry.count_text()}.")
+            text = f"Stopped: kept {entry.count_text()}."
         else:
-            self.status_label.setText("Done.")
+            text = "Done."
+        note = entry.lineage.get("note")
+        self.status_label.setText(f"{text} Note: {note}." if note else text)
         self.generation_finished.emit(entry)
 
     def _on_failed(self, message: str) -> None:
