@@ -5,13 +5,13 @@ times; every variant trains; stop and resume is bit-exact on CPU."""
 import numpy as np
 import pytest
 import torch
-from safetensors.numpy import load_file
 
 from generators.video import VideoGenerator
 from generators.video.model import PairsDiscriminator, VideoShape, static_and_shuffled
 from studio import api
 from studio.runstore import RunDir
 from studio.testing import StopAfter
+from test_image_training import final_tensors, progress_losses
 from test_video_conformance import TINY
 from test_video_conformance import TestVideoGenerator as VideoConformance  # not collected twice
 from video_fixtures import moving_squares, write_npy
@@ -160,15 +160,6 @@ def test_every_variant_trains(variant, tmp_path):
     suite.test_one_batch_repeated_lowers_loss(suite.make_data(tmp_path / "data"), tmp_path)
 
 
-def progress_losses(run) -> dict[int, float]:
-    return {e["step"]: e["loss"] for e in RunDir(run).events() if e["event"] == "progress"}
-
-
-def final_tensors(run) -> dict:
-    folder = RunDir(run).checkpoints()[-1].folder
-    return {**load_file(str(folder / "model.safetensors")), **load_file(str(folder / "trainer.safetensors"))}
-
-
 def test_stop_and_resume_is_bit_exact_on_cpu(tmp_path):
     """Stopped at step 3 and resumed to 6 equals 6 steps straight: every loss, every weight,
     the moving average, both optimizers and the RNG states. Previews run in between (they
@@ -192,3 +183,19 @@ def test_stop_and_resume_is_bit_exact_on_cpu(tmp_path):
     assert any(k.startswith("D_time.") for k in ta)
     for name in ta:
         assert np.array_equal(ta[name], tb[name]), name
+
+
+def test_evaluation_scores_and_their_baselines():
+    """evaluate() gives the temporal and per-frame scores with the networks named (the best
+    checkpoint is the lowest val_tfd); evaluate_baselines() scores what the numbers mean."""
+    gen = untrained(frames=6, eval_clips=4, feature_steps=3)
+    gen.train_clips, gen.train_labels = moving_squares(6, frames=6, size=32), np.full(6, -1)
+    metrics = gen.evaluate()
+    assert VideoGenerator.best_metric == "val_tfd" and VideoGenerator.best_mode == "min"
+    assert {"val_tfd", "val_frame_fid", "val_frame_kid", "val_motion_gap", "val_flicker"} <= set(metrics)
+    assert metrics["val_clips"] == 4 and metrics["val_clip_extractor"].startswith("own-clipnet:")
+    assert metrics["val_frame_extractor"].startswith("own-autoencoder:")
+    rows = gen.evaluate_baselines()
+    assert set(rows) == {"real", "static", "shuffled", "independent"}
+    assert rows["static"]["motion_fake"] == 0 and rows["real"]["motion_fake"] > 0
+    assert rows["real"]["clip_extractor"] == metrics["val_clip_extractor"]

@@ -27,7 +27,7 @@ from studio.config import AUTO, setting
 from studio.contract import DataReport, Generator, Sample
 from studio.errors import StudioError
 
-from generators.image import _average_gradients, _default_cache_dir, _twice, _unwrap
+from generators.image import ImageGenerator, _average_gradients, _default_cache_dir, _unwrap
 from generators.image.augment import apply as apply_augment, draw as draw_augment, parse_policy
 from generators.image.evaluation import extractor_key, load_extractor, save_extractor, train_extractor
 from generators.image.model import d_loss, ema_decay_at, g_loss, recompute_batchnorm_stats
@@ -179,6 +179,12 @@ class VideoGenerator(Generator):
                       "warmup_steps": 0, "lr_schedule": "constant", "grad_clip": 0.0,
                       "max_steps": 20000, "log_every": 20}
 
+    # The image generator's rules, which read only `classes` and `device`: a clip's class is
+    # the asked one or the classes in turn by seed, and a label's name.
+    _labels = ImageGenerator._labels
+    _class_name = ImageGenerator._class_name
+    _device = ImageGenerator._device
+
     def __init__(self, config: VideoConfig):
         super().__init__(config)
         self.policy = parse_policy(config.augment)
@@ -267,9 +273,6 @@ class VideoGenerator(Generator):
             return []
         return list(data.classes)
 
-    def _class_name(self, label: int) -> str | None:
-        return self.classes[label] if self.classes and 0 <= label < len(self.classes) else None
-
     def get_batch(self, split, rng: torch.Generator):
         """Real clips (B, F, C, H, W) in [-1, 1] at their frame times (B, F) and labels, all
         drawn with `rng`: the times are sorted random frames of each clip (pairs), or a window
@@ -327,9 +330,8 @@ class VideoGenerator(Generator):
 
     def _judge(self, gan, clips: torch.Tensor, times: torch.Tensor, labels: torch.Tensor | None):
         """(frame D logits (B*F,), temporal D logits (B,)) of augmented clips (B, F, C, H, W)."""
-        Fr = clips.shape[1]
-        frame_labels = None if labels is None else labels.repeat_interleave(Fr)
-        return gan.D(clips.flatten(0, 1), frame_labels), gan.D_time(clips, times, labels)
+        return (gan.D(clips.flatten(0, 1), _per_frame(labels, clips.shape[1])),
+                gan.D_time(clips, times, labels))
 
     def training_step(self, batch, ctx) -> dict:
         real, times, labels = batch
@@ -346,15 +348,12 @@ class VideoGenerator(Generator):
             fake = gan.G(content, noise, times, labels).view_as(real)
             both = self._augment(torch.cat([real, fake.detach()]))
             extra = static_and_shuffled(both[:B], self.temporal_fakes)
-            n_fakes = 1 + len(extra)
-            frame_logits, time_logits = self._judge(gan, both, torch.cat([times, times]), _twice(labels))
+            copies = 2 + len(extra)  # real, fake and the extra fakes, judged in one batch
+            frame_logits = gan.D(both.flatten(0, 1), _per_frame(_repeat(labels, 2), Fr))
+            time_logits = gan.D_time(torch.cat([both, *extra]), times.repeat(copies, 1),
+                                     _repeat(labels, copies))
             loss_frames = d_loss(frame_logits[:B * Fr], frame_logits[B * Fr:], cfg.loss)
-            time_fake = time_logits[B:]
-            if extra:
-                extra_labels = None if labels is None else labels.repeat(len(extra))
-                time_fake = torch.cat([time_fake, gan.D_time(torch.cat(extra), times.repeat(len(extra), 1),
-                                                             extra_labels)])
-            loss_time = d_loss(time_logits[:B], time_fake, cfg.loss)
+            loss_time = d_loss(time_logits[:B], time_logits[B:], cfg.loss)
             loss_d = loss_frames + cfg.temporal_weight * loss_time
         ctx.backward(loss_d)
         _average_gradients(self.d_optimizer)
@@ -379,13 +378,9 @@ class VideoGenerator(Generator):
                 "d_real": frame_logits[:B * Fr].detach().float().mean(),
                 "d_fake": frame_logits[B * Fr:].detach().float().mean(),
                 "d_time_real": time_logits[:B].detach().float().mean(),
-                "d_time_fake": time_logits[B:].detach().float().mean(),
-                "temporal_fakes_per_clip": float(n_fakes)}
+                "d_time_fake": time_logits[B:2 * B].detach().float().mean()}
 
     # --- rendering clips -----------------------------------------------------------------------
-    def _device(self) -> torch.device:
-        return self.device or torch.device("cpu")
-
     def _calibrate(self) -> None:
         """Measure G_ema's BatchNorm statistics for its current weights, on every frame of a
         fixed set of clips (once per EMA update count)."""
@@ -397,7 +392,7 @@ class VideoGenerator(Generator):
         times = frame_times(self.config.frames)
         latents = self._frame_latents(gan.G_ema, seeds, seeds, times, 0.0)
         labels = self._labels([None] * len(seeds), seeds)
-        frame_labels = None if labels is None else labels.repeat_interleave(len(times))
+        frame_labels = _per_frame(labels, len(times))
         recompute_batchnorm_stats(gan.G_ema.renderer, latents, frame_labels)
         self._calibrated_at = version
 
@@ -422,7 +417,7 @@ class VideoGenerator(Generator):
         G = _unwrap(self.model).G_ema
         T = len(times)
         latents = self._frame_latents(G, content_seeds, motion_seeds, times, truncation, contents)
-        frame_labels = None if labels is None else labels.repeat_interleave(T)
+        frame_labels = _per_frame(labels, T)
         out = []
         for i in range(0, len(latents), RENDER_FRAMES):
             with self.autocast():
@@ -430,14 +425,6 @@ class VideoGenerator(Generator):
                                       None if frame_labels is None else frame_labels[i:i + RENDER_FRAMES]).float())
         frames = torch.cat(out)
         return frames.view(-1, T, *frames.shape[1:])
-
-    def _labels(self, asked: list[int | None], seeds) -> torch.Tensor | None:
-        """Class per clip: the asked one, else the classes in turn by seed."""
-        if not self.classes:
-            return None
-        n = len(self.classes)
-        chosen = [a if a is not None else int(s) % n for a, s in zip(asked, seeds)]
-        return torch.tensor(chosen, dtype=torch.long, device=self._device())
 
     def _class_from(self, prompt, params: VideoSampleConfig) -> int | None:
         """The class asked by a prompt (its name or index) or by class_label."""
@@ -507,22 +494,42 @@ class VideoGenerator(Generator):
         distance picks the best checkpoint; per-frame FID/KID, motion and flicker go beside it."""
         from generators.video.evaluation import video_scores
         cfg = self.config
+        real, real_labels, networks = self._scoring(source, max_batches)
+        seeds = list(range(EVAL_SEED_BASE, EVAL_SEED_BASE + len(real)))
+        # Conditional models draw the classes of the real clips they are compared with.
+        asked = [int(c) if self.classes and c >= 0 else None for c in real_labels]
+        fake = self.render_clips(seeds, seeds, frame_times(cfg.frames), self._labels(asked, seeds))
+        scores = video_scores(real, np.stack([to_uint8(c) for c in fake]), *networks[:2],
+                              self._device(), networks[2])
+        return {f"val_{key}": value for key, value in scores.items()}
+
+    def evaluate_baselines(self, source=None) -> dict[str, dict]:
+        """What the scores mean on this data: the same scores, against the same real clips and
+        in the same feature networks as `evaluate`, for as many training clips ("real": what
+        a generator that copied its data would score) and for clips made from those that a
+        generator must beat: "static", "shuffled" and "independent" frames."""
+        from generators.video.evaluation import baseline_scores
+        real, _, networks = self._scoring(source, None)
+        train = self.train_clips if self.train_clips is not None else real
+        pick = np.sort(np.random.default_rng(1).choice(len(train), min(len(real), len(train)), replace=False))
+        return baseline_scores(real, train[pick], *networks[:2], self._device(),
+                               frame_extractor_name=networks[2])
+
+    def _scoring(self, source, max_batches):
+        """The real clips the scores compare with (a fixed sample of eval_clips of them), their
+        labels, and the feature networks: (clip network, frame network, frame network's name),
+        trained on the training clips (a loaded run measured on other clips: on those)."""
+        cfg = self.config
         real, real_labels = self._reference_clips(source)
         n = min(cfg.eval_clips or LONG_RUN_EVAL_CLIPS, len(real))
         if max_batches is not None:
             n = min(n, max(max_batches * cfg.batch_size, 2))
         pick = np.sort(np.random.default_rng(0).choice(len(real), n, replace=False))
-        seeds = list(range(EVAL_SEED_BASE, EVAL_SEED_BASE + n))
-        # Conditional models draw the classes of the real clips they are compared with.
-        asked = [int(c) if self.classes and c >= 0 else None for c in real_labels[pick]]
-        fake = self.render_clips(seeds, seeds, frame_times(cfg.frames), self._labels(asked, seeds))
         if self.train_clips is not None:
-            clip_net, frame_net, frame_name = self._feature_networks(self.train_clips, self.train_labels)
-        else:  # a loaded run measured on other clips: its networks are trained on those
-            clip_net, frame_net, frame_name = self._feature_networks(real, real_labels)
-        scores = video_scores(real[pick], np.stack([to_uint8(c) for c in fake]), clip_net,
-                              frame_net, self._device(), frame_name)
-        return {f"val_{key}": value for key, value in scores.items()}
+            networks = self._feature_networks(self.train_clips, self.train_labels)
+        else:
+            networks = self._feature_networks(real, real_labels)
+        return real[pick], real_labels[pick], networks
 
     def _reference_clips(self, source) -> tuple[np.ndarray, np.ndarray]:
         if source is not None:
@@ -614,6 +621,16 @@ def held_out_indices(n: int, fraction: float) -> np.ndarray:
         return np.empty(0, dtype=np.int64)
     count = max(2, int(round(n * fraction)))
     return np.sort(np.random.default_rng(0).permutation(n)[:count])
+
+
+def _repeat(labels: torch.Tensor | None, copies: int) -> torch.Tensor | None:
+    """The labels of `copies` batches of the same clips, one after another."""
+    return None if labels is None else labels.repeat(copies)
+
+
+def _per_frame(labels: torch.Tensor | None, frames: int) -> torch.Tensor | None:
+    """Clip labels (B,) -> frame labels (B*frames,), clip by clip."""
+    return None if labels is None else labels.repeat_interleave(frames)
 
 
 def content_key(clips: np.ndarray) -> str:
