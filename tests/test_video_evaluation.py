@@ -98,7 +98,7 @@ def test_rgb_clips_and_the_unlabelled_network_work_alike(rgb):
 def test_every_score_is_reported_with_the_networks_that_measured_it(grey):
     train, held_out, net = grey
     scores = video_scores(train[:40], held_out[:30], net, frame_network(1), CPU)
-    assert set(scores) >= {"tfd", "frame_fid", "frame_kid", "frame_kid_std", "motion_gap",
+    assert set(scores) >= {"tfd", "frame_fid", "frame_kid", "frame_kid_std", "motion_gap", "motion_w1",
                            "motion_real", "motion_fake", "flicker", "flicker_real",
                            "clip_extractor", "frame_extractor"}
     assert scores["clip_extractor"] == f"own-clipnet:{net.info['digest'][:12]}"
@@ -113,7 +113,20 @@ def test_identical_sets_are_at_distance_zero(grey):
     train, _, net = grey
     scores = video_scores(train[:60], train[:60].copy(), net, frame_network(1), CPU)
     assert abs(scores["tfd"]) < 1e-4 and abs(scores["frame_fid"]) < 1e-4
-    assert scores["motion_gap"] == 0 and scores["flicker"] == scores["flicker_real"]
+    assert scores["motion_gap"] == 0 and scores["motion_w1"] == 0
+    assert scores["flicker"] == scores["flicker_real"]
+
+
+def test_motion_w1_sees_half_frozen_half_racing_clips_that_the_mean_misses(grey):
+    train, held_out, net = grey
+    racing, _ = bouncing_squares(40, seed=8, frames=2 * FRAMES)
+    racing = racing[:, ::2]  # every other frame: twice the speed
+    frozen = baselines(held_out[:40], seed=0)["static"]
+    mixed = np.concatenate([racing, frozen])
+    real = video_scores(train, held_out[:80], net, frame_network(1), CPU)
+    scores = video_scores(train, mixed, net, frame_network(1), CPU)
+    assert scores["motion_gap"] < 0.25, scores["motion_gap"]  # the mean motion is about right...
+    assert scores["motion_w1"] > 0.5 > 5 * real["motion_w1"], (scores["motion_w1"], real["motion_w1"])
 
 
 # --- the measures on hand-made clips ----------------------------------------------------------------

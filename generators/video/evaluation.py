@@ -103,15 +103,11 @@ def _coarse(clip: np.ndarray) -> np.ndarray:
 
 # --- real clips rearranged: the training negatives and the baselines ------------------------------
 
-def rearranged(clips: np.ndarray, clip_index: np.ndarray, time_index: np.ndarray) -> np.ndarray:
-    """Clips (B, T', ...) whose frame t of clip b is clips[clip_index[b, t], time_index[b, t]]."""
-    return clips[clip_index, time_index]
-
-
 def _transform_indices(kind: str, picks: np.ndarray, n_clips: int, frames: int,
                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(clip_index, time_index), each (len(picks), frames), that turn the picked clips into
-    their `kind` version (one of TRANSFORMS)."""
+    their `kind` version (one of TRANSFORMS): frame t of new clip b is
+    clips[clip_index[b, t], time_index[b, t]]."""
     b = len(picks)
     clip_index = np.repeat(picks[:, None], frames, axis=1)
     time_index = np.tile(np.arange(frames), (b, 1))
@@ -144,10 +140,10 @@ def baselines(real: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     n, frames = real.shape[:2]
     rng = np.random.default_rng(seed)
     picks = np.arange(n)
-    static = (np.repeat(picks[:, None], frames, axis=1), np.zeros((n, frames), dtype=np.int64))
-    return {"static": rearranged(real, *static),
-            "shuffled": rearranged(real, *_transform_indices("shuffled", picks, n, frames, rng)),
-            "independent": rearranged(real, *_transform_indices("mixed", picks, n, frames, rng))}
+    shuffled = _transform_indices("shuffled", picks, n, frames, rng)
+    independent = _transform_indices("mixed", picks, n, frames, rng)
+    return {"static": np.repeat(real[:, :1], frames, axis=1),
+            "shuffled": real[shuffled], "independent": real[independent]}
 
 
 # --- the clip network ----------------------------------------------------------------------------
@@ -276,7 +272,7 @@ def _transformed_batch(clips, labels, pool, picks, kinds, rng, device):
             clip_index[rows] = pool[c] if kind == "mixed" else c
             time_index[rows] = t
     class_target = np.where(kinds == TRANSFORMS.index("mixed"), -1, labels[picks])
-    x = clips_to_input(rearranged(clips, clip_index, time_index), device)
+    x = clips_to_input(clips[clip_index, time_index], device)
     return x, {"transform": torch.from_numpy(kinds).to(device),
                "class": torch.from_numpy(class_target).to(device)}
 
@@ -368,15 +364,10 @@ def load_clip_extractor(folder: Path, device) -> nn.Module | None:
 
 def video_scores(real: np.ndarray, fake: np.ndarray, clip_extractor: nn.Module, frame_extractor: nn.Module,
                  device, frame_extractor_name: str | None = None) -> dict:
-    """Every score of `fake` clips against `real` ones (both (N, T, H, W, C) uint8 of one shape):
-    "tfd" (temporal Fréchet distance in the clip network's features), "frame_fid" and
-    "frame_kid" (with "frame_kid_std") over frames taken evenly from every clip, "motion_gap"
-    |ln(mean motion of fake / of real)| with "motion_real" and "motion_fake", "flicker" of fake
-    and "flicker_real", the number of clips and frames compared and the two extractors' names.
-    `frame_extractor` is one of generators.image.evaluation's (with .features); name it as the
-    image generator does with `frame_extractor_name`, else it is named by its weights."""
-    reference = _Reference(real, clip_extractor, frame_extractor, device)
-    return reference.scores(fake, frame_extractor_name)
+    """Every score of `fake` clips against `real` ones (both (N, T, H, W, C) uint8 of one
+    shape): see RealClips.scores. `frame_extractor` is one of generators.image.evaluation's;
+    give `frame_extractor_name` as the image generator names it, else it is named by its weights."""
+    return RealClips(real, clip_extractor, frame_extractor, device, frame_extractor_name).scores(fake)
 
 
 def baseline_scores(reference: np.ndarray, held_out: np.ndarray, clip_extractor: nn.Module,
@@ -385,24 +376,36 @@ def baseline_scores(reference: np.ndarray, held_out: np.ndarray, clip_extractor:
     """What the scores mean on this data: video_scores against `reference` of held-out real
     clips ("real", the best a generator can hope for) and of the baselines made from them
     ("static", "shuffled", "independent"), which a generator should clearly beat."""
-    measured = _Reference(reference, clip_extractor, frame_extractor, device)
+    measured = RealClips(reference, clip_extractor, frame_extractor, device, frame_extractor_name)
     rows = {"real": held_out, **baselines(held_out, seed)}
-    return {name: measured.scores(clips, frame_extractor_name) for name, clips in rows.items()}
+    return {name: measured.scores(clips) for name, clips in rows.items()}
 
 
-class _Reference:
-    """The real side of the scores, measured once however many sets are compared with it."""
+class RealClips:
+    """The real side of the scores, measured once however many sets are compared with it (a
+    generator evaluating every few hundred steps keeps one, as the image generator keeps its
+    real images' features)."""
 
-    def __init__(self, real: np.ndarray, clip_extractor: nn.Module, frame_extractor: nn.Module, device):
+    def __init__(self, real: np.ndarray, clip_extractor: nn.Module, frame_extractor: nn.Module, device,
+                 frame_extractor_name: str | None = None):
         self.real = _enough_clips(_check_clips(real, "the real clips"), "real")
         self.clip_extractor, self.frame_extractor = clip_extractor, frame_extractor
         self.device = torch.device(device)
+        self.clip_extractor_name = clip_extractor_name(clip_extractor)
+        self.frame_extractor_name = frame_extractor_name or _frame_extractor_name(frame_extractor)
         self.clip_features = clip_features(clip_extractor, self.real, self.device)
         self.frame_features = extract_features(frame_extractor, _some_frames(self.real), self.device)
-        self.motion = float(motion_energy(self.real).mean())
+        self.motion = motion_energy(self.real)
         self.flicker = float(flicker(self.real).mean())
 
-    def scores(self, fake: np.ndarray, frame_extractor_name: str | None) -> dict:
+    def scores(self, fake: np.ndarray) -> dict:
+        """"tfd" (temporal Fréchet distance in the clip network's features); "frame_fid" and
+        "frame_kid" (with "frame_kid_std") over frames taken evenly from every clip;
+        "motion_gap" |ln(mean motion of fake / of real)| with "motion_real" and "motion_fake",
+        and "motion_w1", the distance between the two sets' distributions of per-clip motion
+        (1-D Wasserstein) relative to the real mean, which also sees half the clips frozen and
+        half racing; "flicker" of fake and "flicker_real"; how many clips and frames per clip
+        were compared; and the names of the two networks."""
         real = self.real
         fake = _enough_clips(_check_clips(fake, "the generated clips"), "generated")
         if real.shape[1:] != fake.shape[1:]:
@@ -413,16 +416,19 @@ class _Reference:
         fake_frames = _some_frames(fake)
         fake_features = extract_features(self.frame_extractor, fake_frames, self.device)
         kid_mean, kid_std = kid(self.frame_features, fake_features, KID_SUBSETS, KID_SUBSET_SIZE)
-        motion = float(motion_energy(fake).mean())
+        motion = motion_energy(fake)
+        real_mean = max(float(self.motion.mean()), MOTION_FLOOR)
+        quantiles = np.linspace(0, 1, 101)
+        motion_w1 = np.abs(np.quantile(motion, quantiles) - np.quantile(self.motion, quantiles)).mean()
         return {"tfd": fid(self.clip_features, clip_features(self.clip_extractor, fake, self.device)),
                 "frame_fid": fid(self.frame_features, fake_features),
                 "frame_kid": kid_mean, "frame_kid_std": kid_std,
-                "motion_gap": abs(float(np.log(max(motion, MOTION_FLOOR) / max(self.motion, MOTION_FLOOR)))),
-                "motion_real": self.motion, "motion_fake": motion,
+                "motion_gap": abs(float(np.log(max(float(motion.mean()), MOTION_FLOOR) / real_mean))),
+                "motion_w1": float(motion_w1 / real_mean),
+                "motion_real": float(self.motion.mean()), "motion_fake": float(motion.mean()),
                 "flicker": float(flicker(fake).mean()), "flicker_real": self.flicker,
                 "clips": int(min(len(real), len(fake))), "frames_per_clip": int(len(fake_frames) // len(fake)),
-                "clip_extractor": clip_extractor_name(self.clip_extractor),
-                "frame_extractor": frame_extractor_name or _frame_extractor_name(self.frame_extractor)}
+                "clip_extractor": self.clip_extractor_name, "frame_extractor": self.frame_extractor_name}
 
 
 def _enough_clips(clips: np.ndarray, what: str) -> np.ndarray:
@@ -442,9 +448,9 @@ def _some_frames(clips: np.ndarray) -> np.ndarray:
 
 
 def _frame_extractor_name(extractor: nn.Module) -> str:
-    if getattr(extractor, "kind", "") == "inception-v3":
+    if extractor.kind == "inception-v3":
         return f"inception-v3:{extractor.digest}"
-    return f"own-{getattr(extractor, 'kind', type(extractor).__name__.lower())}:{_weights_digest(extractor)[:12]}"
+    return f"own-{extractor.kind}:{_weights_digest(extractor)[:12]}"
 
 
 def _check_clips(clips, what: str) -> np.ndarray:
