@@ -83,6 +83,31 @@ def test_a_video_player_scales_its_frames(qtbot):
     player.toggle()
 
 
+def test_a_video_player_scrubs_loops_or_stops_and_plays_at_the_chosen_rate(qtbot):
+    frames = np.stack([np.full((4, 4, 3), 40 * i, np.uint8) for i in range(4)])
+    player = VideoPlayer(frames, size=64, fps=12)
+    qtbot.addWidget(player)
+    assert player.fps_spin.value() == 12 and player.timer.interval() == 83
+    player.fps_spin.setValue(25)
+    assert player.timer.interval() == 40
+    player.toggle()  # paused: scrub by hand
+    player.slider.setValue(2)
+    assert player.frame_label.text() == "3/4" and player.screen_.array[0, 0, 0] == 80
+    player.slider.setValue(3)
+    player._advance()  # looping: from the last frame to the first
+    assert player.slider.value() == 0
+    player.loop_box.setChecked(False)
+    player.slider.setValue(3)
+    player.toggle()  # play from the end: starts again at the first frame
+    assert player.playing and player.slider.value() == 0
+    for _ in range(3):
+        player._advance()
+    player._advance()  # not looping: stops on the last frame
+    assert not player.playing and player.slider.value() == 3
+    assert player.play_button.text() == "Play"
+    assert VideoPlayer(frames, fps=500).fps_spin.value() == 50  # GIF players cap it too
+
+
 def qt_methods(cls) -> set[str]:
     """Names the Qt base classes of `cls` define (methods, signals, properties)."""
     qt_bases = [base for base in cls.__mro__ if base.__module__.startswith("PySide6")]

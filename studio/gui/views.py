@@ -14,12 +14,14 @@ import numpy as np
 from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (QFont, QGuiApplication, QImage, QPainter, QPixmap, QTextCharFormat,
                            QTextOption)
-from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton,
-                               QScrollArea, QSizePolicy, QSlider, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit,
+                               QPushButton, QScrollArea, QSizePolicy, QSlider, QSpinBox,
+                               QVBoxLayout, QWidget)
 
 from studio.contract import Sample
 
 MIN_CELL = 32  # the smallest an image or a video is drawn before a grid scrolls instead
+MAX_PLAYER_FPS = 50  # browsers play GIF delays under 20 ms slower, not faster; so does the player
 
 
 def to_pixmap(array: np.ndarray, size: int | None = None) -> QPixmap:
@@ -151,8 +153,8 @@ class ImageView(QWidget):
 
 
 class VideoPlayer(QWidget):
-    """Frames of a TxHxWxC clip with play/pause and a frame slider; the picture scales to the
-    space given, like an ImageView."""
+    """Frames of a TxHxWxC clip with play/pause, a frame scrubber, loop and frame rate; the
+    picture scales to the space given, like an ImageView."""
 
     frame_changed = Signal(int)
 
@@ -164,15 +166,28 @@ class VideoPlayer(QWidget):
         self.play_button.setToolTip("Play or pause the clip (Space)")
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, len(frames) - 1)
-        self.slider.setToolTip("Frame")
+        self.slider.setToolTip("Frame: drag to scrub through the clip")
+        self.frame_label = QLabel()
+        self.loop_box = QCheckBox("Loop")
+        self.loop_box.setChecked(True)
+        self.loop_box.setToolTip("Start again after the last frame")
+        self.fps_spin = QSpinBox()
+        self.fps_spin.setRange(1, MAX_PLAYER_FPS)
+        self.fps_spin.setSuffix(" fps")
+        self.fps_spin.setToolTip("Frames per second while playing")
+        self.fps_spin.setValue(max(1, min(MAX_PLAYER_FPS, round(fps))))
         self.timer = QTimer(self)
-        self.timer.setInterval(max(10, round(1000 / fps)))
+        self._set_interval(self.fps_spin.value())
         self.timer.timeout.connect(self._advance)
         self.play_button.clicked.connect(self.toggle)
         self.slider.valueChanged.connect(self.show_frame)
+        self.fps_spin.valueChanged.connect(self._set_interval)
         controls = QHBoxLayout()
         controls.addWidget(self.play_button)
         controls.addWidget(self.slider, 1)
+        controls.addWidget(self.frame_label)
+        controls.addWidget(self.loop_box)
+        controls.addWidget(self.fps_spin)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.screen_, 1)
@@ -184,21 +199,31 @@ class VideoPlayer(QWidget):
     def playing(self) -> bool:
         return self.timer.isActive()
 
+    def _set_interval(self, fps: int) -> None:
+        self.timer.setInterval(max(10, round(1000 / fps)))
+
     def toggle(self) -> None:
         if self.playing:
             self.timer.stop()
             self.play_button.setText("Play")
         else:
+            if self.slider.value() == len(self.frames) - 1:  # played to the end: from the start
+                self.show_frame(0)
             self.timer.start()
             self.play_button.setText("Pause")
 
     def _advance(self) -> None:
-        self.slider.setValue((self.slider.value() + 1) % len(self.frames))
+        last = len(self.frames) - 1
+        if self.slider.value() == last and not self.loop_box.isChecked():
+            self.toggle()  # stops on the last frame
+            return
+        self.slider.setValue((self.slider.value() + 1) % (last + 1))
 
     def show_frame(self, index: int) -> None:
         self.screen_.show_array(self.frames[index])
         if self.slider.value() != index:
             self.slider.setValue(index)
+        self.frame_label.setText(f"{index + 1}/{len(self.frames)}")
         self.frame_changed.emit(index)
 
 
