@@ -218,7 +218,9 @@ def _write_generated(args, samples) -> None:
                "generator": first.get("generator"), "settings": parse_assignments(args.settings),
                "seed": args.seed, "prompt": args.prompt, "count": args.n,
                "time": time.strftime("%Y-%m-%d %H:%M:%S"), "device": args.device}
-    written = write_folder(samples, Path(args.out), lineage)
+    clips = any(s.kind == "video" for s in samples)
+    video_format = str(lineage["settings"].get("format", "gif")) if clips else None
+    written = write_folder(samples, Path(args.out), lineage, video_format=video_format)
     print(f"wrote {len(samples)} sample(s) to {args.out}: "
           f"{', '.join(p.name for p in written[:6])}{' …' if len(written) > 6 else ''}",
           file=sys.stderr)

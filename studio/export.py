@@ -23,7 +23,7 @@ import numpy as np
 
 from studio.contract import Sample
 from studio.errors import StudioError
-from studio.runstore import read_json, write_json
+from studio.runstore import read_json, write_atomic, write_json
 
 VIDEO_FPS = 8  # what the window's player plays at, unless a sample's meta says otherwise
 INTERPOLATION_FPS = 8
@@ -183,7 +183,7 @@ def _export_video(samples: list[Sample], lineage: dict, path: Path) -> list[Path
     frames = animation_frames(samples)
     fps = frames_per_second(samples)
     comment = json.dumps(lineage, ensure_ascii=False, default=str)
-    scale = 1
+    scale, (height, width) = 1, frames.shape[1:3]
     if path.suffix.lower() == ".gif":
         iio.imwrite(path, frames, extension=".gif", duration=1000 / fps, loop=0,
                     comment=comment.encode("utf-8"))
@@ -197,7 +197,8 @@ def _export_video(samples: list[Sample], lineage: dict, path: Path) -> list[Path
         iio.imwrite(path, frames, extension=".mp4", plugin="FFMPEG", fps=fps, macro_block_size=2,
                     output_params=["-metadata", f"comment={comment}"])
     write_json(sidecar_path(path), {"file": path.name, "frames": len(frames), "fps": fps,
-                                    "scale": scale, **lineage})
+                                    "scale": scale, "height": int(height), "width": int(width),
+                                    **lineage})
     return [path, sidecar_path(path)]
 
 
@@ -216,18 +217,29 @@ def folder_problem(folder: str | Path) -> str | None:
     return None
 
 
+VIDEO_FORMATS = ("gif", "mp4", "npy", "frames")
+
+
 def write_folder(output, folder: str | Path, lineage: dict | None = None,
-                 extra: dict | None = None) -> list[Path]:
+                 extra: dict | None = None, video_format: str | None = None) -> list[Path]:
     """Write an output into `folder`: each image as `NNN.png` (lineage in its metadata), each
     video as `NNN.gif`, texts in `samples.txt`, an interpolation also as `interpolation.gif`,
     and `samples.json` listing them with their meta and the lineage — the layout
-    `runstore.load_samples` reads back. `extra` fields join `samples.json`. Returns the
-    files written."""
+    `runstore.load_samples` reads back. `extra` fields join `samples.json`. `video_format`
+    (what `studio generate --out` asks for): "gif" writes each clip as GIF and MP4, "mp4" as
+    MP4, "npy" all clips in one `clips.npy` (N, T, H, W, C) uint8, "frames" a folder of PNGs
+    per clip; None (previews, the history) a GIF each. Returns the files written."""
     samples, lineage = _unpack(output, lineage)
     folder = Path(folder)
+    if video_format not in (None, *VIDEO_FORMATS):
+        raise StudioError(f"format={video_format}: clips are written as one of "
+                          f"{', '.join(VIDEO_FORMATS)}.")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        written, entries = [], []
+        written, entries, clips_seen = [], [], 0
+        clips = [s for s in samples if s.kind == "video"]
+        if clips and video_format == "npy":
+            written += _export_npy(clips, lineage, folder / "clips.npy")
         for i, sample in enumerate(samples):
             entry = {"kind": sample.kind, "meta": sample.meta}
             if sample.kind == "text":
@@ -238,8 +250,10 @@ def write_folder(output, folder: str | Path, lineage: dict | None = None,
                                                                 "meta": sample.meta})
                 written.append(folder / entry["file"])
             elif sample.kind == "video":
-                entry["file"] = f"{i:03d}.gif"
-                written += _export_video([sample], {**lineage, "index": i}, folder / entry["file"])
+                entry["file"], files = _write_clip(sample, i, clips_seen, folder,
+                                                   {**lineage, "index": i}, video_format)
+                written += files
+                clips_seen += 1
             entries.append(entry)
         if samples and output_kind(samples) == "text":
             written += _export_txt(samples, lineage, folder / "samples.txt")
@@ -252,6 +266,43 @@ def write_folder(output, folder: str | Path, lineage: dict | None = None,
         raise StudioError(f"cannot write into {folder}: {exc.strerror or exc}. "
                           f"Pick another folder.") from None
     return written
+
+
+def _write_clip(sample: Sample, i: int, clip_index: int, folder: Path, lineage: dict,
+                video_format: str | None) -> tuple[str, list[Path]]:
+    """One clip in the asked format: (the name samples.json gives it, the files written)."""
+    if video_format == "npy":
+        return f"clips.npy#{clip_index}", []  # written once for all clips
+    if video_format == "frames":
+        frames_folder = folder / f"{i:03d}"
+        frames_folder.mkdir(exist_ok=True)
+        files = []
+        for t, frame in enumerate(sample.data):
+            write_png(frame, frames_folder / f"{t:04d}.png", {**lineage, "frame": t})
+            files.append(frames_folder / f"{t:04d}.png")
+        return f"{i:03d}/", files
+    if video_format == "mp4":
+        return f"{i:03d}.mp4", _export_video([sample], lineage, folder / f"{i:03d}.mp4")
+    files = _export_video([sample], lineage, folder / f"{i:03d}.gif")
+    if video_format == "gif":  # what a person shares: an MP4 beside the GIF
+        files += _export_video([sample], lineage, folder / f"{i:03d}.mp4")
+    return f"{i:03d}.gif", files
+
+
+def _export_npy(clips: list[Sample], lineage: dict, path: Path) -> list[Path]:
+    """All clips as one (N, T, H, W, C) uint8 array (clips of one length and size, as one
+    generation makes them), written atomically; the lineage in a sidecar JSON."""
+    import io
+    shapes = {clip.data.shape for clip in clips}
+    if len(shapes) > 1:
+        raise StudioError(f"format=npy stacks clips of one shape, but these have "
+                          f"{len(shapes)} shapes; use format=gif or frames.")
+    buffer = io.BytesIO()
+    np.save(buffer, np.stack([clip.data for clip in clips]).astype(np.uint8), allow_pickle=False)
+    write_atomic(path, buffer.getvalue())
+    write_json(sidecar_path(path), {"file": path.name, "shape": [len(clips), *shapes.pop()],
+                                    **lineage})
+    return [path, sidecar_path(path)]
 
 
 # --- the generation history, kept in the runs folder -------------------------------------------

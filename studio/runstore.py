@@ -675,13 +675,34 @@ def load_samples(folder: Path) -> tuple[dict, list]:
         elif kind == "image":
             data = np.asarray(Image.open(Path(folder) / entry["file"]).convert("RGB"))
         elif kind == "video":
-            import imageio.v3 as iio
-            frames = iio.imread(Path(folder) / entry["file"], index=None)
-            data = frames[..., :3] if frames.ndim == 4 else np.stack([frames] * 3, axis=-1)
+            data = _read_clip(Path(folder), entry["file"])
         else:
             continue
         samples.append(Sample(kind, data, entry.get("meta", {})))
     return {k: v for k, v in doc.items() if k != "samples"}, samples
+
+
+def _read_clip(folder: Path, name: str):
+    """A clip as studio/export.py wrote it: a GIF or MP4, a folder of PNG frames ("003/"), or
+    one clip of clips.npy ("clips.npy#3", never unpickled)."""
+    import numpy as np
+
+    if "#" in name:
+        file, index = name.rsplit("#", 1)
+        return np.load(folder / file, mmap_mode="r", allow_pickle=False)[int(index)].copy()
+    if name.endswith("/"):
+        from PIL import Image
+        frames = sorted((folder / name).glob("*.png"))
+        return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in frames])
+    import imageio.v3 as iio
+    plugin = {"plugin": "FFMPEG"} if name.endswith(".mp4") else {}
+    frames = iio.imread(folder / name, index=None, **plugin)
+    frames = frames[..., :3] if frames.ndim == 4 else np.stack([frames] * 3, axis=-1)
+    if name.endswith(".mp4"):  # tiny clips were enlarged and padded for H.264: undo that
+        sidecar = read_json(folder / f"{name}.json", "the clip's sidecar")
+        scale = int(sidecar.get("scale", 1))
+        frames = frames[:, ::scale, ::scale][:, :sidecar.get("height"), :sidecar.get("width")]
+    return frames
 
 
 def list_previews(run: RunDir) -> list[tuple[int, Path]]:

@@ -135,3 +135,37 @@ def test_cli_generate_out_writes_through_the_exporter(tmp_path, capsys):
     assert Path(lineage["run"]) == DEMO_IMAGE
     extra, samples = load_samples(out)
     assert extra["lineage"]["count"] == 1 and len(samples) == 4
+
+
+@pytest.mark.parametrize("video_format, files", [
+    ("gif", {"000.gif", "000.mp4", "001.gif", "001.mp4"}),
+    ("mp4", {"000.mp4", "001.mp4"}),
+    ("npy", {"clips.npy"}),
+    ("frames", {"000/", "001/"}),
+])
+def test_clips_are_written_in_the_asked_format_and_read_back(tmp_path, video_format, files):
+    """`studio generate --out DIR --set format=...`: GIF and MP4 to share, one clips.npy of
+    shape (N, T, H, W, C) for code, or a folder of PNG frames per clip; samples.json names
+    each, and load_samples reads every format back."""
+    rng = np.random.default_rng(0)
+    clips = [Sample("video", rng.integers(0, 255, (5, 16, 16, 3), dtype=np.uint8), {"fps": 8})
+             for _ in range(2)]
+    write_folder(clips, tmp_path, LINEAGE, video_format=video_format)
+    written = {p.name + ("/" if p.is_dir() else "") for p in tmp_path.iterdir()}
+    assert files <= written
+    if video_format == "npy":
+        array = np.load(tmp_path / "clips.npy", allow_pickle=False)
+        assert array.shape == (2, 5, 16, 16, 3) and array.dtype == np.uint8
+        assert (array[1] == clips[1].data).all()
+    if video_format == "frames":
+        assert len(list((tmp_path / "001").glob("*.png"))) == 5
+    _, back = load_samples(tmp_path)
+    assert [s.data.shape for s in back] == [(5, 16, 16, 3)] * 2
+    if video_format in ("npy", "frames"):  # lossless
+        assert all((b.data == c.data).all() for b, c in zip(back, clips))
+
+
+def test_clips_of_different_shapes_cannot_share_one_npy(tmp_path):
+    clips = [Sample("video", np.zeros((t, 8, 8, 3), np.uint8), {}) for t in (4, 6)]
+    with pytest.raises(StudioError, match="one shape"):
+        write_folder(clips, tmp_path, LINEAGE, video_format="npy")
