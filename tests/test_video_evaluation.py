@@ -157,6 +157,16 @@ def test_baselines_are_made_of_the_real_frames():
     assert not (baselines(real, seed=6)["independent"] == made["independent"]).all()
 
 
+@pytest.mark.parametrize("frames, side, channels", [(4, 32, 1), (8, 64, 3), (16, 128, 1), (6, 16, 3)])
+def test_the_clip_network_takes_every_length_resolution_and_colour_mode(frames, side, channels):
+    clips = np.random.default_rng(0).integers(0, 256, (6, frames, side, side, channels), dtype=np.uint8)
+    net = train_clip_extractor(clips, np.full(6, -1), steps=2, seed=0, device=CPU)
+    assert net.info["frames"] == frames and net.info["resolution"] == side
+    features = clip_features(net, clips, CPU)
+    assert features.shape == (6, CLIP_FEATURE_DIM) and np.isfinite(features).all()
+    assert motion_energy(clips).shape == flicker(clips).shape == (6,)
+
+
 # --- determinism and the saved network --------------------------------------------------------------
 
 def test_the_clip_network_is_the_same_for_a_seed_and_leaves_the_global_rng_alone():

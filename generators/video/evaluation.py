@@ -16,12 +16,16 @@ all fail:
   downloaded here, so the project trains its own, self-supervised: it learns to tell real clips
   from the same clips shuffled, frozen, reversed or mixed from frames of other clips (and their
   class, when there are labels), and to summarise their layout. Its penultimate features are
-  what natural motion looks like in this data.
+  what natural motion looks like in this data. (Reversed clips are told apart only where the
+  data has an arrow of time, like falling or pouring; bouncing is the same either way.) On the
+  tests' bouncing squares, after 120 steps of 20 clips, held-out real clips score 0.35,
+  static ones 91, shuffled 130 and independent frames 240.
 - motion: the mean absolute change from one frame to the next; `motion_gap` compares the
   generated clips' mean with the real one's on a log scale (0: as much motion as real clips;
-  ln 2: twice or half as much). Frozen clips score far off.
+  ln 2: twice or half as much), so frozen clips score far off; `motion_w1` compares the whole
+  distributions of per-clip motion, which the mean alone misses (half frozen, half racing).
 - flicker: the mean absolute second difference over time against the mean absolute first
-  difference, on frames blurred to a coarse grid (FLICKER_SIDE). Smooth motion changes each
+  difference, on frames averaged down to a coarse grid (FLICKER_SIDE). Smooth motion changes each
   coarse cell gradually, so its second differences are small next to its first differences;
   frames that jump (shuffled, independent) make them larger (close to 2 for unrelated frames).
 
