@@ -347,7 +347,7 @@ class Endless:
     """A generator that never ends by itself and counts what it made: text token by token,
     images by sample() calls."""
 
-    name, version, device, SampleConfig = "endless", "0", "cpu", NoParams
+    name, version, device, SampleConfig, weights_note = "endless", "0", "cpu", NoParams, None
 
     def __init__(self, length=None):
         self.tokens, self.calls, self.length = 0, [], length  # tokens per text (None: endless)
@@ -411,6 +411,20 @@ def test_stop_ends_images_within_one_batch():
     entry = generate_panel.produce(CancelAfter("made", 99), Loaded(gen), request(20, stream=False))
     assert gen.calls == [(8, 5), (8, 13), (4, 21)]  # batches continue the seeds
     assert not entry.lineage["stopped"] and len(entry.samples) == 20
+
+
+def test_stop_ends_clips_within_the_clip_being_made():
+    class EndlessClips(Endless):
+        modality = "video"
+
+        def sample(self, params, n=1, seed=0, prompt=None):
+            self.calls.append((n, seed))
+            return [Sample("video", np.zeros((3, 4, 4, 3), np.uint8), {"seed": seed + i}) for i in range(n)]
+
+    gen = EndlessClips()
+    entry = generate_panel.produce(CancelAfter("made", 2), Loaded(gen), request(16, stream=False))
+    assert gen.calls == [(1, 5), (1, 6)]  # a clip at a time: Stop came after the second
+    assert entry.lineage["stopped"] and [s.meta["seed"] for s in entry.samples] == [5, 6]
 
 
 class OneGrid(Endless):

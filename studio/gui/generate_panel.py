@@ -44,6 +44,9 @@ MAX_SEED = 2**31 - 1
 # batched sampling: the demo GAN makes 8 images in 12 ms and 64 in 96 ms on two CPU cores
 # (measured), the same 1.5 ms per image.
 IMAGE_BATCH = 8
+# A clip is a batch of its own frames already, and one takes as long as dozens of images: clips
+# are made one at a time, so Stop waits for at most the clip being rendered.
+SAMPLE_BATCH = {"video": 1}
 
 
 def show_error(parent: QWidget | None, message: str) -> None:
@@ -255,11 +258,13 @@ def _stream_texts(ctx, gen, params, request: Request) -> tuple[list[Sample], boo
 
 
 def _sample_in_batches(ctx, gen, params, request: Request) -> tuple[list[Sample], bool]:
-    """`count` samples, IMAGE_BATCH at a time (batch b from seed + its first index); Stop is
-    checked between batches. Up to IMAGE_BATCH this is exactly `sample(n=count, seed)`."""
+    """`count` samples, a batch at a time (IMAGE_BATCH; clips one by one), batch b from seed +
+    its first index; Stop is checked between batches. Up to a batch this is exactly
+    `sample(n=count, seed)`."""
     samples: list[Sample] = []
+    batch_size = SAMPLE_BATCH.get(getattr(gen, "modality", "image"), IMAGE_BATCH)
     while len(samples) < request.count:
-        asked = min(IMAGE_BATCH, request.count - len(samples))
+        asked = min(batch_size, request.count - len(samples))
         batch = gen.sample(params, n=asked, seed=request.seed + len(samples), prompt=request.prompt)
         if len(batch) != asked or is_interpolation(batch):
             # Not one sample per n: the generator makes its output as a whole (the frames of an
