@@ -231,7 +231,7 @@ def landed(recipe: Recipe, events: list[dict], half_written: bool) -> str:
         return "checkpoint"
     work = [e for e in events if e["event"] in ("progress", "eval", "preview", "checkpoint")]
     if not work:
-        return "before step 1"
+        return "first step"
     last = work[-1]
     # What the engine does after each kind of event at a step, in order.
     after = {"progress": ("eval", "preview", "checkpoint"), "eval": ("preview", "checkpoint"),
