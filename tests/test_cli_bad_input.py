@@ -1,4 +1,8 @@
-"""Bad input gets one clear line and exit code 2 -- never a traceback -- and loses nothing."""
+"""Bad input gets one clear line and exit code 2 -- never a traceback -- and loses nothing.
+
+The plain cases (a missing or empty file, a wrong setting, a bad sampling value, a folder that
+is not a run, ...) are rows of the table in test_cli_sweep.py; this file keeps the cases that
+check more than one command's message, and the tiny run the CLI tests share."""
 
 import pickle
 import shutil
@@ -52,30 +56,6 @@ def run_copy(trained_run, tmp_path) -> Path:
     return copy
 
 
-def test_missing_data_path(capsys, tmp_path):
-    expect_error(capsys, "train", "text", "--data", tmp_path / "nope.txt", "--run-dir", tmp_path / "r",
-                 *TINY, match="does not exist")
-
-
-def test_empty_file(capsys, tmp_path):
-    (tmp_path / "empty.txt").write_text("")
-    expect_error(capsys, "train", "text", "--data", tmp_path / "empty.txt", "--run-dir", tmp_path / "r",
-                 *TINY, match="empty file")
-
-
-def test_binary_file_given_as_text(capsys, tmp_path):
-    (tmp_path / "blob.txt").write_bytes(bytes(range(256)) * 50)
-    expect_error(capsys, "train", "text", "--data", tmp_path / "blob.txt", "--run-dir", tmp_path / "r",
-                 *TINY, match="binary")
-
-
-def test_folder_without_text_files(capsys, tmp_path):
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
-    expect_error(capsys, "train", "text", "--data", tmp_path / "data", "--run-dir", tmp_path / "r",
-                 *TINY, match="no usable text")
-
-
 def test_latin1_file_is_decoded_and_said(capsys, tmp_path):
     text = "Café crème, déjà vu, naïve façade. Ça va très bien à Zürich.\n" * 20
     (tmp_path / "latin.txt").write_bytes(text.encode("latin-1"))
@@ -85,36 +65,6 @@ def test_latin1_file_is_decoded_and_said(capsys, tmp_path):
     assert "not UTF-8: decoded as Latin-1" in err
     from generators.text.tokenizer import load_tokenizer
     assert "é" in load_tokenizer(tmp_path / "r" / "assets" / "tokenizer.json").itos
-
-
-def test_corpus_shorter_than_one_block(capsys, tmp_path):
-    (tmp_path / "short.txt").write_text("Too short.")
-    expect_error(capsys, "train", "text", "--data", tmp_path / "short.txt", "--run-dir", tmp_path / "r",
-                 *TINY, match="fewer than one block")
-
-
-def test_unknown_set_key(capsys, tmp_path, corpus):
-    err = expect_error(capsys, "train", "text", "--data", corpus, "--run-dir", tmp_path / "r",
-                       "--set", "n_layers=3", *TINY, match="unknown setting 'n_layers'")
-    assert "n_layer" in err  # the known settings are listed
-
-
-@pytest.mark.parametrize("pair, match", [("n_layer=three", "must be int"),
-                                          ("lr=-1", "must be >= 0"),
-                                          ("dropout=1.5", "must be <= 0.9"),
-                                          ("tokenizer=words", "must be one of char, bpe"),
-                                          ("n_embd=15", "multiple of n_head"),
-                                          ("device=tpu", "not a device name")])
-def test_wrong_type_or_out_of_range(capsys, tmp_path, corpus, pair, match):
-    expect_error(capsys, "train", "text", "--data", corpus, "--run-dir", tmp_path / "r",
-                 *TINY, "--set", pair, match=match)
-    assert not (tmp_path / "r" / "config.json").exists()
-
-
-def test_resume_a_folder_that_is_not_a_run(capsys, tmp_path):
-    (tmp_path / "notrun").mkdir()
-    expect_error(capsys, "train", "--resume", tmp_path / "notrun", match="not a run folder")
-    expect_error(capsys, "train", "--resume", tmp_path / "missing", match="does not exist")
 
 
 @dataclass
@@ -131,11 +81,6 @@ def test_resume_a_run_of_another_generator(capsys, run_copy):
     default_registry().add("other-kind", Other)
     expect_error(capsys, "train", "other-kind", "--resume", run_copy,
                  match="is a run of generator 'text', not 'other-kind'")
-
-
-def test_resume_refuses_changing_the_model(capsys, run_copy):
-    expect_error(capsys, "train", "--resume", run_copy, "--set", "n_layer=2",
-                 match="cannot change when resuming")
 
 
 def test_truncated_checkpoint_is_refused_and_the_earlier_one_still_works(capsys, run_copy):
@@ -173,43 +118,6 @@ def test_pickle_offered_as_a_checkpoint_is_never_loaded(capsys, tmp_path, run_co
     assert not (tmp_path / "pwned").exists()
 
 
-def test_unwritable_run_folder(capsys, tmp_path, corpus):
-    (tmp_path / "a-file").write_text("not a folder")
-    expect_error(capsys, "train", "text", "--data", corpus, "--run-dir", tmp_path / "a-file" / "run",
-                 *TINY, match="cannot write the run folder")
-
-
-def test_existing_run_is_not_overwritten(capsys, corpus, run_copy):
-    before = (run_copy / "config.json").read_bytes()
-    expect_error(capsys, "train", "text", "--data", corpus, "--run-dir", run_copy, *TINY,
-                 match="already holds a run")
-    assert (run_copy / "config.json").read_bytes() == before
-
-
-@pytest.mark.parametrize("pair, match", [("temperature=-1", "must be >= 0"),
-                                          ("top_k=lots", "must be int"),
-                                          ("top_p=0", "'top_p' must be > 0"),
-                                          ("top_p=1.5", "'top_p' must be <= 1"),
-                                          ("repetition_penalty=0", "must be > 0"),
-                                          ('stop=[""]', "stop strings must be non-empty"),
-                                          ("beam=3", "unknown setting")])
-def test_bad_sampling_values(capsys, trained_run, pair, match):
-    expect_error(capsys, "generate", trained_run, "--set", pair, match=match)
-
-
-def test_unknown_generator_and_preset(capsys, tmp_path):
-    expect_error(capsys, "train", "nosuch", "--run-dir", tmp_path / "r", match="no generator named")
-    expect_error(capsys, "train", "text", "--preset", "huge", "--run-dir", tmp_path / "r",
-                 match="no preset 'huge'")
-
-
-def test_demo_with_no_steps_is_refused_before_anything_is_written(capsys, tmp_path):
-    for generator in ("text", "image"):
-        expect_error(capsys, "demo", generator, "--steps", "0", "--run-dir", tmp_path / generator,
-                     match="--steps must be at least 1, got 0")
-        assert not (tmp_path / generator).exists()
-
-
 def test_nothing_is_lost_after_errors(capsys, trained_run):
     run = RunDir(trained_run)
     for ckpt in run.checkpoints():
@@ -226,17 +134,6 @@ def test_resume_a_run_interrupted_before_its_first_checkpoint(capsys, run_copy):
     code, out, err = studio(capsys, "train", "--resume", run_copy, "--max-steps", "4")
     assert code == 0, err
     assert [c.step for c in RunDir(run_copy).checkpoints()] == [4]
-
-
-def test_jsonl_without_any_usable_line(capsys, tmp_path):
-    (tmp_path / "qa.jsonl").write_text('{"question": "a"}\n[1, 2]\nnot json\n')
-    err = expect_error(capsys, "train", "text", "--data", tmp_path / "qa.jsonl", "--run-dir",
-                       tmp_path / "r", *TINY, match="no usable prompt/response examples")
-    assert "qa.jsonl:1: missing" in err and "qa.jsonl:3: not valid JSON" in err  # why, with line numbers
-
-
-def test_stream_takes_one_sample(capsys, trained_run):
-    expect_error(capsys, "generate", trained_run, "--stream", "--n", "2", match="one sample")
 
 
 def test_text_data_with_nothing_usable_carries_its_report_for_the_window(capsys, tmp_path):
