@@ -43,6 +43,7 @@ WEIGHTS_FILE = "model.safetensors"
 # can be used on its own when state.json is damaged.
 WEIGHTS_STATE_KEYS = ("aliases", "generator", "generator_name", "generator_version")
 CHECKPOINT_FOLDER = re.compile(r"step_(\d+)")
+REPLACED_CHECKPOINT = re.compile(r"\.tmp-replaced-(step_\d+)-\d+")
 LOCK_NAME = ".lock"
 PICKLE_MAGICS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")
 
@@ -143,6 +144,18 @@ def _try_lock(f) -> bool:
         if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
             return False
         raise
+
+
+def _process_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill would end the process there: take it for alive
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # alive, but another user's
+        return True
+    return True
 
 
 def _owner_pid(path: Path) -> int:
@@ -298,6 +311,25 @@ class RunDir:
         f.write(str(os.getpid()))
         f.flush()
         self._lock_file = f
+        self._remove_debris()
+
+    def _remove_debris(self) -> None:
+        """Temporary files and folders left by a process killed mid-write (`.NAME.tmp-PID`,
+        `checkpoints/.tmp-*`). Only the lock's holder may remove them, and only those of
+        processes that are gone (`studio control` may be writing its file right now)."""
+        for folder in (self.path, self.checkpoints_dir):
+            if not folder.is_dir():
+                continue
+            for item in folder.glob(".*tmp-*"):
+                pid = item.name.rsplit("-", 1)[-1]
+                if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+                    replaced = REPLACED_CHECKPOINT.fullmatch(item.name)
+                    if replaced and not self.checkpoint_dir(replaced.group(1)).exists():
+                        os.replace(item, self.checkpoint_dir(replaced.group(1)))  # killed mid-swap
+                    elif item.is_dir():
+                        shutil.rmtree(item, ignore_errors=True)
+                    else:
+                        item.unlink(missing_ok=True)
 
     def unlock(self) -> None:
         if self._lock_file is not None:
@@ -434,15 +466,20 @@ class RunDir:
                 raise self._disk_full(name, _bytes_needed(files)) from None
             raise
         kept = []
+        replaced = None
         if final.exists():
-            if name in self.written:  # re-saving the same step (e.g. stop right after a save)
-                shutil.rmtree(final)
+            if name in self.written:  # re-saving the same step (e.g. stop right after a save):
+                # moved out of the way first, so a kill at any moment leaves one of the two
+                replaced = self.checkpoints_dir / f".tmp-replaced-{name}-{os.getpid()}"
+                os.replace(final, replaced)
             else:  # not ours: a damaged folder, or one from before an earlier resume point
                 aside = final.with_name(f"{name}.kept-{time.strftime('%Y%m%d-%H%M%S')}")
                 os.replace(final, aside)
                 kept.append(aside)
         os.replace(tmp, final)
         _fsync_dir(self.checkpoints_dir)
+        if replaced is not None:
+            shutil.rmtree(replaced, ignore_errors=True)
         self.written.add(name)
         best = name if is_best else self.best_checkpoint()
         write_json(self.checkpoints_dir / "index.json", {"best": best, "latest": name})

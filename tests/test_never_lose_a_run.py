@@ -358,3 +358,28 @@ def test_a_killed_and_resumed_run_logs_each_step_once(capsys, run_copy, tmp_path
     assert code == 0, err
     steps = [e["step"] for e in read_events(run_copy / "events.jsonl") if e["event"] == "progress"]
     assert steps == sorted(set(steps)) and steps[-1] == 26
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_resume_clears_what_a_killed_process_left_half_written(run_copy):
+    """A kill mid-write leaves `.NAME.tmp-PID` files (index.json, run.json), and a kill while a
+    re-saved checkpoint is swapped in leaves it only under its temporary name: the next holder
+    of the lock removes the debris and puts the checkpoint back."""
+    pid = dead_pid()
+    run = RunDir(run_copy)
+    (run.checkpoints_dir / f".index.json.tmp-{pid}").write_text("{")
+    (run_copy / f".run.json.tmp-{pid}").write_text("{")
+    os.replace(run.checkpoint_dir("step_0000020"), run.checkpoints_dir / f".tmp-replaced-step_0000020-{pid}")
+    run.lock()
+    try:
+        assert [c.step for c in run.checkpoints()] == [10, 20]
+        run.load_checkpoint(run.checkpoint_dir("step_0000020"))
+        leftovers = [p.name for p in (*run_copy.glob(".*tmp-*"), *run.checkpoints_dir.glob(".*tmp-*"))]
+        assert leftovers == []
+    finally:
+        run.unlock()
