@@ -271,6 +271,10 @@ DATA = rows(
          ("empty.txt", "empty file"), files={"empty.txt": ""}),
     Case("val-data-too-short", "train text --data {corpus} --val-data {tmp}/short.txt " + NEW,
          ("short.txt", "fewer than one block"), files={"short.txt": "Tiny."}),
+    Case("named-pipe", TRAIN_ON % "pipe.txt", ("pipe.txt", "no usable text"),
+         files={"pipe.txt": lambda path: os.mkfifo(path)}),
+    Case("val-data-binary", "train text --data {corpus} --val-data {tmp}/blob.txt " + NEW,
+         ("blob.txt", "binary"), files={"blob.txt": bytes(range(256)) * 20}),
     Case("data-is-dev-null", "train text --data /dev/null " + NEW, ("/dev/null",)),
     Case("mixed-formats-are-said", TRAINS_ON % "data",
          ("mixes", "training on the plain text"), code=0, writes=True,
@@ -323,6 +327,8 @@ IMAGES = rows(
     Case("idx-labels-not-idx", "train image --data {tmp}/mnist " + INEW, ("labels-idx1", "not an IDX"),
          files={"mnist/t10k-images-idx3-ubyte": idx((20, 28, 28)),
                 "mnist/t10k-labels-idx1-ubyte": b"junk"}),
+    Case("text-file-given", "train image --data {corpus} " + INEW, ("corpus.txt", "single file")),
+    Case("resume-with-missing-data", "train --resume {icopy} --data {tmp}/nope", ("nope", "does not exist")),
     Case("conditional-without-classes", "train image --data {tmp}/plain " + INEW + " --set conditional=yes",
          ("has no classes",), files={"plain": plain_images}),
     Case("bad-files-skipped-and-said",
@@ -434,6 +440,11 @@ SETTINGS = rows(
     Case("config-command-unknown-generator", "config nosuch", ("no generator named 'nosuch'",)),
     Case("resume-changes-the-model", "train --resume {copy} --set n_layer=2",
          ("n_layer", "cannot change when resuming")),
+    Case("resume-changes-the-tokenizer", "train --resume {copy} --set tokenizer=bpe",
+         ("tokenizer", "cannot change when resuming")),
+    Case("resume-changes-the-context", "train --resume {copy} --set block_size=32",
+         ("block_size", "cannot change when resuming")),
+    Case("resume-with-no-steps", "train --resume {copy} --max-steps 0", ("max_steps", ">= 1")),
     Case("resume-changes-the-image-resolution", "train --resume {icopy} --set resolution=64",
          ("resolution", "cannot change when resuming")),
     Case("image-resolution-not-offered", "train image " + INEW + " --set resolution=48",
@@ -449,6 +460,10 @@ SETTINGS = rows(
          ("--max-steps", "invalid int")),
     Case("events-unknown", "train text --data {corpus} --run-dir {tmp}/new --events loud",
          ("--events", "invalid choice")),
+    Case("generate-without-a-run", "generate", ("required", "run")),
+    Case("eval-without-a-run", "eval", ("required", "run")),
+    Case("config-without-a-generator", "config", ("required", "generator")),
+    Case("unknown-command", "trian text", ("invalid choice: 'trian'",)),
     Case("unknown-flag", "train text --data {corpus} --run-dir {tmp}/new --epochs 3",
          ("unrecognized arguments",)),
 )
@@ -615,6 +630,9 @@ GENERATE = rows(
     Case("image-class-out-of-range", "generate {irun} --set class_label=5 --device cpu",
          ("class_label 5 is out of range",)),
     Case("image-truncation-negative", "generate {irun} --set truncation=-1", ("truncation", "must be >= 0")),
+    Case("image-n-zero", "generate {irun} --n 0", ("--n must be at least 1",)),
+    Case("image-out-onto-a-file", "generate {irun} --device cpu --out {tmp}/notes.txt", ("--out", "is a file"),
+         files={"notes.txt": "my notes"}),
     Case("image-text-setting", "generate {irun} --set temperature=0.5", ("unknown setting 'temperature'",)),
 )
 
@@ -633,6 +651,8 @@ EVAL = rows(
          files={"data": FOLDER}),
     Case("device-unknown", "eval {run} --device tpu", ("not a device name",)),
     Case("gpu-not-here", "eval {run} --device cuda:99", ("device 'cuda:99'",)),
+    Case("image-folder-for-a-text-run", "eval {run} --data {shapes} --device cpu", ("no usable text",)),
+    Case("text-file-for-an-image-run", "eval {irun} --data {corpus} --device cpu", ("corpus.txt", "single file")),
     Case("image-data-missing", "eval {irun} --data {tmp}/nope --device cpu", ("nope", "does not exist")),
     Case("image-data-no-images", "eval {irun} --data {tmp}/data --device cpu", ("no images in",),
          files={"data/notes.txt": "x"}),
@@ -646,6 +666,8 @@ CONTROL = rows(
     Case("missing-run", "control {tmp}/nope stop", ("nope", "does not exist")),
     Case("a-file", "control {tmp}/notes.txt stop", ("notes.txt", "is a file"), files={"notes.txt": "x"}),
     Case("not-a-run", "control {tmp}/empty stop", ("not a run folder",), files={"empty": FOLDER}),
+    Case("an-image-run-not-training", "control {irun} stop", ("is not training now",)),
+    Case("no-action", "control {run}", ("required", "action")),
     Case("unknown-action", "control {run} explode", ("invalid choice: 'explode'",)),
     Case("runs-shows-a-dead-run-as-interrupted", "runs {tmp}", ("interrupted",), code=0, on_stdout=True,
          damage=marked_running_by_a_dead_process),
@@ -675,8 +697,12 @@ def snapshot(folder: Path, skip: tuple[str, ...] = ()) -> dict:
         relative = path.relative_to(folder)
         if relative.parts[0] in skip:
             continue
-        entries[str(relative)] = ("folder" if path.is_dir() else
-                                  (path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest()))
+        if path.is_dir():
+            entries[str(relative)] = "folder"
+        elif path.is_file():
+            entries[str(relative)] = (path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest())
+        else:  # a named pipe: reading it would wait for a writer
+            entries[str(relative)] = "not a file"
     return entries
 
 
