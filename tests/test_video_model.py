@@ -199,3 +199,22 @@ def test_evaluation_scores_and_their_baselines():
     assert set(rows) == {"real", "static", "shuffled", "independent"}
     assert rows["static"]["motion_fake"] == 0 and rows["real"]["motion_fake"] > 0
     assert rows["real"]["clip_extractor"] == metrics["val_clip_extractor"]
+
+
+def test_data_report_holds_out_clips_and_previews_clips(tmp_path):
+    """Clips are held out for the scores (val_fraction of 10 or more clips; none of fewer,
+    said in the report), and the report previews clips that play at the data's rate."""
+    data = str(write_npy(tmp_path / "many.npy", "NTHWC", n=12, frames=6, size=24))
+    gen = VideoGenerator(VideoGenerator.config_from(TINY))
+    report = gen.load_data(data, None, tmp_path / "cache")
+    assert report.summary["clips"] == 10 and report.summary["held_out"].startswith("2 of the 12 clips")
+    assert len(gen.train_clips) == 10 and len(gen.val_clips) == 2
+    assert report.summary["channels"] == "rgb" and report.summary["frames"] == 4
+    assert [s.kind for s in report.preview] == ["video"] * 8
+    assert report.preview[0].data.shape == (4, 32, 32, 3) and report.preview[0].meta["fps"] == gen.fps
+
+    few = str(write_npy(tmp_path / "few.npy", "NTHWC", n=6, frames=6, size=24))
+    gen = VideoGenerator(VideoGenerator.config_from(TINY))
+    report = gen.load_data(few, None, tmp_path / "cache")
+    assert report.summary["clips"] == 6 and gen.val_clips is None
+    assert report.summary["held_out"].startswith("none: only 6 clips")
