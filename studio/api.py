@@ -255,8 +255,12 @@ def _resume_point(run: RunDir, which: str | None) -> tuple:
     """The checkpoint a resume continues from, and notes on the damaged ones passed over. Asked
     for none: the newest one that verifies (a damaged one is never taken for a missing one);
     None when the run has no checkpoint folder at all (it stopped before its first)."""
-    if which is not None:
-        return run.resolve_checkpoint(which), []  # exactly that one: load_checkpoint says why not
+    if which is not None:  # exactly that one, verified before anything is written
+        folder = run.resolve_checkpoint(which)
+        problem = run.checkpoint_problem(folder)
+        if problem:
+            raise run.damaged_error(folder, problem)
+        return folder, []
     notes = []
     folders = run.step_folders()
     for _, folder in reversed(folders):
@@ -345,7 +349,10 @@ def export_slim_run(path: str, dest: str) -> Path:
     state, _ = run.load_checkpoint(folder)  # verified before it is copied
     target = RunDir(Path(dest))
     if target.path.exists():
-        shutil.rmtree(target.path)
+        if not is_exported_run(target.path):  # it once emptied a folder of the user's documents
+            raise StudioError(f"{dest} already exists and is not an exported run; nothing in it "
+                              f"was changed. Export to a new folder.")
+        shutil.rmtree(target.path)  # an earlier export of a demo model, replaced
     target.checkpoint_dir(folder.name).mkdir(parents=True)
     for name in ("config.json", "run.json", "data_report.json", "events.jsonl"):
         if (run.path / name).exists():
@@ -363,6 +370,18 @@ def export_slim_run(path: str, dest: str) -> Path:
     return target.path
 
 
+def is_exported_run(path: Path) -> bool:
+    """Whether `path` is a run that export_slim_run wrote: weights only, no trainer state."""
+    run = RunDir(path)
+    if not run.is_run(path) or not run.step_folders():
+        return False
+    try:
+        return all(set(read_json(folder / "state.json", "state").get("files", {})) <= {"model.safetensors"}
+                   for _, folder in run.step_folders())
+    except StudioError:
+        return False
+
+
 def load_run(path: str, checkpoint: str | None = None, device: str = "auto",
              threads: int = 0):
     """A generator with a run's weights loaded, ready to sample or evaluate (no optimizer)."""
@@ -370,6 +389,8 @@ def load_run(path: str, checkpoint: str | None = None, device: str = "auto",
                                pick_device, resolve_precision)
 
     run = RunDir.open(Path(path))
+    if checkpoint is None and Path(path).parent.name == "checkpoints":
+        checkpoint = Path(path).name  # a checkpoint folder given: that checkpoint, no other
     doc = run.config()
     gen_cls = default_registry().get(doc["generator"])
     gen = gen_cls(from_dict(gen_cls.Config, doc.get("config", {}), str(run.config_path)))

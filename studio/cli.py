@@ -150,6 +150,15 @@ def _cmd_generators(args) -> int:
 
 def _cmd_train(args) -> int:
     from studio import api
+    if args.checkpoint and not args.resume:
+        raise StudioError("--checkpoint picks where a resumed run continues from: use it with "
+                          "--resume RUN (to start a new run from a checkpoint, use --init-from).")
+    if args.resume:
+        clash = [flag for flag, value in (("--init-from", args.init_from), ("--init-from-hf",
+                 args.init_from_hf), ("--run-dir", args.run_dir)) if value]
+        if clash:
+            raise StudioError(f"{' and '.join(clash)} cannot go with --resume: a resumed run "
+                              f"continues in its own folder from its own checkpoint.")
     settings = list(args.settings or [])
     if args.device:
         settings.append(f"device={args.device}")
@@ -167,10 +176,17 @@ def _cmd_train(args) -> int:
     return 0
 
 
+MAX_SAMPLES = 10_000  # per command: a mistyped --n 100000000 ran out of memory without a word
+MAX_SEED = 2**62  # seeds are 64-bit, and each sample's is seed + its index
+
+
 def _cmd_generate(args) -> int:
     from studio import api
-    if args.n < 1:
-        raise StudioError(f"--n must be at least 1, got {args.n}.")
+    if not 1 <= args.n <= MAX_SAMPLES:
+        raise StudioError(f"--n must be from 1 to {MAX_SAMPLES:,}, got {args.n}; generate more "
+                          f"with several commands and different --seed values.")
+    if not 0 <= args.seed < MAX_SEED:
+        raise StudioError(f"--seed must be from 0 to 2**62 - 1, got {args.seed}.")
     if args.out:
         from studio.export import folder_problem
         problem = folder_problem(args.out)
@@ -264,6 +280,11 @@ def _cmd_demo(args) -> int:
         raise StudioError(f"--steps must be at least 1, got {steps}.")
     events = "bar" if sys.stderr.isatty() else "plain"
     run = Path(args.run_dir or demo["run_dir"])
+    if run.exists() and not run.is_dir():
+        raise StudioError(f"{run} is a file; the demo trains into a folder. Give another --run-dir.")
+    if args.export_to and Path(args.export_to).exists() and not api.is_exported_run(Path(args.export_to)):
+        raise StudioError(f"{args.export_to} already exists and is not an exported run; nothing "
+                          f"in it was changed. Give a new folder to --export-to.")
     if not RunDir.is_run(run):
         print(f"training {demo['about']} into {run}", file=sys.stderr)
         api.train(args.generator, run_dir=str(run), max_steps=steps, events=events,
@@ -376,12 +397,28 @@ COMMANDS = {"generators": _cmd_generators, "train": _cmd_train, "generate": _cmd
             "demo": _cmd_demo, "gui": _cmd_gui}
 
 
+# Arguments that name files or folders: given as "" (an unset shell variable), each was taken
+# for "not given" and fell back on a default (the built-in data, runs/, a new run folder).
+PATH_ARGUMENTS = {"data": "--data", "val_data": "--val-data", "run_dir": "--run-dir",
+                  "resume": "--resume", "init_from": "--init-from", "init_from_hf": "--init-from-hf",
+                  "config_file": "--config", "out": "--out", "export_to": "--export-to",
+                  "run": "the run folder", "root": "the runs folder"}
+
+
+def _refuse_empty_paths(args) -> None:
+    for name, what in PATH_ARGUMENTS.items():
+        value = getattr(args, name, None)
+        if isinstance(value, str) and not value.strip():
+            raise StudioError(f"{what} is empty: give a path (is a shell variable unset?).")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         args.command = "gui"
     try:
+        _refuse_empty_paths(args)
         return COMMANDS[args.command](args)
     except StudioError as exc:
         print(f"error: {exc}", file=sys.stderr)

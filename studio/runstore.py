@@ -569,7 +569,7 @@ class RunDir:
         """Verify and read a checkpoint: returns (state, {file name: dict of tensors})."""
         problem = self._state_problem(folder)
         if problem:
-            raise self._corrupt(folder, problem)
+            raise self.damaged_error(folder, problem)
         state = read_json(folder / "state.json", "checkpoint state")
         tensors = {filename: self._verified_file(folder, filename, expected)
                    for filename, expected in state.get("files", {}).items()}
@@ -580,14 +580,14 @@ class RunDir:
 
         path = folder / filename
         if not path.exists():
-            raise self._corrupt(folder, f"{filename} is missing")
+            raise self.damaged_error(folder, f"{filename} is missing")
         if file_digest(path) != expected:
-            raise self._corrupt(folder, f"{filename} does not match its recorded size/SHA-256 "
+            raise self.damaged_error(folder, f"{filename} does not match its recorded size/SHA-256 "
                                         f"(truncated or modified)")
         try:
             return load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types
-            raise self._corrupt(folder, f"{filename} is not a valid safetensors file ({exc})")
+            raise self.damaged_error(folder, f"{filename} is not a valid safetensors file ({exc})")
 
     def load_weights(self, folder: Path) -> tuple[dict, dict, str | None]:
         """A checkpoint's weights for sampling: (tensors, the state sampling needs, a note or
@@ -599,7 +599,7 @@ class RunDir:
             state = read_json(folder / "state.json", "checkpoint state")
             files = state.get("files", {})
             if WEIGHTS_FILE not in files:
-                raise self._corrupt(folder, f"its state.json lists no {WEIGHTS_FILE}")
+                raise self.damaged_error(folder, f"its state.json lists no {WEIGHTS_FILE}")
             tensors = self._verified_file(folder, WEIGHTS_FILE, files[WEIGHTS_FILE])
             damaged = [name for name, expected in files.items() if name != WEIGHTS_FILE and
                        (not (folder / name).is_file() or file_digest(folder / name) != expected)]
@@ -620,13 +620,13 @@ class RunDir:
                 metadata = f.metadata() or {}
             tensors = load_file(str(path))
         except Exception as exc:  # missing, or not safetensors (its own error types)
-            raise self._corrupt(folder, f"{problem}, and its {WEIGHTS_FILE} cannot be read "
+            raise self.damaged_error(folder, f"{problem}, and its {WEIGHTS_FILE} cannot be read "
                                         f"({exc})") from None
         if "studio.sha256" not in metadata:
-            raise self._corrupt(folder, f"{problem}, and its {WEIGHTS_FILE} carries no hash of "
+            raise self.damaged_error(folder, f"{problem}, and its {WEIGHTS_FILE} carries no hash of "
                                         f"its own to check it by (written by an older version)")
         if tensors_digest(tensors) != metadata["studio.sha256"]:
-            raise self._corrupt(folder, f"{problem}, and its {WEIGHTS_FILE} does not match its "
+            raise self.damaged_error(folder, f"{problem}, and its {WEIGHTS_FILE} does not match its "
                                         f"own hash")
         try:
             state = json.loads(metadata.get("studio.state", "{}"))
@@ -652,7 +652,7 @@ class RunDir:
         raise StudioError(f"no checkpoint of {self.path} can be used: "
                           f"{'; '.join(skipped)}. Train it again from the start in a new run.")
 
-    def _corrupt(self, folder: Path, why: str) -> StudioError:
+    def damaged_error(self, folder: Path, why: str) -> StudioError:
         others = [c.name for c in self.checkpoints()
                   if c.folder != folder and not self.checkpoint_problem(c.folder)]
         hint = (f"Use an earlier one with --checkpoint {others[-1]}." if others
@@ -760,6 +760,8 @@ def list_runs(root: Path) -> list[RunDir]:
     root = Path(root)
     if not root.exists():
         raise StudioError(f"{root} does not exist. Give the folder that holds your runs.")
+    if not root.is_dir():
+        raise StudioError(f"{root} is a file. Give the folder that holds your runs.")
     candidates = [root] if RunDir.is_run(root) else sorted(root.iterdir())
     runs = [RunDir(p) for p in candidates if RunDir.is_run(p)]
     return sorted(runs, key=lambda r: r.info().get("created", 0), reverse=True)

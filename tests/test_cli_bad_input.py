@@ -83,16 +83,20 @@ def test_resume_a_run_of_another_generator(capsys, run_copy):
                  match="is a run of generator 'text', not 'other-kind'")
 
 
-def test_truncated_checkpoint_is_refused_and_the_earlier_one_still_works(capsys, run_copy):
+def test_a_truncated_checkpoint_is_refused_by_name_and_passed_over_when_not_named(capsys, run_copy):
     latest = run_copy / "checkpoints" / "step_0000020" / "model.safetensors"
     latest.write_bytes(latest.read_bytes()[:100])
-    err = expect_error(capsys, "train", "--resume", run_copy, "--max-steps", "25", "--events", "none",
-                       match="damaged")
+    config = (run_copy / "config.json").read_bytes()
+    err = expect_error(capsys, "train", "--resume", run_copy, "--checkpoint", "step_0000020",
+                       "--max-steps", "25", "--events", "none", match="damaged")
     assert "--checkpoint step_0000010" in err
-    expect_error(capsys, "generate", run_copy, match="damaged")
-    code, out, err = studio(capsys, "train", "--resume", run_copy, "--checkpoint", "step_0000010",
-                            "--max-steps", "12", "--events", "none")
-    assert code == 0, err
+    assert (run_copy / "config.json").read_bytes() == config  # refused before anything was written
+    expect_error(capsys, "generate", run_copy, "--checkpoint", "step_0000020", match="damaged")
+    code, out, err = studio(capsys, "generate", run_copy, "--json")
+    assert code == 0 and '"checkpoint": "step_0000010"' in out and "step_0000020" in err
+    code, out, err = studio(capsys, "train", "--resume", run_copy, "--max-steps", "12",
+                            "--events", "plain")
+    assert code == 0 and "step_0000020 is damaged" in err and "resuming from an earlier one" in err
 
 
 def test_corrupted_checkpoint_bytes_are_detected(capsys, run_copy):
@@ -100,7 +104,8 @@ def test_corrupted_checkpoint_bytes_are_detected(capsys, run_copy):
     data = bytearray(latest.read_bytes())
     data[-5] ^= 0xFF  # one flipped bit deep in the tensor data: safetensors alone would not notice
     latest.write_bytes(bytes(data))
-    expect_error(capsys, "train", "--resume", run_copy, "--max-steps", "25", match="SHA-256")
+    expect_error(capsys, "train", "--resume", run_copy, "--checkpoint", "step_0000020",
+                 "--max-steps", "25", match="SHA-256")
 
 
 def test_pickle_offered_as_a_checkpoint_is_never_loaded(capsys, tmp_path, run_copy):
@@ -114,7 +119,9 @@ def test_pickle_offered_as_a_checkpoint_is_never_loaded(capsys, tmp_path, run_co
     expect_error(capsys, "train", "--resume", evil, match="never loads pickles")
     # a pickle dressed up as the checkpoint's safetensors file
     (run_copy / "checkpoints" / "step_0000020" / "model.safetensors").write_bytes(evil.read_bytes())
-    expect_error(capsys, "generate", run_copy, match="damaged")
+    expect_error(capsys, "generate", run_copy, "--checkpoint", "step_0000020", match="damaged")
+    code, _, err = studio(capsys, "generate", run_copy)  # the newest weights that check
+    assert code == 0 and "skipped checkpoint" in err
     assert not (tmp_path / "pwned").exists()
 
 

@@ -472,6 +472,21 @@ SETTINGS = rows(
          ("unrecognized arguments",)),
 )
 
+FLAGS = rows(
+    "settings",
+    Case("checkpoint-without-resume", START + " --checkpoint best", ("--checkpoint", "with --resume")),
+    Case("resume-with-init-from", "train --resume {copy} --init-from {run}", ("--init-from", "cannot go with --resume")),
+    Case("resume-with-run-dir", "train --resume {copy} --run-dir {tmp}/elsewhere", ("--run-dir", "cannot go with --resume")),
+    Case("empty-data", "train text --data '' " + NEW, ("--data is empty",)),
+    Case("empty-run-dir", "train text --data {corpus} --run-dir '' --max-steps 2 {tiny}", ("--run-dir is empty",)),
+    Case("empty-resume", "train --resume ''", ("--resume is empty",)),
+    Case("empty-runs-folder", "runs ''", ("runs folder is empty",)),
+    Case("empty-eval-data", "eval {run} --data '' --device cpu", ("--data is empty",)),
+    Case("generate-seed-beyond-64-bits", "generate {run} --seed 1180591620717411303424", ("--seed", "2**62")),
+    Case("generate-negative-seed", "generate {run} --seed -3", ("--seed", "from 0")),
+    Case("generate-far-too-many", "generate {run} --n 100000000", ("--n must be from 1 to 10,000",)),
+)
+
 RUN_FOLDERS = rows(
     "run-folders",
     Case("generate-missing", "generate {tmp}/nope", ("nope", "does not exist")),
@@ -560,6 +575,27 @@ CHECKPOINTS = rows(
     Case("image-truncated-weights", "generate {icopy} --checkpoint step_0000003",
          ("step_0000003 is damaged", "model.safetensors"),
          damage=truncate("checkpoints/step_0000003/model.safetensors")),
+    # A damaged checkpoint is never taken for a missing one, and a refused resume writes nothing.
+    Case("resume-every-checkpoint-damaged", "train --resume {copy} --max-steps 25",
+         ("no checkpoint", "can be resumed", "not valid JSON", "nothing was changed"),
+         damage=lambda run: [overwrite(f"checkpoints/{name}/state.json", '{"step": ')(run)
+                             for name in ("step_0000010", "step_0000020")]),
+    Case("resume-every-state-missing", "train --resume {copy} --max-steps 25",
+         ("no checkpoint", "state.json is missing"),
+         damage=lambda run: [remove(f"checkpoints/{name}/state.json")(run)
+                             for name in ("step_0000010", "step_0000020")]),
+    Case("resume-named-truncated", "train --resume {copy} --max-steps 25 " + CHOSEN,
+         ("step_0000020 is damaged", "--checkpoint step_0000010"),
+         damage=truncate(f"{LATEST}/model.safetensors")),
+    Case("resume-named-flipped-trainer", "train --resume {copy} --max-steps 25 " + CHOSEN,
+         ("step_0000020 is damaged", "trainer.safetensors", "SHA-256"),
+         damage=flip_a_byte(f"{LATEST}/trainer.safetensors")),
+    Case("resume-named-pickled-trainer", "train --resume {copy} --max-steps 25 " + CHOSEN,
+         ("step_0000020 is damaged", "trainer.safetensors"),
+         damage=pickle_as(f"{LATEST}/trainer.safetensors")),
+    Case("generate-weights-without-own-hash-and-state", "generate {copy} " + CHOSEN,
+         ("step_0000020 is damaged", "state.json is missing", "model.safetensors"),
+         damage=lambda run: [remove(f"{LATEST}/state.json")(run), flip_a_byte(f"{LATEST}/model.safetensors")(run)]),
 )
 
 PICKLES = rows(
@@ -592,8 +628,8 @@ PICKLES = rows(
 
 GENERATE = rows(
     "generate",
-    Case("n-zero", "generate {run} --n 0", ("--n must be at least 1, got 0",)),
-    Case("n-negative", "generate {run} --n -3", ("--n must be at least 1, got -3",)),
+    Case("n-zero", "generate {run} --n 0", ("--n must be from 1 to", "got 0")),
+    Case("n-negative", "generate {run} --n -3", ("--n must be from 1 to", "got -3")),
     Case("n-not-a-number", "generate {run} --n lots", ("--n", "invalid int")),
     Case("seed-not-a-number", "generate {run} --seed x", ("--seed", "invalid int")),
     Case("out-onto-a-file", "generate {run} --prompt All --device cpu --out {tmp}/notes.txt",
@@ -634,7 +670,7 @@ GENERATE = rows(
     Case("image-class-out-of-range", "generate {irun} --set class_label=5 --device cpu",
          ("class_label 5 is out of range",)),
     Case("image-truncation-negative", "generate {irun} --set truncation=-1", ("truncation", "must be >= 0")),
-    Case("image-n-zero", "generate {irun} --n 0", ("--n must be at least 1",)),
+    Case("image-n-zero", "generate {irun} --n 0", ("--n must be from 1",)),
     Case("image-out-onto-a-file", "generate {irun} --device cpu --out {tmp}/notes.txt", ("--out", "is a file"),
          files={"notes.txt": "my notes"}),
     Case("image-text-setting", "generate {irun} --set temperature=0.5", ("unknown setting 'temperature'",)),
@@ -683,11 +719,17 @@ DEMO_AND_EXPORT = rows(
     "export",
     Case("demo-no-steps", "demo text --steps 0 --run-dir {tmp}/demo", ("--steps must be at least 1, got 0",)),
     Case("demo-image-no-steps", "demo image --steps 0 --run-dir {tmp}/demo", ("--steps must be at least 1",)),
-    Case("demo-unknown-generator", "demo video", ("invalid choice: 'video'",)),
+    Case("demo-unknown-generator", "demo sound", ("invalid choice: 'sound'",)),
+    Case("demo-run-dir-is-a-file", "demo text --steps 1 --run-dir {tmp}/f.txt", ("f.txt", "is a file"),
+         files={"f.txt": "mine"}),
+    Case("demo-export-onto-my-documents", "demo text --steps 1 --run-dir {tmp}/demo --export-to {tmp}/docs",
+         ("docs", "not an exported run", "nothing in it was changed"),
+         files={"docs/thesis.txt": "three years of work"}),
+    Case("runs-of-a-file", "runs {tmp}/f.txt", ("f.txt", "is a file"), files={"f.txt": "mine"}),
     Case("demo-steps-not-a-number", "demo text --steps many", ("--steps", "invalid int")),
 )
 
-CASES = DATA + IMAGES + SETTINGS + RUN_FOLDERS + CHECKPOINTS + PICKLES + GENERATE + EVAL + CONTROL \
+CASES = DATA + IMAGES + SETTINGS + FLAGS + RUN_FOLDERS + CHECKPOINTS + PICKLES + GENERATE + EVAL + CONTROL \
     + DEMO_AND_EXPORT
 
 
