@@ -467,13 +467,7 @@ def runs_table(root: str) -> list[dict]:
             doc = run.config()
         except StudioError:
             continue
-        status = info.get("status", "?")
-        if status in ("running", "paused", "created") and run.owner() is None:
-            # No process holds the run's lock: it died without saying so (or, for "created",
-            # before its first step). Resume continues from the last checkpoint.
-            status = "interrupted"
-        elif status == "stopped" and info.get("reason") == "disk full":
-            status = "stopped: disk full"
+        status = run.status()
         best = info.get("best") or {}
         rows.append({"run": str(run.path), "name": info.get("name") or run.path.name,
                      "notes": info.get("notes", ""), "generator": doc["generator"], "status": status,

@@ -336,6 +336,18 @@ class RunDir:
             self._lock_file.close()  # closing the file releases the OS lock
             self._lock_file = None
 
+    def status(self) -> str:
+        """The status as a person should read it: run.json's, except that a run no process
+        holds the lock of is "interrupted" when run.json still says running, paused or created
+        (its process died without saying so), and a run the disk stopped is "stopped: disk full"."""
+        info = self.info()
+        status = info.get("status", "?")
+        if status in ("running", "paused", "created") and self.owner() is None:
+            return "interrupted"
+        if status == "stopped" and info.get("reason") == "disk full":
+            return "stopped: disk full"
+        return status
+
     def owner(self) -> int | None:
         """The PID training in this run now (0: unknown), None when nothing is."""
         return lock_owner(self.path)

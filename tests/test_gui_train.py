@@ -474,3 +474,15 @@ def test_resume_of_a_run_another_process_trains_says_which_and_starts_nothing(qt
     train.resume_run(str(copy))  # free again: it resumes
     assert train.trainer.running
     train.trainer.kill()
+
+
+def test_a_run_whose_process_died_reads_interrupted_and_can_be_resumed(qtbot, panels, trained_run, tmp_path):
+    """run.json still says "running" (its process was killed): the panel says interrupted, as
+    the Runs tab does, and offers Resume."""
+    _, train = panels
+    copy = tmp_path / "killed"
+    shutil.copytree(trained_run, copy)
+    RunDir(copy).update(status="running", pid=os.getpid())  # no process holds its lock
+    train.show_run(str(copy))
+    assert train.stats.text().startswith("interrupted")
+    assert train.resume_button.isEnabled()

@@ -536,7 +536,7 @@ class GeneratePanel(QWidget):
                 run = RunDir.open(Path(path))
                 info = run.info()
                 self.opened_rows.append({"run": path, "generator": run.config()["generator"],
-                                         "status": info.get("status", "?"), "step": info.get("step", 0)})
+                                         "status": run.status(), "step": info.get("step", 0)})
             except StudioError as exc:
                 self.status_label.setText(for_window(str(exc)))
                 return

@@ -381,7 +381,8 @@ class TrainPanel(QWidget):
 
     def _resumable(self) -> bool:
         return bool(self.run_dir) and RunDir.is_run(self.run_dir) and \
-            RunDir(self.run_dir).info().get("status") in ("stopped", "failed", "interrupted", "paused")
+            RunDir(self.run_dir).status() in ("stopped", "failed", "interrupted", "paused",
+                                              "stopped: disk full")
 
     def _say(self, text: str) -> None:
         """A sentence above the progress bar ("" hides it)."""
@@ -426,7 +427,7 @@ class TrainPanel(QWidget):
         self._set_progress(info.get("step", 0))
         self.shown_run_title = self.session.run_title(path)
         self._name_run(f"showing run {self.shown_run_title} · {path}")
-        self.stats.setText(f"{info.get('status', 'not started')} at step {info.get('step', 0)}")
+        self.stats.setText(f"{run.status() if info else 'not started'} at step {info.get('step', 0)}")
         self._refresh_previews()
         self.update_buttons()
 
