@@ -54,7 +54,7 @@ def grey():
     """Training clips, held-out clips and a clip network trained on the training clips' labels."""
     train, labels = bouncing_squares(160, seed=1)
     held_out, _ = bouncing_squares(160, seed=2)
-    return train, held_out, train_clip_extractor(train, labels, steps=60, seed=0, device=CPU)
+    return train, held_out, train_clip_extractor(train, labels, steps=150, seed=0, device=CPU)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def rgb():
     """As `grey`, in colour and without labels (the self-supervised tasks alone)."""
     train, _ = bouncing_squares(96, channels=3, seed=3)
     held_out, _ = bouncing_squares(96, channels=3, seed=4)
-    net = train_clip_extractor(train, np.full(len(train), -1), steps=40, seed=0, device=CPU)
+    net = train_clip_extractor(train, np.full(len(train), -1), steps=100, seed=0, device=CPU)
     return train, held_out, net
 
 
