@@ -169,3 +169,15 @@ def test_clips_of_different_shapes_cannot_share_one_npy(tmp_path):
     clips = [Sample("video", np.zeros((t, 8, 8, 3), np.uint8), {}) for t in (4, 6)]
     with pytest.raises(StudioError, match="one shape"):
         write_folder(clips, tmp_path, LINEAGE, video_format="npy")
+
+
+def test_a_fast_clip_becomes_a_gif_browsers_play_at_its_speed(tmp_path):
+    """A clip sampled at 120 fps: GIF delays under 20 ms play as 100 ms in browsers (a 2 s
+    clip lasted 24 s), so every third frame is kept at 40 fps, and the clip lasts 2 s."""
+    clip = Sample("video", np.repeat(np.arange(240, dtype=np.uint8)[:, None, None, None], 8, 1)
+                  .repeat(8, 2).repeat(3, 3), {"fps": 120})
+    export([clip], tmp_path / "fast.gif", LINEAGE)
+    from PIL import ImageSequence
+    with Image.open(tmp_path / "fast.gif") as gif:
+        delays = [frame.info["duration"] for frame in ImageSequence.Iterator(gif)]
+    assert len(delays) == 80 and min(delays) >= 20 and sum(delays) == 2000
