@@ -34,6 +34,8 @@ DEMOS = {
              "about": "a small GPT on the built-in corpus (Python's own documentation)"},
     "image": {"run_dir": "runs/demo-image", "steps": 6000, "preset": "demo",
               "about": "a class-conditional GAN on the built-in shapes"},
+    "video": {"run_dir": "runs/demo-video", "steps": 2500, "preset": "demo",
+              "about": "a video GAN on the built-in bouncing shapes"},
 }
 
 
@@ -107,10 +109,11 @@ def _parser() -> argparse.ArgumentParser:
                                     "(offline), then show samples; continues where it stopped")
     d.add_argument("generator", nargs="?", default="text", choices=sorted(DEMOS),
                    help="text (default): a small GPT on Python's own documentation; image: a "
-                        "class-conditional GAN on drawn shapes")
-    d.add_argument("--run-dir", help="default: runs/demo (text) or runs/demo-image")
+                        "class-conditional GAN on drawn shapes; video: a video GAN on "
+                        "bouncing shapes")
+    d.add_argument("--run-dir", help="default: runs/demo (text), runs/demo-image or runs/demo-video")
     d.add_argument("--steps", type=int, help="training steps (default: text 2000, ~1 min; "
-                                             "image 6000, ~7 min)")
+                                             "image 6000, ~7 min; video 2500, ~10 min)")
     d.add_argument("--device", default="auto")
     d.add_argument("--export-to", metavar="DIR", help="then copy the trained run, weights only, "
                    "to DIR (how assets/demo/<generator>, the window's first-launch models, are made)")
@@ -296,10 +299,14 @@ def _cmd_demo(args) -> int:
         for i, sample in enumerate(api.generate(str(run), prompt="The ", n=2, seed=0,
                                                 settings=["max_new_tokens=300"])):
             print(f"--- sample {i + 1} ---\n{sample.data}")
-    else:
+    elif args.generator == "image":
         from studio.runstore import save_samples
         samples = api.generate(str(run), n=16, seed=0, settings=["grid=true"])
         print(f"a grid of 16 samples: {save_samples(run / 'demo-samples', samples)}")
+    else:
+        from studio.runstore import save_samples
+        samples = api.generate(str(run), n=8, seed=0)
+        print(f"8 clips: {save_samples(run / 'demo-samples', samples)}")
     if args.export_to:
         print(f"exported to {api.export_slim_run(str(run), args.export_to)}", file=sys.stderr)
     return 0
