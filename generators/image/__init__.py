@@ -376,25 +376,7 @@ class ImageGenerator(Generator):
         return torch.cat(out)
 
     def _class_from(self, prompt, params: ImageSampleConfig) -> int | None:
-        """The class asked by a prompt (its name or index) or by class_label."""
-        if prompt in (None, "") and params.class_label < 0:
-            return None
-        if not self.classes:
-            raise StudioError("this image model has no classes (it was trained on unlabelled "
-                              "images), so it takes no prompt or class_label.")
-        if prompt not in (None, ""):
-            text = str(prompt).strip()
-            if text in self.classes:
-                return self.classes.index(text)
-            if text.isdigit() and int(text) < len(self.classes):
-                return int(text)
-            raise StudioError(f"no class '{text}' in this model; its classes are: "
-                              f"{', '.join(self.classes)}.")
-        if params.class_label >= len(self.classes):
-            raise StudioError(f"class_label {params.class_label} is out of range: this model has "
-                              f"{len(self.classes)} classes (0-{len(self.classes) - 1}: "
-                              f"{', '.join(self.classes)}).")
-        return params.class_label
+        return class_from(prompt, params.class_label, self.classes, "image")
 
     def sample(self, params: ImageSampleConfig, n: int = 1, seed: int = 0, prompt=None) -> list[Sample]:
         asked = self._class_from(prompt, params)
@@ -548,6 +530,29 @@ class ImageGenerator(Generator):
                   if getattr(self.config, key) is None and state.get(key)}
         if chosen:
             self.config = dataclasses.replace(self.config, **chosen)
+
+
+def class_from(prompt, class_label: int, classes: list[str], modality: str) -> int | None:
+    """The class a prompt asks for (its name or index), else `class_label` (-1: none asked).
+    Shared by the image and video generators."""
+    if prompt in (None, "") and class_label < 0:
+        return None
+    if not classes:
+        items = "clips" if modality == "video" else "images"
+        raise StudioError(f"this {modality} model has no classes (it was trained on unlabelled "
+                          f"{items}), so it takes no prompt or class_label.")
+    if prompt not in (None, ""):
+        text = str(prompt).strip()
+        if text in classes:
+            return classes.index(text)
+        if text.isdigit() and int(text) < len(classes):
+            return int(text)
+        raise StudioError(f"no class '{text}' in this model; its classes are: "
+                          f"{', '.join(classes)}.")
+    if class_label >= len(classes):
+        raise StudioError(f"class_label {class_label} is out of range: this model has "
+                          f"{len(classes)} classes (0-{len(classes) - 1}: {', '.join(classes)}).")
+    return class_label
 
 
 def scaled_evaluation(config: ImageConfig, max_steps: int) -> ImageConfig:

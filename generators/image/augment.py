@@ -31,10 +31,15 @@ CUTOUT_RATIO = 0.5
 
 def parse_policy(policy: str) -> tuple[str, ...]:
     """"color,translation,cutout" -> ("color", "translation", "cutout"); "" or "none" -> ()."""
-    parts = tuple(p.strip() for p in policy.split(",") if p.strip() and p.strip() != "none")
-    unknown = [p for p in parts if p not in POLICIES]
+    return parse_list(policy, POLICIES, "augmentation")
+
+
+def parse_list(value: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """A comma-separated setting of names from `allowed`; "" or "none" -> ()."""
+    parts = tuple(p.strip() for p in value.split(",") if p.strip() and p.strip() != "none")
+    unknown = [p for p in parts if p not in allowed]
     if unknown:
-        raise ValueError(f"unknown augmentation '{unknown[0]}'; use any of {', '.join(POLICIES)}")
+        raise ValueError(f"unknown {what} '{unknown[0]}'; use any of {', '.join(allowed)}")
     return parts
 
 

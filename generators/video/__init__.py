@@ -27,8 +27,10 @@ from studio.config import AUTO, setting
 from studio.contract import DataReport, Generator, Sample
 from studio.errors import StudioError
 
-from generators.image import ImageGenerator, _average_gradients, _default_cache_dir, _unwrap
-from generators.image.augment import apply as apply_augment, draw as draw_augment, parse_policy
+from generators.image import (ImageGenerator, _average_gradients, _default_cache_dir, _unwrap,
+                              class_from)
+from generators.image.augment import (apply as apply_augment, draw as draw_augment, parse_list,
+                                      parse_policy)
 from generators.image.evaluation import extractor_key, load_extractor, save_extractor, train_extractor
 from generators.image.model import d_loss, ema_decay_at, g_loss, recompute_batchnorm_stats
 from generators.image.sampling import slerp, to_uint8
@@ -48,11 +50,7 @@ SMALL_DATA_CLIPS = 10  # below this many clips nothing is held out: scores compa
 
 def parse_temporal_fakes(value: str) -> tuple[str, ...]:
     """"static,shuffled" -> ("static", "shuffled"); "" or "none" -> ()."""
-    parts = tuple(p.strip() for p in value.split(",") if p.strip() and p.strip() != "none")
-    unknown = [p for p in parts if p not in TEMPORAL_FAKES]
-    if unknown:
-        raise ValueError(f"unknown kind '{unknown[0]}'; use any of {', '.join(TEMPORAL_FAKES)}")
-    return parts
+    return parse_list(value, TEMPORAL_FAKES, "kind")
 
 
 @dataclass
@@ -435,25 +433,7 @@ class VideoGenerator(Generator):
         return frames.view(-1, T, *frames.shape[1:])
 
     def _class_from(self, prompt, params: VideoSampleConfig) -> int | None:
-        """The class asked by a prompt (its name or index) or by class_label."""
-        if prompt in (None, "") and params.class_label < 0:
-            return None
-        if not self.classes:
-            raise StudioError("this video model has no classes (it was trained on unlabelled "
-                              "clips), so it takes no prompt or class_label.")
-        if prompt not in (None, ""):
-            text = str(prompt).strip()
-            if text in self.classes:
-                return self.classes.index(text)
-            if text.isdigit() and int(text) < len(self.classes):
-                return int(text)
-            raise StudioError(f"no class '{text}' in this model; its classes are: "
-                              f"{', '.join(self.classes)}.")
-        if params.class_label >= len(self.classes):
-            raise StudioError(f"class_label {params.class_label} is out of range: this model has "
-                              f"{len(self.classes)} classes (0-{len(self.classes) - 1}: "
-                              f"{', '.join(self.classes)}).")
-        return params.class_label
+        return class_from(prompt, params.class_label, self.classes, "video")
 
     # --- sampling ------------------------------------------------------------------------------
     def sample(self, params: VideoSampleConfig, n: int = 1, seed: int = 0, prompt=None) -> list[Sample]:
