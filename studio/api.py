@@ -426,9 +426,10 @@ def evaluate(path: str, data: str | None = None, checkpoint: str | None = None,
     import torch
     with torch.no_grad():
         metrics = gen.evaluate(source=data, max_batches=None)
+        baselines = gen.evaluate_baselines(source=data)
     plain = {k.removeprefix("val_"): v for k, v in metrics.items()}
     return {"run": str(run.path), "checkpoint": folder.name, "data": data or "held-out split",
-            **plain}
+            **plain, **({"baselines": baselines} if baselines else {})}
 
 
 def generate(path: str, prompt=None, n: int = 1, seed: int = 0, settings: list[str] | None = None,

@@ -159,6 +159,12 @@ class Generator:
         """Held-out metrics ({"val_loss": ...}); `source` None means the held-out split."""
         raise NotImplementedError
 
+    def evaluate_baselines(self, source: str | None = None) -> dict[str, dict]:
+        """Optional: the same held-out metrics for reference outputs that show what the numbers
+        mean (e.g. {"static": {...}, "shuffled": {...}} for a video generator); `studio eval`
+        prints them beside the run's own. {}: none."""
+        return {}
+
     # --- sampling -------------------------------------------------------------------------
     def sample(self, params, n: int = 1, seed: int = 0, prompt: Any = None) -> list[Sample]:
         raise NotImplementedError

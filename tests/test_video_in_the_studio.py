@@ -1,4 +1,4 @@
-"""The built-in video generator in the window, a peer of text and image: its data previewed as
+"""The built-in video generator in the studio, a peer of text and image: its data previewed as
 clips, its training previews animated, clips generated, played and exported (offscreen Qt)."""
 
 import pytest
@@ -75,3 +75,16 @@ def test_generate_plays_a_clip_of_a_real_video_run_and_exports_it(qtbot, tmp_pat
     entry = panel.history[-1]
     written = generate_panel.export(entry, tmp_path / "clip.gif")
     assert (tmp_path / "clip.gif").stat().st_size > 0 and len(written) == 2
+
+
+def test_studio_eval_of_a_video_run_reports_the_baselines_beside_its_scores(capsys, video_run):
+    """What the numbers mean: the same scores, in the same networks, for real clips and for
+    static, shuffled and independent-frame clips."""
+    import json
+    from studio.cli import main
+    assert main(["eval", str(video_run), "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"tfd", "frame_fid", "flicker"} <= set(report)
+    assert set(report["baselines"]) == {"real", "static", "shuffled", "independent"}
+    assert all("tfd" in scores for scores in report["baselines"].values())
+    assert report["baselines"]["real"]["tfd"] < report["baselines"]["independent"]["tfd"]
