@@ -181,21 +181,28 @@ def test_resume_asks_for_the_run(qtbot, runs_folder):
 
 
 def test_a_running_run_cannot_be_resumed_or_deleted(qtbot, runs_folder, monkeypatch):
-    # This test process stands in for the run's live training process.
-    RunDir(runs_folder / "alpha").update(status="running", pid=os.getpid())
-    _, panel = make_panel(qtbot, runs_folder)
-    assert table_rows(panel)["alpha"]["Status"] == "running"
-    select(panel, runs_folder, "alpha")
-    assert panel.open_button.isEnabled() and panel.duplicate_button.isEnabled()
-    assert not panel.resume_button.isEnabled() and "training now" in panel.resume_button.toolTip()
-    assert not panel.delete_button.isEnabled() and "training now" in panel.delete_button.toolTip()
-    asked = []
-    monkeypatch.setattr(runs_panel, "confirm", lambda *a: asked.append(a) or True)
-    monkeypatch.setattr(runs_panel, "warn", lambda *a: None)
-    with qtbot.assertNotEmitted(panel.resume_requested):
-        panel.resume_selected()  # e.g. from a shortcut: still refused
-    panel.delete_selected()
-    assert asked == [] and (runs_folder / "alpha" / "config.json").exists()
+    # This test process stands in for the run's live training process: it holds the lock.
+    alpha = RunDir(runs_folder / "alpha")
+    alpha.update(status="running", pid=os.getpid())
+    alpha.lock()
+    try:
+        _, panel = make_panel(qtbot, runs_folder)
+        assert table_rows(panel)["alpha"]["Status"] == "running"
+        select(panel, runs_folder, "alpha")
+        assert panel.open_button.isEnabled() and panel.duplicate_button.isEnabled()
+        assert not panel.resume_button.isEnabled() and "training now" in panel.resume_button.toolTip()
+        assert not panel.delete_button.isEnabled() and "training now" in panel.delete_button.toolTip()
+        asked = []
+        monkeypatch.setattr(runs_panel, "confirm", lambda *a: asked.append(a) or True)
+        monkeypatch.setattr(runs_panel, "warn", lambda *a: None)
+        with qtbot.assertNotEmitted(panel.resume_requested):
+            panel.resume_selected()  # e.g. from a shortcut: still refused
+        panel.delete_selected()
+        assert asked == [] and (runs_folder / "alpha" / "config.json").exists()
+    finally:
+        alpha.unlock()
+    panel.refresh()
+    assert table_rows(panel)["alpha"]["Status"] == "interrupted"  # its process is gone
 
 
 def test_demo_runs_are_listed_but_read_only(qtbot, runs_folder, tmp_path, monkeypatch):
