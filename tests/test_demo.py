@@ -10,7 +10,7 @@ from studio.cli import main
 
 def test_every_built_in_generator_ships_a_demo_model_that_generates():
     shipped = {api.runs_table(str(run))[0]["generator"]: run for run in api.demo_runs()}
-    assert {"text", "image"} <= set(shipped)
+    assert {"text", "image", "video"} <= set(shipped)
     text = api.generate(str(shipped["text"]), prompt="The ", n=1, seed=0,
                         settings=["max_new_tokens=20"], device="cpu")
     assert isinstance(text[0].data, str) and text[0].data
@@ -21,6 +21,11 @@ def test_every_built_in_generator_ships_a_demo_model_that_generates():
     # the demo model is class-conditional: a prompt names the class it draws
     circle = api.generate(str(shipped["image"]), prompt="circle", n=2, seed=0, device="cpu")
     assert {s.meta["class"] for s in circle} == {"circle"}
+    clips = api.generate(str(shipped["video"]), n=2, seed=0, device="cpu")
+    assert [c.data.shape for c in clips] == [(16, 32, 32, 3)] * 2 and clips[0].data.dtype == np.uint8
+    assert len({c.data.tobytes() for c in clips}) == 2
+    moving = np.abs(np.diff(clips[0].data.astype(int), axis=0)).mean()
+    assert moving > 0.5  # the frames of a clip differ: it moves
 
 
 def test_studio_demo_image_trains_continues_and_writes_a_sample_grid(tmp_path, capsys):
