@@ -372,7 +372,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", default="5,10,20", help="training-time milestones (comma-separated)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: few steps, a small video, 0.2 minutes")
+    parser.add_argument("--quick", action="store_true", help="smoke run: few steps, a small video, 0.5 minutes")
     parser.add_argument("--mnist", action="store_true", help=f"race on bouncing MNIST digits from {MNIST}")
     parser.add_argument("--parallel", action="store_true", help="train the race's configurations side by side")
     parser.add_argument("--parts", default="speed,memory,race", help="which parts to run (comma-separated)")
@@ -381,7 +381,7 @@ def main() -> None:
     from studio.engine import configure_threads
     threads = configure_threads(0)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    minutes = [0.2] if args.quick else [float(m) for m in args.minutes.split(",")]
+    minutes = [0.5] if args.quick else [float(m) for m in args.minutes.split(",")]
     out = RESULTS / "bench_video.json"
     res: dict = {"torch": torch.__version__, "threads": threads, "quick": args.quick}
     say(f"torch {torch.__version__}, {threads} threads, cache {os.environ['STUDIO_CACHE_DIR']}")
