@@ -317,20 +317,24 @@ def race_config(kind: str, folder: str, data: str | None, minutes: list[float]) 
     return rows
 
 
-def quality_race(folder: Path, data: str | None, minutes: list[float], parallel: bool) -> dict:
+def quality_race(folder: Path, data: str | None, minutes: list[float], parallel: bool, keep) -> None:
+    """The race's figures, handed to `keep` as they grow (after the baselines and after each
+    configuration), so that a run stopped early keeps what it measured."""
     say("  the feature networks and the generator's baselines (real, static, shuffled, independent real frames)")
     reference = scorer(data)  # trains the shared feature networks once, before any race
-    out = {"data": data or "built-in bouncing shapes", "eval_clips_max": EVAL_CLIPS,
+    out = {"minutes": minutes, "data": data or "built-in bouncing shapes", "eval_clips_max": EVAL_CLIPS,
            "feature_steps": FEATURE_STEPS,
            "baselines": {name: _rounded(s) for name, s in reference.evaluate_baselines().items()}}
+    keep(out)
     kinds = [*RACE_VIDEO, "independent"]
     if parallel:
         with multiprocessing.get_context("spawn").Pool(len(kinds)) as pool:
-            rows = pool.starmap(race_config, [(k, str(folder), data, minutes) for k in kinds])
-    else:
-        rows = [race_config(k, str(folder), data, minutes) for k in kinds]
-    out.update(zip(kinds, rows))
-    return out
+            out.update(zip(kinds, pool.starmap(race_config, [(k, str(folder), data, minutes) for k in kinds])))
+        keep(out)
+        return
+    for kind in kinds:
+        out[kind] = race_config(kind, str(folder), data, minutes)
+        keep(out)
 
 
 # --- report --------------------------------------------------------------------------------------
@@ -354,8 +358,8 @@ def summary(res: dict) -> str:
     if race:
         lines += ["", "| minutes | config | steps | temporal FD | frame FID | frame KID | motion gap | flicker |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        kinds = [*RACE_VIDEO, "independent"]
-        for i in range(len(race[kinds[0]])):
+        kinds = [k for k in (*RACE_VIDEO, "independent") if k in race]  # a stopped run has fewer
+        for i in range(len(race[kinds[0]]) if kinds else 0):
             for kind in kinds:
                 r = race[kind][i]
                 lines.append(f"| {r['minutes']:g} | {kind} | {r['steps']} | {r['tfd']:.2f} | {r['frame_fid']:.2f} "
@@ -385,25 +389,31 @@ def main() -> None:
     out = RESULTS / "bench_video.json"
     res: dict = {"torch": torch.__version__, "threads": threads, "quick": args.quick}
     say(f"torch {torch.__version__}, {threads} threads, cache {os.environ['STUDIO_CACHE_DIR']}")
+
+    def keep(part: str, figures) -> None:
+        """Write `figures` as `part` of the results now; parts not run this time keep their
+        last figures (read each time: another run of this script may have written some)."""
+        res[part] = figures
+        write_json(out, {**(json.loads(out.read_text()) if out.exists() else {}), **res})
+
     with tempfile.TemporaryDirectory() as tmp:
         if "speed" in parts:
             blocks, block, warmup = (2, 1, 1) if args.quick else (5, 1, 1)
-            res["speed"] = []
+            speeds = []
             for resolution in (32, 64):
                 say(f"training speed at {resolution} px ...")
-                res["speed"].append(step_speed(Path(tmp), resolution, blocks, block, warmup))
-                say(f"  {res['speed'][-1]}")
+                speeds.append(step_speed(Path(tmp), resolution, blocks, block, warmup))
+                keep("speed", speeds)
+                say(f"  {speeds[-1]}")
         if "memory" in parts:
             say("peak memory while reading a long video ...")
-            res["read_memory"] = read_memory(Path(tmp), *(QUICK_VIDEO if args.quick else LONG_VIDEO))
+            keep("read_memory", read_memory(Path(tmp), *(QUICK_VIDEO if args.quick else LONG_VIDEO)))
             say(f"  {res['read_memory']}")
         if "race" in parts:
             data = str(MNIST) if args.mnist else None
             say(f"scores after {', '.join(f'{m:g}' for m in minutes)} training minutes ...")
-            res["race"] = {"minutes": minutes, **quality_race(Path(tmp), data, minutes, args.parallel)}
-    # Parts not run this time keep their last figures (read now: another part may have finished).
-    res = {**(json.loads(out.read_text()) if out.exists() else {}), **res}
-    write_json(out, res)
+            quality_race(Path(tmp), data, minutes, args.parallel, lambda race: keep("race", race))
+    res = json.loads(out.read_text())
     say(summary(res))
     say(f"\nresults: {out}")
 
