@@ -317,7 +317,7 @@ def test_the_generator_list_is_shown_before_torch_is_imported(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          env=env, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[0] == "False ['image', 'text'] True"
+    assert out.stdout.split("\n")[0] == "False ['image', 'text', 'video'] True"
 
 
 # --- Help and File menus, window-wide keys ------------------------------------------------------
