@@ -261,16 +261,17 @@ def _resume_point(run: RunDir, which: str | None) -> tuple:
         if problem:
             raise run.damaged_error(folder, problem)
         return folder, []
-    notes = []
+    notes, problems = [], []
     folders = run.step_folders()
     for _, folder in reversed(folders):
         problem = run.checkpoint_problem(folder)
         if problem is None:
             return folder, notes
+        problems.insert(0, f"{folder.name}: {problem}")
         notes.append(f"checkpoint {folder.name} is damaged ({problem}); resuming from an earlier "
                      f"one. It is kept: a new {folder.name} sets it aside as {folder.name}.kept-TIME.")
     if folders:
-        damaged = "; ".join(f"{folder.name}: {run.checkpoint_problem(folder)}" for _, folder in folders)
+        damaged = "; ".join(problems)
         raise StudioError(f"no checkpoint of {run.path} can be resumed from ({damaged}); nothing "
                           f"was changed. Sampling still works from weights whose own hash checks "
                           f"(`studio generate {run.path}`); to train on, start a new run from them "

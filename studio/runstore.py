@@ -445,11 +445,9 @@ class RunDir:
             return problem
         state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
         for filename, expected in (state.get("files") or {}).items():
-            path = folder / filename
-            if not path.is_file():
-                return f"its {filename} is missing"
-            if file_digest(path) != expected:
-                return f"its {filename} does not match its recorded size/SHA-256"
+            problem = _file_problem(folder, filename, expected)
+            if problem:
+                return f"its {problem}"
         return None
 
     def best_checkpoint(self) -> str | None:
@@ -590,14 +588,12 @@ class RunDir:
     def _verified_file(self, folder: Path, filename: str, expected: dict) -> dict:
         from safetensors.torch import load_file
 
-        path = folder / filename
-        if not path.exists():
-            raise self.damaged_error(folder, f"{filename} is missing")
-        if file_digest(path) != expected:
-            raise self.damaged_error(folder, f"{filename} does not match its recorded size/SHA-256 "
-                                        f"(truncated or modified)")
+        problem = _file_problem(folder, filename, expected)
+        if problem:
+            modified = "" if problem.endswith("missing") else " (truncated or modified)"
+            raise self.damaged_error(folder, problem + modified)
         try:
-            return load_file(str(path))
+            return load_file(str(folder / filename))
         except Exception as exc:  # safetensors raises its own error types
             raise self.damaged_error(folder, f"{filename} is not a valid safetensors file ({exc})")
 
@@ -613,8 +609,8 @@ class RunDir:
             if WEIGHTS_FILE not in files:
                 raise self.damaged_error(folder, f"its state.json lists no {WEIGHTS_FILE}")
             tensors = self._verified_file(folder, WEIGHTS_FILE, files[WEIGHTS_FILE])
-            damaged = [name for name, expected in files.items() if name != WEIGHTS_FILE and
-                       (not (folder / name).is_file() or file_digest(folder / name) != expected)]
+            damaged = [name for name, expected in files.items()
+                       if name != WEIGHTS_FILE and _file_problem(folder, name, expected)]
             note = (f"{folder.name}: {', '.join(damaged)} is damaged, so training cannot resume "
                     f"from it; its weights check and are used" if damaged else None)
             return tensors, state, note
@@ -670,6 +666,16 @@ class RunDir:
         hint = (f"Use an earlier one with --checkpoint {others[-1]}." if others
                 else "No other checkpoint is available.")
         return StudioError(f"checkpoint {folder} is damaged: {why}. {hint}")
+
+
+def _file_problem(folder: Path, filename: str, expected: dict) -> str | None:
+    """Whether a checkpoint's file is there with its recorded size and SHA-256 (None: it is)."""
+    path = folder / filename
+    if not path.is_file():
+        return f"{filename} is missing"
+    if file_digest(path) != expected:
+        return f"{filename} does not match its recorded size/SHA-256"
+    return None
 
 
 def _bytes_needed(files: dict) -> int:
