@@ -491,6 +491,19 @@ class VideoGenerator(Generator):
                               self._device(), networks[2])
         return {f"val_{key}": value for key, value in scores.items()}
 
+    def evaluation_clips(self, source=None) -> tuple[np.ndarray, np.ndarray]:
+        """The real clips (N, T, H, W, C) uint8 that `evaluate` and `score_clips` compare with,
+        and their labels (-1: none): a fixed sample of eval_clips of them."""
+        real, labels, _ = self._scoring(source, None)
+        return real, labels
+
+    def score_clips(self, clips: np.ndarray, source=None) -> dict:
+        """The scores `evaluate` gives (without the val_ prefix) of any clips (N, T, H, W, C)
+        uint8, e.g. another model's, against the same real clips in the same networks."""
+        from generators.video.evaluation import video_scores
+        real, _, networks = self._scoring(source, None)
+        return video_scores(real, clips, *networks[:2], self._device(), networks[2])
+
     def evaluate_baselines(self, source=None) -> dict[str, dict]:
         """What the scores mean on this data: the same scores, against the same real clips and
         in the same feature networks as `evaluate`, for as many training clips ("real": what
