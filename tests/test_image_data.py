@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from conftest import SHARED
-from generators.image.data import (BUILTIN_SHAPES, SHAPE_CLASSES, Unusable, decode_image, is_grey,
-                                   load_images, read_idx)
+from generators.image.data import (BUILTIN_SHAPES, SHAPE_CLASSES, ImageSet, Unusable, decode_image,
+                                   is_grey, load_images, read_idx, refuse_too_few)
 from image_fixtures import write_plain_folder, write_shapes_folder
-from studio.errors import StudioError
+from studio.errors import DataError, StudioError
 
 MNIST = SHARED / "mnist"
 
@@ -190,6 +190,30 @@ def test_too_few_usable_images_is_an_error_naming_the_reasons(tmp_path):
     Image.new("RGB", (32, 32)).save(folder / "b.png")
     with pytest.raises(StudioError, match=r"only 1 usable image\(s\).*a.png: empty file"):
         load_images(str(folder), 32, "white", tmp_path / "cache")
+
+
+def test_too_few_items_are_refused_in_the_loaders_own_words():
+    """The check the image and video loaders share: enough passes; fewer is one line that
+    counts them as the loader's items, names the first three skipped files with their
+    reasons, says who needs how many and what to add, and carries the report."""
+    two = ImageSet(np.zeros((2, 8, 8, 1), np.uint8), np.full(2, -1), [], "data", "key",
+                   used=["data/a.png", "data/b.png"])
+    refuse_too_few(two, 2, Path("data"), item="image", needed_by="A GAN", remedy="add images")
+    with pytest.raises(DataError) as caught:
+        refuse_too_few(two, 3, Path("data"), item="clip", needed_by="The video generator",
+                       remedy="add videos")
+    assert str(caught.value) == ("only 2 usable clip(s) in data. The video generator needs at "
+                                 "least 3 (a few hundred give good results); add videos.")
+    assert caught.value.report.summary == {"clips": 2} and len(caught.value.report.used) == 2
+
+    none = ImageSet(np.zeros((0, 8, 8, 1), np.uint8), np.zeros(0, np.int64), [], "data", "key",
+                    skipped=[(f"data/{n}.png", "empty file") for n in "abcd"])
+    with pytest.raises(DataError) as caught:
+        refuse_too_few(none, 1, Path("data"), item="image", needed_by="A GAN", remedy="add images")
+    assert str(caught.value) == ("no usable images in data (a.png: empty file; b.png: empty "
+                                 "file; c.png: empty file). A GAN needs at least 1 (a few "
+                                 "hundred give good results); add images.")
+    assert len(caught.value.report.skipped) == 4 and caught.value.report.summary == {"images": 0}
 
 
 def test_unusable_image_folders_carry_their_report(tmp_path):

@@ -297,8 +297,9 @@ def test_nothing_usable_is_one_line_with_the_report(tmp_path):
 
 
 def test_too_few_clips_and_wrong_paths_are_one_line(tmp_path):
-    with pytest.raises(DataError, match=r"^only 2 usable clip\(s\) in .* needs at least 4"):
+    with pytest.raises(DataError, match=r"^only 2 usable clip\(s\) in .* needs at least 4") as caught:
         load(write_frame_folders(tmp_path / "two", clips=2), tmp_path)
+    assert caught.value.report.summary == {"clips": 2} and len(caught.value.report.used) == 2
     with pytest.raises(StudioError, match="does not exist"):
         load(tmp_path / "missing", tmp_path)
     (tmp_path / "notes.txt").write_text("x")

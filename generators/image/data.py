@@ -260,7 +260,10 @@ def _write_cache(folder: Path, images: np.ndarray, labels: np.ndarray, meta: dic
     return (cached[0], cached[1]) if cached else (images, labels)
 
 
-def _cached(cache_dir: Path, key: str, build) -> tuple[np.ndarray, np.ndarray, dict]:
+def cached_arrays(cache_dir: Path, key: str, build) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The decoded arrays (items, labels) and their JSON record cached under `key`, or, when
+    there is no readable entry, `build()`'s, written to the cache for next time. The video
+    loader keeps its clips here too."""
     folder = _cache_folder(cache_dir, key)
     hit = _read_cache(folder)
     if hit is not None:
@@ -296,15 +299,26 @@ def load_images(source: str | None, resolution: int, background: str, cache_dir:
     else:
         raise StudioError(f"{path} is a single file; give the folder that holds your images "
                           f"(or MNIST IDX files).")
-    if len(data) < MIN_IMAGES:
-        why = "; ".join(f"{Path(f).name}: {r}" for f, r in data.skipped[:3])
-        found = f"only {len(data)} usable image(s)" if len(data) else "no usable images"
-        raise DataError(f"{found} in {path}" + (f" ({why})" if why else "") +
-                        f". A GAN needs at least {MIN_IMAGES} (a few hundred give good results); "
-                        f"add PNG or JPEG images.",
-                        DataReport(source=str(path), used=data.used, skipped=data.skipped,
-                                   summary={"images": len(data)}))
+    refuse_too_few(data, MIN_IMAGES, path, item="image", needed_by="A GAN",
+                   remedy="add PNG or JPEG images")
     return data
+
+
+def refuse_too_few(data, least: int, path: Path, item: str, needed_by: str, remedy: str) -> None:
+    """Raise DataError when `data` (an ImageSet, or the video loader's ClipSet: anything with a
+    length, `used` and `skipped`) holds fewer than `least` usable items. The one-line message
+    counts them in the loader's own words (`item`: "image", "clip"), names the first skipped
+    files with their reasons, and says who needs how many and what to add; the report carries
+    every used and skipped file."""
+    if len(data) >= least:
+        return
+    why = "; ".join(f"{Path(f).name}: {r}" for f, r in data.skipped[:3])
+    found = f"only {len(data)} usable {item}(s)" if len(data) else f"no usable {item}s"
+    raise DataError(f"{found} in {path}" + (f" ({why})" if why else "") +
+                    f". {needed_by} needs at least {least} (a few hundred give good results); "
+                    f"{remedy}.",
+                    DataReport(source=str(path), used=data.used, skipped=data.skipped,
+                               summary={f"{item}s": len(data)}))
 
 
 def _load_shapes(resolution: int, cache_dir: Path) -> ImageSet:
@@ -314,7 +328,7 @@ def _load_shapes(resolution: int, cache_dir: Path) -> ImageSet:
         images, labels = draw_shapes(resolution)
         return images, labels, {"classes": list(SHAPE_CLASSES)}
 
-    images, labels, meta = _cached(cache_dir, key, build)
+    images, labels, meta = cached_arrays(cache_dir, key, build)
     return ImageSet(images, labels, meta["classes"], BUILTIN_SHAPES, key, used=[BUILTIN_SHAPES])
 
 
@@ -350,7 +364,7 @@ def _load_idx(path: Path, resolution: int, cache_dir: Path) -> ImageSet:
         classes = [str(c) for c in range(int(labels.max()) + 1)] if has_labels else []
         return np.stack(all_images), labels, {"classes": classes}
 
-    images, labels, meta = _cached(cache_dir, key, build)
+    images, labels, meta = cached_arrays(cache_dir, key, build)
     return ImageSet(images, labels, meta["classes"], str(path), key, used=used)
 
 
@@ -385,7 +399,7 @@ def _load_folder(root: Path, resolution: int, background: str, cache_dir: Path) 
     digest = hashlib.sha256(f"folder-v{DECODER_VERSION}-{resolution}-{background}".encode())
     for f in candidates:
         digest.update(str(f.relative_to(root)).encode() + b"\0")
-        digest.update(_file_sha256(f))
+        digest.update(file_sha256(f))
     key = digest.hexdigest()[:32]
 
     def build():
@@ -405,13 +419,14 @@ def _load_folder(root: Path, resolution: int, background: str, cache_dir: Path) 
         meta = {"classes": classes, "used": used, "skipped": bad}
         return _stack(rgb, resolution), np.asarray(labels, dtype=np.int64), meta
 
-    images, labels, meta = _cached(cache_dir, key, build)
+    images, labels, meta = cached_arrays(cache_dir, key, build)
     skipped += [(str(root / rel), reason) for rel, reason in meta["skipped"]]
     return ImageSet(images, labels, meta["classes"], str(root), key,
                     used=[str(root / rel) for rel in meta["used"]], skipped=skipped, notes=notes)
 
 
-def _file_sha256(path: Path) -> bytes:
+def file_sha256(path: Path) -> bytes:
+    """The SHA-256 digest of a file's contents, read in chunks (part of a cache key)."""
     h = hashlib.sha256()
     try:
         with open(path, "rb") as f:

@@ -19,7 +19,8 @@ into every result, so numbers from different extractors are never compared:
 
 The own extractors are trained deterministically from a fixed seed and cached (safetensors +
 JSON) by the dataset's content hash, so every evaluation of every run on that data uses the
-same network.
+same network. Each cache file is written atomically and the JSON records its weights' SHA-256,
+so a damaged or half-written entry is trained again, never trusted.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -271,26 +273,35 @@ def extractor_key(dataset_key: str, kind: str, steps: int) -> str:
 
 
 def save_extractor(folder: Path, key: str, model: nn.Module, info: dict) -> None:
-    """safetensors + JSON, each written to a temporary name and renamed; errors are ignored
-    (an unwritable cache only means training the extractor again next time)."""
-    from safetensors.torch import save_file
+    """Cache a trained extractor as `key`.safetensors + `key`.json. Two processes evaluating
+    the same data (the window and a CLI run) may both train it and write the same entry, so
+    each file is written whole under a temporary name and renamed into place, the weights
+    first and the JSON last; the JSON records the SHA-256 of the weights it was written with,
+    so a reader that meets one process's JSON beside the other's weights (or weights cut
+    short) refuses the entry. Errors are ignored: an unwritable cache only means training the
+    extractor again next time."""
+    from safetensors.torch import save
+    weights = save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+    record = {**info, "weights_sha256": hashlib.sha256(weights).hexdigest()}
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{key}.{os.getpid()}.tmp"
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-        os.replace(tmp, folder / f"{key}.safetensors")
-        tmp.write_text(json.dumps(info), encoding="utf-8")
-        os.replace(tmp, folder / f"{key}.json")
+        _write_atomic(folder / f"{key}.safetensors", weights)
+        _write_atomic(folder / f"{key}.json", json.dumps(record).encode())
     except OSError:
         pass
 
 
 def load_extractor(folder: Path, key: str, device: torch.device) -> tuple[nn.Module, dict] | None:
-    """A cached extractor, or None when absent or unreadable."""
-    from safetensors.torch import load_file
+    """A cached extractor, or None when absent, unreadable, half-written or its weights are
+    not the ones its JSON records (the caller then trains it again)."""
+    from safetensors.torch import load
     try:
         info = json.loads((folder / f"{key}.json").read_text(encoding="utf-8"))
-        state = load_file(str(folder / f"{key}.safetensors"))
+        weights = (folder / f"{key}.safetensors").read_bytes()
+        # Entries without a recorded hash (written before it was recorded) are not trusted either.
+        if hashlib.sha256(weights).hexdigest() != info["weights_sha256"]:
+            return None
+        state = load(weights)
         if info["kind"] == "classifier":
             model = Classifier(info["channels"], info["resolution"], info["n_classes"])
         else:
@@ -299,6 +310,23 @@ def load_extractor(folder: Path, key: str, device: torch.device) -> tuple[nn.Mod
     except Exception:  # missing, damaged or from an older recipe: train again
         return None
     return model.to(device).eval(), info
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path` (unique per writer, so two threads or
+    processes never share one), flush it to disk and rename it over `path`: readers see the
+    old file or the new one, never part of one. This module stays free of app imports, so it
+    does not use studio.runstore.write_atomic, which does the same for run folders."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)  # no stray temporary files when the disk is full
+        raise
 
 
 def _sha256(path: Path) -> str:

@@ -43,8 +43,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageSequence
 
 from generators.image.data import (BACKGROUNDS, IMAGE_SUFFIXES, MAX_PIXELS, MIN_SIDE, Unusable,
-                                   _cached, _file_sha256, decode_image, find_idx_sets, fit_square,
-                                   is_grey, is_idx_source, read_idx, to_rgb)
+                                   cached_arrays, decode_image, file_sha256, find_idx_sets,
+                                   fit_square, is_grey, is_idx_source, read_idx, refuse_too_few,
+                                   to_rgb)
 from studio.contract import DataReport
 from studio.errors import DataError, StudioError
 
@@ -361,14 +362,8 @@ def load_clips(source: str | None, frames: int, frame_stride: int, resolution: i
     else:
         raise StudioError(f"{path} is neither a video, a .npy file nor a folder; give a folder of "
                           f"videos, frame folders or .npy clips.")
-    if len(data) < MIN_CLIPS:
-        why = "; ".join(f"{Path(f).name}: {r}" for f, r in data.skipped[:3])
-        found = f"only {len(data)} usable clip(s)" if len(data) else "no usable clips"
-        raise DataError(f"{found} in {path}" + (f" ({why})" if why else "") +
-                        f". The video generator needs at least {MIN_CLIPS} (a few hundred give good "
-                        f"results); add videos, frame folders or .npy clips.",
-                        DataReport(source=str(path), used=data.used, skipped=data.skipped,
-                                   summary={"clips": len(data)}))
+    refuse_too_few(data, MIN_CLIPS, path, item="clip", needed_by="The video generator",
+                   remedy="add videos, frame folders or .npy clips")
     return data
 
 
@@ -411,7 +406,7 @@ def _load_items(path: Path, frames: int, stride: int, resolution: int, channels:
     digest = hashlib.sha256(f"video-items-{settings}".encode())
     for (item, frame_files), rel in zip(items, relative):
         for f in frame_files or [item]:
-            digest.update(str(f.relative_to(root)).encode() + b"\0" + _file_sha256(f))
+            digest.update(str(f.relative_to(root)).encode() + b"\0" + file_sha256(f))
     key = digest.hexdigest()[:32]
 
     def build():
@@ -450,7 +445,7 @@ def _load_items(path: Path, frames: int, stride: int, resolution: int, channels:
         meta = {"classes": classes, "used": used, "skipped": bad, "notes": notes, "fps": fps}
         return _settle_channels(clips, channels, frames, resolution), np.asarray(labels, np.int64), meta
 
-    clips, labels, meta = _cached(cache_dir, key, build)
+    clips, labels, meta = cached_arrays(cache_dir, key, build)
     return ClipSet(clips, labels, meta["classes"], meta["fps"],
                    used=[str(root / rel) for rel in meta["used"]],
                    skipped=skipped + [(str(root / rel), why) for rel, why in meta["skipped"]],
@@ -623,7 +618,7 @@ def _load_shapes(frames: int, stride: int, resolution: int, channels: str, cache
         clips, labels, classes = _demo_frames(lambda t: bouncing_shapes(n, t, resolution), frames, stride)
         return _settle_channels(list(clips), channels, frames, resolution), labels, {"classes": classes}
 
-    clips, labels, meta = _cached(cache_dir, key, build)
+    clips, labels, meta = cached_arrays(cache_dir, key, build)
     return ClipSet(clips, labels, meta["classes"], DEMO_FPS / stride,
                    used=[BUILTIN_BOUNCING_SHAPES], key=key)
 
@@ -639,7 +634,7 @@ def _load_digits(path: Path, frames: int, stride: int, resolution: int, channels
     for images_file, labels_file in sets:
         for f in (images_file, labels_file):
             if f is not None:
-                digest.update(_file_sha256(f))
+                digest.update(file_sha256(f))
     key = digest.hexdigest()[:32]
 
     def build():
@@ -659,7 +654,7 @@ def _load_digits(path: Path, frames: int, stride: int, resolution: int, channels
         classes = [str(c) for c in range(int(all_labels.max()) + 1)] if labelled else []
         return _settle_channels(list(clips), channels, frames, resolution), clip_labels, {"classes": classes}
 
-    clips, labels, meta = _cached(cache_dir, key, build)
+    clips, labels, meta = cached_arrays(cache_dir, key, build)
     return ClipSet(clips, labels, meta["classes"], DEMO_FPS / stride,
                    used=[str(f) for pair in sets for f in pair if f is not None],
                    notes=[f"{len(clips)} clips of a bouncing digit made from the MNIST digits"], key=key)
