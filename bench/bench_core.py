@@ -67,6 +67,8 @@ from studio.engine import (Engine, autocast_context, configure_threads, default_
 from studio.registry import default_registry  # noqa: E402
 from studio.runstore import RunDir  # noqa: E402
 
+from side_by_side import cpu_snapshot, other_cpu_pct  # noqa: E402  (bench/ is on the path: this script's folder)
+
 DATA = Path("/work/shared/data/text")
 # Plain nanoGPT (train.py, config/train_shakespeare_char.py with the README's CPU flags) at the
 # same shape, on this machine, on the same train/val files.
@@ -118,36 +120,6 @@ def load_avg() -> float | None:
         return round(os.getloadavg()[0], 2)
     except OSError:
         return None
-
-
-def cpu_snapshot(pids: tuple[int, ...] = ()) -> tuple[float, float, float] | None:
-    """(wall time, busy CPU-seconds of the whole machine, CPU-seconds of this process and of
-    the benchmark's own worker processes `pids`), from /proc (Linux; None elsewhere). The
-    difference between the two CPU counts over a section is what other processes took from
-    us: on 2 cores, another busy process makes torch's spinning OpenMP threads wait for each
-    other and steps run up to 10x slower."""
-    tick = os.sysconf("SC_CLK_TCK")
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()[1:9]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields)
-        workers = 0
-        for pid in pids:
-            with open(f"/proc/{pid}/stat") as f:  # utime and stime: fields 14 and 15
-                workers += sum(map(int, f.read().rsplit(")", 1)[1].split()[11:13]))
-    except (OSError, ValueError):
-        return None
-    mine = os.times()
-    return (time.perf_counter(), (user + nice + system + irq + softirq + steal) / tick,
-            mine.user + mine.system + workers / tick)
-
-
-def other_cpu_pct(before, after) -> float | None:
-    """Share of the machine's CPUs that other processes (or the hypervisor) used in between."""
-    if before is None or after is None or after[0] <= before[0]:
-        return None
-    others = (after[1] - before[1]) - (after[2] - before[2])
-    return round(max(0.0, 100 * others / ((after[0] - before[0]) * (os.cpu_count() or 1))), 1)
 
 
 def wait_for_quiet(max_wait_s: float, threshold_pct: float = 10.0) -> float | None:

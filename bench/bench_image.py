@@ -33,7 +33,7 @@ Run it from the repository root, on an otherwise idle machine:
     .venv/bin/python bench/bench_image.py --quick              # smoke run, ~2 min
 
 It prints a summary and writes every number to bench/results/bench_image.json (and sample
-grids of both models at each milestone to bench/results/bench_image_*.png).
+grids of both models at each milestone to bench/results/bench_image_*.png); --out elsewhere.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -57,13 +56,14 @@ import torch.nn as nn  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from generators.image.data import load_images  # noqa: E402
-from generators.image.evaluation import (extract_features, fid, kid,  # noqa: E402
+from generators.image.evaluation import (extract_features, fid, kid, to_input,  # noqa: E402
                                          train_extractor)
-from generators.image.sampling import grid, latents_for_seeds  # noqa: E402
+from generators.image.sampling import grid, to_uint8  # noqa: E402
 from studio import api  # noqa: E402
 from studio.engine import _Context, configure_threads, keep_freed_memory  # noqa: E402
 
-from bench_core import cpu_snapshot, other_cpu_pct  # noqa: E402  (bench/ is on the path: this script's folder)
+from side_by_side import (cpu_snapshot, other_cpu_pct, serve_steps,  # noqa: E402  (bench/ is on
+                          time_in_turns)  # the path: this script's folder)
 
 MNIST = Path(os.environ.get("BENCH_MNIST", ROOT.parent / "shared" / "data" / "mnist"))  # the test digits
 RESULTS = ROOT / "bench" / "results"
@@ -180,7 +180,7 @@ def speed_worker(kind: str, folder: str, resolution: int, channels: str, conn) -
     real use: "plain" is the DCGAN example as a user runs it (glibc's default malloc);
     "plain-kept" is the same with the studio's `keep_freed_memory()`, to show how much of the
     difference is the allocator; "fp32" and "bf16" are the project's step through its engine
-    (which applies it). Runs `n` steps for each `n` received and sends back their times."""
+    (which applies it). Serves its steps as side_by_side.serve_steps does."""
     configure_threads(0)
     nc = 1 if channels == "grey" else 3
     if kind.startswith("plain"):
@@ -203,70 +203,41 @@ def speed_worker(kind: str, folder: str, resolution: int, channels: str, conn) -
         gan = engine.generator.model
         params = {"G": sum(p.numel() for p in gan.G.parameters()),
                   "D": sum(p.numel() for p in gan.D.parameters())}
-    conn.send(params)
-    while (n := conn.recv()) is not None:
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - t0)
-        conn.send(times)
+    serve_steps(conn, params, run)
 
 
 def step_speed(folder: Path, resolution: int, channels: str, blocks: int, block: int, warmup: int) -> dict:
     """Median step time of each runner, the runners taking turns block by block (one runs at a
     time, the others wait), so that noise from other work hits all of them alike."""
-    import multiprocessing
-    context = multiprocessing.get_context("spawn")
-    workers = {}
-    for kind in SPEED_RUNNERS:
-        parent, child = context.Pipe()
-        process = context.Process(target=speed_worker, args=(kind, str(folder), resolution, channels, child))
-        process.start()
-        workers[kind] = (process, parent)
-    params = {kind: conn.recv() for kind, (_, conn) in workers.items()}
-    for _, conn in workers.values():  # warm up one at a time: only the timed work overlaps nothing
-        conn.send(warmup)
-        conn.recv()
-    times = {kind: [] for kind in workers}
-    pids = tuple(process.pid for process, _ in workers.values())
-    before = cpu_snapshot(pids)
-    for _ in range(blocks):
-        for kind, (_, conn) in workers.items():
-            conn.send(block)
-            times[kind] += conn.recv()
-    busy = other_cpu_pct(before, cpu_snapshot(pids))
-    for process, conn in workers.values():
-        conn.send(None)
-        process.join()
-    medians = {kind: statistics.median(ts) for kind, ts in times.items()}
+    turns = time_in_turns(speed_worker, SPEED_RUNNERS, (str(folder), resolution, channels), blocks, block, warmup)
+    medians = turns.median_s
     return {"shape": f"{resolution} px {channels}, 64 wide, z {NZ}, batch {BATCH}",
             "median_s": {k: round(v, 4) for k, v in medians.items()},
             "images_per_s": {k: round(BATCH / v, 1) for k, v in medians.items()},
             "speedup_fp32": round(medians["plain"] / medians["fp32"], 2),
             "speedup_fp32_same_allocator": round(medians["plain-kept"] / medians["fp32"], 2),
             "speedup_bf16": round(medians["plain"] / medians["bf16"], 2),
-            "params": params, "steps_timed": blocks * block, "other_cpu_pct": busy}
+            "params": turns.info, "steps_timed": turns.steps_timed, "other_cpu_pct": turns.other_cpu_pct}
 
 
 # --- 2. FID after N minutes --------------------------------------------------------------------------
 
-def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-def score(extractor, real_features: np.ndarray, fake: torch.Tensor) -> dict:
+def score(extractor, real_features: np.ndarray, fake: np.ndarray) -> dict:
+    """FID and KID of uint8 (N, H, W, C) images: both models' samples are scored as pictures,
+    as the real digits are (the project's `sample` gives them so)."""
     features = extract_features(extractor, fake, torch.device("cpu"))
     kid_mean, kid_std = kid(real_features, features)
     return {"fid": round(fid(real_features, features), 3), "kid": round(kid_mean, 5),
             "kid_std": round(kid_std, 5)}
 
 
-def save_grid(images: torch.Tensor, name: str) -> None:
-    Image.fromarray(grid(images[:64], columns=8)[..., 0]).save(RESULTS / name)
+def save_grid(images: np.ndarray, path: Path) -> None:
+    """The first 64 of uint8 (N, H, W, 1) images, 8 by 8."""
+    Image.fromarray(grid(to_input(images[:64], torch.device("cpu")), columns=8)[..., 0]).save(path)
 
 
-def quality_race(folder: Path, minutes: list[float], feature_steps: int) -> dict:
+def quality_race(folder: Path, minutes: list[float], feature_steps: int, grids: Path) -> dict:
+    """FID and KID of both models after each milestone; sample grids go to `grids`."""
     digits = load_images(str(MNIST), 32, "white", Path(os.environ["STUDIO_CACHE_DIR"]))
     real = np.asarray(digits.images)
     say(f"  training the feature network (a classifier on the 10,000 digits, {feature_steps} steps)")
@@ -291,9 +262,9 @@ def quality_race(folder: Path, minutes: list[float], feature_steps: int) -> dict
         done = m
         _, gen, ckpt = api.load_run(str(run), device="cpu")
         step = int(ckpt.name.split("_")[1])
-        seeds = range(EVAL_SEED, EVAL_SEED + EVAL_SAMPLES)
-        fake = gen.render(latents_for_seeds(seeds, NZ), gen._labels([None] * EVAL_SAMPLES, seeds))
-        save_grid(fake, f"bench_image_project_{m:g}min.png")
+        # Seeds EVAL_SEED onwards, one image each; with classes, the classes in turn by seed.
+        fake = np.stack([image.data for image in gen.sample(gen.SampleConfig(), n=EVAL_SAMPLES, seed=EVAL_SEED)])
+        save_grid(fake, grids / f"bench_image_project_{m:g}min.png")
         out["project"].append({"minutes": m, "steps": step, **score(extractor, real_features, fake),
                                "other_cpu_pct": busy})
         say(f"  project {m:g} min: step {step}, {out['project'][-1]}")
@@ -312,13 +283,12 @@ def quality_race(folder: Path, minutes: list[float], feature_steps: int) -> dict
             step += 1
             elapsed += time.perf_counter() - t0
         busy = other_cpu_pct(before, cpu_snapshot())
-        fake = plain.samples(EVAL_SAMPLES, seed=EVAL_SEED)
-        save_grid(fake, f"bench_image_plain_{m:g}min.png")
+        fake = to_uint8(plain.samples(EVAL_SAMPLES, seed=EVAL_SEED))
+        save_grid(fake, grids / f"bench_image_plain_{m:g}min.png")
         out["plain"].append({"minutes": m, "steps": step, **score(extractor, real_features, fake),
                              "other_cpu_pct": busy})
         say(f"  plain {m:g} min: step {step}, {out['plain'][-1]}")
-    out["real_vs_real"] = score(extractor, real_features[:5000],
-                                torch.from_numpy(real[5000:]).permute(0, 3, 1, 2).float().div(127.5).sub(1))
+    out["real_vs_real"] = score(extractor, real_features[:5000], real[5000:])
     return out
 
 
@@ -351,9 +321,12 @@ def main() -> None:
     parser.add_argument("--minutes", default="5,10,20", help="training-time milestones (comma-separated)")
     parser.add_argument("--quick", action="store_true", help="smoke run: few steps, 0.2 minutes")
     parser.add_argument("--skip-race", action="store_true", help="only the speed part")
+    parser.add_argument("--out", default=str(RESULTS / "bench_image.json"),
+                        help="where the JSON results go (the sample grids go beside it)")
     args = parser.parse_args()
     threads = configure_threads(0)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     minutes = [0.2] if args.quick else [float(m) for m in args.minutes.split(",")]
     blocks, block, warmup = (2, 2, 1) if args.quick else (12, 3, 3)
     say(f"torch {torch.__version__}, {threads} threads, cache {os.environ['STUDIO_CACHE_DIR']}")
@@ -365,8 +338,7 @@ def main() -> None:
             say(f"  {res['speed'][-1]}")
         if not args.skip_race:
             say(f"FID after {', '.join(f'{m:g}' for m in minutes)} minutes on the MNIST test digits ...")
-            res["race"] = quality_race(Path(tmp), minutes, 100 if args.quick else 600)
-    out = RESULTS / "bench_image.json"
+            res["race"] = quality_race(Path(tmp), minutes, 100 if args.quick else 600, out.parent)
     out.write_text(json.dumps(res, indent=2))
     say(summary(res))
     say(f"\nresults: {out}")

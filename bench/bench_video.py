@@ -33,7 +33,7 @@ Run it from the repository root, on an otherwise idle machine:
     .venv/bin/python bench/bench_video.py --minutes 1,2,4       # a scaled-down race
     .venv/bin/python bench/bench_video.py --quick               # smoke run, a few minutes
 
-It prints a summary and writes every number to bench/results/bench_video.json.
+It prints a summary and writes every number to bench/results/bench_video.json (--out elsewhere).
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,7 +58,8 @@ from PIL import Image  # noqa: E402
 
 from studio.runstore import write_json  # noqa: E402
 
-from bench_core import cpu_snapshot, other_cpu_pct  # noqa: E402  (bench/ is on the path: this script's folder)
+from side_by_side import (cpu_snapshot, other_cpu_pct, serve_steps,  # noqa: E402  (bench/ is on
+                          time_in_turns)  # the path: this script's folder)
 
 MNIST = Path(os.environ.get("BENCH_MNIST", ROOT.parent / "shared" / "data" / "mnist"))
 RESULTS = ROOT / "bench" / "results"
@@ -88,7 +88,7 @@ def say(text: str = "") -> None:
 
 def speed_worker(kind: str, folder: str, resolution: int, conn) -> None:
     """One runner in a process of its own: prepares a video run as `studio train` does and
-    times its real training step on one batch, `n` steps for each `n` received."""
+    times its real training step on one batch (see side_by_side.serve_steps)."""
     from studio import api
     from studio.engine import _Context, configure_threads
     threads = configure_threads(0)
@@ -103,45 +103,17 @@ def speed_worker(kind: str, folder: str, resolution: int, conn) -> None:
         gen.training_step(batch, ctx)
         ctx.step += 1
     gan = gen.model
-    conn.send({"batch": gen.config.batch_size, "threads": threads,
-               "params": {name: sum(p.numel() for p in getattr(gan, name).parameters())
-                          for name in ("G", "D", "D_time")}})
-    while (n := conn.recv()) is not None:
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - t0)
-        conn.send(times)
+    serve_steps(conn, {"batch": gen.config.batch_size, "threads": threads,
+                       "params": {name: sum(p.numel() for p in getattr(gan, name).parameters())
+                                  for name in ("G", "D", "D_time")}}, run)
 
 
 def step_speed(folder: Path, resolution: int, blocks: int, block: int, warmup: int) -> dict:
     """Median step time of each runner, the runners taking turns block by block (one runs at a
     time, the others wait). Workers start one after another, so the first builds the built-in
     clips' cache and the others read it."""
-    context = multiprocessing.get_context("spawn")
-    workers, info = {}, {}
-    for kind in SPEED_RUNNERS:
-        parent, child = context.Pipe()
-        process = context.Process(target=speed_worker, args=(kind, str(folder), resolution, child))
-        process.start()
-        workers[kind] = (process, parent)
-        info[kind] = parent.recv()
-    for _, conn in workers.values():  # warm up one at a time: only the timed work overlaps nothing
-        conn.send(warmup)
-        conn.recv()
-    times = {kind: [] for kind in workers}
-    pids = tuple(process.pid for process, _ in workers.values())
-    before = cpu_snapshot(pids)
-    for _ in range(blocks):
-        for kind, (_, conn) in workers.items():
-            conn.send(block)
-            times[kind] += conn.recv()
-    busy = other_cpu_pct(before, cpu_snapshot(pids))
-    for process, conn in workers.values():
-        conn.send(None)
-        process.join()
-    medians = {kind: statistics.median(ts) for kind, ts in times.items()}
+    turns = time_in_turns(speed_worker, SPEED_RUNNERS, (str(folder), resolution), blocks, block, warmup)
+    info, medians = turns.info, turns.median_s
     batch = info["sparse"]["batch"]
     return {"shape": f"{FRAMES} frames of {resolution}x{resolution} RGB, batch {batch}",
             "resolution": resolution, "batch": batch, "threads": info["sparse"]["threads"],
@@ -149,7 +121,7 @@ def step_speed(folder: Path, resolution: int, blocks: int, block: int, warmup: i
             "clips_per_s": {k: round(batch / v, 2) for k, v in medians.items()},
             "speed_vs_default": {k: round(medians["sparse"] / v, 3) for k, v in medians.items()},
             "params": {k: v["params"] for k, v in info.items()},
-            "steps_timed": blocks * block, "other_cpu_pct": busy}
+            "steps_timed": turns.steps_timed, "other_cpu_pct": turns.other_cpu_pct}
 
 
 # --- 2. memory while reading a large video ------------------------------------------------------
@@ -260,15 +232,14 @@ def independent_clips(image_run: Path, classes: list[str], labels: np.ndarray, f
     """One clip per label, each frame drawn by the image generator from a seed of its own (of
     the clip's class), as an image generator asked for a clip's frames would draw them."""
     from studio import api
-    from generators.image.sampling import latents_for_seeds, to_uint8
     _, image_gen, _ = api.load_run(str(image_run), device="cpu")
     clips = []
     for i, label in enumerate(labels):
-        seeds = list(range(EVAL_SEED + i * frames, EVAL_SEED + (i + 1) * frames))
-        asked = image_gen.classes.index(classes[int(label)]) if image_gen.classes and label >= 0 else None
-        images = image_gen.render(latents_for_seeds(seeds, image_gen.config.latent_dim),
-                                  image_gen._labels([asked] * frames, seeds))
-        clips.append(to_uint8(images))
+        # -1: no class asked (the image model has none, or the clip has none)
+        asked = image_gen.classes.index(classes[int(label)]) if image_gen.classes and label >= 0 else -1
+        # `frames` images of seeds EVAL_SEED + i * frames onwards, one each
+        images = image_gen.sample(image_gen.SampleConfig(class_label=asked), n=frames, seed=EVAL_SEED + i * frames)
+        clips.append(np.stack([image.data for image in images]))
     return np.stack(clips)
 
 
@@ -285,7 +256,7 @@ def race_config(kind: str, folder: str, data: str | None, minutes: list[float]) 
     rows, done = [], 0.0
     if kind == "independent":
         reference = scorer(data)
-        real, real_labels, networks = reference._scoring(None, None)
+        _, real_labels = reference.evaluation_clips()
         images = write_frames_for_images(reference, Path(folder) / "frames-for-images")
     for m in minutes:
         before = cpu_snapshot()
@@ -303,8 +274,7 @@ def race_config(kind: str, folder: str, data: str | None, minutes: list[float]) 
         done = m
         if kind == "independent":
             fake = independent_clips(run, reference.classes, real_labels, FRAMES)
-            from generators.video.evaluation import video_scores
-            scores = video_scores(real, fake, networks[0], networks[1], "cpu", networks[2])
+            scores = reference.score_clips(fake)
             step = int(api.load_run(str(run), device="cpu")[2].name.split("_")[1])
         else:
             result = api.evaluate(str(run), device="cpu")
@@ -380,13 +350,19 @@ def main() -> None:
     parser.add_argument("--mnist", action="store_true", help=f"race on bouncing MNIST digits from {MNIST}")
     parser.add_argument("--parallel", action="store_true", help="train the race's configurations side by side")
     parser.add_argument("--parts", default="speed,memory,race", help="which parts to run (comma-separated)")
+    parser.add_argument("--out", default=str(RESULTS / "bench_video.json"),
+                        help="where the JSON results go (parts not run keep the figures already there)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
+    unknown = parts - {"speed", "memory", "race"}
+    if unknown:
+        parser.error(f"--parts: no part {', '.join(sorted(unknown))}; choose from speed, memory, race "
+                     f"(comma-separated)")
     from studio.engine import configure_threads
     threads = configure_threads(0)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     minutes = [0.5] if args.quick else [float(m) for m in args.minutes.split(",")]
-    out = RESULTS / "bench_video.json"
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     res: dict = {"torch": torch.__version__, "threads": threads, "quick": args.quick}
     say(f"torch {torch.__version__}, {threads} threads, cache {os.environ['STUDIO_CACHE_DIR']}")
 
