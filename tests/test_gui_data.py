@@ -142,6 +142,8 @@ def test_summary_values_read_as_words_and_zero_entries_are_left_out():
     assert summary_lines(summary) == [
         "images: 4,000", "resolution: 32", "classes: circle, square",
         "images per class: circle 2,000 · square 2,000", "mean: 0.1235", "note: scaled to 32 px"]
+    clips = summary_lines({"clips": 40, "class_counts": {"0": 22, "1": 18}})
+    assert clips == ["clips: 40", "clips per class: 0 22 · 1 18"]  # a video's data counts clips
     many = summary_lines({"classes": [f"c{i}" for i in range(20)]})[0]
     assert many.endswith("c11, … (20 in all)")
 

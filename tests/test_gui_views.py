@@ -83,6 +83,22 @@ def test_a_video_player_scales_its_frames(qtbot):
     player.toggle()
 
 
+def test_a_grid_of_video_players_leaves_room_for_their_controls(qtbot):
+    """Four small clips in a wide, short grid: as many columns as whole players fit (their
+    pictures alone would fit four side by side), no sideways scrolling, every scrubber long
+    enough to drag."""
+    grid = SampleGrid(columns=4, size=64)
+    qtbot.addWidget(grid)
+    grid.set_samples([Sample("video", np.stack([checker(8, 8)] * 4), {"fps": 8}) for _ in range(4)])
+    shown(qtbot, grid, 900, 300)
+    need = grid.views[0].minimumSizeHint().width()
+    assert 1 <= grid.media_columns() <= 900 // need < 4
+    qtbot.waitUntil(lambda: all(p.slider.width() >= 60 for p in grid.views))
+    assert not grid.horizontalScrollBar().isVisible()
+    for player in grid.views:
+        player.timer.stop()
+
+
 def test_a_video_player_scrubs_loops_or_stops_and_plays_at_the_chosen_rate(qtbot):
     frames = np.stack([np.full((4, 4, 3), 40 * i, np.uint8) for i in range(4)])
     player = VideoPlayer(frames, size=64, fps=12)

@@ -20,7 +20,7 @@ BUILTIN_LABEL = "Built-in demo data (works offline)"
 COUNT_UNITS = ("images", "clips", "examples", "tokens", "characters")
 # Summary keys a person has no use for (an internal cache key) or that are shown elsewhere.
 HIDDEN_SUMMARY_KEYS = ("notes", "dataset_key", "format")
-LABELS = {"class_counts": "images per class", "held_out_images": "held-out images",
+LABELS = {"held_out_images": "held-out images",
           "val_tokens": "held-out tokens", "val_examples": "held-out examples",
           "train_tokens": "training tokens", "vocab_size": "vocabulary size"}
 LIST_SHOWN = 12  # items of a long list shown before "… (N in all)"
@@ -63,8 +63,11 @@ def _is_blank(value) -> bool:
 
 
 def summary_lines(summary: dict) -> list[str]:
-    """One "label: value" line per meaningful summary entry, then its notes."""
-    lines = [f"{LABELS.get(key, key.replace('_', ' '))}: {format_value(value)}"
+    """One "label: value" line per meaningful summary entry, then its notes. Class counts are
+    named in the data's own unit ("clips per class" for videos)."""
+    unit = next((u for u in COUNT_UNITS if u in summary), "items")
+    labels = {**LABELS, "class_counts": f"{unit} per class"}
+    lines = [f"{labels.get(key, key.replace('_', ' '))}: {format_value(value)}"
              for key, value in summary.items()
              if key not in HIDDEN_SUMMARY_KEYS and not _is_blank(value)]
     return lines + [f"note: {note}" for note in summary.get("notes") or []]

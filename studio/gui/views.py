@@ -22,6 +22,7 @@ from studio.contract import Sample
 
 MIN_CELL = 32  # the smallest an image or a video is drawn before a grid scrolls instead
 MAX_PLAYER_FPS = 50  # browsers play GIF delays under 20 ms slower, not faster; so does the player
+SCRUBBER_MIN_WIDTH = 60  # a frame scrubber short enough to fit, long enough to drag
 
 
 def to_pixmap(array: np.ndarray, size: int | None = None) -> QPixmap:
@@ -167,6 +168,7 @@ class VideoPlayer(QWidget):
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, len(frames) - 1)
         self.slider.setToolTip("Frame: drag to scrub through the clip")
+        self.slider.setMinimumWidth(SCRUBBER_MIN_WIDTH)  # else squeezed to a dot beside the rest
         self.frame_label = QLabel()
         self.loop_box = QCheckBox("Loop")
         self.loop_box.setChecked(True)
@@ -269,8 +271,12 @@ class SampleGrid(QScrollArea):
         first = np.asarray(media[0].data)
         h, w = (first.shape[1:3] if media[0].kind == "video" else first.shape[:2])
         viewport = self.viewport().size()
-        return fit_columns(len(media), w / max(h, 1), viewport.width(), viewport.height(),
-                           self.columns)
+        most = self.columns
+        players = [v for v in self.views if isinstance(v, VideoPlayer)]
+        if players:  # a player needs room for its controls, however small its picture
+            fit = max(1, viewport.width() // players[0].minimumSizeHint().width())
+            most = min(most or fit, fit)
+        return fit_columns(len(media), w / max(h, 1), viewport.width(), viewport.height(), most)
 
     def _lay_out(self) -> None:
         """Place the views in a new body; views kept from the old one move into it (addWidget
