@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from generators.video import VideoGenerator
-from generators.video.model import PairsDiscriminator, VideoShape, static_and_shuffled
+from generators.video.model import (ContinuousMotion, PairsDiscriminator, TrunkDiscriminator,
+                                    VideoGenerator as VideoG, VideoShape, static_and_shuffled)
 from studio import api
 from studio.runstore import RunDir
 from studio.testing import StopAfter
@@ -69,7 +70,7 @@ def test_clips_of_any_length_resolution_and_frame_rate(resolution):
 
 def test_fixed_content_and_fixed_motion_seeds():
     gen = untrained()
-    gen.model.G_ema.renderer = LatentPainter()
+    gen.model.G_ema.renderer, gen.model.G_ema.styles = LatentPainter(), None
     content, motion = painted(gen, frames=6)  # each clip its own seed
     assert (content == content[:, :1]).all()  # content is held for the whole clip
     assert not (content[0] == content[1]).all() and not (motion[0] == motion[1]).all()
@@ -89,7 +90,7 @@ def test_fixed_content_and_fixed_motion_seeds():
 
 def test_content_interpolation_keeps_the_motion():
     gen = untrained()
-    gen.model.G_ema.renderer = LatentPainter()
+    gen.model.G_ema.renderer, gen.model.G_ema.styles = LatentPainter(), None
     clips = gen.sample(gen.SampleConfig(frames=5, interpolate_to=9, steps=4), seed=2)
     assert [s.meta["t"] for s in clips] == [0, 1 / 3, 2 / 3, 1]
     rows = np.stack([s.data for s in clips])[:, :, 0, :, 0]
@@ -135,21 +136,54 @@ def test_real_clips_are_drawn_at_their_frame_times():
 
 def test_the_temporal_discriminator_sees_the_time_gaps_and_extra_fakes():
     shape = VideoShape(resolution=32, channels=3, d_width=8, train_frames=3, frames=16)
-    D = PairsDiscriminator(shape).eval()
     frames = torch.randn(2, 3, 3, 32, 32)
     near = torch.tensor([[0.0, 1, 2], [0, 1, 2]])
     far = torch.tensor([[0.0, 7, 15], [0, 7, 15]])
-    with torch.no_grad():
-        assert not torch.allclose(D(frames, near), D(frames, far))
+    for D in (PairsDiscriminator(shape).eval(), TrunkDiscriminator(shape).eval()):
+        with torch.no_grad():
+            assert not torch.allclose(D(frames, near), D(frames, far))
+            assert not torch.allclose(D(frames, near), D(frames.flip(1), near))  # order matters
     static, shuffled = static_and_shuffled(frames, ("static", "shuffled"))
     assert torch.equal(static, frames[:, :1].expand_as(frames))
     assert torch.equal(shuffled[:, 1:], frames[:, :-1]) and torch.equal(shuffled[:, 0], frames[:, -1])
     assert static_and_shuffled(frames, ()) == []
 
 
+def test_time_features_start_at_a_phase_of_each_clips_own():
+    """Per-clip phase: two clips at the same times get different sin/cos time features (so G
+    cannot draw "the frame at time t" whatever its latents); absolute phase: the same."""
+    noise = torch.randn(2, 5, 8)
+    times = torch.arange(8.0).expand(2, -1)
+    for phase, differ in (("per-clip", True), ("absolute", False)):
+        motion = ContinuousMotion(8, 4, phase)
+        seen = []
+        motion.net[0].register_forward_hook(lambda m, args, out: seen.append(args[0][..., 8:]))
+        motion(noise, times)
+        assert differ != torch.allclose(seen[0][0], seen[0][1]), phase
+
+
+def test_content_styles_start_as_the_plain_renderer_and_hold_for_the_clip():
+    """The content styles are zero at the start (the image generator's network as it is); once
+    learned they scale every block by the content alone: the same content, the same style on
+    every frame, so a clip's frames differ only by motion."""
+    shape = VideoShape(resolution=32, channels=1, content_dim=6, motion_dim=4, g_width=8)
+    G = VideoG(shape).eval()
+    latents = torch.randn(5, 10)
+    with torch.no_grad():
+        assert torch.equal(G.render(latents), G.renderer(latents))
+        for style in G.styles:
+            style.weight.normal_()
+        assert not torch.allclose(G.render(latents), G.renderer(latents))
+        moved = torch.cat([latents[:, :6], torch.randn(5, 4)], dim=1)  # content kept
+        assert not torch.allclose(G.render(latents), G.render(moved))
+        G.renderer.blocks[0].conv.weight[6:] = 0  # (in, out, k, k): the motion inputs cut off
+        assert torch.allclose(G.render(latents), G.render(moved))  # styles see content only
+
+
 @pytest.mark.parametrize("variant", [{"train_frames": 4}, {"temporal_d": "3d", "train_frames": 4},
+                                     {"temporal_d": "trunk"},
                                      {"motion": "mocogan", "temporal_fakes": "none"}],
-                         ids=["all-frames", "3d-conv-D", "mocogan"])
+                         ids=["all-frames", "3d-conv-D", "trunk-D", "mocogan"])
 def test_every_variant_trains(variant, tmp_path):
     """Sparse training (the default, in the conformance suite), whole clips, the 3D-conv D
     and MoCoGAN's motion all learn: one batch trained repeatedly lowers the discriminators'

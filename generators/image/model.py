@@ -216,10 +216,11 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 @torch.no_grad()
 def recompute_batchnorm_stats(generator: nn.Module, latents: torch.Tensor,
-                              labels: torch.Tensor | None, batch: int = 64) -> None:
+                              labels: torch.Tensor | None, batch: int = 64, render=None) -> None:
     """Set every BatchNorm's running statistics to the exact average over `latents` for the
     generator's current weights ("standing statistics"). The averaged weights of an EMA never
-    produced the statistics a training-time BatchNorm recorded, so they are measured anew."""
+    produced the statistics a training-time BatchNorm recorded, so they are measured anew.
+    `render(latents, labels)` draws with the generator (default: calling it)."""
     norms = [m for m in generator.modules() if isinstance(m, nn.BatchNorm2d)]
     was_training = generator.training
     momenta = [m.momentum for m in norms]
@@ -229,7 +230,7 @@ def recompute_batchnorm_stats(generator: nn.Module, latents: torch.Tensor,
     generator.train()
     try:
         for i in range(0, len(latents), batch):
-            generator(latents[i:i + batch], None if labels is None else labels[i:i + batch])
+            (render or generator)(latents[i:i + batch], None if labels is None else labels[i:i + batch])
     finally:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum

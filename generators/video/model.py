@@ -8,14 +8,20 @@ the order the pieces appear below:
 - motion over continuous time, as in StyleGAN-V (Skorokhodov et al. 2022,
   https://arxiv.org/abs/2112.14683): noise anchors every few frames, linearly interpolated at
   time t, plus sin/cos features of t, through a small MLP; so a clip can be rendered at any
-  times, any number of frames and any frame rate. MoCoGAN's recurrent motion (Tulyakov et al.
-  2018, https://arxiv.org/abs/1707.04993: a GRU fed fresh noise each frame) is the alternative;
+  times, any number of frames and any frame rate. The sin/cos features start at a phase of each
+  clip's own (StyleGAN-V's are acyclic too): features of absolute time let G ignore its latents.
+  MoCoGAN's recurrent motion (Tulyakov et al. 2018, https://arxiv.org/abs/1707.04993: a GRU fed
+  fresh noise each frame) is the alternative;
+- content styles: as StyleGAN-V's content code styles every layer while motion enters at the
+  input, the content latent also scales and shifts every block's channels, the same on every
+  frame of a clip, so what a clip shows is tied to its content rather than to its motion;
 - sparse training: each step renders only a few frames per clip at sorted random times
   (StyleGAN-V trains on 3 frames a clip, DIGAN on 2), so a step costs a few images per clip;
 - two discriminators: the image D (spectral norm, hinge, projection) on single frames, and a
   temporal D on the sampled frames of a clip together with their time gaps: DIGAN's (Yu et al.
   2022, https://arxiv.org/abs/2202.10571) frames stacked on channels plus constant planes
-  holding the gaps ("pairs"), or a small 3D-convolution D on consecutive frames ("3d");
+  holding the gaps ("pairs"), StyleGAN-V's shared per-frame trunk with the frames' features
+  fused late ("trunk"), or a small 3D-convolution D on consecutive frames ("3d");
 - an exponential moving average of G, from the image generator.
 """
 
@@ -34,7 +40,7 @@ from generators.image.model import GAN, Discriminator, GANShape, init_dcgan
 from generators.image.model import Generator as FrameGenerator
 
 MOTIONS = ("stylegan-v", "mocogan")
-TEMPORAL_DS = ("pairs", "3d")
+TEMPORAL_DS = ("pairs", "trunk", "3d")
 TIME_FREQUENCIES = 4  # sin/cos pairs of t, with periods of motion_every * 1, 2, 4, 8 frames
 
 
@@ -51,6 +57,8 @@ class VideoShape:
     motion_every: int = 4  # frames between motion noise anchors (stylegan-v)
     temporal_d: str = "pairs"  # or "3d"
     train_frames: int = 3  # frames per clip that a training step renders and judges
+    content_styles: bool = True  # the content latent also scales and shifts every layer
+    time_phase: str = "per-clip"  # sin/cos time features' phase: "per-clip" (from the motion noise) or "absolute"
     frames: int = 16  # frames of a training clip: time gaps are measured against it
 
     def __post_init__(self):
@@ -86,9 +94,9 @@ class ContinuousMotion(nn.Module):
     """StyleGAN-V's motion: noise anchors `every` frames apart, interpolated linearly at time
     t (in frames), with sin/cos features of t, through a small MLP -> (B, F, motion_dim)."""
 
-    def __init__(self, dim: int, every: int):
+    def __init__(self, dim: int, every: int, phase: str = "per-clip"):
         super().__init__()
-        self.every = every
+        self.every, self.phase = every, phase
         periods = every * 2.0 ** torch.arange(TIME_FREQUENCIES)
         self.register_buffer("frequencies", 2 * math.pi / periods, persistent=False)
         self.net = nn.Sequential(nn.Linear(dim + 2 * TIME_FREQUENCIES, dim), nn.LeakyReLU(0.2),
@@ -101,6 +109,14 @@ class ContinuousMotion(nn.Module):
     def forward(self, noise: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
         anchors = interpolate_steps(noise, times / self.every)
         phase = times.unsqueeze(-1).to(noise.dtype) * self.frequencies
+        if self.phase == "per-clip":
+            # Each clip's time features start at a phase of its own (drawn from its first noise
+            # anchor, pi per unit), as StyleGAN-V's acyclic ones do. Features of absolute time
+            # let G draw the frame at time t whatever the latents (measured: every content seed
+            # and class rendered one stroke morphing with t), since times alone already make a
+            # batch of frames look varied to the frame D.
+            which = torch.arange(len(self.frequencies), device=noise.device) % noise.shape[2]
+            phase = phase + math.pi * noise[:, :1, which]
         return self.net(torch.cat([anchors, phase.sin(), phase.cos()], dim=-1))
 
 
@@ -131,9 +147,19 @@ class VideoGenerator(nn.Module):
 
     def __init__(self, shape: VideoShape):
         super().__init__()
-        self.motion = (ContinuousMotion(shape.motion_dim, shape.motion_every)
+        self.motion = (ContinuousMotion(shape.motion_dim, shape.motion_every, shape.time_phase)
                        if shape.motion == "stylegan-v" else RecurrentMotion(shape.motion_dim))
         self.renderer = FrameGenerator(shape.frame_shape())
+        self.content_dim = shape.content_dim
+        # Content styles, as StyleGAN-V's content code styles every layer while motion enters at
+        # the input: a scale and shift per channel of every block, from the content alone, the
+        # same on every frame of a clip. Zero at the start: the plain renderer until learned.
+        self.styles = nn.ModuleList([
+            nn.Linear(shape.content_dim, 2 * block.conv.out_channels) for block in self.renderer.blocks
+        ]) if shape.content_styles else None
+        for style in self.styles or []:
+            nn.init.zeros_(style.weight)
+            nn.init.zeros_(style.bias)
 
     def noise_steps(self, last_time: float) -> int:
         return self.motion.noise_steps(last_time)
@@ -146,10 +172,25 @@ class VideoGenerator(nn.Module):
         content = content.unsqueeze(1).expand(-1, times.shape[1], -1)
         return torch.cat([content, motion], dim=-1).flatten(0, 1)
 
+    def render(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Frames (N, channels, R, R) from frame latents (N, content_dim + motion_dim) [+ labels
+        (N,)]: the image generator's network, its blocks styled by the latents' content part."""
+        if self.styles is None:
+            return self.renderer(latents, labels)
+        r, content = self.renderer, latents[:, :self.content_dim]
+        x = latents if r.class_embed is None else torch.cat([latents, r.class_embed(labels)], dim=1)
+        x = x[:, :, None, None]
+        for block, style in zip(r.blocks, self.styles):
+            x = block.conv(x)
+            x = block.norm(x, labels) if labels is not None else block.norm(x)
+            scale, shift = style(content)[:, :, None, None].chunk(2, dim=1)
+            x = F.relu(x * (1 + scale) + shift)
+        return torch.tanh(r.to_image(x))
+
     def forward(self, content: torch.Tensor, noise: torch.Tensor, times: torch.Tensor,
                 labels: torch.Tensor | None = None) -> torch.Tensor:
         frame_labels = None if labels is None else labels.repeat_interleave(times.shape[1])
-        return self.renderer(self.frame_latents(content, noise, times), frame_labels)
+        return self.render(self.frame_latents(content, noise, times), frame_labels)
 
 
 # --- the temporal discriminators ---------------------------------------------------------------
@@ -175,6 +216,36 @@ class PairsDiscriminator(Discriminator):
         gaps = (times[:, 1:] - times[:, :-1]).to(frames.dtype) / self.span
         planes = gaps[:, :, None, None].expand(B, Fr - 1, H, W)
         return super().forward(torch.cat([frames.reshape(B, Fr * C, H, W), planes], dim=1), labels)
+
+
+class TrunkDiscriminator(Discriminator):
+    """StyleGAN-V's temporal D: every sampled frame through one shared trunk (the image D's
+    layers), then the frames' 4x4 feature maps side by side on channels with one constant
+    plane per time gap, fused by a 3x3 convolution and judged by the image D's head and
+    projection. Fusing late compares what each frame shows wherever it sits in the frame,
+    which stacking raw frames (pairs) leaves to the first layer's 4x4 window.
+    frames (B, F, C, R, R), times (B, F) [+ labels] -> logits (B,)."""
+
+    def __init__(self, shape: VideoShape):
+        super().__init__(shape.frame_shape())
+        self.span = max(1, shape.frames - 1)
+        widest = self.convs[-1].out_channels
+        fuse = nn.Conv2d(widest * shape.train_frames + shape.train_frames - 1, widest, 3, 1, 1)
+        init_dcgan(fuse)
+        self.fuse = spectral_norm(fuse)
+
+    def forward(self, frames: torch.Tensor, times: torch.Tensor,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
+        B, Fr = frames.shape[:2]
+        h = self.features(frames.flatten(0, 1))  # (B*F, widest, 4, 4)
+        h = h.view(B, Fr * h.shape[1], *h.shape[2:])
+        gaps = (times[:, 1:] - times[:, :-1]).to(h.dtype) / self.span
+        planes = gaps[:, :, None, None].expand(B, Fr - 1, *h.shape[2:])
+        h = F.leaky_relu(self.fuse(torch.cat([h, planes], dim=1)), 0.2)
+        out = self.head(h.flatten(1)).squeeze(1)
+        if self.embed is not None:
+            out = out + (self.embed(labels) * h.sum(dim=(2, 3))).sum(1)
+        return out
 
 
 class Conv3dDiscriminator(nn.Module):
@@ -225,7 +296,8 @@ class VideoGAN(GAN):
         # around it, so both are replaced. D stays: it judges single frames.
         self.G = VideoGenerator(shape)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval()
-        self.D_time = PairsDiscriminator(shape) if shape.temporal_d == "pairs" else Conv3dDiscriminator(shape)
+        self.D_time = {"pairs": PairsDiscriminator, "trunk": TrunkDiscriminator,
+                       "3d": Conv3dDiscriminator}[shape.temporal_d](shape)
 
 
 def static_and_shuffled(frames: torch.Tensor, kinds: tuple[str, ...]) -> list[torch.Tensor]:
