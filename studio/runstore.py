@@ -609,10 +609,17 @@ class RunDir:
             if WEIGHTS_FILE not in files:
                 raise self.damaged_error(folder, f"its state.json lists no {WEIGHTS_FILE}")
             tensors = self._verified_file(folder, WEIGHTS_FILE, files[WEIGHTS_FILE])
-            damaged = [name for name, expected in files.items()
-                       if name != WEIGHTS_FILE and _file_problem(folder, name, expected)]
-            note = (f"{folder.name}: {', '.join(damaged)} is damaged, so training cannot resume "
-                    f"from it; its weights check and are used" if damaged else None)
+            problems = {name: _file_problem(folder, name, expected)
+                        for name, expected in files.items() if name != WEIGHTS_FILE}
+            missing = [name for name, why in problems.items() if why and why.endswith("missing")]
+            damaged = [name for name, why in problems.items() if why and name not in missing]
+            note = None
+            if damaged:
+                note = (f"{folder.name}: {', '.join(damaged)} is damaged, so training cannot "
+                        f"resume from it; its weights check and are used")
+            elif missing:  # a weights-only copy (as the shipped demos are): nothing is wrong
+                note = (f"{folder.name} holds weights only ({', '.join(missing)} not kept): it "
+                        f"samples, but training cannot resume from it")
             return tensors, state, note
         tensors, state = self._self_checked_weights(folder, problem)
         return tensors, state, (f"{folder.name}: {problem}; its weights carry their own hash, "

@@ -109,6 +109,18 @@ def test_weights_whose_own_hash_fails_are_not_used(capsys, run_copy):
     one_line_error(code, err, "step_0000020 is damaged", "own hash")
 
 
+def test_a_weights_only_checkpoint_samples_and_says_it_cannot_resume_not_that_it_is_damaged(
+        capsys, run_copy):
+    """A checkpoint kept without its trainer state (as the shipped demo models are) is not
+    damaged: generate uses it and says only that training cannot resume from it."""
+    (RunDir(run_copy).checkpoint_dir("step_0000020") / "trainer.safetensors").unlink()
+    code, out, err = studio(capsys, "generate", run_copy, "--n", "1", "--json")
+    assert code == 0, err
+    assert json.loads(out.splitlines()[0])["meta"]["checkpoint"] == "step_0000020"
+    assert "holds weights only (trainer.safetensors not kept)" in err
+    assert "damaged" not in err
+
+
 def test_a_new_run_can_start_from_weights_left_in_a_damaged_checkpoint(capsys, run_copy, tmp_path):
     folder = RunDir(run_copy).checkpoint_dir("step_0000020")
     (folder / "state.json").unlink()
