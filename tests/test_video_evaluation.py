@@ -205,6 +205,21 @@ def test_a_missing_damaged_or_older_clip_network_is_none(grey, tmp_path):
     info = json.loads((tmp_path / "clip-extractor.json").read_text())
     (tmp_path / "clip-extractor.json").write_text(json.dumps({**info, "version": 0}))
     assert load_clip_extractor(tmp_path, CPU) is None
+    # another writer's weights (valid tensors of another network) beside this JSON: not trusted
+    save_clip_extractor(net, tmp_path)
+    record = (tmp_path / "clip-extractor.json").read_text()
+    other = train_clip_extractor(grey[0], np.full(len(grey[0]), -1), steps=2, seed=9, device=CPU)
+    save_clip_extractor(other, tmp_path)
+    (tmp_path / "clip-extractor.json").write_text(record)
+    assert load_clip_extractor(tmp_path, CPU) is None
+
+
+def test_a_clip_network_cache_that_cannot_be_written_is_skipped(grey, tmp_path):
+    _, _, net = grey
+    blocked = tmp_path / "a-file"
+    blocked.write_text("in the way")
+    save_clip_extractor(net, blocked / "features")  # its folder cannot be made: no error
+    assert load_clip_extractor(blocked / "features", CPU) is None
 
 
 # --- bad input ---------------------------------------------------------------------------------------

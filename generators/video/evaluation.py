@@ -363,28 +363,38 @@ def _weights_digest(model: nn.Module) -> str:
 
 def save_clip_extractor(extractor: nn.Module, folder: Path) -> None:
     """The network as FILE_STEM.safetensors and its shape and training record as
-    FILE_STEM.json in `folder`, each written atomically."""
+    FILE_STEM.json in `folder`, each written atomically: the weights first, then the JSON that
+    names their SHA-256, so a reader never trusts weights another writer left half-way. A cache
+    that cannot be written is skipped: the network is trained again next time."""
     from safetensors.torch import save
     from studio.runstore import write_atomic, write_json
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in extractor.state_dict().items()}
-    write_atomic(folder / f"{FILE_STEM}.safetensors", save(state))
-    write_json(folder / f"{FILE_STEM}.json", extractor.info)
+    weights = save(state)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(folder / f"{FILE_STEM}.safetensors", weights)
+        write_json(folder / f"{FILE_STEM}.json",
+                   {**extractor.info, "weights_sha256": hashlib.sha256(weights).hexdigest()})
+    except OSError:
+        pass
 
 
 def load_clip_extractor(folder: Path, device) -> nn.Module | None:
     """The network saved in `folder`, or None when it is absent, damaged or from an older
     recipe (then train it again). Tensors come from safetensors, the rest from JSON: nothing
     is unpickled."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load
     folder = Path(folder)
     try:
         info = json.loads((folder / f"{FILE_STEM}.json").read_text(encoding="utf-8"))
         if info.get("version") != CLIP_EXTRACTOR_VERSION:
             return None
+        weights = (folder / f"{FILE_STEM}.safetensors").read_bytes()
+        if hashlib.sha256(weights).hexdigest() != info.pop("weights_sha256", None):
+            return None  # half-written, another writer's, or from before the hash was kept
         model = ClipNet(int(info["channels"]), int(info["n_classes"]), int(info["width"]))
-        model.load_state_dict(load_file(str(folder / f"{FILE_STEM}.safetensors")))
+        model.load_state_dict(load(weights))
     except Exception:  # missing, damaged or not ours: the caller trains a new one
         return None
     model.info = info
