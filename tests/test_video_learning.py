@@ -126,16 +126,35 @@ def content_agreement(gen: VideoGenerator, net) -> tuple[float, float]:
     return float(within), float(across)
 
 
+def real_agreement(gen: VideoGenerator, net) -> float:
+    """The same agreement for real held-out clips: frames of four clips of one class, the
+    classes in turn as the content seeds draw them. What the judge itself reaches on clips that
+    keep their digit (its errors on small moving digits make it well below 1: 0.74 measured)."""
+    clips, labels = gen.val_clips, gen.val_labels
+    if clips is None:
+        clips, labels = gen.train_clips, gen.train_labels
+    rng = np.random.default_rng(SEED)
+    groups = [clips[rng.choice(np.flatnonzero(labels == c % len(gen.classes)), 4, replace=False)]
+              for c in range(10)]
+    classes = predicted_classes(net, np.stack(groups))
+    return float(np.mean([agreement(classes[k]) for k in range(len(classes))]))
+
+
 @pytest.mark.xfail(strict=True, reason=(
-    "measured after 1800 steps: clips of different content seeds now differ (classifier "
-    "agreement 0.20 across seeds, 0.43 before per-clip time phases and content styles), but a "
-    "digit still changes within a clip (0.50 within a content seed, 0.8 asked); passes, and must "
-    "lose this mark, once content holds through a CI-sized training"))
+    "measured after 1800 steps (seed 0, AMD EPYC): real clips of one class agree 0.74 under this "
+    "judge; the generator's clips of one content seed 0.34-0.50, of different seeds 0.16-0.20. "
+    "The asked class is shown 0.30 of the time (real clips: 0.79): class conditioning is learned "
+    "too slowly for a CI-sized training (0.48 after 3600 steps, 0.49 with widths 32). Passes, and "
+    "must lose this mark, once content holds through a CI-sized training"))
 def test_a_fixed_content_latent_keeps_the_digit_while_the_motion_changes(trained):
-    """With a fixed content seed, every frame of every motion shows the same digit far more
-    often than frames of clips with other content seeds do; the untrained model's blobs fail."""
+    """With a fixed content seed, the frames of every motion show the same digit nearly as often
+    as real clips of one class do, and far more often than frames of clips with other content
+    seeds do; the untrained model's blobs fail. (The judge errs on small moving digits, so the
+    bar is set by real clips judged by it, not by an absolute share.)"""
     net = frame_classifier(trained)
+    real = real_agreement(trained, net)
+    assert real > 0.6, real  # the judge tells a clip's digit; else the test means nothing
     within, across = content_agreement(trained, net)
-    assert within > 0.8 and across < within / 2, (within, across)
+    assert within > 0.85 * real and across < within / 2, (within, across, real)
     within, across = content_agreement(untrained_twin(trained), net)
-    assert not (within > 0.8 and across < within / 2), (within, across)
+    assert not (within > 0.85 * real and across < within / 2), (within, across, real)
