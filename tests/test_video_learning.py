@@ -112,15 +112,24 @@ def agreement(a: np.ndarray, b: np.ndarray | None = None) -> float:
     return float((a[:, None] == b.ravel()[None, :]).mean())
 
 
+# Clips judged for content: ten content seeds (the ten classes in turn when conditional), each
+# drawn with four motions; the real reference takes four clips of each of the same classes.
+CONTENTS, MOTIONS = 10, 4
+
+
+def mean_within(classes: np.ndarray) -> float:
+    """Mean agreement inside each group of frames (K, M, T) -> over the K groups."""
+    return float(np.mean([agreement(group) for group in classes]))
+
+
 def content_agreement(gen: VideoGenerator, net) -> tuple[float, float]:
     """(frames of clips drawn with one content seed and different motion seeds, frames of
     clips of different content seeds): how often two of them show the same class."""
-    contents, motions = range(10), 4  # ten contents: the ten classes in turn when conditional
     clips = np.stack([
-        np.stack([s.data for s in gen.sample(gen.SampleConfig(content_seed=c), n=motions, seed=50)])
-        for c in contents])
+        np.stack([s.data for s in gen.sample(gen.SampleConfig(content_seed=c), n=MOTIONS, seed=50)])
+        for c in range(CONTENTS)])
     classes = predicted_classes(net, clips)
-    within = np.mean([agreement(classes[k]) for k in range(len(classes))])
+    within = mean_within(classes)
     across = np.mean([agreement(classes[k], classes[j])
                       for k in range(len(classes)) for j in range(len(classes)) if j != k])
     return float(within), float(across)
@@ -134,10 +143,9 @@ def real_agreement(gen: VideoGenerator, net) -> float:
     if clips is None:
         clips, labels = gen.train_clips, gen.train_labels
     rng = np.random.default_rng(SEED)
-    groups = [clips[rng.choice(np.flatnonzero(labels == c % len(gen.classes)), 4, replace=False)]
-              for c in range(10)]
-    classes = predicted_classes(net, np.stack(groups))
-    return float(np.mean([agreement(classes[k]) for k in range(len(classes))]))
+    groups = [clips[rng.choice(np.flatnonzero(labels == c % len(gen.classes)), MOTIONS, replace=False)]
+              for c in range(CONTENTS)]
+    return mean_within(predicted_classes(net, np.stack(groups)))
 
 
 @pytest.mark.xfail(strict=True, reason=(
