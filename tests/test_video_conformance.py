@@ -36,8 +36,8 @@ class TestVideoGenerator(GeneratorConformance):
             noise = torch.randn(len(real), gan.G.noise_steps(gen.config.frames - 1),
                                 gen.config.motion_dim, generator=fixed)
             fake = gan.G(content, noise, times, labels).view_as(real)
-            frames_real, clips_real = gen._judge(gan, real, times, labels)
-            frames_fake, clips_fake = gen._judge(gan, fake, times, labels)
+            frames_real, _, clips_real = gen._judge(gan, real, times, labels)
+            frames_fake, _, clips_fake = gen._judge(gan, fake, times, labels)
             loss = d_loss(frames_real, frames_fake, "hinge") + d_loss(clips_real, clips_fake, "hinge")
         gan.train(was_training)
         return float(loss)

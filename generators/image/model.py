@@ -165,12 +165,15 @@ class Discriminator(nn.Module):
             x = F.leaky_relu(conv(x), 0.2)
         return x  # (B, widest, 4, 4)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.features(x)
+    def logits(self, h: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Realness logits (B,) of features (B, widest, 4, 4): the head plus the projection."""
         out = self.head(h.flatten(1)).squeeze(1)
         if self.embed is not None:
             out = out + (self.embed(labels) * h.sum(dim=(2, 3))).sum(1)
         return out
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.logits(self.features(x), labels)
 
 
 # --- losses ------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from studio.config import AUTO, setting
 from studio.contract import DataReport, Generator, Sample
@@ -92,6 +93,10 @@ class VideoConfig:
                                   "and flickering clips: any of static, shuffled (none: off)")
     temporal_weight: float = setting(1.0, "weight of the temporal discriminator's loss beside "
                                      "the frame discriminator's", min=0, max=100)
+    class_loss: float = setting(0.0, "weight of an auxiliary classifier on the frame "
+                                "discriminator (AC-GAN) when the data has classes: D learns "
+                                "to tell real frames' classes and G to draw frames it reads as "
+                                "the asked class (0: off, the projection alone)", min=0, max=100)
     loss: str = setting("hinge", "hinge (SAGAN/BigGAN) or ns: the non-saturating logistic loss",
                         choices=("hinge", "ns"))
     augment: str = setting("color,translation", "DiffAugment, one random transform per "
@@ -321,7 +326,8 @@ class VideoGenerator(Generator):
                           g_width=cfg.g_width, d_width=cfg.d_width,
                           n_classes=len(self.classes or []), motion=cfg.motion,
                           motion_every=cfg.motion_every, temporal_d=cfg.temporal_d,
-                          train_frames=cfg.train_frames, frames=cfg.frames)
+                          train_frames=cfg.train_frames, frames=cfg.frames,
+                          class_head=cfg.class_loss > 0)
 
     def build(self) -> torch.nn.Module:
         return VideoGAN(self.shape())
@@ -348,9 +354,19 @@ class VideoGenerator(Generator):
         return apply_augment(clips.flatten(0, 1), per_frame).view(B, Fr, C, H, W)
 
     def _judge(self, gan, clips: torch.Tensor, times: torch.Tensor, labels: torch.Tensor | None):
-        """(frame D logits (B*F,), temporal D logits (B,)) of augmented clips (B, F, C, H, W)."""
-        return (gan.D(clips.flatten(0, 1), _per_frame(labels, clips.shape[1])),
-                gan.D_time(clips, times, labels))
+        """(frame D logits (B*F,), class logits (B*F, classes) or None, temporal D logits (B,))
+        of augmented clips (B, F, C, H, W)."""
+        frame_logits, class_logits = gan.judge_frames(clips.flatten(0, 1),
+                                                      _per_frame(labels, clips.shape[1]))
+        return frame_logits, class_logits, gan.D_time(clips, times, labels)
+
+    def _class_loss(self, class_logits: torch.Tensor | None, labels: torch.Tensor | None,
+                    frames: int) -> torch.Tensor | None:
+        """The auxiliary classifier's cross-entropy on (B*F, classes) logits of B clips' frames,
+        or None when there is no classifier (no classes, or class_loss 0)."""
+        if class_logits is None:
+            return None
+        return F.cross_entropy(class_logits.float(), _per_frame(labels, frames))
 
     def training_step(self, batch, ctx) -> dict:
         real, times, labels = batch
@@ -368,12 +384,19 @@ class VideoGenerator(Generator):
             both = self._augment(torch.cat([real, fake.detach()]))
             extra = static_and_shuffled(both[:B], self.temporal_fakes)
             copies = 2 + len(extra)  # real, fake and the extra fakes, judged in one batch
-            frame_logits = gan.D(both.flatten(0, 1), _per_frame(_repeat(labels, 2), Fr))
+            frame_logits, class_logits = gan.judge_frames(both.flatten(0, 1),
+                                                          _per_frame(_repeat(labels, 2), Fr))
             time_logits = gan.D_time(torch.cat([both, *extra]), times.repeat(copies, 1),
                                      _repeat(labels, copies))
             loss_frames = d_loss(frame_logits[:B * Fr], frame_logits[B * Fr:], cfg.loss)
             loss_time = d_loss(time_logits[:B], time_logits[B:], cfg.loss)
             loss_d = loss_frames + cfg.temporal_weight * loss_time
+            # The classifier learns from real frames only: fakes of the wrong class would
+            # teach it G's mistakes (as in TAC-GAN's and most AC-GAN variants' D loss).
+            class_d = self._class_loss(None if class_logits is None else class_logits[:B * Fr],
+                                       labels, Fr)
+            if class_d is not None:
+                loss_d = loss_d + cfg.class_loss * class_d
         ctx.backward(loss_d)
         _average_gradients(self.d_optimizer)
         ctx.step_optimizer(self.d_optimizer)
@@ -383,8 +406,12 @@ class VideoGenerator(Generator):
         gan.D_time.requires_grad_(False)
         try:
             with ctx.autocast():
-                frame_logits_g, time_logits_g = self._judge(gan, self._augment(fake), times, labels)
+                frame_logits_g, class_logits_g, time_logits_g = self._judge(
+                    gan, self._augment(fake), times, labels)
                 loss_g = g_loss(frame_logits_g, cfg.loss) + cfg.temporal_weight * g_loss(time_logits_g, cfg.loss)
+                class_g = self._class_loss(class_logits_g, labels, Fr)
+                if class_g is not None:
+                    loss_g = loss_g + cfg.class_loss * class_g
             ctx.backward(loss_g)
         finally:
             gan.D.requires_grad_(True)
@@ -397,7 +424,9 @@ class VideoGenerator(Generator):
                 "d_real": frame_logits[:B * Fr].detach().float().mean(),
                 "d_fake": frame_logits[B * Fr:].detach().float().mean(),
                 "d_time_real": time_logits[:B].detach().float().mean(),
-                "d_time_fake": time_logits[B:2 * B].detach().float().mean()}
+                "d_time_fake": time_logits[B:2 * B].detach().float().mean(),
+                **({} if class_d is None else {"d_class_loss": class_d.detach(),
+                                               "g_class_loss": class_g.detach()})}
 
     # --- rendering clips -----------------------------------------------------------------------
     def _calibrate(self) -> None:

@@ -60,6 +60,7 @@ class VideoShape:
     content_styles: bool = True  # the content latent also scales and shifts every layer
     time_phase: str = "per-clip"  # sin/cos time features' phase: "per-clip" (from the motion noise) or "absolute"
     frames: int = 16  # frames of a training clip: time gaps are measured against it
+    class_head: bool = False  # an auxiliary classifier on the frame D's features (AC-GAN), with classes
 
     def __post_init__(self):
         if self.motion not in MOTIONS:
@@ -241,11 +242,7 @@ class TrunkDiscriminator(Discriminator):
         h = h.view(B, Fr * h.shape[1], *h.shape[2:])
         gaps = (times[:, 1:] - times[:, :-1]).to(h.dtype) / self.span
         planes = gaps[:, :, None, None].expand(B, Fr - 1, *h.shape[2:])
-        h = F.leaky_relu(self.fuse(torch.cat([h, planes], dim=1)), 0.2)
-        out = self.head(h.flatten(1)).squeeze(1)
-        if self.embed is not None:
-            out = out + (self.embed(labels) * h.sum(dim=(2, 3))).sum(1)
-        return out
+        return self.logits(F.leaky_relu(self.fuse(torch.cat([h, planes], dim=1)), 0.2), labels)
 
 
 class Conv3dDiscriminator(nn.Module):
@@ -298,6 +295,21 @@ class VideoGAN(GAN):
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval()
         self.D_time = {"pairs": PairsDiscriminator, "trunk": TrunkDiscriminator,
                        "3d": Conv3dDiscriminator}[shape.temporal_d](shape)
+        # AC-GAN's auxiliary classifier: class logits from the frame D's last 4x4 map. It is
+        # trained on real frames with D and read on fakes by G, so a frame must show its class
+        # to a classifier, not only pass the projection's "real and of this class" score.
+        self.classifier = None
+        if shape.class_head and shape.n_classes:
+            self.classifier = nn.Linear(self.D.head.in_features, shape.n_classes)
+            nn.init.normal_(self.classifier.weight, 0.0, 0.02)
+            nn.init.zeros_(self.classifier.bias)
+
+    def judge_frames(self, frames: torch.Tensor, labels: torch.Tensor | None):
+        """Frames (N, C, R, R) [+ labels (N,)] -> (the frame D's logits (N,), class logits
+        (N, classes) or None without the classifier), from one pass through D's layers."""
+        h = self.D.features(frames)
+        classes = self.classifier(h.flatten(1)) if self.classifier is not None else None
+        return self.D.logits(h, labels), classes
 
 
 def static_and_shuffled(frames: torch.Tensor, kinds: tuple[str, ...]) -> list[torch.Tensor]:
