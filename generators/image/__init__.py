@@ -25,9 +25,10 @@ from studio.contract import DataReport, Generator, Sample
 from studio.errors import StudioError
 
 from generators.image.augment import augment as diff_augment, parse_policy
-from generators.image.data import BUILTIN_SHAPES, ImageSet, load_images
+from generators.image.data import BUILTIN_SHAPES, FITS, ImageSet, load_images
 from generators.image.evaluation import (InceptionFeatures, extract_features, extractor_key, fid,
-                                         kid, load_extractor, save_extractor, train_extractor)
+                                         kid, load_extractor, save_extractor, sharpness_statistics,
+                                         train_extractor)
 from generators.image.model import (GAN, GANShape, d_loss, ema_decay_at, g_loss, r1_penalty,
                                     recompute_batchnorm_stats)
 from generators.image.sampling import grid, interpolation, latent_for_seed, latents_for_seeds, to_uint8
@@ -43,7 +44,12 @@ CALIBRATION_IMAGES = 256  # latents that measure G_ema's BatchNorm statistics
 @dataclass
 class ImageConfig:
     resolution: int = setting(32, "image side in pixels (images are scaled and centre-cropped "
-                              "to it)", choices=(32, 64, 128))
+                              "to it, or padded: see fit)", choices=(32, 64, 128))
+    fit: str = setting("auto", "how images smaller than the resolution are fitted to it: pad "
+                       "(centred unscaled on their own background colour), resize (scaled up: "
+                       "blurs every edge), auto: pad when at most 4 px smaller on each side "
+                       "(MNIST's 28 px at 32), else resize. Larger images are always scaled "
+                       "down and centre-cropped", choices=FITS)
     channels: str = setting("auto", "auto: grey when every image is grey, else RGB",
                             choices=("auto", "grey", "rgb"))
     conditional: str = setting("auto", "auto: class-conditional when the data has classes (one "
@@ -69,6 +75,10 @@ class ImageConfig:
     r1_every: int = setting(16, "lazy R1: apply the penalty every N steps, scaled by N", min=1, max=1000)
     ema_decay: float = setting(0.999, "decay of the moving average of the generator's weights "
                                "used for samples (0 = no averaging)", min=0, max=0.99999)
+    ema_rampup: float = setting(0.0, "StyleGAN2's EMA ramp-up: the average's half-life is at "
+                                "most this fraction of the images seen so far (StyleGAN2 uses "
+                                "0.05); 0 = the decay ramps as min(ema_decay, (1+t)/(10+t)) "
+                                "over steps t", min=0, max=10)
     d_lr_ratio: float = setting(2.0, "discriminator learning rate as a multiple of lr (TTUR)",
                                 min=0.01, max=100)
     batch_size: int = setting(64, "real images per step (the same number of fakes)", min=2, max=4096)
@@ -165,7 +175,7 @@ class ImageGenerator(Generator):
         if cfg.inception_weights:  # a wrong file is said now, not after the training
             self._inception()
         self.cache_dir = Path(cache_dir)
-        data = load_images(source, cfg.resolution, cfg.background, self.cache_dir)
+        data = load_images(source, cfg.resolution, cfg.background, self.cache_dir, cfg.fit)
         notes = list(data.notes)
         if self.channels is None:  # a new run: the data decides; a resumed one keeps its own
             self.channels = {"grey": 1, "rgb": 3}.get(cfg.channels, 1 if data.grey else 3)
@@ -178,7 +188,8 @@ class ImageGenerator(Generator):
         self.train_set = data
         skipped = list(data.skipped)
         if val_source:
-            self.reference = load_images(val_source, cfg.resolution, cfg.background, self.cache_dir)
+            self.reference = load_images(val_source, cfg.resolution, cfg.background, self.cache_dir,
+                                         cfg.fit)
             skipped += self.reference.skipped
             notes += self.reference.notes
         if not self.probes:
@@ -330,7 +341,7 @@ class ImageGenerator(Generator):
             gan.D.requires_grad_(True)
         _average_gradients(self.g_optimizer)
         ctx.step_optimizer(self.g_optimizer)
-        gan.update_ema(ema_decay_at(ctx.step, cfg.ema_decay))
+        gan.update_ema(ema_decay_at(ctx.step, cfg.ema_decay, rampup=cfg.ema_rampup))
         return {"loss": (loss_d + loss_g).detach(), "d_loss": loss_d.detach(),
                 "g_loss": loss_g.detach(), "d_real": logits[:B].detach().float().mean(),
                 "d_fake": logits[B:].detach().float().mean(), **metrics}
@@ -416,7 +427,8 @@ class ImageGenerator(Generator):
     # --- evaluation ----------------------------------------------------------------------------
     def evaluate(self, source=None, max_batches=None) -> dict:
         """FID and KID of G_ema's images against real ones: the --val-data set when given, else
-        the training images (as StyleGAN2-ADA measures small datasets), or `source`."""
+        the training images (as StyleGAN2-ADA measures small datasets), or `source`; and the
+        midtone share and gradient sharpness of both sides (`sharpness_statistics`)."""
         cfg = self.config
         reference = self._reference_set(source)
         n = min(cfg.eval_images or LONG_RUN_EVAL_IMAGES, len(reference))
@@ -427,9 +439,10 @@ class ImageGenerator(Generator):
         device = self._device()
         cache_key = (name, reference.key, n)
         if cache_key not in self._real_features:  # the real side does not change during a run
-            self._real_features = {cache_key: extract_features(
-                extractor, self._channels_of(reference.images[pick]), device)}
-        real_features = self._real_features[cache_key]
+            real = self._channels_of(reference.images[pick])
+            self._real_features = {cache_key: (extract_features(extractor, real, device),
+                                               sharpness_statistics(real))}
+        real_features, real_sharpness = self._real_features[cache_key]
         seeds = range(EVAL_SEED_BASE, EVAL_SEED_BASE + n)
         # Conditional models draw the classes of the real images they are compared with.
         real_labels = reference.labels[pick] if reference.classes == self.classes else np.full(n, -1)
@@ -437,13 +450,19 @@ class ImageGenerator(Generator):
         fake = self.render(latents_for_seeds(seeds, cfg.latent_dim).to(device), labels)
         fake_features = extract_features(extractor, fake, device)
         kid_mean, kid_std = kid(real_features, fake_features)
+        # Blur in numbers (features trained for classes may not see it): the samples' midtone
+        # share and gradient sharpness beside the real images' (issue 13).
+        fake_sharpness = sharpness_statistics(fake)
         return {"val_fid": fid(real_features, fake_features), "val_kid": kid_mean,
-                "val_kid_std": kid_std, "val_images": int(n), "val_extractor": name}
+                "val_kid_std": kid_std, "val_images": int(n), "val_extractor": name,
+                "val_midtone": fake_sharpness["midtone"], "val_midtone_real": real_sharpness["midtone"],
+                "val_sharpness": fake_sharpness["sharpness"],
+                "val_sharpness_real": real_sharpness["sharpness"]}
 
     def _reference_set(self, source) -> ImageSet:
         if source is not None:
             return load_images(str(source), self.config.resolution, self.config.background,
-                               self.cache_dir or _default_cache_dir())
+                               self.cache_dir or _default_cache_dir(), self.config.fit)
         if self.reference is not None:
             return self.reference
         if self.train_set is None:

@@ -7,10 +7,13 @@ what was used and skipped):
   class (as torchvision's ImageFolder); otherwise the images are unlabelled. Pillow decodes
   every file and copes with what real folders hold: EXIF rotation, palette and alpha
   (composited on a background colour), greyscale, CMYK, 16-bit, any size (scaled so the
-  shorter side fits, then centre-cropped). Files that cannot be used -- empty, truncated, not
-  an image, too small, decompression bombs -- are skipped, each with its reason.
+  shorter side fits, then centre-cropped; or, as the `fit` setting says, an image a little
+  smaller than the resolution padded with its own background instead). Files that cannot be
+  used -- empty, truncated, not an image, too small, decompression bombs -- are skipped, each
+  with its reason.
 - the MNIST IDX files (`*-images-idx3-ubyte[.gz]` with their `*-labels-idx1-ubyte[.gz]`), a
-  file or a folder holding them (torchvision's MNIST/raw layout included).
+  file or a folder holding them (torchvision's MNIST/raw layout included); fitted the same way
+  (fit=auto pads the 28 px digits to 32 px).
 - `builtin:shapes`, the default: circles, squares, triangles and stars drawn with Pillow from
   a fixed seed. It needs no download and ships no one else's pictures.
 
@@ -51,6 +54,10 @@ MIN_IMAGES = 8  # usable images a run needs at all (a few hundred give good resu
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 DECODER_VERSION = 1  # bump when decoding changes, so old cache entries are not reused
 BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
+FITS = ("auto", "pad", "resize")
+# fit=auto pads an image that is at most this many pixels smaller than the resolution on each
+# side (MNIST's 28 px at 32): enlarging it by a few percent would only blur every edge.
+PAD_AT_MOST = 4
 
 
 @dataclass
@@ -78,8 +85,10 @@ class Unusable(Exception):
 
 # --- decoding one file ---------------------------------------------------------------------------
 
-def decode_image(raw: bytes, resolution: int, background: str = "white") -> np.ndarray:
-    """Bytes of one image file -> (resolution, resolution, 3) uint8 RGB. Raises Unusable."""
+def decode_image(raw: bytes, resolution: int, background: str = "white", fit: str = "resize"
+                 ) -> np.ndarray:
+    """Bytes of one image file -> (resolution, resolution, 3) uint8 RGB, fitted as `fit_to`
+    says. Raises Unusable."""
     if not raw:
         raise Unusable("empty file (0 bytes)")
     with warnings.catch_warnings():
@@ -97,7 +106,7 @@ def decode_image(raw: bytes, resolution: int, background: str = "white") -> np.n
                        f"{width * height:,} pixels, more than the limit of {MAX_PIXELS:,}")
     if min(width, height) < MIN_SIDE:
         raise Unusable(f"too small ({width}x{height} px); images need at least {MIN_SIDE} px a side")
-    if image.format == "JPEG":
+    if image.format == "JPEG" and not pads(image.size, resolution, fit):
         image.draft("RGB", (resolution, resolution))  # decode at a reduced scale: much faster
     try:
         image.load()
@@ -111,7 +120,7 @@ def decode_image(raw: bytes, resolution: int, background: str = "white") -> np.n
         image = to_rgb(image, BACKGROUNDS[background])
     except (ValueError, OSError) as exc:
         raise Unusable(f"colour mode {image.mode} cannot be converted to RGB ({exc})") from None
-    return np.asarray(fit_square(image, resolution), dtype=np.uint8)
+    return fit_to(np.asarray(image, dtype=np.uint8), resolution, fit)
 
 
 def to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
@@ -137,6 +146,54 @@ def fit_square(image: Image.Image, side: int) -> Image.Image:
     Resize + CenterCrop). Lanczos when shrinking, bicubic when enlarging (less ringing)."""
     method = Image.Resampling.LANCZOS if min(image.size) >= side else Image.Resampling.BICUBIC
     return ImageOps.fit(image, (side, side), method=method, centering=(0.5, 0.5))
+
+
+def pads(size: tuple[int, int], side: int, fit: str) -> bool:
+    """Whether an image of `size` (width, height) is padded to `side` rather than resized:
+    fit=pad pads whatever is smaller than `side` on some axis; auto only images at most
+    PAD_AT_MOST px smaller on each axis (and none larger), resize never."""
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {', '.join(FITS)}, not {fit!r}")
+    width, height = size
+    if fit == "pad":
+        return min(width, height) < side
+    if fit == "auto":
+        return side - PAD_AT_MOST <= min(width, height) and max(width, height) <= side and \
+            min(width, height) < side
+    return False
+
+
+def fit_to(pixels: np.ndarray, side: int, fit: str) -> np.ndarray:
+    """uint8 (H, W, C) -> (side, side, C): padded (`pad_square`) when `pads` says so, else
+    scaled and centre-cropped (`fit_square`)."""
+    height, width = pixels.shape[:2]
+    if pads((width, height), side, fit):
+        return pad_square(pixels, side)
+    mode = "L" if pixels.shape[2] == 1 else "RGB"
+    fitted = np.asarray(fit_square(Image.fromarray(pixels[..., 0] if mode == "L" else pixels, mode), side))
+    return fitted.reshape(side, side, pixels.shape[2])
+
+
+def pad_square(pixels: np.ndarray, side: int) -> np.ndarray:
+    """uint8 (H, W, C) centred unscaled on a (side, side, C) canvas of the image's own
+    background; an axis longer than `side` is centre-cropped instead.
+
+    The background is the median of the image's outermost ring of pixels, per channel and per
+    image: one value for the whole dataset would draw a frame around every image whose
+    background differs from it (photos, drawings on coloured paper), a frame the generator
+    would then have to learn; the median ignores the few strokes that touch the edge (MNIST's
+    ring is black, 0)."""
+    height, width, channels = pixels.shape
+    ring = np.concatenate([pixels[0], pixels[-1], pixels[1:-1, 0], pixels[1:-1, -1]])
+    background = np.median(ring, axis=0).round().astype(np.uint8)
+    top, left = max(0, (height - side) // 2), max(0, (width - side) // 2)
+    pixels = pixels[top:top + side, left:left + side]
+    height, width = pixels.shape[:2]
+    canvas = np.empty((side, side, channels), dtype=np.uint8)
+    canvas[:] = background
+    top, left = (side - height) // 2, (side - width) // 2
+    canvas[top:top + height, left:left + width] = pixels
+    return canvas
 
 
 def is_grey(rgb: np.ndarray) -> bool:
@@ -283,8 +340,11 @@ def _stack(rgb: list[np.ndarray], resolution: int) -> np.ndarray:
 
 # --- the three sources -------------------------------------------------------------------------------
 
-def load_images(source: str | None, resolution: int, background: str, cache_dir: Path) -> ImageSet:
-    """Read `source` (None: the built-in shapes). Raises StudioError when too little is usable."""
+def load_images(source: str | None, resolution: int, background: str, cache_dir: Path,
+                fit: str = "auto") -> ImageSet:
+    """Read `source` (None: the built-in shapes, drawn at `resolution`, so `fit` does not
+    apply), each image fitted to `resolution` as `fit` says (see `pads`). Raises StudioError
+    when too little is usable."""
     if source in (None, BUILTIN_SHAPES):
         return _load_shapes(resolution, cache_dir)
     path = Path(source).expanduser()
@@ -293,9 +353,9 @@ def load_images(source: str | None, resolution: int, background: str, cache_dir:
                           f"subfolder per class if they have classes), MNIST IDX files, or leave "
                           f"--data out for the built-in shapes.")
     if is_idx_source(path):
-        data = _load_idx(path, resolution, cache_dir)
+        data = _load_idx(path, resolution, cache_dir, fit)
     elif path.is_dir():
-        data = _load_folder(path, resolution, background, cache_dir)
+        data = _load_folder(path, resolution, background, cache_dir, fit)
     else:
         raise StudioError(f"{path} is a single file; give the folder that holds your images "
                           f"(or MNIST IDX files).")
@@ -332,11 +392,11 @@ def _load_shapes(resolution: int, cache_dir: Path) -> ImageSet:
     return ImageSet(images, labels, meta["classes"], BUILTIN_SHAPES, key, used=[BUILTIN_SHAPES])
 
 
-def _load_idx(path: Path, resolution: int, cache_dir: Path) -> ImageSet:
+def _load_idx(path: Path, resolution: int, cache_dir: Path, fit: str) -> ImageSet:
     sets = find_idx_sets(path)
     if not sets:
         raise StudioError(f"no MNIST images file (*-images-idx3-ubyte) in {path}.")
-    digest = hashlib.sha256(f"idx-v{DECODER_VERSION}-{resolution}".encode())
+    digest = hashlib.sha256(f"idx-v{DECODER_VERSION}-{resolution}-{fit}".encode())
     for images_file, labels_file in sets:
         for f in (images_file, labels_file):
             if f is not None:
@@ -356,7 +416,7 @@ def _load_idx(path: Path, resolution: int, cache_dir: Path) -> ImageSet:
                 raise StudioError(f"{labels_file} has {len(labels)} labels for {len(raw)} images "
                                   f"in {images_file}.")
             for image in raw:
-                all_images.append(np.asarray(fit_square(Image.fromarray(image, "L"), resolution))[..., None])
+                all_images.append(fit_to(image[..., None], resolution, fit))
             all_labels.append(labels if labels is not None else np.full(len(raw), -1, np.int64))
         labels = np.concatenate(all_labels)
         if not has_labels:  # labels for only some of the sets: train without classes
@@ -368,7 +428,7 @@ def _load_idx(path: Path, resolution: int, cache_dir: Path) -> ImageSet:
     return ImageSet(images, labels, meta["classes"], str(path), key, used=used)
 
 
-def _load_folder(root: Path, resolution: int, background: str, cache_dir: Path) -> ImageSet:
+def _load_folder(root: Path, resolution: int, background: str, cache_dir: Path, fit: str) -> ImageSet:
     files = sorted(p for p in root.rglob("*")
                    if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
     if not files:
@@ -396,7 +456,7 @@ def _load_folder(root: Path, resolution: int, background: str, cache_dir: Path) 
                      f"are not used as classes (put every image in a class subfolder to train a "
                      f"class-conditional model)")
 
-    digest = hashlib.sha256(f"folder-v{DECODER_VERSION}-{resolution}-{background}".encode())
+    digest = hashlib.sha256(f"folder-v{DECODER_VERSION}-{resolution}-{background}-{fit}".encode())
     for f in candidates:
         digest.update(str(f.relative_to(root)).encode() + b"\0")
         digest.update(file_sha256(f))
@@ -407,7 +467,7 @@ def _load_folder(root: Path, resolution: int, background: str, cache_dir: Path) 
         for f in candidates:
             rel = str(f.relative_to(root))
             try:
-                rgb.append(decode_image(f.read_bytes(), resolution, background))
+                rgb.append(decode_image(f.read_bytes(), resolution, background, fit))
             except Unusable as exc:
                 bad.append((rel, str(exc)))
                 continue

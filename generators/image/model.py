@@ -201,9 +201,18 @@ def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 
 # --- the moving average of G ---------------------------------------------------------------------
 
-def ema_decay_at(step: int, decay: float) -> float:
-    """Ramp the decay up early in training (as lightweight-gan and BigGAN-PyTorch do), so that
-    the average is not dominated by the random initial weights: min(decay, (1+t)/(10+t))."""
+def ema_decay_at(step: int, decay: float, rampup: float = 0.0) -> float:
+    """The decay of the moving average at step `step` (0-based), ramped up early in training so
+    that the average is not dominated by the random initial weights.
+
+    rampup = 0: min(decay, (1+t)/(10+t)) (as lightweight-gan and BigGAN-PyTorch do).
+    rampup > 0: StyleGAN2's ramp, whose half-life is at most `rampup` x the images seen. With
+    B images a step, t+1 steps have shown (t+1) B images; a half-life of h images is a decay of
+    0.5 ** (B / h) a step, so the cap is 0.5 ** (1 / (rampup (t+1))) and B cancels out. (The
+    first ramp is close to this one with rampup = ln 2 / 9 = 0.077: both take 1 - decay of
+    about c / t.)"""
+    if rampup > 0:
+        return min(decay, 0.5 ** (1 / (rampup * (step + 1))))
     return min(decay, (1 + step) / (10 + step))
 
 
