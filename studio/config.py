@@ -245,7 +245,9 @@ class TrainConfig:
 
     max_steps: int = setting(2000, "total optimizer steps of the run (resume continues to this)", min=1)
     max_minutes: float | None = setting(None, "stop (with a checkpoint) after this many minutes of "
-                                        "this session; empty = no limit", min=0, min_exclusive=True,
+                                        "this session; the LR decay follows it, reaching its floor "
+                                        "as the time runs out (or at max_steps, if sooner); "
+                                        "empty = no limit", min=0, min_exclusive=True,
                                         empty="no limit")
     lr: float = setting(1e-3, "peak learning rate, reached after warmup", min=0, max=10)
     min_lr_ratio: float = setting(0.1, "final LR as a fraction of the peak (cosine decay)", min=0, max=1)

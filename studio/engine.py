@@ -14,6 +14,7 @@ import random
 import signal
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -197,14 +198,57 @@ def default_adamw(model: torch.nn.Module, train: TrainConfig, lr: float | None =
         return torch.optim.AdamW(groups, foreach=True, **kwargs)
 
 
-def lr_factor(step: int, train: TrainConfig) -> float:
-    """Linear warmup, then cosine decay to min_lr_ratio at max_steps (or constant)."""
+@dataclass(frozen=True)
+class DecayStart:
+    """Where a session's time-driven decay begins: `minutes` into the session, with the run's
+    decay already `progress` of the way along (0 for a new run, more on a resume)."""
+    minutes: float = 0.0
+    progress: float = 0.0
+
+
+def steps_progress(step: int, train: TrainConfig) -> float:
+    """How far the decay has gone by steps: 0 at the end of warmup, 1 at max_steps."""
+    span = max(1, train.max_steps - train.warmup_steps)
+    return min(1.0, (step - train.warmup_steps) / span)
+
+
+def schedule_progress(step: int, train: TrainConfig, elapsed_minutes: float = 0.0,
+                      start: DecayStart = DecayStart()) -> float:
+    """How far the decay has gone, 0 (peak LR) to 1 (the floor), for a step after warmup.
+
+    With a time budget (max_minutes) this session's minutes drive it too: from `start` to the
+    end of the budget they cover what is left of the decay. The larger of the two progresses
+    wins, so the LR reaches its floor at whichever limit comes first: a run given only a time
+    budget is annealed when the time runs out, not stopped halfway down at a high LR. The
+    budget is this session's (a resume gets a fresh one, see TrainConfig.max_minutes), hence
+    `start` carries the progress reached before. Without a budget the steps alone set it, as
+    they always have (a resume with a larger max_steps stretches the decay)."""
+    by_steps = steps_progress(step, train)
+    if train.max_minutes is None:
+        return by_steps
+    minutes_left = train.max_minutes - start.minutes
+    if minutes_left <= 0:
+        return 1.0
+    used = min(1.0, max(0.0, elapsed_minutes - start.minutes) / minutes_left)
+    by_time = start.progress + (1 - start.progress) * used
+    return max(by_steps, by_time)
+
+
+def lr_factor(step: int, train: TrainConfig, elapsed_minutes: float = 0.0,
+              start: DecayStart = DecayStart()) -> float:
+    """Linear warmup, then cosine decay to min_lr_ratio at max_steps or at the end of the time
+    budget, whichever comes first (or constant). Pure: the engine passes its clock's reading.
+
+    Warmup stays counted in steps even under a time budget: it is there to keep the first
+    updates small while Adam's moment estimates are still noisy, which takes a number of
+    updates, not minutes; in minutes it would also last more steps on a fast machine than on a
+    slow one. The decay after it starts from the peak wherever warmup ended (see
+    Engine._set_lr), so the LR has no jump there."""
     if step < train.warmup_steps:
         return (step + 1) / (train.warmup_steps + 1)
     if train.lr_schedule == "constant":
         return 1.0
-    span = max(1, train.max_steps - train.warmup_steps)
-    progress = min(1.0, (step - train.warmup_steps) / span)
+    progress = schedule_progress(step, train, elapsed_minutes, start)
     return train.min_lr_ratio + (1 - train.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -372,6 +416,12 @@ class Engine:
         self.data_rng = torch.Generator()
         self.optimizers: list[torch.optim.Optimizer] = []
         self.peak_lrs: list[list[float]] = []
+        # The LR schedule under a time budget (see schedule_progress): how far the decay had gone
+        # at the last step (kept in checkpoints), where this session's decay by time began, and
+        # under torchrun the minutes the ranks last agreed on.
+        self.decay_progress = 0.0
+        self.decay_start: DecayStart | None = None
+        self.agreed_minutes: float | None = None
         self.train_model: torch.nn.Module | None = None
 
     # -- events go to every callback (the run log, the terminal, the window)
@@ -428,6 +478,7 @@ class Engine:
             "generator": self.generator.extra_state(),
             "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks},
             "metrics": dict(self.last_metrics), "items_seen": self.items_seen,
+            "decay_progress": self.decay_progress,
             "generator_name": self.generator.name, "generator_version": self.generator.version,
         }
         return {"model.safetensors": model, "trainer.safetensors": {**opt_tensors, **rng_tensors}}, state
@@ -450,6 +501,7 @@ class Engine:
         self.step = int(state["step"])
         self.items_seen = int(state.get("items_seen", 0))
         self.last_metrics = dict(state.get("metrics", {}))
+        self.decay_progress = float(state.get("decay_progress", 0.0))  # none kept before: 0
 
     # -- one optimizer step (also used by manual-optimization generators)
     def step_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
@@ -469,7 +521,18 @@ class Engine:
         """Move every optimizer's LR along the schedule; returns the scheduled `lr` setting.
         (Optimizers may run at multiples of it, as a GAN's discriminator does: reporting the
         first optimizer's LR showed 0.0004 on a chart beside a field that said 0.0002.)"""
-        factor = lr_factor(self.step, self.train)
+        train = self.train
+        elapsed = self._schedule_minutes()
+        if self.decay_start is None and self.step >= train.warmup_steps:
+            # The decay by time runs from here (the end of warmup, or the resume point) to the
+            # end of the budget, on from where the run's decay had got to: the LR neither jumps
+            # at the end of warmup nor goes back up to the peak on a resume.
+            self.decay_start = DecayStart(elapsed, max(self.decay_progress,
+                                                       steps_progress(self.step, train)))
+        start = self.decay_start or DecayStart()
+        factor = lr_factor(self.step, train, elapsed, start)
+        if self.step >= train.warmup_steps:
+            self.decay_progress = schedule_progress(self.step, train, elapsed, start)
         for opt, peaks in zip(self.optimizers, self.peak_lrs):
             for group, peak in zip(opt.param_groups, peaks):
                 group["lr"] = peak * factor
@@ -517,6 +580,21 @@ class Engine:
 
     def elapsed_minutes(self) -> float:
         return (time.monotonic() - self.started - self.paused_seconds) / 60
+
+    def _schedule_minutes(self) -> float:
+        """This session's minutes as the LR schedule reads them (0 without a time budget, which
+        the schedule then ignores). Under torchrun every rank must set the same LR or the
+        replicas drift apart, so the ranks agree on the latest clock every `log_every` steps
+        (when they already meet to agree on stopping) and keep it in between."""
+        if self.train.max_minutes is None:
+            return 0.0
+        if self.world_size == 1:
+            return self.elapsed_minutes()
+        if self.agreed_minutes is None or self.step % self.train.log_every == 0:
+            minutes = torch.tensor([self.elapsed_minutes()], device=self.device)
+            torch.distributed.all_reduce(minutes, op=torch.distributed.ReduceOp.MAX)
+            self.agreed_minutes = float(minutes.item())
+        return self.agreed_minutes
 
     def training_seconds(self) -> float:
         """The clock that training rates are measured on: wall time less pauses and less the
