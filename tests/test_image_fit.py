@@ -180,3 +180,16 @@ def test_without_rampup_the_decay_ramps_as_before():
     for step in (0, 90, 1500, 10**6):
         assert ema_decay_at(step, 0.999) == ema_decay_at(step, 0.999, rampup=0.0) == \
             min(0.999, (1 + step) / (10 + step))
+
+
+@pytest.mark.parametrize("rampup", [0.0, 0.05])
+def test_after_1500_steps_the_first_500_weigh_almost_nothing_in_the_average(rampup):
+    """The issue feared that with ema_decay 0.999 a 1,500-step run averages in its first few
+    hundred steps' weights. Either ramp keeps their share below 0.1%: step s's weights enter
+    with (1 - d_s) and then shrink by every later d_k."""
+    decays = np.array([ema_decay_at(t, 0.999, rampup=rampup) for t in range(1500)])
+    later = np.append(np.cumprod(decays[::-1])[::-1][1:], 1.0)  # prod of d_k over k > s
+    weights = (1 - decays) * later
+    assert weights.sum() == pytest.approx(1 - decays.prod())  # the initial weights keep the rest
+    assert weights[:500].sum() < 0.001
+    assert weights[750:].sum() > 0.99
