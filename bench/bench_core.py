@@ -21,20 +21,33 @@ What it measures, in order:
    timed separately and amortised over the default intervals.
 4. fp32 against bf16 autocast (the engine's `precision=bf16` context) at that shape and at a
    wider one (6 layers, 6 heads, 384 wide, block 256, batch 16), in alternating blocks.
-5. The real path: `studio.api.train` for 2000 steps on shakespeare_train.txt with
-   shakespeare_val.txt held out (events="none", temporary run folder), then
-   `studio.api.evaluate` on the whole validation file: wall time, ms/step and held-out loss
-   next to plain nanoGPT's on this machine.
+   Then the project against nanoGPT itself: `studio train text` and nanoGPT's own train.py
+   (../shared/ref/nanoGPT, from a temporary copy whose data are the project's own tokens of
+   the same files, in the same character vocabulary) at that shape, fp32, on the same
+   threads, each in a process of its own, taking turns in blocks (side_by_side.py). Each
+   side's step is the time from the end of one step to the end of the next, as nanoGPT's
+   `iter N: ... time Y ms` line gives it: batch fetch, forward, backward, clipping, optimizer
+   step, reading the loss back and logging it (the project's engine bookkeeping too).
+5. The real path: `studio train text` for 2000 steps on shakespeare_train.txt with
+   shakespeare_val.txt held out (temporary run folder, its default intervals), then
+   `studio.api.evaluate` on the whole validation file; and nanoGPT's train.py for 2000
+   iterations as its README runs it on a CPU, in the same run, its final weights scored on
+   the same file the same way: wall time (whole process), ms/step and held-out loss.
+6. With --time-budget: held-out loss after a time budget, `studio train text --max-minutes M`
+   and nothing else, against nanoGPT's 2000 iterations from part 5; `--time-budget nanogpt`
+   gives the project nanoGPT's measured wall time (equal wall time).
 
 Run it from the repository root, on an otherwise idle machine. It waits (up to 2 min) for the
 CPUs to go quiet first, and records how much CPU other processes took during each part:
 
-    STUDIO_CACHE_DIR=/tmp/studio-cache-bench .venv/bin/python bench/bench_core.py          # ~3 min
-    STUDIO_CACHE_DIR=/tmp/studio-cache-bench .venv/bin/python bench/bench_core.py --quick  # ~20 s
+    STUDIO_CACHE_DIR=/tmp/studio-cache-bench .venv/bin/python bench/bench_core.py          # ~8 min
+    .venv/bin/python bench/bench_core.py --time-budget 2       # + part 6, 2 minutes (~11 min)
+    .venv/bin/python bench/bench_core.py --quick           # smoke run, ~1 min
 
 (times on an idle 2-core machine; STUDIO_CACHE_DIR defaults to that folder if unset.)
 
-It prints a summary table at the end and writes every number to bench/results/bench_core.json.
+It prints a summary table at the end and writes every number to bench/results/bench_core.json
+(a --quick run: bench_core_quick.json in the temporary folder, unless --out says where).
 """
 
 from __future__ import annotations
@@ -67,14 +80,13 @@ from studio.engine import (Engine, autocast_context, configure_threads, default_
 from studio.registry import default_registry  # noqa: E402
 from studio.runstore import RunDir  # noqa: E402
 
-from side_by_side import cpu_snapshot, other_cpu_pct  # noqa: E402  (bench/ is on the path: this script's folder)
+from side_by_side import (cpu_snapshot, nanogpt_training_run, other_cpu_pct,  # noqa: E402
+                          pinned_env, prepare_nanogpt, run_to_end, studio_command,
+                          studio_vs_nanogpt_steps)  # (bench/ is on the path: this script's folder)
 
-DATA = Path("/work/shared/data/text")
-# Plain nanoGPT (train.py, config/train_shakespeare_char.py with the README's CPU flags) at the
-# same shape, on this machine, on the same train/val files.
-REFERENCE = {"ms_per_step": 50.0, "tokens_per_s": 15_000.0, "val_loss": 1.91, "wall_s": 111.0,
-             "steps": 2000}
+DATA = ROOT.parent / "shared" / "data" / "text"
 WIDE = ["n_layer=6", "n_head=6", "n_embd=384", "block_size=256", "batch_size=16"]
+QUICK_VAL_CHARS = 20_000  # of the held-out text in a --quick run (the whole file takes minutes)
 NEVER = 10**9  # an interval that never comes due inside a timed window
 
 
@@ -94,17 +106,22 @@ class Plan:
     wide_warmup: int
     wide_block: int
     wide_blocks: int
-    train_steps: int        # steps of the real studio.api.train run
+    nanogpt_warmup: int     # steps each side trains alone before the turns
+    nanogpt_block: int      # counted steps per turn
+    nanogpt_blocks: int     # turns of each side
+    train_steps: int        # steps of the real run, and nanoGPT's iterations beside it
 
 
 FULL = Plan(sizes=(1024, 1536, 2048), mm_warmup=2, mm_repeats=7,
             overhead_warmup=30, overhead_block=50, overhead_blocks=12, end_repeats=3,
             prec_warmup=20, prec_block=25, prec_blocks=8,
-            wide_warmup=2, wide_block=3, wide_blocks=6, train_steps=2000)
+            wide_warmup=2, wide_block=3, wide_blocks=6,
+            nanogpt_warmup=30, nanogpt_block=50, nanogpt_blocks=10, train_steps=2000)
 QUICK = Plan(sizes=(512, 1024), mm_warmup=1, mm_repeats=3,
              overhead_warmup=3, overhead_block=5, overhead_blocks=2, end_repeats=1,
              prec_warmup=2, prec_block=4, prec_blocks=2,
-             wide_warmup=1, wide_block=1, wide_blocks=2, train_steps=40)
+             wide_warmup=1, wide_block=1, wide_blocks=2,
+             nanogpt_warmup=3, nanogpt_block=5, nanogpt_blocks=2, train_steps=40)
 
 
 def say(text: str = "") -> None:
@@ -442,31 +459,36 @@ def fp32_vs_bf16(gen_cls, settings: list[str], train_path: str, val_path: str,
     return out
 
 
-# --- 5. the real path: studio.api.train, then studio.api.evaluate ---------------------------------
+# --- 5 and 6. the real path, studio train text, beside nanoGPT's train.py ----------------------------
 
-def real_run(train_path: str, val_path: str, steps: int, folder: Path) -> dict:
-    t0 = time.perf_counter()
-    status, run = api.train("text", data=train_path, val_data=val_path,
-                            run_dir=str(folder / "api-run"), max_steps=steps, events="none")
-    wall = time.perf_counter() - t0
-    events = run.events()
+def studio_training_run(train_path: str, val_path: str, threads: int, folder: Path, name: str,
+                        steps: int | None = None, minutes: float | None = None) -> dict:
+    """`studio train text` in a process of its own, as a user runs it (default intervals,
+    only --max-steps or --max-minutes given; threads pinned as nanoGPT's are), then
+    `studio.api.evaluate` of its last checkpoint on the whole held-out file."""
+    run_dir = folder / name
+    lines, wall = run_to_end(studio_command(run_dir, train_path, val_path, threads,
+                                            max_steps=steps, max_minutes=minutes),
+                             ROOT, pinned_env(threads), folder / f"{name}.err")
+    events = [json.loads(line) for line in lines if line.startswith("{")]
     start = next(e for e in events if e["event"] == "start")
     done = next(e for e in events if e["event"] == "done")
     progress = [e for e in events if e["event"] == "progress"]
     # ms/step from the progress events' timestamps (every log_every steps); the median skips
-    # the intervals that also hold an evaluation, preview or checkpoint.
+    # the intervals that also hold an evaluation, preview or checkpoint, as nanoGPT's does.
     per_step = [(b["time"] - a["time"]) / (b["step"] - a["step"])
                 for a, b in zip([start] + progress, progress) if b["step"] > a["step"]]
     evals = [(e["step"], round(e["metrics"]["val_loss"], 4))
              for e in events if e["event"] == "eval"]
     t1 = time.perf_counter()
-    result = api.evaluate(str(run.path), data=val_path, checkpoint="latest")
+    result = api.evaluate(str(run_dir), data=val_path, checkpoint="latest")
     eval_wall = time.perf_counter() - t1
-    doc = run.config()
-    tokens_per_step = doc["config"]["batch_size"] * doc["config"]["block_size"]
+    config = RunDir(run_dir).config()["config"]
+    tokens_per_step = config["batch_size"] * config["block_size"]
     step_s = statistics.median(per_step)
-    return {"status": status, "steps": done["step"], "wall_s": wall,
-            "loop_wall_s": done["time"] - start["time"],
+    return {"status": done["status"], "reason": done.get("reason"), "steps": done["step"],
+            "threads": start.get("threads"), "max_steps": steps, "max_minutes": minutes,
+            "wall_s": wall, "loop_wall_s": done["time"] - start["time"],
             "ms_per_step": 1e3 * step_s, "tokens_per_s": tokens_per_step / step_s,
             "val_loss": result["loss"], "val_bits_per_byte": result["bits_per_byte"],
             "val_tokens": result["tokens"], "checkpoint": result["checkpoint"],
@@ -478,7 +500,6 @@ def real_run(train_path: str, val_path: str, steps: int, folder: Path) -> dict:
 def summary(res: dict) -> str:
     env, peak, ov = res["environment"], res["matmul"], res["engine_vs_bare"]
     fp32_peak, bf16_peak = peak["fp32"]["peak"], peak["bf16"]["peak"]
-    ref = REFERENCE
     lines = []
     add = lines.append
 
@@ -522,8 +543,6 @@ def summary(res: dict) -> str:
                       ("studio Engine (fp32)", ov["engine_ms"])):
         add(f"   {label:34}{ms:9.2f}{ov['tokens_per_step'] / ms * 1e3:11.0f}"
             f"{tiny_mfu(ms):16.2f}%")
-    add(f"   {'reference: plain nanoGPT':34}{ref['ms_per_step']:9.2f}{ref['tokens_per_s']:11.0f}"
-        f"{tiny_mfu(ref['ms_per_step']):16.2f}%")
     verdict = "met" if ov["overhead_paired_pct"] < 3 and ov["overhead_pct"] < 3 else "MISSED"
     add(f"   engine overhead: {ov['overhead_pct']:+.2f}% (pooled medians), "
         f"{ov['overhead_paired_pct']:+.2f}% (median of {len(ov['engine_block_ms'])} paired blocks)"
@@ -550,6 +569,17 @@ def summary(res: dict) -> str:
     add(f"   amortised at default intervals (eval {iv['eval_every']}, preview "
         f"{iv['preview_every']}, checkpoint {iv['checkpoint_every']} + on each new best): "
         f"+{ov['periodic_amortised_pct']:.1f}% per step")
+    vs = res.get("vs_nanogpt")
+    if vs:
+        add(f"   side by side with nanoGPT's train.py, same shape, fp32, {vs['threads']} threads, "
+            f"{vs['blocks']} turns of {vs['block']} steps each" + noisy("vs_nanogpt"))
+        add(f"   {'':34}{'ms/step':>9}{'tokens/s':>11}{'MFU (fp32 peak)':>17}")
+        for label, ms in (("studio train text", vs["studio_ms"]),
+                          ("nanoGPT train.py", vs["nanogpt_ms"])):
+            add(f"   {label:34}{ms:9.2f}{ov['tokens_per_step'] / ms * 1e3:11.0f}"
+                f"{tiny_mfu(ms):16.2f}%")
+        add(f"   studio's speed / nanoGPT's: {vs['speed_ratio']:.2f}x  (> 1: studio faster; "
+            f"each step: end of one to end of the next, logging every step on both sides)")
     add("")
     add("4. fp32 vs bf16 autocast (bare loop, alternating blocks)"
         + (noisy("precision_tiny") or noisy("precision_wide")))
@@ -568,33 +598,32 @@ def summary(res: dict) -> str:
             f"{mfu(r['bf16']['ms'], r['flops_per_token'], r['tokens_per_step'], bf16_peak):9.1f}%")
     add("   (speedup > 1: bf16 faster; in brackets the median of paired blocks; "
         "* MFU of bf16 against the bf16 peak)")
-    rr = res.get("real_run")
-    if rr:
+    rr, nano = res.get("real_run"), res.get("nanogpt_run")
+    if rr and nano:
         add("")
-        add(f"5. studio.api.train, {rr['steps']} steps, shakespeare train -> held-out val "
-            f"(full file, {rr['val_tokens']} tokens)" + noisy("real_run"))
-        add(f"   {'':34}{'ours':>10}{'nanoGPT':>10}")
-        add(f"   {'median ms/step':34}{rr['ms_per_step']:10.2f}{ref['ms_per_step']:10.2f}")
-        add(f"   {'tokens/s':34}{rr['tokens_per_s']:10.0f}{ref['tokens_per_s']:10.0f}")
+        add(f"5. studio train text, {rr['steps']} steps, vs nanoGPT's train.py, {nano['iters']} "
+            f"iterations, one after the other; shakespeare train -> held-out val "
+            f"({'a slice, ' if res['mode'] == 'quick' else 'whole file, '}{rr['val_tokens']} tokens)" + (noisy("real_run") or noisy("nanogpt_run")))
+        add(f"   {'':34}{'studio':>10}{'nanoGPT':>10}")
+        add(f"   {'median ms/step':34}{rr['ms_per_step']:10.2f}{nano['ms_per_step']:10.2f}")
         add(f"   {'MFU (fp32 peak)':34}"
-            f"{tiny_mfu(rr['ms_per_step']):9.2f}%{tiny_mfu(ref['ms_per_step']):9.2f}%")
-        ref_wall = ref["wall_s"] * rr["steps"] / ref["steps"]
-        add(f"   {'wall time, s (api.train)':34}{rr['wall_s']:10.1f}{ref_wall:10.1f}"
-            + ("" if rr["steps"] == ref["steps"] else "   (reference scaled to these steps)"))
-        add(f"   {'  of which the training loop, s':34}{rr['loop_wall_s']:10.1f}")
+            f"{tiny_mfu(rr['ms_per_step']):9.2f}%{tiny_mfu(nano['ms_per_step']):9.2f}%")
+        add(f"   {'wall time of the process, s':34}{rr['wall_s']:10.1f}{nano['wall_s']:10.1f}")
+        add(f"   {'held-out loss, nats/char':34}{rr['val_loss']:10.4f}{nano['val_loss']:10.4f}"
+            f"   (nanoGPT's own 20-batch estimate: {nano['val_loss_own_estimate']})")
         add(f"   {'api.evaluate on the val file, s':34}{rr['evaluate_wall_s']:10.1f}")
-        if rr["steps"] == ref["steps"]:
-            add(f"   {'held-out loss, nats/char':34}{rr['val_loss']:10.4f}{ref['val_loss']:10.2f}")
-            faster = rr["ms_per_step"] <= ref["ms_per_step"] and rr["wall_s"] <= ref["wall_s"]
-            better = rr["val_loss"] <= ref["val_loss"] + 0.005
-            add(f"   targets: at least as fast -> {'met' if faster else 'MISSED'}; "
-                f"loss no worse -> {'met' if better else 'MISSED'}")
-        else:
-            add(f"   {'held-out loss, nats/char':34}{rr['val_loss']:10.4f}"
-                f"   (after only {rr['steps']} steps; nanoGPT's {ref['val_loss']} is after "
-                f"{ref['steps']})")
-        add(f"   bits/byte {rr['val_bits_per_byte']:.4f}; periodic evals (50 batches): "
+        add(f"   studio's bits/byte {rr['val_bits_per_byte']:.4f}; its periodic evals (50 batches): "
             + ", ".join(f"{s}: {v}" for s, v in rr["periodic_evals"]))
+    tb = res.get("time_budget")
+    if tb and nano:
+        add("")
+        add(f"6. held-out loss in a time budget: studio train text --max-minutes "
+            f"{tb['max_minutes']:.2f} ({tb['budget']}) vs nanoGPT's {nano['iters']} iterations"
+            + noisy("time_budget"))
+        add(f"   {'':34}{'studio':>10}{'nanoGPT':>10}")
+        add(f"   {'steps':34}{tb['steps']:10d}{nano['iters']:10d}")
+        add(f"   {'wall time of the process, s':34}{tb['wall_s']:10.1f}{nano['wall_s']:10.1f}")
+        add(f"   {'held-out loss, nats/char':34}{tb['val_loss']:10.4f}{nano['val_loss']:10.4f}")
     add("=" * 92)
     return "\n".join(lines)
 
@@ -603,7 +632,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: a few steps of everything (~20 s)")
+                        help="smoke run: a few steps of everything (~1 min on an idle machine)")
     parser.add_argument("--no-wide", action="store_true",
                         help="skip the wide-shape fp32/bf16 comparison (slowest part after 5)")
     parser.add_argument("--wait-quiet", type=float, default=None, metavar="S",
@@ -611,10 +640,28 @@ def main() -> None:
                              "(default: 120, or 0 with --quick)")
     parser.add_argument("--train-data", default=str(DATA / "shakespeare_train.txt"))
     parser.add_argument("--val-data", default=str(DATA / "shakespeare_val.txt"))
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "bench_core.json"),
-                        help="where the JSON results go")
+    parser.add_argument("--threads", type=int, default=0, metavar="N",
+                        help="torch threads for everything, both sides (default 0: one per core)")
+    parser.add_argument("--time-budget", nargs="?", const="2", default=None, metavar="MINUTES",
+                        help="also part 6: the project trains for MINUTES (default 2; 'nanogpt': "
+                             "nanoGPT's measured wall time) against nanoGPT's 2000 iterations")
+    parser.add_argument("--out", default=None,
+                        help="where the JSON results go (default bench/results/bench_core.json; "
+                             "with --quick, bench_core_quick.json in the temporary folder)")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
+    if args.out is None:  # bench/results/ holds full runs only
+        args.out = str(Path(tempfile.gettempdir()) / "bench_core_quick.json" if args.quick
+                       else ROOT / "bench" / "results" / "bench_core.json")
+    budget_minutes = None
+    if args.time_budget not in (None, "nanogpt"):
+        try:
+            budget_minutes = float(args.time_budget)
+        except ValueError:
+            budget_minutes = -1.0
+        if not budget_minutes > 0:
+            parser.error(f"--time-budget {args.time_budget}: give minutes above 0, or 'nanogpt' "
+                         f"for nanoGPT's measured wall time")
     if args.wait_quiet is None:
         args.wait_quiet = 0.0 if args.quick else 120.0
     for path in (args.train_data, args.val_data):
@@ -622,12 +669,13 @@ def main() -> None:
             parser.error(f"{path} does not exist (see --train-data / --val-data)")
 
     # The thread count training uses; everything below runs at it.
-    threads = configure_threads(0)
+    if args.threads < 0:
+        parser.error(f"--threads {args.threads}: give 0 (one per core) or more")
+    threads = configure_threads(args.threads)
     assert torch.get_num_threads() == threads
     gen_cls = default_registry().get("text")
     started = time.perf_counter()
     res: dict = {"mode": "quick" if args.quick else "full", "plan": asdict(plan),
-                 "reference_nanogpt": REFERENCE,
                  "environment": {"cpu": cpu_description(), "threads": threads,
                                  "torch": torch.__version__, "python": platform.python_version(),
                                  "load_before": load_avg(),
@@ -655,6 +703,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench_core-") as tmp:
         folder = Path(tmp)
+        if args.quick:  # the smoke run scores a slice of the held-out text, not all of it
+            short_val = folder / "val-quick.txt"
+            short_val.write_text(Path(args.val_data).read_text()[:QUICK_VAL_CHARS])
+            args.val_data = str(short_val)
         say("[2-3/5] engine vs bare loop at nanoGPT's CPU shape (alternating blocks) ...")
         snap = cpu_snapshot()
         res["engine_vs_bare"] = ov = engine_vs_bare(gen_cls, args.train_data, args.val_data,
@@ -684,12 +736,43 @@ def main() -> None:
                 f"bf16 speedup {r['bf16_speedup']:.2f}x")
             contention["precision_wide"] = other_cpu_pct(snap, cpu_snapshot())
 
-        say(f"[5/5] studio.api.train for {plan.train_steps} steps, then studio.api.evaluate ...")
+        say("[3b/5] studio train text vs nanoGPT's train.py, taking turns ...")
+        data_gen = gen_cls(api.build_configs(gen_cls)[0])  # the project's tokens and vocabulary
+        data_gen.load_data(args.train_data, args.val_data, api.cache_dir())
+        nanogpt_copy = prepare_nanogpt(folder, data_gen.tokenizer, data_gen.train_ids,
+                                       data_gen.val_ids)
+        res["vs_nanogpt"] = vs = studio_vs_nanogpt_steps(
+            folder, nanogpt_copy, args.train_data, args.val_data, threads,
+            blocks=plan.nanogpt_blocks, block=plan.nanogpt_block, warmup=plan.nanogpt_warmup)
+        contention["vs_nanogpt"] = vs["other_cpu_pct"]
+        say(f"      studio {vs['studio_ms']:.2f} ms/step, nanoGPT {vs['nanogpt_ms']:.2f} ms/step "
+            f"-> studio {vs['speed_ratio']:.2f}x nanoGPT's speed")
+
+        say(f"[5/5] nanoGPT's train.py for {plan.train_steps} iterations, then studio train text "
+            f"for {plan.train_steps} steps and studio.api.evaluate ...")
         snap = cpu_snapshot()
-        res["real_run"] = rr = real_run(args.train_data, args.val_data, plan.train_steps, folder)
+        res["nanogpt_run"] = nano = nanogpt_training_run(folder, nanogpt_copy, plan.train_steps,
+                                                         threads, data_gen.val_ids)
+        contention["nanogpt_run"] = other_cpu_pct(snap, snap := cpu_snapshot())
+        say(f"      nanoGPT: {nano['iters']} iterations in {nano['wall_s']:.1f} s, "
+            f"{nano['ms_per_step']:.2f} ms/step, held-out loss {nano['val_loss']:.4f}")
+        res["real_run"] = rr = studio_training_run(args.train_data, args.val_data, threads,
+                                                   folder, "steps-run", steps=plan.train_steps)
         contention["real_run"] = other_cpu_pct(snap, cpu_snapshot())
-        say(f"      {rr['steps']} steps in {rr['wall_s']:.1f} s, {rr['ms_per_step']:.2f} ms/step, "
-            f"held-out loss {rr['val_loss']:.4f}")
+        say(f"      studio: {rr['steps']} steps in {rr['wall_s']:.1f} s, "
+            f"{rr['ms_per_step']:.2f} ms/step, held-out loss {rr['val_loss']:.4f}")
+
+        if args.time_budget is not None:
+            minutes = budget_minutes or nano["wall_s"] / 60
+            say(f"[6] studio train text --max-minutes {minutes:.2f} ...")
+            snap = cpu_snapshot()
+            res["time_budget"] = tb = studio_training_run(args.train_data, args.val_data, threads,
+                                                          folder, "budget-run", minutes=minutes)
+            tb["budget"] = ("nanoGPT's wall time" if budget_minutes is None
+                            else f"{budget_minutes:g} minutes asked")
+            contention["time_budget"] = other_cpu_pct(snap, cpu_snapshot())
+            say(f"      studio: {tb['steps']} steps in {tb['wall_s']:.1f} s, held-out loss "
+                f"{tb['val_loss']:.4f} (nanoGPT after {nano['iters']}: {nano['val_loss']:.4f})")
 
     env["load_after"] = load_avg()
     res["total_s"] = time.perf_counter() - started
