@@ -15,7 +15,7 @@ from studio.testing import StopAfter
 from test_image_training import final_tensors, progress_losses
 from test_video_conformance import TINY
 from test_video_conformance import TestVideoGenerator as VideoConformance  # not collected twice
-from video_fixtures import moving_squares, write_npy
+from video_fixtures import moving_square, moving_squares, write_clip_folder, write_npy, write_video
 
 CPU = ["device=cpu", "log_every=1", "eval_every=0", "checkpoint_every=0"]
 
@@ -194,12 +194,18 @@ def test_every_variant_trains(variant, tmp_path):
     suite.test_one_batch_repeated_lowers_loss(suite.make_data(tmp_path / "data"), tmp_path)
 
 
-def test_stop_and_resume_is_bit_exact_on_cpu(tmp_path):
+@pytest.mark.parametrize("classes", [False, True], ids=["unlabelled", "classes+aux-classifier"])
+def test_stop_and_resume_is_bit_exact_on_cpu(classes, tmp_path):
     """Stopped at step 3 and resumed to 6 equals 6 steps straight: every loss, every weight,
     the moving average, both optimizers and the RNG states. Previews run in between (they
-    must not disturb the training RNG)."""
-    data = str(write_npy(tmp_path / "data" / "clips.npy", "NTHWC", n=6, frames=6, size=24))
-    settings = [f"{k}={v}" for k, v in TINY.items()] + CPU + ["preview_every=2"]
+    must not disturb the training RNG). With classes, the auxiliary classifier too."""
+    if classes:
+        data = str(write_clip_folder(tmp_path / "data", classes=2, per_class=3, frames=6))
+        extra = ["class_loss=1"]
+    else:
+        data = str(write_npy(tmp_path / "data" / "clips.npy", "NTHWC", n=6, frames=6, size=24))
+        extra = []
+    settings = [f"{k}={v}" for k, v in TINY.items()] + CPU + ["preview_every=2"] + extra
     straight, split = tmp_path / "straight", tmp_path / "split"
     status, _ = api.train(VideoGenerator, data=data, run_dir=str(straight), max_steps=6,
                           settings=settings, events="none")
@@ -215,8 +221,51 @@ def test_stop_and_resume_is_bit_exact_on_cpu(tmp_path):
     ta, tb = final_tensors(straight), final_tensors(split)
     assert ta.keys() == tb.keys() and any(k.startswith("G_ema.") for k in ta)
     assert any(k.startswith("D_time.") for k in ta)
+    assert any(k.startswith("classifier.") for k in ta) == classes
     for name in ta:
         assert np.array_equal(ta[name], tb[name]), name
+
+
+def class_events(run) -> list[dict]:
+    return [e for e in RunDir(run).events() if e["event"] == "progress"]
+
+
+def light_and_dark_clips(folder) -> str:
+    """Two classes a frame shows at a glance: moving squares on light backgrounds, and the same
+    clips with their colours inverted (dark backgrounds)."""
+    for i in range(3):
+        clip = moving_square(6, 24, seed=i)
+        write_video(folder / "light" / f"clip{i}.mp4", clip)
+        write_video(folder / "dark" / f"clip{i}.mp4", 255 - clip)
+    return str(folder)
+
+
+def test_the_auxiliary_classifier_learns_the_real_frames_classes(tmp_path):
+    """With classes and class_loss > 0, a classifier on the frame D's features learns which
+    class a real frame is (its cross-entropy falls well below chance's ln 2) and G is scored by
+    it; with class_loss 0, or without classes, there is no classifier and no class loss."""
+    data = light_and_dark_clips(tmp_path / "data")
+    base = [f"{k}={v}" for k, v in TINY.items()] + CPU + ["preview_every=0", "lr=1e-3"]
+    run = tmp_path / "aux"
+    status, _ = api.train(VideoGenerator, data=data, run_dir=str(run), max_steps=60,
+                          settings=base + ["class_loss=1"], events="none")
+    assert status == "done"
+    progress = class_events(run)
+    first, last = np.mean([e["d_class_loss"] for e in progress[:5]]), np.mean([e["d_class_loss"] for e in progress[-10:]])
+    assert first > 0.5 and last < 0.35 * first, (first, last)
+    assert all(np.isfinite(e["g_class_loss"]) for e in progress)
+    _, gen, _ = api.load_run(str(run), device="cpu", threads=1)
+    assert gen.model.classifier is not None and gen.model.classifier.out_features == 2
+
+    for name, settings, source in [("off", base + ["class_loss=0"], data),
+                                   ("unlabelled", base + ["class_loss=1"],
+                                    str(write_npy(tmp_path / "flat" / "clips.npy", "NTHWC", n=6, frames=6)))]:
+        status, _ = api.train(VideoGenerator, data=source, run_dir=str(tmp_path / name), max_steps=2,
+                              settings=base[:-1] + settings[len(base) - 1:], events="none")
+        assert status == "done"
+        assert not any("d_class_loss" in e for e in class_events(tmp_path / name)), name
+        _, gen, _ = api.load_run(str(tmp_path / name), device="cpu", threads=1)
+        assert gen.model.classifier is None, name
 
 
 def test_evaluation_scores_and_their_baselines():

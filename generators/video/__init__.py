@@ -338,8 +338,7 @@ class VideoGenerator(Generator):
         # The run's length is first known here: evaluation sizes left empty are chosen for it
         # (and kept in each checkpoint by extra_state).
         self.config = scaled_evaluation(self.config, train.max_steps)
-        discriminators = torch.nn.ModuleList([gan.D, gan.D_time])
-        self.d_optimizer = default_adamw(discriminators, train, lr=train.lr * self.config.d_lr_ratio)
+        self.d_optimizer = default_adamw(gan.discriminators(), train, lr=train.lr * self.config.d_lr_ratio)
         self.g_optimizer = default_adamw(gan.G, train)
         return [self.d_optimizer, self.g_optimizer]
 
@@ -402,8 +401,8 @@ class VideoGenerator(Generator):
         ctx.step_optimizer(self.d_optimizer)
 
         # Generator: through frozen discriminators (no weight gradients for them at all).
-        gan.D.requires_grad_(False)
-        gan.D_time.requires_grad_(False)
+        discriminators = gan.discriminators()
+        discriminators.requires_grad_(False)
         try:
             with ctx.autocast():
                 frame_logits_g, class_logits_g, time_logits_g = self._judge(
@@ -414,8 +413,7 @@ class VideoGenerator(Generator):
                     loss_g = loss_g + cfg.class_loss * class_g
             ctx.backward(loss_g)
         finally:
-            gan.D.requires_grad_(True)
-            gan.D_time.requires_grad_(True)
+            discriminators.requires_grad_(True)
         _average_gradients(self.g_optimizer)
         ctx.step_optimizer(self.g_optimizer)
         gan.update_ema(ema_decay_at(ctx.step, cfg.ema_decay))

@@ -304,6 +304,10 @@ class VideoGAN(GAN):
             nn.init.normal_(self.classifier.weight, 0.0, 0.02)
             nn.init.zeros_(self.classifier.bias)
 
+    def discriminators(self) -> nn.ModuleList:
+        """Everything the discriminators' optimizer trains (and G's step freezes)."""
+        return nn.ModuleList([self.D, self.D_time, *([self.classifier] if self.classifier is not None else [])])
+
     def judge_frames(self, frames: torch.Tensor, labels: torch.Tensor | None):
         """Frames (N, C, R, R) [+ labels (N,)] -> (the frame D's logits (N,), class logits
         (N, classes) or None without the classifier), from one pass through D's layers."""
