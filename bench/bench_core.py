@@ -80,7 +80,7 @@ from studio.engine import (Engine, autocast_context, configure_threads, default_
 from studio.registry import default_registry  # noqa: E402
 from studio.runstore import RunDir  # noqa: E402
 
-from side_by_side import (cpu_snapshot, nanogpt_training_run, other_cpu_pct,  # noqa: E402
+from side_by_side import (cpu_description, cpu_snapshot, nanogpt_training_run, other_cpu_pct,  # noqa: E402
                           pinned_env, prepare_nanogpt, run_to_end, studio_command,
                           studio_vs_nanogpt_steps)  # (bench/ is on the path: this script's folder)
 
@@ -149,22 +149,6 @@ def wait_for_quiet(max_wait_s: float, threshold_pct: float = 10.0) -> float | No
         share = other_cpu_pct(before, cpu_snapshot())
         if share is None or share < threshold_pct or time.monotonic() >= deadline:
             return share
-
-
-def cpu_description() -> dict:
-    """CPU model and the ISA extensions that decide matmul speed (AVX-512, AMX for bf16)."""
-    model, flags = None, set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model is None:
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    return {"model": model or platform.processor() or platform.machine(),
-            "isa": [f for f in wanted if f in flags], "cores": os.cpu_count()}
 
 
 # --- 1. matmul peak ---------------------------------------------------------------------------

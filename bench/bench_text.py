@@ -9,11 +9,19 @@
    two outputs are checked to be the same tokens. Blocks alternate so noise hits both alike.
 3. Fine-tuning tokens/s from that GPT-2-shaped import on prompt/response JSONL, through the
    real `studio.api` path.
+4. Training from scratch against nanoGPT's own train.py (../shared/ref/nanoGPT, a temporary
+   copy whose data are the project's tokens of the Shakespeare files in the same character
+   vocabulary): `studio train text` and train.py at nanoGPT's CPU shape (char, 4 layers, 4
+   heads, 128 wide, block 64, batch 12, fp32, dropout 0), same torch, same threads, each in
+   a process of its own, taking turns in blocks; median step time of each after warm-up, a
+   step being the end of one to the end of the next on both sides (side_by_side.py says
+   what each includes).
 
-    .venv/bin/python bench/bench_text.py            # ~3 min on 2 cores
+    .venv/bin/python bench/bench_text.py            # ~5 min on 2 cores
     .venv/bin/python bench/bench_text.py --quick    # smoke run
 
-Prints a table and writes bench/results/bench_text.json.
+Prints a table and writes bench/results/bench_text.json (a --quick run: bench_text_quick.json
+in the temporary folder, unless --out says where).
 """
 
 from __future__ import annotations
@@ -36,6 +44,11 @@ import torch  # noqa: E402
 from generators.text import TextConfig, TextGenerator  # noqa: E402
 from generators.text.model import GPT, GPTShape, generate  # noqa: E402
 from studio.engine import configure_threads  # noqa: E402
+
+from side_by_side import cpu_description, prepare_nanogpt, studio_vs_nanogpt_steps  # noqa: E402
+
+SHAKESPEARE = ROOT.parent / "shared" / "data" / "text"
+QUICK_VAL_CHARS = 20_000  # of the held-out text in a --quick run
 
 
 def greedy(logits, history):
@@ -77,7 +90,7 @@ def make_gpt2_folder(folder: Path, n_layer: int, n_embd: int, n_head: int, vocab
     import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    text = (ROOT.parent / "shared" / "data" / "text" / "shakespeare_val.txt")
+    text = SHAKESPEARE / "shakespeare_val.txt"
     corpus = text.read_text() if text.exists() else "To be, or not to be, that is the question. " * 2000
     tk = Tokenizer(models.BPE())
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -151,17 +164,52 @@ def fine_tune_rate(folder: Path, steps: int, work: Path) -> dict:
     return {"tokens_per_s": round(rate, 1), "steps": steps, "loss_first": first, "loss_last": last}
 
 
+def versus_nanogpt(work: Path, train_data: str, val_data: str, threads: int, quick: bool) -> dict:
+    from studio import api
+
+    gen = TextGenerator(TextConfig())  # the project's tokens and character vocabulary
+    if quick:  # the smoke run reads a slice of the held-out text
+        short = work / "val-quick.txt"
+        short.write_text(Path(val_data).read_text()[:QUICK_VAL_CHARS])
+        val_data = str(short)
+    gen.load_data(train_data, val_data, api.cache_dir())
+    copy = prepare_nanogpt(work, gen.tokenizer, gen.train_ids, gen.val_ids)
+    result = studio_vs_nanogpt_steps(work, copy, train_data, val_data, threads,
+                                     blocks=2 if quick else 10, block=5 if quick else 50,
+                                     warmup=3 if quick else 30)
+    print(f"  studio {result['studio_ms']:.2f} ms/step, nanoGPT {result['nanogpt_ms']:.2f} ms/step "
+          f"-> studio {result['speed_ratio']:.2f}x nanoGPT's speed", flush=True)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "bench_text.json"))
+    parser.add_argument("--quick", action="store_true", help="smoke run: a few steps of each part")
+    parser.add_argument("--threads", type=int, default=0, metavar="N",
+                        help="torch threads for everything, both sides (default 0: one per core)")
+    parser.add_argument("--train-data", default=str(SHAKESPEARE / "shakespeare_train.txt"),
+                        help="text that part 4 trains on (both sides)")
+    parser.add_argument("--val-data", default=str(SHAKESPEARE / "shakespeare_val.txt"))
+    parser.add_argument("--out", default=None,
+                        help="where the JSON results go (default bench/results/bench_text.json; "
+                             "with --quick, bench_text_quick.json in the temporary folder)")
     args = parser.parse_args()
-    threads = configure_threads(0)
+    for path in (args.train_data, args.val_data):
+        if not Path(path).is_file():
+            parser.error(f"{path} does not exist (see --train-data / --val-data)")
+    if args.threads < 0:
+        parser.error(f"--threads {args.threads}: give 0 (one per core) or more")
+    if args.out is None:  # bench/results/ holds full runs only
+        args.out = str(Path(tempfile.gettempdir()) / "bench_text_quick.json" if args.quick
+                       else ROOT / "bench" / "results" / "bench_text.json")
+    threads = configure_threads(args.threads)
     quick = args.quick
-    results = {"threads": threads, "torch": torch.__version__, "quick": quick}
-    print(f"bench_text ({'quick' if quick else 'full'}): torch {torch.__version__}, {threads} threads")
+    cpu = cpu_description()
+    results = {"threads": threads, "torch": torch.__version__, "quick": quick, "cpu": cpu}
+    print(f"bench_text ({'quick' if quick else 'full'}): {cpu['model']}, torch {torch.__version__}, "
+          f"{threads} threads")
 
-    print("[1/3] KV cache vs recomputation, 6 layers x 384 wide, batch 1, greedy")
+    print("[1/4] KV cache vs recomputation, 6 layers x 384 wide, batch 1, greedy")
     with torch.no_grad():
         results["kv_cache"] = kv_cache_speedup([64, 256] if quick else [64, 256, 1024],
                                                new_tokens=16 if quick else 32,
@@ -171,16 +219,19 @@ def main() -> None:
         shape = dict(n_layer=2, n_embd=128, n_head=4, vocab=2000) if quick else \
             dict(n_layer=6, n_embd=384, n_head=6, vocab=8000)
         make_gpt2_folder(tmp / "gpt2", **shape)
-        print(f"[2/3] ours vs transformers.generate on the same GPT-2-shaped weights {shape}")
+        print(f"[2/4] ours vs transformers.generate on the same GPT-2-shaped weights {shape}")
         results["vs_transformers"] = versus_transformers(tmp / "gpt2", prompt_tokens=32,
                                                          new_tokens=32 if quick else 128,
                                                          repeats=2 if quick else 5)
         results["vs_transformers"]["shape"] = shape
-        print("[3/3] fine-tuning from the imported GPT-2 on prompt/response JSONL")
+        print("[3/4] fine-tuning from the imported GPT-2 on prompt/response JSONL")
         results["fine_tune"] = fine_tune_rate(tmp / "gpt2", 6 if quick else 60, tmp)
+        print("[4/4] training at nanoGPT's CPU shape: studio train text vs nanoGPT's train.py, "
+              "taking turns")
+        results["vs_nanogpt"] = versus_nanogpt(tmp, args.train_data, args.val_data, threads, quick)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    print("\nSUMMARY")
+    print(f"\nSUMMARY  {cpu['model']}, {threads} threads, torch {torch.__version__}")
     for row in results["kv_cache"]:
         print(f"  KV cache at context {row['context']:5d}: {row['speedup']:5.1f}x "
               f"({row['with_cache_tok_s']} vs {row['without_cache_tok_s']} tok/s)")
@@ -188,6 +239,12 @@ def main() -> None:
     print(f"  generation vs transformers {v['transformers_version']}: {v['ratio']:.2f}x "
           f"({v['ours_tok_s']} vs {v['transformers_tok_s']} tok/s), identical tokens: {v['same_tokens']}")
     print(f"  fine-tuning from the GPT-2 import: {results['fine_tune']['tokens_per_s']} tokens/s")
+    n = results["vs_nanogpt"]
+    busy = n["other_cpu_pct"]
+    print(f"  training from scratch vs nanoGPT's train.py: {n['speed_ratio']:.2f}x its speed "
+          f"({n['studio_ms']:.2f} vs {n['nanogpt_ms']:.2f} ms/step, {n['steps_timed_each']} steps "
+          f"each in {n['blocks']} turns, {n['threads']} threads)"
+          + (f"  [NOISY: other processes used {busy}% of the CPUs]" if busy and busy > 5 else ""))
     print(f"results: {args.out}")
 
 

@@ -19,10 +19,13 @@ turns, and `nanogpt_training_run` runs nanoGPT to its end (wall time, held-out l
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import multiprocessing
 import os
 import pickle
+import platform
 import re
 import select
 import shutil
@@ -66,6 +69,22 @@ def other_cpu_pct(before, after) -> float | None:
         return None
     others = (after[1] - before[1]) - (after[2] - before[2])
     return round(max(0.0, 100 * others / ((after[0] - before[0]) * (os.cpu_count() or 1))), 1)
+
+
+def cpu_description() -> dict:
+    """CPU model and the ISA extensions that decide matmul speed (AVX-512, AMX for bf16)."""
+    model, flags = None, set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model is None:
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return {"model": model or platform.processor() or platform.machine(),
+            "isa": [f for f in wanted if f in flags], "cores": os.cpu_count()}
 
 
 # --- runners in processes of their own, taking turns ----------------------------------------------
@@ -416,7 +435,8 @@ def nanogpt_heldout_loss(copy: Path, out_dir: Path, val_ids, block_size: int,
     finally:
         sys.path.remove(str(copy))
     checkpoint = torch.load(out_dir / "ckpt.pt", map_location="cpu", weights_only=True)
-    model = GPT(GPTConfig(**checkpoint["model_args"]))
+    with contextlib.redirect_stdout(io.StringIO()):  # its parameter count, printed again
+        model = GPT(GPTConfig(**checkpoint["model_args"]))
     state = {k.removeprefix("_orig_mod."): v for k, v in checkpoint["model"].items()}
     model.load_state_dict(state)
     model.eval()
@@ -426,7 +446,7 @@ def nanogpt_heldout_loss(copy: Path, out_dir: Path, val_ids, block_size: int,
     with torch.no_grad():
         for i in range(0, len(starts), batch_size):
             rows = torch.from_numpy(ids[starts[i:i + batch_size, None] + np.arange(block_size + 1)])
-            _, loss = model(rows[:, :-1], rows[:, 1:])
+            _, loss = model(rows[:, :-1].contiguous(), rows[:, 1:].contiguous())
             nats += float(loss) * rows[:, 1:].numel()
             tokens += rows[:, 1:].numel()
     return nats / tokens
