@@ -80,9 +80,10 @@ from studio.engine import (Engine, autocast_context, configure_threads, default_
 from studio.registry import default_registry  # noqa: E402
 from studio.runstore import RunDir  # noqa: E402
 
-from side_by_side import (cpu_description, cpu_snapshot, nanogpt_training_run, other_cpu_pct,  # noqa: E402
-                          pinned_env, prepare_nanogpt, run_to_end, studio_command,
-                          studio_vs_nanogpt_steps)  # (bench/ is on the path: this script's folder)
+# bench/ is on the path: this script's folder
+from side_by_side import (cpu_description, cpu_snapshot, nanogpt_missing,  # noqa: E402
+                          nanogpt_training_run, other_cpu_pct, pinned_env, prepare_nanogpt,
+                          run_to_end, studio_command, studio_vs_nanogpt_steps)
 
 DATA = ROOT.parent / "shared" / "data" / "text"
 WIDE = ["n_layer=6", "n_head=6", "n_embd=384", "block_size=256", "batch_size=16"]
@@ -585,9 +586,10 @@ def summary(res: dict) -> str:
     rr, nano = res.get("real_run"), res.get("nanogpt_run")
     if rr and nano:
         add("")
+        held_out = "a slice" if res["mode"] == "quick" else "whole file"
         add(f"5. studio train text, {rr['steps']} steps, vs nanoGPT's train.py, {nano['iters']} "
             f"iterations, one after the other; shakespeare train -> held-out val "
-            f"({'a slice, ' if res['mode'] == 'quick' else 'whole file, '}{rr['val_tokens']} tokens)" + (noisy("real_run") or noisy("nanogpt_run")))
+            f"({held_out}, {rr['val_tokens']} tokens)" + (noisy("real_run") or noisy("nanogpt_run")))
         add(f"   {'':34}{'studio':>10}{'nanoGPT':>10}")
         add(f"   {'median ms/step':34}{rr['ms_per_step']:10.2f}{nano['ms_per_step']:10.2f}")
         add(f"   {'MFU (fp32 peak)':34}"
@@ -651,6 +653,8 @@ def main() -> None:
     for path in (args.train_data, args.val_data):
         if not Path(path).is_file():
             parser.error(f"{path} does not exist (see --train-data / --val-data)")
+    if nanogpt_missing():
+        parser.error(nanogpt_missing())
 
     # The thread count training uses; everything below runs at it.
     if args.threads < 0:

@@ -45,7 +45,8 @@ from generators.text import TextConfig, TextGenerator  # noqa: E402
 from generators.text.model import GPT, GPTShape, generate  # noqa: E402
 from studio.engine import configure_threads  # noqa: E402
 
-from side_by_side import cpu_description, prepare_nanogpt, studio_vs_nanogpt_steps  # noqa: E402
+from side_by_side import (cpu_description, nanogpt_missing, prepare_nanogpt,  # noqa: E402
+                          studio_vs_nanogpt_steps)
 
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "text"
 QUICK_VAL_CHARS = 20_000  # of the held-out text in a --quick run
@@ -197,6 +198,8 @@ def main() -> None:
     for path in (args.train_data, args.val_data):
         if not Path(path).is_file():
             parser.error(f"{path} does not exist (see --train-data / --val-data)")
+    if nanogpt_missing():
+        parser.error(nanogpt_missing())
     if args.threads < 0:
         parser.error(f"--threads {args.threads}: give 0 (one per core) or more")
     if args.out is None:  # bench/results/ holds full runs only

@@ -318,6 +318,14 @@ CPU_SHAPE = {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "batch_
 NANOGPT_ITER = re.compile(r"^iter (\d+): loss ([-+\d.eE]+|nan|inf), time ([\d.]+)ms")
 
 
+def nanogpt_missing() -> str | None:
+    """Why nanoGPT cannot run here (None: it can), for the benchmarks to say up front."""
+    if (NANOGPT / "train.py").is_file():
+        return None
+    return (f"nanoGPT's train.py is not at {NANOGPT}: the nanoGPT comparison needs "
+            f"../shared/ref/nanoGPT beside the repository (see ../shared/ref/README.md)")
+
+
 def pinned_env(threads: int) -> dict:
     """The environment both sides run in: the same thread count for torch's and MKL's pools
     (torch starts OMP_NUM_THREADS intra-op threads; the project also gets --set threads)."""
@@ -333,8 +341,8 @@ def prepare_nanogpt(folder: Path, tokenizer, train_ids, val_ids) -> Path:
     the same text in the same tokens (the same vocabulary size: the same model)."""
     import numpy as np
 
-    if not (NANOGPT / "train.py").is_file():
-        raise FileNotFoundError(f"nanoGPT is not at {NANOGPT} (see ../shared/ref/README.md)")
+    if nanogpt_missing():
+        raise FileNotFoundError(nanogpt_missing())
     if tokenizer.vocab_size > np.iinfo(np.uint16).max:
         raise ValueError(f"vocabulary of {tokenizer.vocab_size} does not fit nanoGPT's uint16 ids")
     copy = folder / "nanoGPT"
