@@ -1,11 +1,11 @@
 """Core CPU benchmark of AIGC Studio: matmul peak, training speed and MFU, the engine's
-overhead, bf16 against fp32, and the real 2000-step Shakespeare run, measured in one process.
+overhead, bf16 against fp32, and the real 2000-step Shakespeare run next to nanoGPT's, measured in one run.
 
 What it measures, in order:
 
 1. Matmul peak (GFLOP/s) in fp32 and bf16 at the thread count training uses
-   (`studio.engine.configure_threads(0)`): square n x n matmuls, the median of several timed
-   repeats after warm-up; the best size is the peak. Also the rate of the forward matmuls the
+   (`studio.engine.configure_threads`: one per core, or --threads): square n x n matmuls,
+   the median of several timed repeats after warm-up; the best size is the peak. Also the rate of the forward matmuls the
    nanoGPT-shape model really runs (768 rows = batch 12 x block 64), which bounds its MFU.
 2. Training throughput at nanoGPT's documented CPU shape (character level, 4 layers, 4 heads,
    128 wide, block 64, batch 12, lr 1e-3, dropout 0: the text generator's defaults): tokens/s,
@@ -19,8 +19,6 @@ What it measures, in order:
    two are not doing the same work). The engine's per-step bookkeeping is also timed alone, and
    the periodic work the timed window leaves out (held-out evaluation, preview, checkpoint) is
    timed separately and amortised over the default intervals.
-4. fp32 against bf16 autocast (the engine's `precision=bf16` context) at that shape and at a
-   wider one (6 layers, 6 heads, 384 wide, block 256, batch 16), in alternating blocks.
    Then the project against nanoGPT itself: `studio train text` and nanoGPT's own train.py
    (../shared/ref/nanoGPT, from a temporary copy whose data are the project's own tokens of
    the same files, in the same character vocabulary) at that shape, fp32, on the same
@@ -28,6 +26,8 @@ What it measures, in order:
    side's step is the time from the end of one step to the end of the next, as nanoGPT's
    `iter N: ... time Y ms` line gives it: batch fetch, forward, backward, clipping, optimizer
    step, reading the loss back and logging it (the project's engine bookkeeping too).
+4. fp32 against bf16 autocast (the engine's `precision=bf16` context) at that shape and at a
+   wider one (6 layers, 6 heads, 384 wide, block 256, batch 16), in alternating blocks.
 5. The real path: `studio train text` for 2000 steps on shakespeare_train.txt with
    shakespeare_val.txt held out (temporary run folder, its default intervals), then
    `studio.api.evaluate` on the whole validation file; and nanoGPT's train.py for 2000
@@ -40,8 +40,8 @@ What it measures, in order:
 Run it from the repository root, on an otherwise idle machine. It waits (up to 2 min) for the
 CPUs to go quiet first, and records how much CPU other processes took during each part:
 
-    STUDIO_CACHE_DIR=/tmp/studio-cache-bench .venv/bin/python bench/bench_core.py          # ~8 min
-    .venv/bin/python bench/bench_core.py --time-budget 2       # + part 6, 2 minutes (~11 min)
+    STUDIO_CACHE_DIR=/tmp/studio-cache-bench .venv/bin/python bench/bench_core.py          # ~6 min
+    .venv/bin/python bench/bench_core.py --time-budget 2       # + part 6 (~3 min more)
     .venv/bin/python bench/bench_core.py --quick           # smoke run, ~1 min
 
 (times on an idle 2-core machine; STUDIO_CACHE_DIR defaults to that folder if unset.)
@@ -708,6 +708,18 @@ def main() -> None:
         res["model_gemms"] = model_gemm_rates(shape["batch_size"] * shape["block_size"],
                                               shape["n_embd"], ov["vocab_size"], plan)
 
+        say("[3b/5] studio train text vs nanoGPT's train.py, taking turns ...")
+        data_gen = gen_cls(api.build_configs(gen_cls)[0])  # the project's tokens and vocabulary
+        data_gen.load_data(args.train_data, args.val_data, api.cache_dir())
+        nanogpt_copy = prepare_nanogpt(folder, data_gen.tokenizer, data_gen.train_ids,
+                                       data_gen.val_ids)
+        res["vs_nanogpt"] = vs = studio_vs_nanogpt_steps(
+            folder, nanogpt_copy, args.train_data, args.val_data, threads,
+            blocks=plan.nanogpt_blocks, block=plan.nanogpt_block, warmup=plan.nanogpt_warmup)
+        contention["vs_nanogpt"] = vs["other_cpu_pct"]
+        say(f"      studio {vs['studio_ms']:.2f} ms/step, nanoGPT {vs['nanogpt_ms']:.2f} ms/step "
+            f"-> studio {vs['speed_ratio']:.2f}x nanoGPT's speed")
+
         say("[4/5] fp32 vs bf16 autocast ...")
         snap = cpu_snapshot()
         res["precision_tiny"] = r = fp32_vs_bf16(gen_cls, [], args.train_data, args.val_data,
@@ -723,18 +735,6 @@ def main() -> None:
             say(f"      wide shape: fp32 {r['fp32']['ms']:.1f} ms, bf16 {r['bf16']['ms']:.1f} ms, "
                 f"bf16 speedup {r['bf16_speedup']:.2f}x")
             contention["precision_wide"] = other_cpu_pct(snap, cpu_snapshot())
-
-        say("[3b/5] studio train text vs nanoGPT's train.py, taking turns ...")
-        data_gen = gen_cls(api.build_configs(gen_cls)[0])  # the project's tokens and vocabulary
-        data_gen.load_data(args.train_data, args.val_data, api.cache_dir())
-        nanogpt_copy = prepare_nanogpt(folder, data_gen.tokenizer, data_gen.train_ids,
-                                       data_gen.val_ids)
-        res["vs_nanogpt"] = vs = studio_vs_nanogpt_steps(
-            folder, nanogpt_copy, args.train_data, args.val_data, threads,
-            blocks=plan.nanogpt_blocks, block=plan.nanogpt_block, warmup=plan.nanogpt_warmup)
-        contention["vs_nanogpt"] = vs["other_cpu_pct"]
-        say(f"      studio {vs['studio_ms']:.2f} ms/step, nanoGPT {vs['nanogpt_ms']:.2f} ms/step "
-            f"-> studio {vs['speed_ratio']:.2f}x nanoGPT's speed")
 
         say(f"[5/5] nanoGPT's train.py for {plan.train_steps} iterations, then studio train text "
             f"for {plan.train_steps} steps and studio.api.evaluate ...")
