@@ -75,6 +75,9 @@ class Progress(Callback):
         side_per_step = (engine.side_seconds - self.side_seconds_at_start) / max(engine.step - self.first_step, 1)
         eta = ((train.max_steps - engine.step) * (1 / steps_per_s + side_per_step)
                if steps_per_s > 0 else None)
+        if train.max_minutes is not None:  # a time budget ends the run first when it is shorter
+            budget_left = max(0.0, (train.max_minutes - engine.elapsed_minutes()) * 60)
+            eta = budget_left if eta is None else min(eta, budget_left)
         engine.emit("progress", step=engine.step, max_steps=train.max_steps, loss=loss,
                     lr=engine.last_metrics.get("lr"), steps_per_s=round(steps_per_s, 3),
                     items_per_s=round((engine.items_seen - i0) / dt, 1),

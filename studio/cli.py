@@ -75,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
                    help="override one setting; repeatable")
     t.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in total")
-    t.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this many minutes")
+    t.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this many minutes; the LR "
+                   "schedule's decay then ends when they run out (or at --max-steps if sooner)")
     t.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps (same as --set device=...)")
     t.add_argument("--events", choices=("json", "bar", "plain", "none"),
                    help="json: one JSON event per line on stdout (for the window); "

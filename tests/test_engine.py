@@ -126,6 +126,17 @@ def test_rates_leave_out_evaluation_time_and_the_eta_counts_it_in(tmp_path, fake
         assert e["train_s"] == pytest.approx(e["step"])
 
 
+def test_with_a_time_budget_the_eta_is_the_budget_left_when_that_is_sooner(tmp_path, fake_clock):
+    """On a fake clock (1 s a step), a 0.5-minute budget with 1000 steps to go: the ETA is the
+    30 s budget's remainder, not 1000 steps' worth."""
+    status, run = api.train(ToyImageGenerator, run_dir=str(tmp_path / "run"), max_steps=1000,
+                            max_minutes=0.5, events="none", settings=QUIET + ["log_every=5"])
+    assert status == "stopped"
+    progress = [e for e in run.events() if e["event"] == "progress"]
+    assert progress and all(e["eta_s"] <= 30 - e["elapsed_s"] + 1e-6 for e in progress), progress
+    assert progress[0]["eta_s"] > 15 and progress[-1]["eta_s"] < 2
+
+
 class PauseThenResume:
     """Writes "pause" into the run's control file after step `at`; the engine then pauses
     (`hold` seconds on the clock) and reads "resume" from the same file."""
