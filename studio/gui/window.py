@@ -9,6 +9,7 @@ need a generator's code are built right after it is shown, from a background imp
 from __future__ import annotations
 
 import platform
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -18,15 +19,18 @@ from PySide6.QtCore import QByteArray, Qt, QTimer, QUrl, qVersion
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDialogButtonBox, QFormLayout,
                                QFrame, QHBoxLayout, QLabel, QLineEdit, QMainWindow, QMessageBox,
-                               QPushButton, QTableWidget, QTableWidgetItem, QTabWidget, QToolBar,
-                               QToolButton, QVBoxLayout, QWidget)
+                               QPlainTextEdit, QPushButton, QTableWidget, QTableWidgetItem,
+                               QTabWidget, QToolBar, QToolButton, QVBoxLayout, QWidget)
 
 from studio import __version__
 from studio.gui import theme, workers
 from studio.gui.session import Session
 from studio.gui.settings import LaunchGuard
+from studio.registry import BUILTIN_DISTRIBUTION
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+SAFE_MODE_NOTE = ("Safe mode: only the built-in generators are loaded, no plugins. Start "
+                  "`studio` without --safe-mode to load them again.")
 FIRST_STEPS = ("New here? Data: pick your files or use the demo data · Train: press Start · "
                "Generate: try the demo models (Ctrl+G)")
 SHORTCUTS = [
@@ -55,16 +59,17 @@ def _table(rows: list[tuple[str, str]], headers: list[str]) -> QTableWidget:
 
 
 class PluginsDialog(QDialog):
-    """Every registered generator with its status; broken plugins with their error."""
+    """Every registered generator with its status; a broken plugin's error, and below the
+    table the details of the selected one: where in its code it failed, and the traceback."""
 
     def __init__(self, session: Session, parent=None):
         super().__init__(parent)
         self.setWindowTitle("Plugins")
-        self.resize(720, 320)
-        rows = [e.info() for e in session.registry.entries()]
-        self.table = QTableWidget(len(rows), 5)
+        self.resize(760, 480)
+        self.rows = [e.info() for e in session.registry.entries()]
+        self.table = QTableWidget(len(self.rows), 5)
         self.table.setHorizontalHeaderLabels(["name", "modality", "version", "status", "error / package"])
-        for r, row in enumerate(rows):
+        for r, row in enumerate(self.rows):
             cells = [row["name"], row["modality"], row["version"], row["status"],
                      row["error"] or row["source"]]
             for c, text in enumerate(cells):
@@ -74,13 +79,42 @@ class PluginsDialog(QDialog):
                 self.table.setItem(r, c, item)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.details = QPlainTextEdit()
+        self.details.setReadOnly(True)
+        self.details.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.details.setPlaceholderText("Select a broken plugin to see where it failed.")
+        self.table.currentCellChanged.connect(lambda row, *_: self._show_details(row))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Generators are found through the 'aigc_studio.generators' entry "
-                                "point. A broken one is listed here and the rest keep working."))
-        layout.addWidget(self.table)
+        intro = ("Generators are found through the 'aigc_studio.generators' entry point. A "
+                 "broken one is listed here and the rest keep working.")
+        if session.registry.safe_mode:
+            intro += " Safe mode: only the built-in generators are loaded."
+        layout.addWidget(QLabel(intro, wordWrap=True))
+        layout.addWidget(self.table, 2)
+        layout.addWidget(QLabel("Details"))
+        layout.addWidget(self.details, 1)
         layout.addWidget(buttons)
+        broken = [r for r, row in enumerate(self.rows) if row["status"] != "ok"]
+        if broken:
+            self.table.setCurrentCell(broken[0], 0)
+
+    def _show_details(self, index: int) -> None:
+        if not 0 <= index < len(self.rows):
+            self.details.setPlainText("")
+            return
+        row = self.rows[index]
+        if row["status"] == "ok":
+            self.details.setPlainText(f"{row['name']}: ok (package {row['source']})")
+            return
+        lines = [f"{row['name']} (package {row['source']}) is broken: {row['error']}"]
+        if row["where"]:
+            lines.append(f"at {row['where']}")
+        if row["details"] and row["details"].strip() != (row["error"] or "").strip():
+            lines += ["", row["details"].rstrip()]
+        self.details.setPlainText("\n".join(lines))
 
 
 def installed_version(distribution: str) -> str:
@@ -217,6 +251,8 @@ class MainWindow(QMainWindow):
         column.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
         notices = [text for text in (notice, self.session.data_note) if text]
+        if self.session.registry.safe_mode:
+            notices.append(SAFE_MODE_NOTE)
         if not notices and not self.session.has_own_runs():
             notices.append(FIRST_STEPS)
         self.show_notice("\n".join(notices))
@@ -254,6 +290,9 @@ class MainWindow(QMainWindow):
         self.readme_action = self._action(help_menu, "&README", self.open_readme)
         self.readme_action.setEnabled(README.exists())  # not shipped with every install
         self._action(help_menu, "&Plugins…", self.show_plugins)
+        self.safe_mode_action = self._action(help_menu, "Restart in &safe mode (built-in "
+                                             "generators only)", self.restart_in_safe_mode)
+        self.safe_mode_action.setEnabled(not self.session.registry.safe_mode)
         self._action(help_menu, "&About AIGC Studio", self.show_about)
 
         # Window-wide keys: they act from any tab, so they live here, not in a panel.
@@ -313,18 +352,23 @@ class MainWindow(QMainWindow):
 
     def _picker_changed(self, index: int) -> None:
         name = self.picker.itemData(index)
-        if name:
-            self.session.set_generator(name)
+        if not name or name == self.session.generator:
+            return
+        problem = self.train_panel is not None and self._panels_problem(name)
+        if problem:  # keep the generator that works; say why this one cannot be used
+            self._select_in_picker(self.session.generator)
+            self._tell(f"'{name}' cannot be used: {problem} Plugins… shows the details; "
+                       f"'{self.session.generator}' stays chosen.")
+            return
+        self.session.set_generator(name)
 
     # -- loading
     def _load_generator(self) -> None:
         """Import the generators off the GUI thread, then build the panels."""
         def describe(ctx, session):
-            rows = [e.info() for e in session.registry.entries()]
-            for row in rows:  # import the chosen generator's code (torch) here, not on the GUI thread
-                if row["status"] == "ok" and row["name"] == session.generator:
-                    session.generator_class()
-            return rows
+            # Importing them here (torch too) keeps the GUI thread free; the registry's guard
+            # makes a plugin that fails a "broken" row instead of an error.
+            return [e.info() for e in session.registry.entries()]
 
         task = workers.Task(describe, self.session)
         task.signals.done.connect(self._build_panels)
@@ -332,31 +376,88 @@ class MainWindow(QMainWindow):
         self._load_task = workers.start(task)
 
     def _load_failed(self, message: str) -> None:
-        self.loading.setText(f"Cannot load generators: {message}")
+        self.loading.setText(f"Cannot load generators: {message}\nStart with `studio --safe-mode` "
+                             f"to load the built-in generators only.")
+
+    def _panels_problem(self, name: str) -> str | None:
+        """Why the panels cannot be built for generator `name` (None: they can): it does not
+        load, or a form cannot be made from its Config or SampleConfig."""
+        from studio.errors import StudioError
+        from studio.gui.config_form import ConfigForm
+        try:
+            gen_cls = self.session.registry.get(name)
+            for config_cls in (gen_cls.Config, gen_cls.SampleConfig):
+                ConfigForm(config_cls).deleteLater()
+        except StudioError as exc:
+            return str(exc)
+        except Exception as exc:  # noqa: BLE001 - a plugin's config the form cannot show
+            return f"its settings cannot be shown as a form ({type(exc).__name__}: {exc})."
+        return None
+
+    def _fallback(self, usable: list[dict]) -> str:
+        """The generator to use when the chosen one cannot be: the first built-in that
+        works, else the first that works."""
+        builtin = [r["name"] for r in usable if r["source"] == BUILTIN_DISTRIBUTION]
+        return (builtin or [r["name"] for r in usable])[0]
+
+    def _tell(self, text: str) -> None:
+        """What the window did on its own and why: above the panels and in the status bar."""
+        self.show_notice(text)
+        self.statusBar().showMessage(text, 15_000)
 
     def _build_panels(self, rows: list[dict]) -> None:
-        from studio.gui.data_panel import DataPanel
-        from studio.gui.generate_panel import GeneratePanel
-        from studio.gui.runs_panel import RunsPanel
-        from studio.gui.train_panel import TrainPanel
-
         usable = [r for r in rows if r["status"] == "ok"]
         broken = [r for r in rows if r["status"] != "ok"]
         if not usable:
             self.picker.clear()
             self.loading.setText("No generator is installed. Reinstall aigc-studio.")
             return
-        if self.session.generator not in {r["name"] for r in usable}:
-            self.session.generator = usable[0]["name"]
-        self._fill_picker(usable)  # broken ones leave the picker; Plugins… lists them
         if broken:
             self.plugins_button.setText(f"Plugins… ({len(broken)} broken)")
             self.plugins_button.setStyleSheet("color: #c62828;")
+        chosen, note = self.session.generator, None
+        problem = (f"'{chosen}' is not installed." if chosen not in {r["name"] for r in rows}
+                   else self._panels_problem(chosen))
+        if problem:
+            usable = [r for r in usable if r["name"] != chosen]
+            if not usable:
+                self.loading.setText(f"No generator can be used: {problem}")
+                return
+            self.session.generator = self._fallback(usable)
+            note = (f"The generator chosen last time cannot be used: {problem} Using "
+                    f"'{self.session.generator}' instead; Plugins… shows the details.")
+        self._fill_picker(usable)  # broken ones leave the picker; Plugins… lists them
+        try:
+            self._make_panels()
+        except Exception as exc:  # noqa: BLE001 - last resort: a built-in that works instead
+            failed = self.session.generator
+            others = [r for r in usable if r["name"] != failed]
+            if not others:
+                self.loading.setText(f"Cannot build the panels: {type(exc).__name__}: {exc}")
+                self.tabs.clear()
+                self.tabs.addTab(self.loading, "…")
+                return
+            self.session.generator = self._fallback(others)
+            note = (f"The panels for '{failed}' cannot be built ({type(exc).__name__}: {exc}). "
+                    f"Using '{self.session.generator}' instead.")
+            self._fill_picker(others)
+            self._make_panels()
+        if note:
+            self._tell(note)
 
-        self.data_panel = DataPanel(self.session)
-        self.train_panel = TrainPanel(self.session, self.data_panel)
-        self.generate_panel = GeneratePanel(self.session)
-        self.runs_panel = RunsPanel(self.session)
+    def _make_panels(self) -> None:
+        from studio.gui.data_panel import DataPanel
+        from studio.gui.generate_panel import GeneratePanel
+        from studio.gui.runs_panel import RunsPanel
+        from studio.gui.train_panel import TrainPanel
+
+        self.data_panel = self.train_panel = self.generate_panel = self.runs_panel = None
+        data_panel = DataPanel(self.session)
+        train_panel = TrainPanel(self.session, data_panel)
+        generate_panel = GeneratePanel(self.session)
+        runs_panel = RunsPanel(self.session)
+        self.data_panel, self.train_panel = data_panel, train_panel
+        self.generate_panel, self.runs_panel = generate_panel, runs_panel
         self.tabs.clear()
         self.tabs.addTab(self.data_panel, "&Data")
         self.tabs.addTab(self.train_panel, "&Train")
@@ -450,6 +551,11 @@ class MainWindow(QMainWindow):
 
     def show_plugins(self) -> None:
         PluginsDialog(self.session, self).exec()
+
+    def restart_in_safe_mode(self) -> None:
+        """Close (asking first if training runs), then open again with the built-ins only."""
+        if self.close():
+            subprocess.Popen([sys.executable, "-m", "studio", "--safe-mode", "gui"])
 
     def show_about(self) -> None:
         # Plugins are imported (torch) only once the panels have loaded them anyway.
