@@ -15,6 +15,7 @@ only by the training check, so listing stays light.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import math
 import traceback
@@ -30,6 +31,7 @@ MODALITIES = ("text", "image", "video")  # studio.contract.Modality
 # handle; each may also be optional (`int | None`).
 SUPPORTED_TYPES = (bool, int, float, str, list)
 STUDIO_FILES = Path(__file__).resolve().parent
+IMPORT_MACHINERY = Path(importlib.__file__).resolve().parent
 
 
 class PluginProblem(StudioError):
@@ -49,7 +51,7 @@ class PluginProblem(StudioError):
 def plugin_files(target: str) -> Path | None:
     """The file or package folder of the plugin's top-level module ("pkg.mod:Class" -> pkg),
     found without importing it (None if it cannot be found)."""
-    import importlib.util
+    import importlib.util  # noqa: F811 - the submodule, not imported with importlib
     top = target.partition(":")[0].split(".")[0]
     try:
         spec = importlib.util.find_spec(top)
@@ -74,7 +76,7 @@ def where_raised(exc: BaseException, root: Path | None) -> str | None:
             resolved = path.resolve()
             if resolved == root or root in resolved.parents:
                 return f"{frame.filename}:{frame.lineno}"
-        elif STUDIO_FILES not in path.resolve().parents:
+        elif not {STUDIO_FILES, IMPORT_MACHINERY} & set(path.resolve().parents):
             return f"{frame.filename}:{frame.lineno}"
     return None
 
@@ -97,14 +99,12 @@ def where_defined(obj, field: str | None = None) -> str | None:
 def frames_from_the_plugin(exc: BaseException) -> str:
     """The traceback without the leading frames of the studio's guard and Python's import
     machinery: what the plugin's author needs to read."""
-    import importlib
-    machinery = Path(importlib.__file__).resolve().parent
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         name = tb.tb_frame.f_code.co_filename
         path = Path(name).resolve()
         if not (name.startswith("<frozen") or STUDIO_FILES in path.parents
-                or machinery in path.parents):
+                or IMPORT_MACHINERY in path.parents):
             break
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(exc), exc, tb))

@@ -67,7 +67,8 @@ class Config:
     width: int = setting(8, "units", min=1)
     batch: int = setting(4, "images per step", min=1)'''
 
-# name -> (prelude, config, class name, what the error says, the line it is at: a marker)
+# entry-point name -> (code run at import, the Config class, the class's `name`, what the error
+# says). The line it breaks at is marked BROKEN HERE.
 CASES = {
     "exits": ('raise SystemExit("plugin gave up")  # BROKEN HERE', GOOD_CONFIG, "exits",
               "SystemExit: plugin gave up"),
@@ -262,3 +263,45 @@ def test_window_opens_on_a_working_generator_when_the_chosen_one_is_broken(case,
     qtbot.addWidget(dialog)
     assert CASES[case][3] in dialog.details.toPlainText()
     assert f"{site / f'{case}_plugin' / '__init__.py'}:" in dialog.details.toPlainText()
+
+
+def test_a_keyboardinterrupt_the_plugin_raises_is_its_failure(installed):
+    installed("interrupts", plugin_source("exits").replace(
+        'raise SystemExit("plugin gave up")', 'raise KeyboardInterrupt("not the user")'))
+    entry = registry_module.default_registry().entry("interrupts")
+    assert entry.info()["status"] == "broken"
+    assert entry.error == "KeyboardInterrupt: not the user"
+
+
+def test_a_real_ctrl_c_during_a_plugins_import_still_stops_the_command(installed):
+    """SIGINT arriving while the plugin imports is the user's wish to quit, not a broken plugin."""
+    installed("slow", plugin_source("exits").replace(
+        'raise SystemExit("plugin gave up")',
+        'import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(5)'))
+    entry = registry_module.default_registry().entry("slow")
+    with pytest.raises(KeyboardInterrupt):
+        entry.load()
+    assert entry.error is None  # not marked broken: loading it again tries again
+
+
+def test_the_window_restarts_in_safe_mode_and_says_it_is_in_it(qtbot, tmp_path, monkeypatch):
+    started = []
+    monkeypatch.setattr(window_module.subprocess, "Popen", lambda command: started.append(command))
+    session = Session(Settings(runs_folder=str(tmp_path / "runs")))
+    win = window_module.MainWindow(session)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.train_panel is not None, timeout=60_000)
+    assert win.safe_mode_action.isEnabled()
+    win.safe_mode_action.trigger()
+    assert started and started[0][-3:] == ["studio", "--safe-mode", "gui"]
+    assert not win.isVisible()
+
+    safe = Registry([GeneratorEntry("text", "generators.text:TextGenerator", "aigc-studio"),
+                     GeneratorEntry("other", "other_plugin:Gen", "other-plugin")], safe_mode=True)
+    assert safe.names() == ["text"]
+    win = window_module.MainWindow(Session(Settings(runs_folder=str(tmp_path / "runs")), safe))
+    qtbot.addWidget(win)
+    qtbot.waitUntil(lambda: win.train_panel is not None, timeout=60_000)
+    assert window_module.SAFE_MODE_NOTE in win.notice.text()
+    assert not win.safe_mode_action.isEnabled()
