@@ -16,8 +16,9 @@ It checks, each failure saying what went wrong and how to fix it:
 
 - the entry point: when the class is installed under `aigc_studio.generators`, the entry point
   has the class's `name` and loads this very class (the studio finds runs' generators by name);
-- the config: it survives a JSON round trip, rejects unknown keys, every setting has help; the
-  default config passes the validator and builds a model on the test data (it is not trained:
+- the config: it survives a JSON round trip, rejects unknown keys, every setting has help;
+  Config and SampleConfig are dataclasses whose defaults pass the validator as they are; the
+  default config builds a model on the test data (it is not trained:
   the default is the real-size model, minutes on a CPU; the tiny config checks training);
   presets and `train_defaults` validate;
 - `training_step` returns {"loss": a scalar}, and one batch trained repeatedly lowers it;
@@ -41,6 +42,7 @@ the values behind a failed check of this suite and offers a `studio_cache_dir` f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -53,7 +55,7 @@ import torch
 
 from studio import api
 from studio.callbacks import Callback, EvalMode
-from studio.config import TrainConfig, from_dict, to_dict
+from studio.config import TrainConfig, check_field, from_dict, to_dict
 from studio.contract import Generator, Sample
 from studio.errors import StudioError
 from studio.registry import GROUP, default_registry
@@ -291,12 +293,24 @@ class GeneratorConformance:
         """Not trained: the default config is the real-size model (minutes per step on a busy
         CPU for the built-ins); the tiny config checks training."""
         cls = self.generator
-        try:
-            config = cls.config_from({})
-        except StudioError as exc:
-            raise AssertionError(f"the default config fails the validator: {exc} Give every "
-                                 f"setting a default of its type within its min, max and "
-                                 f"choices.") from None
+        for kind in ("Config", "SampleConfig"):
+            schema = getattr(cls, kind)
+            assert dataclasses.is_dataclass(schema), (
+                f"{cls.__qualname__}.{kind} is not a dataclass: declare it with @dataclass and "
+                f"fields made by studio.config.setting(default, \"help\", ...).")
+            # The validator checks given values only: a default is checked here.
+            for field in dataclasses.fields(schema):
+                default = getattr(schema(), field.name)
+                try:
+                    valid = check_field(schema, field.name, default, f"{cls.__qualname__}.{kind}")
+                except StudioError as exc:
+                    raise AssertionError(f"the default of '{field.name}' fails the validator: "
+                                         f"{exc} Give it a default of its type within its min, "
+                                         f"max and choices.") from None
+                assert valid == default, (
+                    f"the default of {kind} '{field.name}' is {default!r}, which the validator "
+                    f"reads as {valid!r}: give it a default of its declared type.")
+        config = cls.config_from({})
         plain = json.loads(json.dumps(to_dict(config)))
         assert from_dict(cls.Config, plain) == config, \
             f"the default config does not survive a JSON round trip: {config!r}"

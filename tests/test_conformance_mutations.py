@@ -135,6 +135,16 @@ class ConfigNotJsonRoundTrippable(ToyTextGenerator):
     Config = TupleConfig
 
 
+@dataclass
+class TextDefaultConfig(ToyTextConfig):
+    block: int = setting("8", "characters per training example (a str default)", min=2)
+
+
+class DefaultOfTheWrongType(ToyTextGenerator):
+    name = "toy-text-str-default"
+    Config = TextDefaultConfig
+
+
 class NonScalarLoss(ToyTextGenerator):
     """The loss is left per character (reduction="none")."""
 
@@ -208,6 +218,8 @@ CAUGHT_BY = {
                              "test_stop_is_honoured_and_resume_is_bit_exact": "resumed, the loss"},
     ConfigNotJsonRoundTrippable: {"test_config_round_trip": "does not survive a JSON round trip",
                                   "test_default_config_validates_and_builds": "JSON round trip"},
+    DefaultOfTheWrongType: {"test_default_config_validates_and_builds":
+                            "the default of Config 'block' is '8', which the validator reads as 8"},
     NonScalarLoss: {"test_training_step_returns_a_scalar_loss": "(reduce it, e.g. .mean())"},
     ExtraStateNotJson: {"test_stop_is_honoured_and_resume_is_bit_exact":
                         "return JSON-able data from it"},
@@ -285,6 +297,18 @@ def test_an_authors_test_file_passes_on_the_unbroken_toy(pytester, torch_primed)
     assert len(passed) >= 12 and any(r.nodeid.endswith("isolates_the_cache") for r in passed)
     assert [r.nodeid.rsplit("::", 1)[-1] for r in skipped] == ["test_entry_point_loads_this_class"]
     assert "pip install -e ." in str(skipped[0].longrepr)
+
+
+def test_a_class_sharing_a_registered_name_is_tested_as_itself(pytester, torch_primed):
+    """Runs are loaded by name: a class under test whose name the registry holds for another
+    class is registered for the test (the suite checks it, not the other), then given back."""
+    from studio.registry import default_registry
+    assert default_registry().get("toy-text") is ToyTextGenerator
+    author_test_file(pytester, 'type("Renamed", (here.SampleReturnsIds,), {"name": "toy-text"})')
+    result = pytester.inline_run("-k", "test_save_load_round_trip", "-p", "no:cacheprovider")
+    _, _, failed = result.listoutcomes()
+    assert len(failed) == 1 and "a sample's data is a list" in str(failed[0].longrepr)
+    assert default_registry().get("toy-text") is ToyTextGenerator
 
 
 def test_the_pytest_plugin_is_installed_and_light():
