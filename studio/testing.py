@@ -228,8 +228,9 @@ class GeneratorConformance:
             status = engine.fit(resume_from=ckpt)
         except Exception as exc:
             what = f"resuming {resume} to step {steps}" if resume else f"training {steps} steps"
+            said = str(exc).rstrip(".")
             raise AssertionError(f"{what} of the tiny config failed: {type(exc).__name__}: "
-                                 f"{exc}.{failure_hint(exc)}") from exc
+                                 f"{said}.{failure_hint(exc)}") from exc
         return engine, status
 
     def loaded(self, data, config: dict | None = None) -> Generator:
@@ -399,7 +400,8 @@ class GeneratorConformance:
             raise AssertionError(
                 f"loading the trained run (load_assets, build, then the checkpoint's weights) "
                 f"failed: {type(exc).__name__}: {exc}. save_assets must write everything build() "
-                f"needs besides the weights (e.g. the vocabulary), and load_assets read it back.") from exc
+                f"needs besides the weights (e.g. the vocabulary), and load_assets read it "
+                f"back.") from exc
         assert folder.name.endswith(str(self.train_steps))
         live_state = live.model.state_dict()
         for name, tensor in loaded.model.state_dict().items():

@@ -225,9 +225,11 @@ CAUGHT_BY = {
                         "return JSON-able data from it"},
     SampleReturnsIds: {"test_save_load_round_trip_and_same_seed":
                        "a sample's data is a list: a text generator's samples are"},
-    VocabularyNotRestored: {"test_save_load_round_trip_and_same_seed": "the vocabulary, in the same order",
+    VocabularyNotRestored: {"test_save_load_round_trip_and_same_seed":
+                            "the vocabulary, in the same order",
                             "test_stop_is_honoured_and_resume_is_bit_exact": "resumed, the loss"},
-    StreamIgnoresTemperature: {"test_stream_matches_sample": "streaming and sampling with the same seed"},
+    StreamIgnoresTemperature: {"test_stream_matches_sample":
+                               "streaming and sampling with the same seed"},
 }
 VARIANTS = {cls.__name__: cls for cls in CAUGHT_BY}
 
@@ -350,7 +352,7 @@ def test_a_generator_installed_under_another_name_is_refused(pytester, monkeypat
 
 def test_every_variant_is_in_the_table():
     """Every broken variant above is checked, each by at least one check of the suite."""
-    variants = [obj for obj in globals().values()
-                if isinstance(obj, type) and issubclass(obj, ToyTextGenerator) and obj is not ToyTextGenerator]
+    variants = [obj for obj in globals().values() if isinstance(obj, type)
+                and issubclass(obj, ToyTextGenerator) and obj is not ToyTextGenerator]
     assert set(variants) == set(CAUGHT_BY) and all(CAUGHT_BY.values())
     assert len(CAUGHT_BY) >= 9, sorted(VARIANTS)
