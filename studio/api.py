@@ -493,7 +493,7 @@ def control(path: str, command: str) -> None:
 
 def describe_generator(name: str) -> dict:
     from studio.config import describe
-    gen_cls = default_registry().get(name)
+    gen_cls = default_registry().declarations(name)  # no torch where the generator allows
     doc = gen_cls.describe()
     doc["train"] = describe(TrainConfig)
     for field in doc["train"]:

@@ -26,7 +26,7 @@ from studio import __version__
 from studio.gui import theme, workers
 from studio.gui.session import Session
 from studio.gui.settings import LaunchGuard
-from studio.registry import BUILTIN_DISTRIBUTION
+from studio.registry import BUILTIN_DISTRIBUTION, CODE, LIGHT
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SAFE_MODE_NOTE = ("Safe mode: only the built-in generators are loaded, no plugins. Start "
@@ -239,8 +239,9 @@ class MainWindow(QMainWindow):
         self.data_panel = self.train_panel = self.generate_panel = self.runs_panel = None
         self.training_progress = ""  # e.g. "step 45/200 (22%)" while the Train panel trains
         self._build_chrome()
-        # Names from the entry points now (no import); modality and version once loaded.
-        self._fill_picker([e.info(load=False) for e in self.session.registry.entries()])
+        # Now, before torch: names, and modality and version from the generators' light
+        # declarations (a plugin without them shows its name until its code is loaded).
+        self._fill_picker([e.info(load=LIGHT) for e in self.session.registry.entries()])
         self.tabs = QTabWidget()
         self.loading = QLabel("Loading generators…", alignment=Qt.AlignmentFlag.AlignCenter)
         self.tabs.addTab(self.loading, "…")
@@ -366,9 +367,9 @@ class MainWindow(QMainWindow):
     def _load_generator(self) -> None:
         """Import the generators off the GUI thread, then build the panels."""
         def describe(ctx, session):
-            # Importing them here (torch too) keeps the GUI thread free; the registry's guard
-            # makes a plugin that fails a "broken" row instead of an error.
-            return [e.info() for e in session.registry.entries()]
+            # Importing their code here (torch too) keeps the GUI thread free; the registry's
+            # guard makes a plugin that fails a "broken" row instead of an error.
+            return [e.info(load=CODE) for e in session.registry.entries()]
 
         task = workers.Task(describe, self.session)
         task.signals.done.connect(self._build_panels)

@@ -1,0 +1,83 @@
+"""The text generator's declarations: its settings (TextConfig, TextSampleConfig), name,
+version, presets and training defaults. This module imports no torch, so `studio generators`,
+`studio config text` and the window's generator picker read it without loading the model's
+code (studio/registry.py: the registry finds a generator's `config.py` through DECLARATIONS).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from studio.config import setting
+from studio.contract import Generator
+
+
+@dataclass
+class TextConfig:
+    tokenizer: str = setting("char", "char: one token per character; bpe: byte-level BPE trained "
+                             "on your corpus", choices=("char", "bpe"))
+    vocab_size: int = setting(4096, "BPE vocabulary size (bpe only)", min=260, max=262144)
+    block_size: int = setting(64, "context length in tokens", min=2, max=16384)
+    n_layer: int = setting(4, "Transformer blocks", min=1, max=128)
+    n_head: int = setting(4, "attention heads per block", min=1, max=128)
+    n_embd: int = setting(128, "width of the residual stream", min=8, max=16384)
+    dropout: float = setting(0.0, "dropout rate (0 for small data is often best at first)", min=0, max=0.9)
+    bias: bool = setting(False, "biases in Linear and LayerNorm layers (GPT-2 had them)")
+    batch_size: int = setting(12, "sequences per micro-batch", min=1, max=65536)
+    val_fraction: float = setting(0.1, "share of the data held out for evaluation when no "
+                                  "--val-data is given", min=0.001, max=0.5)
+    freeze_layers: int = setting(0, "fine-tuning: keep the lowest N Transformer blocks fixed", min=0)
+    preview_tokens: int = setting(200, "tokens generated for each live preview", min=1, max=4096)
+
+    def check(self) -> str | None:
+        if self.n_embd % self.n_head:
+            return f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})."
+        if self.freeze_layers > self.n_layer:
+            return f"freeze_layers ({self.freeze_layers}) cannot exceed n_layer ({self.n_layer})."
+        return None
+
+
+@dataclass
+class TextSampleConfig:
+    temperature: float = setting(0.8, "randomness: 0 = always the likeliest token", min=0, max=5)
+    top_k: int = setting(200, "sample among the k likeliest tokens (0 = all)", min=0)
+    top_p: float = setting(1.0, "sample among the likeliest tokens whose probabilities add up "
+                           "to p (1 = all)", min=0, max=1, min_exclusive=True)
+    repetition_penalty: float = setting(1.0, "above 1 makes repeating earlier tokens less "
+                                        "likely (1 = off)", min=0, max=10, min_exclusive=True)
+    max_new_tokens: int = setting(200, "tokens to generate", min=1, max=100000)
+    stop: list[str] = setting([], "stop when any of these strings appears (it is not included)")
+
+    def check(self) -> str | None:
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            return "stop strings must be non-empty text."
+        return None
+
+
+class TextDeclarations(Generator):
+    """Who the text generator is: what listing, `studio config` and the window's forms read
+    without importing torch. TextGenerator (generators/text/__init__.py) adds what it does."""
+
+    name = "text"
+    modality = "text"
+    version = "0.2.0"
+    Config = TextConfig
+    SampleConfig = TextSampleConfig
+    throughput_unit = "tokens"
+    best_metric = "val_bits_per_byte"  # comparable across tokenizers
+    finetune_defaults = {"lr": 1e-4, "warmup_steps": 20, "max_steps": 500}
+    presets = {
+        # nanoGPT's CPU shape for Shakespeare (its documented "baby GPT")
+        "tiny": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "batch_size": 12,
+                 "dropout": 0.0},
+        # nanoGPT's shakespeare-char GPU shape
+        "small": {"n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256, "batch_size": 64,
+                  "dropout": 0.2},
+        # GPT-2 124M
+        "gpt2": {"tokenizer": "bpe", "vocab_size": 50257, "n_layer": 12, "n_head": 12,
+                 "n_embd": 768, "block_size": 1024, "batch_size": 12, "dropout": 0.0},
+    }
+
+
+# What the registry reads instead of importing the generator's code (studio/registry.py).
+DECLARATIONS = {"TextGenerator": TextDeclarations}
