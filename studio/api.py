@@ -46,7 +46,9 @@ def build_configs(gen_cls, preset: str | None = None, config_file: str | None = 
         if not isinstance(doc, dict):
             raise StudioError(f"{config_file}: expected a JSON object.")
         if "config" in doc or "train" in doc:  # a run's config.json or a saved preset
-            gen_values.update(doc.get("config", {}))
+            same_generator = doc.get("generator") == gen_cls.name  # a run of an older version
+            gen_values.update(run_settings(gen_cls, doc, config_file) if same_generator
+                              else doc.get("config", {}))
             train_values.update(doc.get("train", {}))
         else:
             file_gen, file_train = split_settings(doc, gen_cls.Config, TrainConfig, where=config_file)
@@ -164,11 +166,12 @@ def _prepare_training(generator: str | type | None = None, data: str | None = No
             run.lock()  # before anything is read to decide on, or written
             locked.append(run)
         gen_cls = _generator_class(generator) if isinstance(generator, type) else \
-            default_registry().get(doc["generator"])
+            run_generator(doc, run.path)
         if generator is not None and _generator_class(generator).name != gen_cls.name:
             raise StudioError(f"{run.path} is a run of generator '{gen_cls.name}', not "
                               f"'{generator}'. Use `studio train --resume {run.path}`.")
-        gen_config = from_dict(gen_cls.Config, doc.get("config", {}), f"{run.config_path}")
+        gen_config = from_dict(gen_cls.Config, run_settings(gen_cls, doc, run.config_path),
+                               f"{run.config_path}")
         set_gen, set_train = split_settings(parse_assignments(settings), gen_cls.Config,
                                             TrainConfig)
         if set_gen:
@@ -226,6 +229,7 @@ def _prepare_training(generator: str | type | None = None, data: str | None = No
         if rank == 0:
             run = RunDir.create(run_path, {
                 "generator": gen_cls.name, "generator_version": gen_cls.version,
+                "plugin": _provenance(generator, gen_cls),
                 "config": to_dict(gen_config), "train": to_dict(train_config),
                 "data": {"source": data, "val_source": val_data}, "init": doc.get("init")})
             start.update(run_written=True)
@@ -234,7 +238,12 @@ def _prepare_training(generator: str | type | None = None, data: str | None = No
         barrier()
         run = locked[0] if locked else RunDir(run_path)  # the engine lets go of the lock
     elif rank == 0:
-        doc.update(train=to_dict(train_config), data={"source": data, "val_source": val_data})
+        # The run goes on under the generator installed now: its version and its settings'
+        # names (migrated), so loading it later migrates nothing.
+        doc.update(generator_version=gen_cls.version, config=to_dict(gen_config),
+                   train=to_dict(train_config), data={"source": data, "val_source": val_data})
+        if not isinstance(generator, type):
+            doc["plugin"] = _provenance(generator, gen_cls)
         write_json(run.config_path, doc)
         run.update(**_labels(name, notes))
 
@@ -329,6 +338,64 @@ def _generator_class(generator: str | type) -> type:
     return generator if isinstance(generator, type) else default_registry().get(generator)
 
 
+def _provenance(generator: str | type | None, gen_cls: type) -> dict | None:
+    """The package (and its version) that provides the generator, for the run's config.json;
+    None for a class given directly (tests, notebooks)."""
+    return None if isinstance(generator, type) else default_registry().provenance(gen_cls.name)
+
+
+def run_generator(doc: dict, run_path) -> type:
+    """The class of the generator that made a run (its config.json `doc`). When it is not
+    installed, the error names the package the run recorded, and the version to install."""
+    from importlib.metadata import PackageNotFoundError, version as installed_version
+    name = doc.get("generator")
+    registry = default_registry()
+    plugin = doc.get("plugin") or {}
+    package, version = plugin.get("distribution"), plugin.get("version")
+    if registry.entry(name) is not None or not package or registry.safe_mode:
+        return registry.get(name)
+    try:
+        installed = installed_version(package)
+    except PackageNotFoundError:
+        wanted = f"{package}>={version}" if version else package
+        raise StudioError(f"{run_path} was made by generator '{name}' of the package {package}"
+                          f"{' ' + version if version else ''}, which is not installed: install "
+                          f"it (pip install \"{wanted}\") and try again.") from None
+    try:
+        return registry.get(name)
+    except StudioError as exc:
+        raise StudioError(f"{exc} The run was made with {package} {version or ''}".rstrip()
+                          + f"; the installed {package} {installed} has no generator "
+                            f"'{name}'.") from None
+
+
+def run_settings(gen_cls, doc: dict, where) -> dict:
+    """A run's recorded generator settings, as the installed version of the generator names
+    them: passed through its `migrate_config` when an older version made the run."""
+    from studio.contract import version_tuple
+    values = dict(doc.get("config", {}))
+    made_by = doc.get("generator_version")
+    if made_by is None or str(made_by) == str(gen_cls.version):
+        return values
+    try:
+        older = version_tuple(made_by) < version_tuple(gen_cls.version)
+    except ValueError:
+        older = True  # versions that are not plain numbers: let the generator decide
+    if not older:
+        return values
+    try:
+        migrated = gen_cls.migrate_config(values, str(made_by))
+    except Exception as exc:  # noqa: BLE001 - plugin code: said as one line, with the fix
+        raise StudioError(f"{where}: generator '{gen_cls.name}' {gen_cls.version} cannot migrate "
+                          f"the settings of this run, made by version {made_by}: "
+                          f"{type(exc).__name__}: {exc}. Fix its migrate_config, or install "
+                          f"version {made_by} of the generator to use this run.") from None
+    if not isinstance(migrated, dict):
+        raise StudioError(f"{where}: generator '{gen_cls.name}''s migrate_config returned "
+                          f"{type(migrated).__name__}, not a dict of settings. Fix the plugin.")
+    return migrated
+
+
 def inspect_data(generator: str, source: str | None, settings: list[str] | None = None):
     """Read and validate data the way training would, without training: the DataReport."""
     gen_cls = _generator_class(generator)
@@ -393,8 +460,9 @@ def load_run(path: str, checkpoint: str | None = None, device: str = "auto",
     if checkpoint is None and Path(path).parent.name == "checkpoints":
         checkpoint = Path(path).name  # a checkpoint folder given: that checkpoint, no other
     doc = run.config()
-    gen_cls = default_registry().get(doc["generator"])
-    gen = gen_cls(from_dict(gen_cls.Config, doc.get("config", {}), str(run.config_path)))
+    gen_cls = run_generator(doc, run.path)
+    gen = gen_cls(from_dict(gen_cls.Config, run_settings(gen_cls, doc, run.config_path),
+                            str(run.config_path)))
     if checkpoint in (None, "latest"):
         folder, weights, state, note = run.latest_weights()
     else:

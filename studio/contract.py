@@ -40,6 +40,43 @@ if TYPE_CHECKING:  # torch is imported lazily so that `studio --help` stays inst
 
 Modality = Literal["text", "image", "video"]
 
+# The version of this contract (semantic: a new minor version adds to it and keeps every
+# plugin working; a new major version breaks some). A generator says which versions it was
+# written for (`Generator.api`); the registry refuses one this studio's version does not fit.
+API_VERSION = "1.0"
+API_OPERATORS = (">=", "<=", "==", "!=", ">", "<")  # the longer first: ">=" before ">"
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """"1.2" -> (1, 2); ValueError for what is not dotted numbers."""
+    parts = str(version).strip().split(".")
+    if not all(part.isdigit() for part in parts):
+        raise ValueError(f"{version!r} is not a version of dotted numbers (e.g. 1.0)")
+    numbers = [int(part) for part in parts]
+    while len(numbers) > 1 and numbers[-1] == 0:
+        numbers.pop()  # 1.0 == 1
+    return tuple(numbers)
+
+
+def api_fits(api_range: str, version: str = API_VERSION) -> bool:
+    """Whether `version` is in `api_range`: comma-separated clauses such as ">=1.0,<2" (all
+    must hold). ValueError for a range that cannot be read."""
+    have = version_tuple(version)
+    clauses = [clause.strip() for clause in str(api_range).split(",")]
+    if not api_range or not all(clauses):
+        raise ValueError(f"{api_range!r} is not an API range (e.g. \">=1.0,<2\")")
+    for clause in clauses:
+        operator = next((op for op in API_OPERATORS if clause.startswith(op)), None)
+        if operator is None:
+            raise ValueError(f"{clause!r} in {api_range!r} does not start with one of "
+                             f"{' '.join(API_OPERATORS)} (e.g. \">=1.0,<2\")")
+        want = version_tuple(clause[len(operator):])
+        holds = {">=": have >= want, "<=": have <= want, "==": have == want,
+                 "!=": have != want, ">": have > want, "<": have < want}[operator]
+        if not holds:
+            return False
+    return True
+
 
 @dataclass
 class Sample:
@@ -104,6 +141,9 @@ class Generator:
     best_mode: ClassVar[Literal["min", "max"]] = "min"
     throughput_unit: ClassVar[str] = "samples"  # what count_items counts, e.g. "tokens"
     finetune_defaults: ClassVar[dict] = {}  # engine settings for runs that start from weights
+    # The contract versions (API_VERSION) it was written for; the registry refuses it when
+    # this studio's version is outside them.
+    api: ClassVar[str] = ">=1.0,<2"
 
     def __init__(self, config):
         self.config = config
@@ -196,6 +236,14 @@ class Generator:
     def config_from(cls, values: dict, where: str = "config"):
         from studio.config import from_dict
         return from_dict(cls.Config, values, where)
+
+    @classmethod
+    def migrate_config(cls, old: dict, from_version: str) -> dict:
+        """The settings of a run made by version `from_version` of this generator, as this
+        version names them (called on loading and resuming a run made by an older version,
+        before they are validated): rename or drop settings here, so old runs keep working.
+        The default keeps them as they are."""
+        return old
 
     @classmethod
     def describe(cls) -> dict:

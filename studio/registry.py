@@ -119,7 +119,7 @@ class GeneratorEntry:
             cls = problem = None
             with guarded() as caught:
                 cls = self.import_class()
-                problem = (declaration_problem(cls, self.name)
+                problem = (declaration_problem(cls, self.name) or api_problem(cls)
                            or self._disagreement(cls))
             if caught:
                 problem = as_problem(caught[0], plugin_files(self.target))
@@ -153,7 +153,8 @@ class GeneratorEntry:
             declared = problem = None
             with guarded() as caught:
                 declared = _light_declarations(self.target)
-                problem = declared is not None and declaration_problem(declared, self.name)
+                problem = declared is not None and (declaration_problem(declared, self.name)
+                                                    or api_problem(declared))
             if caught:
                 # Whatever stopped the light module (it may need its package's `__init__`)
                 # stops the code's import too, which says so with the whole traceback.
@@ -175,7 +176,7 @@ class GeneratorEntry:
         if not (isinstance(cls, type) and issubclass(cls, declared)):
             return PluginProblem(f"'{cls.__qualname__}' does not subclass {declared.__qualname__}, "
                                  f"which {declared.__module__} declares for it", where_defined(cls))
-        for attribute in ("name", "modality", "version", "Config", "SampleConfig"):
+        for attribute in ("name", "modality", "version", "api", "Config", "SampleConfig"):
             if getattr(cls, attribute) is not getattr(declared, attribute):
                 return PluginProblem(f"'{cls.__qualname__}' changes `{attribute}`, which "
                                      f"{declared.__module__} declares for it; declare it there "
@@ -222,6 +223,24 @@ class GeneratorEntry:
         elif cls is not None:
             row.update(modality=cls.modality, version=cls.version, status="ok")
         return row
+
+
+def api_problem(cls):
+    """Why this studio cannot use a generator written for other versions of the contract
+    (None: its `api` range holds studio.contract.API_VERSION)."""
+    from studio.contract import API_VERSION, api_fits
+    from studio.plugins import PluginProblem, where_defined
+    api_range = getattr(cls, "api", None)
+    try:
+        fits = api_fits(api_range)
+    except ValueError as exc:
+        return PluginProblem(f"its `api` cannot be read: {exc}", where_defined(cls, "api"))
+    if fits:
+        return None
+    return PluginProblem(
+        f"it was written for plugin API versions {api_range} (its `api`), and this studio's is "
+        f"{API_VERSION}: install a version of the plugin whose `api` includes {API_VERSION}, or "
+        f"a studio whose API version fits {api_range}", where_defined(cls, "api"))
 
 
 def _light_declarations(target: str) -> type | None:
@@ -365,6 +384,20 @@ class Registry:
         """What the generator declares (name, version, Config, SampleConfig, presets,
         train_defaults), without importing its code when it ships light declarations."""
         return self._known(name).declarations()
+
+    def provenance(self, name: str) -> dict | None:
+        """The package that provides generator `name` and its installed version, as runs
+        record it ({"distribution": "studio-bigram", "version": "0.1.0"}); None for a generator
+        registered in-process."""
+        from importlib.metadata import PackageNotFoundError, version
+        entry = self._entries.get(name)
+        if entry is None or entry.distribution in ("?", "(in-process)"):
+            return None
+        try:
+            installed = version(entry.distribution)
+        except PackageNotFoundError:
+            installed = None
+        return {"distribution": entry.distribution, "version": installed}
 
     def _known(self, name: str) -> GeneratorEntry:
         entry = self._entries.get(name)
