@@ -26,6 +26,18 @@ A minimal generator::
 
 Sampling returns plain data, never widgets: text as `str`, an image as an HxWxC uint8 numpy
 array, a video as a TxHxWxC uint8 numpy array, each with a metadata dict.
+
+Versions: `api` names the versions of this contract (API_VERSION) the generator was written
+for; `version` is the generator's own. Runs record it with the package that provided it, and
+a run made by an older `version` has its settings passed through `migrate_config` first, so a
+renamed setting does not break old runs.
+
+Instant listing: a plugin package may put its declarations (name, modality, version, Config,
+SampleConfig, presets, train_defaults) in a `config.py` that imports no torch, as a Generator
+subclass without methods named in `DECLARATIONS = {"MyGenerator": MyDeclarations}`, and
+subclass it: `class MyGenerator(MyDeclarations)`. `studio generators`, `studio config` and the
+window's picker then read it without importing the generator's code (generators/text/config.py
+does this; studio/registry.py says how it is found).
 """
 
 from __future__ import annotations
