@@ -114,7 +114,7 @@ class GeneratorEntry:
             with contextlib.suppress(StudioError):
                 self.light_declarations()
         if self._loaded is None and self.error is None:
-            from studio.plugins import (as_problem, declaration_problem, frames_from_the_plugin,
+            from studio.plugin_checks import (as_problem, declaration_problem, frames_from_the_plugin,
                                         plugin_files)
             cls = problem = None
             with guarded() as caught:
@@ -149,7 +149,7 @@ class GeneratorEntry:
             return self._loaded
         if not self._light_looked:
             self._light_looked = True
-            from studio.plugins import declaration_problem
+            from studio.plugin_checks import declaration_problem
             declared = problem = None
             with guarded() as caught:
                 declared = _light_declarations(self.target)
@@ -169,7 +169,7 @@ class GeneratorEntry:
     def _disagreement(self, cls):
         """Why the imported class contradicts the light declarations the listing showed (None
         when it does not, or there were none)."""
-        from studio.plugins import PluginProblem, where_defined
+        from studio.plugin_checks import PluginProblem, where_defined
         declared = self._light
         if declared is None or cls is declared:
             return None
@@ -229,7 +229,7 @@ def api_problem(cls):
     """Why this studio cannot use a generator written for other versions of the contract
     (None: its `api` range holds studio.contract.API_VERSION)."""
     from studio.contract import API_VERSION, api_fits
-    from studio.plugins import PluginProblem, where_defined
+    from studio.plugin_checks import PluginProblem, where_defined
     api_range = getattr(cls, "api", None)
     try:
         fits = api_fits(api_range)
