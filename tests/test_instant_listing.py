@@ -63,12 +63,7 @@ def test_studio_config_imports_no_torch_and_shows_the_code_s_settings(name):
 
 
 def test_the_built_ins_declarations_are_their_classes_own():
-    """The classes that run subclass the light declarations without changing them, and the
-    names the light modules copy (their originals import torch) are the same."""
-    from generators.image import augment, data
-    from generators.image import config as image_config
-    from generators.video import config as video_config
-    from generators.video import model as video_model
+    """The classes that run subclass the light declarations without changing them."""
     for name in ("text", "image", "video"):
         entry = GeneratorEntry(name, f"generators.{name}:{name.title()}Generator", "aigc-studio")
         declared = entry.light_declarations()
@@ -78,13 +73,6 @@ def test_the_built_ins_declarations_are_their_classes_own():
         for attribute in ("name", "modality", "version", "Config", "SampleConfig", "presets",
                           "train_defaults", "best_metric"):
             assert getattr(cls, attribute) is getattr(declared, attribute)
-    assert image_config.FITS == data.FITS and image_config.POLICIES == augment.POLICIES
-    assert (video_config.MOTIONS, video_config.TEMPORAL_DS) == \
-        (video_model.MOTIONS, video_model.TEMPORAL_DS)
-    for policy in ("color,cutout", "none", "", " translation , color "):
-        assert image_config.parse_policy(policy) == augment.parse_policy(policy)
-    with pytest.raises(ValueError, match="unknown augmentation 'flip'"):
-        image_config.parse_policy("color,flip")
 
 
 @pytest.fixture(autouse=True)

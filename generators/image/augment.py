@@ -24,23 +24,10 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-POLICIES = ("color", "translation", "cutout")
+from generators.image.config import POLICIES, parse_list, parse_policy  # noqa: F401 (re-exported)
+
 TRANSLATION_RATIO = 0.125
 CUTOUT_RATIO = 0.5
-
-
-def parse_policy(policy: str) -> tuple[str, ...]:
-    """"color,translation,cutout" -> ("color", "translation", "cutout"); "" or "none" -> ()."""
-    return parse_list(policy, POLICIES, "augmentation")
-
-
-def parse_list(value: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
-    """A comma-separated setting of names from `allowed`; "" or "none" -> ()."""
-    parts = tuple(p.strip() for p in value.split(",") if p.strip() and p.strip() != "none")
-    unknown = [p for p in parts if p not in allowed]
-    if unknown:
-        raise ValueError(f"unknown {what} '{unknown[0]}'; use any of {', '.join(allowed)}")
-    return parts
 
 
 @dataclass

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from studio.config import AUTO, setting
 from studio.contract import Generator
 
-# The validation the settings need, here rather than in augment.py and data.py, which import
-# torch and numpy: the same names and rules (tests/test_instant_listing.py compares them).
-FITS = ("auto", "pad", "resize")  # data.FITS
-POLICIES = ("color", "translation", "cutout")  # augment.POLICIES
+# The validation the settings need lives here, not in augment.py and data.py (which import it
+# from here): they import torch and numpy, and listing generators must not.
+FITS = ("auto", "pad", "resize")
+POLICIES = ("color", "translation", "cutout")
 
 
 def parse_policy(policy: str) -> tuple[str, ...]:

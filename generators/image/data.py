@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
+from generators.image.config import FITS
 from studio.contract import DataReport
 from studio.errors import DataError, StudioError
 
@@ -54,7 +55,6 @@ MIN_IMAGES = 8  # usable images a run needs at all (a few hundred give good resu
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 DECODER_VERSION = 1  # bump when decoding changes, so old cache entries are not reused
 BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
-FITS = ("auto", "pad", "resize")
 # fit=auto pads an image that is at most this many pixels smaller than the resolution on each
 # side (MNIST's 28 px at 32): enlarging it by a few percent would only blur every edge.
 PAD_AT_MOST = 4

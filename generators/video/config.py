@@ -12,11 +12,8 @@ from studio.config import AUTO, setting
 from studio.contract import Generator
 
 from generators.image.config import parse_list, parse_policy
+from generators.video.choices import MOTIONS, TEMPORAL_DS
 
-# model.MOTIONS and model.TEMPORAL_DS, here because model.py imports torch (the test of the
-# light declarations compares them).
-MOTIONS = ("stylegan-v", "mocogan")
-TEMPORAL_DS = ("pairs", "trunk", "3d")
 TEMPORAL_FAKES = ("static", "shuffled")
 
 

@@ -38,9 +38,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from generators.image.model import GAN, Discriminator, GANShape, init_dcgan
 from generators.image.model import Generator as FrameGenerator
+from generators.video.choices import MOTIONS, TEMPORAL_DS
 
-MOTIONS = ("stylegan-v", "mocogan")
-TEMPORAL_DS = ("pairs", "trunk", "3d")
 TIME_FREQUENCIES = 4  # sin/cos pairs of t, with periods of motion_every * 1, 2, 4, 8 frames
 
 
