@@ -26,6 +26,7 @@ examples:
   studio control runs/shk pause        (resume, stop)
   studio config text                   (every setting, its default, bounds and help)
   studio plugin validate mygen --set width=8   (check a plugin, with a short training)
+  studio plugin new mygen --modality image     (start a plugin package: ./studio-mygen)
   studio --safe-mode                   (the window with the built-in generators only)
 """
 
@@ -57,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--verbose", "-v", action="store_true",
                    help="with each broken plugin's full traceback")
 
-    pl = sub.add_parser("plugin", help="tools for plugin authors: `studio plugin validate`")
+    pl = sub.add_parser("plugin", help="tools for plugin authors: `studio plugin new`, "
+                                       "`studio plugin validate`")
     plugin_sub = pl.add_subparsers(dest="plugin_command", metavar="ACTION", required=True)
     v = plugin_sub.add_parser(
         "validate", help="check a generator plugin as the studio will use it",
@@ -73,6 +75,20 @@ def _parser() -> argparse.ArgumentParser:
                    help="a setting for the short training (model or training); repeatable")
     v.add_argument("--data", help="training data for the short training, also given to "
                                   "evaluate(source) (default: the generator's built-in data)")
+
+    n = plugin_sub.add_parser(
+        "new", help="write a new generator plugin package that works as it is",
+        description="Write a pip-installable plugin package (default ./studio-NAME): "
+                    "pyproject.toml with the entry point, a light config.py (the settings, no "
+                    "torch), a small generator of the modality that trains, evaluates and "
+                    "samples, a test file running the studio's conformance suite, and a README. "
+                    "Nothing is overwritten: the folder must not exist or be empty.")
+    n.add_argument("name", help="the generator's name: letters, digits and underscores, "
+                                "starting with a letter (lowercased)")
+    n.add_argument("--modality", required=True, choices=("text", "image", "video"),
+                   help="what the generator makes")
+    n.add_argument("--dir", dest="plugin_dir", metavar="PATH",
+                   help="the folder to write (default: ./studio-NAME)")
 
     c = sub.add_parser("config", help="show a generator's settings: defaults, bounds, choices, help")
     c.add_argument("generator")
@@ -181,7 +197,20 @@ def _cmd_generators(args) -> int:
     return 0
 
 
+def _cmd_plugin_new(args) -> int:
+    from studio.plugin_new import check_name, new_plugin
+    folder = new_plugin(args.name, args.modality, args.plugin_dir)
+    name = check_name(args.name)
+    print(f"wrote the {args.modality} generator plugin '{name}' to {folder}. Next:\n"
+          f"  pip install -e {folder}\n"
+          f"  studio plugin validate {name}\n"
+          f"  pytest {folder}")
+    return 0
+
+
 def _cmd_plugin(args) -> int:
+    if args.plugin_command == "new":
+        return _cmd_plugin_new(args)
     from studio.plugins import plugins_to_validate, validate
     entries = plugins_to_validate(args.generator)
     if not entries:
