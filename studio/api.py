@@ -101,7 +101,27 @@ def train(*args, **kwargs) -> tuple[str, RunDir]:
     """Start a new run, or continue one (`resume`), and train it. Returns (status, run).
     Takes the arguments of `prepare_training`."""
     engine, checkpoint = prepare_training(*args, **kwargs)
-    return engine.fit(resume_from=checkpoint), engine.run
+    try:
+        return engine.fit(resume_from=checkpoint), engine.run
+    except StudioError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the generator's code raised: one line, not a traceback
+        raise generator_failure(engine.generator, exc, engine.run.path, engine.step) from exc
+
+
+def generator_failure(gen, exc: Exception, run_path: Path, step: int | None = None) -> StudioError:
+    """What a generator's code raised while training (a bug in the plugin), as one line: the
+    exception, where in the generator's files it was raised, the run it failed, and what to
+    do. The traceback stays chained to it (`raise ... from exc`)."""
+    from studio.plugin_checks import plugin_files, where_raised
+    where = where_raised(exc, plugin_files(type(gen).__module__))
+    said = " ".join(str(exc).split()).rstrip(".")
+    when = f"at step {step}" if step is not None else "while setting up"
+    return StudioError(
+        f"generator '{gen.name}' failed {when}: {type(exc).__name__}"
+        f"{': ' + said if said else ''}{' at ' + where if where else ''}. The run {run_path} is "
+        f"marked failed. Fix the generator (`studio plugin validate {gen.name}` runs it on a "
+        f"tiny config), or report it to its author.")
 
 
 def prepare_training(*args, **kwargs):
@@ -248,11 +268,23 @@ def _prepare_training(generator: str | type | None = None, data: str | None = No
         run.update(**_labels(name, notes))
 
     engine = Engine(gen, train_config, run, _callbacks(events, run) + list(callbacks or []))
-    engine.setup()
-    if load_init_weights is not None:
-        load_init_weights(gen.model)
-    if ckpt is None and engine.is_main:
-        gen.save_assets(run.assets_dir)
+    try:
+        engine.setup()
+        if load_init_weights is not None:
+            load_init_weights(gen.model)
+        if ckpt is None and engine.is_main:
+            gen.save_assets(run.assets_dir)
+    except StudioError:
+        raise  # a bad start (weights that do not fit): a new run's folder is removed again
+    except Exception as exc:  # noqa: BLE001 - build, configure_optimizers or save_assets raised
+        # A bug in the generator, not in what was asked: the run is kept, marked failed with
+        # the reason in its log, so that the plugin's author can see what happened.
+        failure = generator_failure(gen, exc, run.path)
+        if engine.is_main:
+            engine.emit("error", message=str(failure), step=engine.step)
+            run.update(status="failed", step=engine.step, pid=None)
+            start.clear()
+        raise failure from exc
     for note in [*resume_notes, *report.summary.get("notes", [])]:
         engine.emit("warning", message=note)
     for item, reason in report.skipped[:20]:
@@ -344,12 +376,13 @@ def _provenance(generator: str | type | None, gen_cls: type) -> dict | None:
     return None if isinstance(generator, type) else default_registry().provenance(gen_cls.name)
 
 
-def run_generator(doc: dict, run_path) -> type:
-    """The class of the generator that made a run (its config.json `doc`). When it is not
-    installed, the error names the package the run recorded, and the version to install."""
+def run_generator(doc: dict, run_path, registry=None) -> type:
+    """The class of the generator that made a run (its config.json `doc`), from `registry`
+    (None: the studio's). When it is not installed, the error names the package the run
+    recorded, and the version to install."""
     from importlib.metadata import PackageNotFoundError, version as installed_version
     name = doc.get("generator")
-    registry = default_registry()
+    registry = registry or default_registry()
     plugin = doc.get("plugin") or {}
     package, version = plugin.get("distribution"), plugin.get("version")
     if registry.entry(name) is not None or not package or registry.safe_mode:
@@ -453,8 +486,7 @@ def is_exported_run(path: Path) -> bool:
 def load_run(path: str, checkpoint: str | None = None, device: str = "auto",
              threads: int = 0):
     """A generator with a run's weights loaded, ready to sample or evaluate (no optimizer)."""
-    from studio.engine import (autocast_context, configure_threads, load_model_tensors,
-                               pick_device, resolve_precision)
+    from studio.engine import bind_device, configure_threads, load_model_tensors, pick_device
 
     run = RunDir.open(Path(path))
     if checkpoint is None and Path(path).parent.name == "checkpoints":
@@ -471,14 +503,10 @@ def load_run(path: str, checkpoint: str | None = None, device: str = "auto",
     if state.get("generator_name", gen_cls.name) != gen_cls.name:
         raise StudioError(f"{folder} was written by generator '{state.get('generator_name')}'.")
     configure_threads(threads)
-    gen.device = pick_device(device)
     gen.load_assets(run.assets_dir)
-    model = gen.build()
-    precision = resolve_precision(doc.get("train", {}).get("precision", "auto"), gen.device,
-                                  sum(p.numel() for p in model.parameters()))
-    gen.autocast = lambda: autocast_context(gen.device, precision)
-    load_model_tensors(model, weights, state.get("aliases", {}), str(folder))
-    gen.model = model.to(gen.device).eval()
+    bind_device(gen, pick_device(device), doc.get("train", {}).get("precision", "auto"))
+    load_model_tensors(gen.model, weights, state.get("aliases", {}), str(folder))
+    gen.model.eval()
     gen.load_extra_state(state.get("generator", {}))
     gen.weights_note = note  # what was damaged in the checkpoint, said with the samples
     return run, gen, folder

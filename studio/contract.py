@@ -1,10 +1,11 @@
 """The plugin contract: what a generator declares and implements. The engine does the rest.
 
 A generator is a class registered under the entry-point group `aigc_studio.generators`. It
-declares who it is and what it is configured by, and implements six things: load data, build
-the model, configure optimizers, draw a batch, take a training step, and sample. Everything
-else -- devices, precision, accumulation, clipping, the LR schedule, held-out evaluation,
-previews, checkpoints, stop/pause/resume, the CLI and the window -- comes from the studio.
+declares who it is and what it is configured by, and implements six methods: load data,
+draw a batch, build the model, take a training step, evaluate on held-out data, and sample
+(`configure_optimizers` has a default: AdamW). Everything else -- devices, precision,
+accumulation, clipping, the LR schedule, when to evaluate, previews, checkpoints,
+stop/pause/resume, DDP, the CLI and the window -- comes from the studio.
 
 A minimal generator::
 
@@ -19,10 +20,40 @@ A minimal generator::
         SampleConfig = NoSampleParams
 
         def load_data(self, source, val_source, cache_dir): ...   # -> DataReport
-        def build(self): ...                                      # -> torch.nn.Module
         def get_batch(self, split, rng): ...                      # -> anything training_step takes
+        def build(self): ...                                      # -> torch.nn.Module
         def training_step(self, batch, ctx): ...                  # -> {"loss": tensor, ...}
+        def evaluate(self, source=None, max_batches=None): ...    # -> {"val_loss": float, ...}
         def sample(self, params, n, seed, prompt=None): ...       # -> list[Sample]
+
+The order of calls (studio/api.py, studio/engine.py):
+
+- a new run: `__init__(config)` -> `load_data` -> `build` -> `configure_optimizers` ->
+  `save_assets` -> the loop: `get_batch` and `training_step` each step, `evaluate` and
+  `preview` every so often and once at the end of every run.
+- a resumed run: `__init__(config)` -> `load_assets` -> `load_data` -> `build` ->
+  `configure_optimizers` -> `load_extra_state` -> the loop, from the checkpoint's step.
+- a loaded run (`studio generate`, `studio eval`, the window's Generate tab):
+  `__init__(config)` -> `load_assets` -> `build` -> weights -> `load_extra_state`, and no
+  optimizers. `studio eval` then calls `load_data` again with the run's own training data
+  (so a held-out split carved from it is there) before `evaluate`; with --data it calls
+  `evaluate(source=PATH)` as well.
+
+Before `build` the engine sets `self.device` (build may use it, e.g. to pick a memory
+layout); it then moves the model there, keeps it as `self.model` and sets `self.autocast` to
+the run's precision (studio.engine.bind_device, the same for training and loading). During
+training `self.model` is the bare model; `ctx.model` is what to call in a step (wrapped for
+DDP under torchrun). `evaluate`, `preview` and `sample` run with the model in eval mode and
+autograd off (no_grad), and during training with the global RNG put back afterwards, so they
+do not change a resumed run; the model is back in train mode for the next step.
+
+Reproducibility: draw every batch from the `rng` that `get_batch` is given (the engine
+checkpoints it, so a resume is bit-exact), and sample from `seed` alone: the same `params`,
+`n`, `seed` and `prompt` give the same samples. How `n` and `seed` relate is the generator's
+to say: the image and video generators draw item i from seed + i (one item is made again
+with n=1, seed=seed+i, and the window draws them in batches that way); the text generator
+draws its n texts together from `seed` (the window asks for texts one at a time, seed + i,
+and `stream(seed)` gives what `sample(n=1, seed)` does).
 
 Sampling returns plain data, never widgets: text as `str`, an image as an HxWxC uint8 numpy
 array, a video as a TxHxWxC uint8 numpy array, each with a metadata dict.
@@ -120,16 +151,29 @@ class NoSampleParams:
 
 
 class TrainContext:
-    """What a step sees of the engine. Manual-optimization generators call `backward` and
-    `step` themselves; the engine supplies mixed precision, loss scaling and clipping."""
+    """What a step sees of the engine (`training_step(batch, ctx)`).
 
-    step: int
+    `model` is the model to call: the generator's, wrapped for DDP under torchrun (reach the
+    bare one as `getattr(ctx.model, "module", ctx.model)`). `autocast()` enters the run's mixed
+    precision. Automatic optimization: return the loss; the engine scales, accumulates,
+    clips and steps. Manual optimization (`manual_optimization = True`, e.g. a GAN's two
+    optimizers): call `backward(loss)`, then `average_gradients(optimizer)` when the step
+    did not run its forward through `ctx.model` (DDP averages only what goes through it; this
+    is a no-op in a single process), then `step_optimizer(optimizer)`, which unscales, clips,
+    steps and zeroes the gradients."""
+
+    step: int  # the optimizer step this one is (0 for the first)
     device: "torch.device"
+    model: "torch.nn.Module"
+    micro_steps: int  # gradient accumulation: training_step calls per optimizer step
 
     def autocast(self):  # pragma: no cover - implemented by the engine
         raise NotImplementedError
 
     def backward(self, loss: "torch.Tensor") -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def average_gradients(self, optimizer: "torch.optim.Optimizer") -> None:  # pragma: no cover
         raise NotImplementedError
 
     def step_optimizer(self, optimizer: "torch.optim.Optimizer") -> None:  # pragma: no cover
@@ -160,8 +204,8 @@ class Generator:
     def __init__(self, config):
         self.config = config
         self.model: "torch.nn.Module | None" = None
-        self.device = None  # set by the engine before build()
-        self.autocast = contextlib.nullcontext  # the engine supplies the run's mixed precision
+        self.device = None  # set by the engine (bind_device) before build()
+        self.autocast = contextlib.nullcontext  # after build(), the run's mixed precision
         self.weights_note: str | None = None  # set on loading: what was damaged in the checkpoint
 
     # --- data -----------------------------------------------------------------------------
@@ -183,12 +227,14 @@ class Generator:
 
     # --- model ----------------------------------------------------------------------------
     def build(self) -> "torch.nn.Module":
-        """Create the network (after load_data or load_assets). The engine moves it."""
+        """Create the network (after load_data on a new run, after load_assets and load_data on
+        a resumed one, after load_assets on a loaded one; `self.device` is set). The engine
+        moves it to the device and keeps it as `self.model`."""
         raise NotImplementedError
 
     def configure_optimizers(self, train) -> "list[torch.optim.Optimizer]":
         """Default: AdamW with decay on matrices only (nanoGPT's split), fused where possible."""
-        from studio.engine import default_adamw
+        from studio.optim import default_adamw
         return [default_adamw(self.model, train)]
 
     @classmethod
@@ -208,7 +254,11 @@ class Generator:
         raise NotImplementedError
 
     def evaluate(self, source: str | None = None, max_batches: int | None = None) -> dict:
-        """Held-out metrics ({"val_loss": ...}); `source` None means the held-out split."""
+        """Held-out metrics ({"val_loss": ...}, including `best_metric`). `source` None: the
+        held-out split that load_data kept (from `val_source`, or carved from the training
+        data); a path (`studio eval --data PATH`): read that data and evaluate on it instead.
+        `max_batches` None: all of it. Called in eval mode under no_grad, at the end of every
+        run that took a step too: required."""
         raise NotImplementedError
 
     def evaluate_baselines(self, source: str | None = None) -> dict[str, dict]:
@@ -219,6 +269,9 @@ class Generator:
 
     # --- sampling -------------------------------------------------------------------------
     def sample(self, params, n: int = 1, seed: int = 0, prompt: Any = None) -> list[Sample]:
+        """`n` samples with `params` (a SampleConfig), determined by `seed` (see the module's
+        docstring for how `n` and `seed` relate). `prompt` (text generators) is what to
+        continue; None: start from nothing. Called in eval mode under no_grad."""
         raise NotImplementedError
 
     def stream(self, params, seed: int = 0, prompt: Any = None) -> Iterator[Any]:
@@ -226,15 +279,18 @@ class Generator:
         yield from (s.data for s in self.sample(params, n=1, seed=seed, prompt=prompt))
 
     def preview(self) -> list[Sample]:
-        """Samples on a fixed probe set (same prompts and seeds every time) for live previews."""
+        """Samples on a fixed probe set (same prompts and seeds every time) for live previews,
+        in eval mode under no_grad; the default samples 4 from seed 0."""
         return self.sample(self.SampleConfig(), n=4, seed=0)
 
     # --- state that is not tensors of the model -------------------------------------------
     def save_assets(self, folder: Path) -> None:
-        """Write files the model needs besides its weights (e.g. the tokenizer)."""
+        """Write files the model needs besides its weights (e.g. the tokenizer); called once
+        on a new run, after build() and configure_optimizers()."""
 
     def load_assets(self, folder: Path) -> None:
-        """Read what save_assets wrote; called before build() when loading a run."""
+        """Read what save_assets wrote; called first when resuming or loading a run, before
+        load_data and build()."""
 
     def extra_state(self) -> dict:
         """JSON-able state to put in each checkpoint (besides model, optimizers, RNG)."""

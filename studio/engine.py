@@ -26,6 +26,7 @@ from studio.config import TrainConfig, resolve_intervals  # noqa: F401  (TrainCo
 from studio.config import MAX_THREADS
 from studio.contract import Generator, TrainContext
 from studio.errors import DiskFull, StudioError, TrainingDiverged
+from studio.optim import default_adamw  # noqa: F401  (re-exported: bench/bench_core.py)
 
 if TYPE_CHECKING:
     from studio.callbacks import Callback
@@ -179,24 +180,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-# --- optimizer and schedule ------------------------------------------------------------------------
-
-def default_adamw(model: torch.nn.Module, train: TrainConfig, lr: float | None = None,
-                  betas: tuple[float, float] | None = None) -> torch.optim.Optimizer:
-    """AdamW with weight decay on matrices only (nanoGPT's split). The fused kernel runs the
-    whole update in one pass (CPU and CUDA); foreach is the fallback."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": train.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    kwargs = dict(lr=lr if lr is not None else train.lr, betas=betas or (train.beta1, train.beta2))
-    device_type = params[0].device.type if params else "cpu"
-    try:
-        return torch.optim.AdamW(groups, fused=device_type in ("cpu", "cuda"), **kwargs)
-    except (RuntimeError, TypeError):
-        return torch.optim.AdamW(groups, foreach=True, **kwargs)
-
+# --- the LR schedule ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class DecayStart:
@@ -387,6 +371,41 @@ class _Context(TrainContext):
     def step_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         self._engine.step_optimizer(optimizer)
 
+    def average_gradients(self, optimizer: torch.optim.Optimizer) -> None:
+        average_gradients(optimizer, self._engine.world_size)
+
+
+def average_gradients(optimizer: torch.optim.Optimizer, world_size: int) -> None:
+    """Average the gradients of `optimizer`'s parameters over the torchrun ranks, in one
+    all-reduce (nothing to do in a single process). For manual-optimization generators whose
+    steps call their networks directly rather than through the engine's DDP wrapper: a GAN
+    runs D's and G's steps apart, which the wrapper's single forward cannot express."""
+    if world_size == 1 or not (torch.distributed.is_available()
+                               and torch.distributed.is_initialized()):
+        return
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch.distributed.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def bind_device(gen: Generator, device: torch.device, precision: str) -> str:
+    """The one place a generator is given its device and precision, for training
+    (Engine.setup) and for sampling or evaluating a run (api.load_run): sets `gen.device`,
+    builds the model onto it as `gen.model`, resolves the `precision` setting for the model's
+    size and makes `gen.autocast` enter it. Returns the precision resolved."""
+    gen.device = device
+    gen.model = gen.build().to(device)
+    resolved = resolve_precision(precision, device, sum(p.numel() for p in gen.model.parameters()))
+    gen.autocast = lambda: autocast_context(device, resolved)
+    return resolved
+
 
 # --- the engine --------------------------------------------------------------------------------------
 
@@ -445,12 +464,8 @@ class Engine:
         seed_everything(self.train.seed)
         self.data_rng.manual_seed(self.train.seed + self.rank)
         gen = self.generator
-        gen.device = self.device
-        gen.autocast = lambda: autocast_context(self.device, self.precision)
-        model = gen.build().to(self.device)
-        gen.model = model
-        n_params = sum(p.numel() for p in model.parameters())
-        self.precision = resolve_precision(self.train.precision, self.device, n_params)
+        self.precision = bind_device(gen, self.device, self.train.precision)
+        model = gen.model
         if self.precision == "fp16":
             self.scaler = torch.amp.GradScaler(self.device.type)
         self.train_model = model

@@ -21,6 +21,7 @@ import torch
 
 from studio.contract import DataReport, Sample
 from studio.errors import StudioError
+from studio.optim import fused_adamw
 
 from generators.image.augment import augment as diff_augment, parse_policy
 from generators.image.config import (ImageConfig, ImageDeclarations,  # noqa: F401
@@ -179,11 +180,8 @@ class ImageGenerator(ImageDeclarations):
 
         def adam(params, lr):
             params = list(params)
-            try:  # the fused kernel does the whole update in one pass (CPU and CUDA)
-                return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=train.weight_decay,
-                                         fused=params[0].device.type in ("cpu", "cuda"))
-            except (RuntimeError, TypeError):
-                return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=train.weight_decay)
+            return fused_adamw(params, params[0].device.type, lr=lr, betas=betas,
+                               weight_decay=train.weight_decay)
 
         # The run's length is first known here: evaluation sizes left empty are chosen for it
         # (and kept in each checkpoint by extra_state).
@@ -219,7 +217,7 @@ class ImageGenerator(ImageDeclarations):
             loss_d_total = loss_d + (cfg.r1_gamma / 2) * cfg.r1_every * penalty
             metrics["r1"] = penalty.detach()
         ctx.backward(loss_d_total)
-        _average_gradients(self.d_optimizer)
+        ctx.average_gradients(self.d_optimizer)  # G and D step apart: no DDP wrapper does it
         ctx.step_optimizer(self.d_optimizer)
         if adaptive and self.policy:
             gan.adapt_augmentation(logits[:B], cfg.ada_target, ctx.step)
@@ -233,7 +231,7 @@ class ImageGenerator(ImageDeclarations):
             ctx.backward(loss_g)
         finally:
             gan.D.requires_grad_(True)
-        _average_gradients(self.g_optimizer)
+        ctx.average_gradients(self.g_optimizer)
         ctx.step_optimizer(self.g_optimizer)
         gan.update_ema(ema_decay_at(ctx.step, cfg.ema_decay, rampup=cfg.ema_rampup))
         return {"loss": (loss_d + loss_g).detach(), "d_loss": loss_d.detach(),
@@ -483,27 +481,6 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def _twice(labels: torch.Tensor | None) -> torch.Tensor | None:
     return None if labels is None else torch.cat([labels, labels])
-
-
-def _average_gradients(optimizer: torch.optim.Optimizer) -> None:
-    """Under torchrun, average this optimizer's gradients over the ranks. A GAN step runs G
-    and D separately, so it calls the networks directly rather than through the engine's DDP
-    wrapper (whose single forward cannot express the two steps) and reduces here instead."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return
-    world = torch.distributed.get_world_size()
-    if world == 1:
-        return
-    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    torch.distributed.all_reduce(flat)
-    flat /= world
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
-        offset += g.numel()
 
 
 def _default_cache_dir() -> Path:

@@ -26,8 +26,7 @@ from torch.nn import functional as F
 from studio.contract import DataReport, Sample
 from studio.errors import StudioError
 
-from generators.image import (ImageGenerator, _average_gradients, _default_cache_dir, _unwrap,
-                              class_from)
+from generators.image import ImageGenerator, _default_cache_dir, _unwrap, class_from
 from generators.image.augment import apply as apply_augment, draw as draw_augment, parse_policy
 from generators.image.evaluation import extractor_key, load_extractor, save_extractor, train_extractor
 from generators.image.model import d_loss, ema_decay_at, g_loss, recompute_batchnorm_stats
@@ -181,7 +180,7 @@ class VideoGenerator(VideoDeclarations):
         return VideoGAN(self.shape())
 
     def configure_optimizers(self, train) -> list:
-        from studio.engine import default_adamw
+        from studio.optim import default_adamw
         gan = self.model
         # The run's length is first known here: evaluation sizes left empty are chosen for it
         # (and kept in each checkpoint by extra_state).
@@ -245,7 +244,7 @@ class VideoGenerator(VideoDeclarations):
             if class_d is not None:
                 loss_d = loss_d + cfg.class_loss * class_d
         ctx.backward(loss_d)
-        _average_gradients(self.d_optimizer)
+        ctx.average_gradients(self.d_optimizer)  # G and D step apart: no DDP wrapper does it
         ctx.step_optimizer(self.d_optimizer)
 
         # Generator: through frozen discriminators (no weight gradients for them at all).
@@ -262,7 +261,7 @@ class VideoGenerator(VideoDeclarations):
             ctx.backward(loss_g)
         finally:
             discriminators.requires_grad_(True)
-        _average_gradients(self.g_optimizer)
+        ctx.average_gradients(self.g_optimizer)
         ctx.step_optimizer(self.g_optimizer)
         gan.update_ema(ema_decay_at(ctx.step, cfg.ema_decay))
         return {"loss": (loss_d + loss_g).detach(), "d_loss": loss_d.detach(),
