@@ -1,5 +1,6 @@
-"""`studio plugin validate`: the declaration checks (studio/plugin_checks.py) plus what needs
-the generator to run: presets and train_defaults, two training steps on a tiny config, and
+"""`studio plugin validate`: the declaration checks (studio/plugin_checks.py), the API range
+and agreement with the light config.py declarations (as the registry refuses them), plus what
+needs the generator to run: presets and train_defaults, two training steps on a tiny config, and
 `evaluate()` / `evaluate(source)` returning the metric that picks the best checkpoint.
 
 Every problem says where in the plugin's code it comes from (file and line). torch is imported
@@ -63,17 +64,46 @@ def validate(entry, settings: list[str] | None = None, data: str | None = None
     if cls is None:
         return
     declared = True
-    for label, check in DECLARATION_CHECKS:
-        result = _run(entry.name, label, lambda: check(cls, entry.name), root)
+    checks = [(label, lambda check=check: check(cls, entry.name))
+              for label, check in DECLARATION_CHECKS]
+    checks += [(API_CHECK, lambda: _check_api(cls))]
+    for label, run_check in checks:
+        result = _run(entry.name, label, run_check, root)
         declared = declared and result.ok
         yield result
     if not declared:
+        return
+    # Once the class itself passes (light declarations get the same checks: a problem they
+    # share would be said twice). The registry refuses a class that disagrees: nothing runs.
+    agrees = _run(entry.name, LIGHT_CHECK, lambda: _check_light_declarations(cls, entry), root)
+    yield agrees
+    if not agrees.ok:
         return
     yield _run(entry.name, "presets name real settings and their values validate",
                lambda: _check_presets(cls), root)
     yield _run(entry.name, "train_defaults name real training settings and their values "
                "validate", lambda: _check_train_defaults(cls), root)
     yield from _check_running(entry, cls, settings, data, root)
+
+
+API_CHECK = "its `api` range includes this studio's plugin API version"
+LIGHT_CHECK = "it declares what its light config.py declares for it (the listing's source)"
+
+
+def _check_api(cls) -> None:
+    from studio.registry import api_problem
+    problem = api_problem(cls)
+    if problem is not None:
+        raise problem
+
+
+def _check_light_declarations(cls, entry) -> None:
+    """The class declares what its light config.py says (what `studio generators` and the
+    window's picker showed without importing it), as the registry checks on loading."""
+    entry.light_declarations()  # raises StudioError when the light declarations are broken
+    problem = entry._disagreement(cls)  # the registry's own rule, not a copy of it
+    if problem is not None:
+        raise problem
 
 
 def _run(generator: str, label: str, check: Callable, root: Path | None) -> CheckResult:
