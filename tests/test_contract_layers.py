@@ -169,3 +169,19 @@ def test_validate_refuses_a_class_that_changes_its_light_declarations(tmp_path, 
     assert list(failed) == [LIGHT_CHECK]
     assert "changes `version`" in failed[LIGHT_CHECK]
     assert "changing_plugin.config" in failed[LIGHT_CHECK]
+
+
+def test_the_generate_panel_names_the_missing_plugin_of_a_run(qtbot, tmp_path):
+    """The window finds a run's generator as api.load_run does (loose end of part 2)."""
+    from studio.gui.generate_panel import GeneratePanel
+    from studio.gui.session import Session
+    from studio.gui.settings import Settings
+
+    RunDir.create(tmp_path / "bigram-run", {
+        "generator": "bigram", "generator_version": "0.1.2",
+        "plugin": {"distribution": "studio-bigram", "version": "0.1.2"}, "config": {}})
+    panel = GeneratePanel(Session(Settings(runs_folder=str(tmp_path), default_device="cpu")))
+    qtbot.addWidget(panel)
+    panel.select_run(str(tmp_path / "bigram-run"))
+    assert panel.generator_cls is None
+    assert 'pip install "studio-bigram>=0.1.2"' in panel.run_problem

@@ -568,7 +568,10 @@ class GeneratePanel(QWidget):
         self.run_combo.setToolTip(row["run"] if row else "The trained run to generate from")
         if row is not None:
             try:
-                self.generator_cls = self.session.registry.get(row["generator"])
+                # As api.load_run finds it: a missing plugin is named, with the version to install.
+                from studio import api
+                run = RunDir.open(Path(row["run"]))
+                self.generator_cls = api.run_generator(run.config(), run.path, self.session.registry)
             except StudioError as exc:
                 self.run_problem = for_window(str(exc))
         self._fill_checkpoints(row)

@@ -521,8 +521,12 @@ class RunsPanel(QWidget):
         if self._why_not_duplicate(rows) is not None:
             return
         try:
-            doc = RunDir.open(Path(rows[0]["run"])).config()
-            gen_cls = self.session.registry.get(doc["generator"])
+            run = RunDir.open(Path(rows[0]["run"]))
+            doc = run.config()
+            # As loading and resuming do: the plugin named when it is missing, and the settings
+            # of a run made by an older version renamed by its migrate_config.
+            gen_cls = api.run_generator(doc, run.path, self.session.registry)
+            doc = {**doc, "config": api.run_settings(gen_cls, doc, run.config_path)}
             dialog = DuplicateDialog(gen_cls, doc, display_name(rows[0]), self)
         except StudioError as exc:
             warn(self, "Cannot duplicate", for_window(str(exc)))
