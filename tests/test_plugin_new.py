@@ -5,6 +5,7 @@ validate NAME` passes, and the package's own conformance tests pass unchanged, b
 processes. A bad name and a folder that is not empty are refused in one line, exit 2, with
 nothing written."""
 
+import json
 import os
 import subprocess
 import sys
@@ -125,3 +126,31 @@ def test_every_template_file_is_packaged_with_the_studio():
     covered = {str(p.relative_to(TEMPLATES.parent)) for pattern in patterns
                for p in TEMPLATES.parent.glob(pattern) if p.is_file()}
     assert templates and templates <= covered
+
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "studio-charlstm"
+
+
+def test_the_example_plugin_trains_resumes_and_generates_through_the_cli(tmp_path):
+    """examples/studio-charlstm, installed as pip would, through `studio train`, `studio
+    train --resume` and `studio generate` in fresh processes."""
+    env = install(EXAMPLE, tmp_path / "site")
+    studio = [PYTHON, "-m", "studio.cli"]
+    run_dir = tmp_path / "run"
+    quiet = ["--events", "none", "--set", "eval_every=25", "--set", "preview_every=0"]
+    trained = run([*studio, "train", "charlstm", "--preset", "tiny", "--max-steps", "50",
+                   "--run-dir", str(run_dir), *quiet], env, tmp_path)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    resumed = run([*studio, "train", "--resume", str(run_dir), "--max-steps", "60",
+                   "--events", "none"], env, tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    state = json.loads((run_dir / "run.json").read_text())
+    assert state["status"] == "done" and state["step"] == 60
+    assert state["best"]["metric"] == "val_loss"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["plugin"] == {"distribution": "studio-charlstm", "version": "0.1.0"}
+    generated = run([*studio, "generate", str(run_dir), "--prompt", "it was", "--n", "2",
+                     "--set", "length=40"], env, tmp_path)
+    assert generated.returncode == 0, generated.stdout + generated.stderr
+    samples = [line for line in generated.stdout.splitlines() if line.startswith("it was")]
+    assert len(samples) == 2, generated.stdout
