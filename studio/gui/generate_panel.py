@@ -190,13 +190,17 @@ class GeneratorCache:
 def stream_start(gen, prompt: str | None) -> str:
     """What a streamed sample's text starts with, so that it equals what `sample` returns.
 
-    The contract does not say this: the default `Generator.stream` yields whole samples, while
-    the text generator streams only the new text and its `sample` prepends the prompt (or a
-    newline) — except for runs trained on prompt/response pairs, which answer with the
-    response alone."""
-    if type(gen).stream is Generator.stream or getattr(gen, "format", "text") == "pairs":
+    The default `Generator.stream` yields whole samples; a text generator's stream is the new
+    text, which its `sample` puts after the prompt (docs/plugins.md, section 6), as the plugin
+    template does. The built-in text generator starts from a newline when there is no prompt,
+    and runs trained on prompt/response pairs answer with the response alone."""
+    from generators.text import TextGenerator  # loaded already: the window lists it
+
+    if type(gen).stream is Generator.stream:
         return ""
-    return "\n" if prompt is None else prompt
+    if isinstance(gen, TextGenerator):
+        return "" if gen.format == "pairs" else ("\n" if prompt is None else prompt)
+    return prompt or ""
 
 
 def produce(ctx, cache: GeneratorCache, request: Request) -> "OutputEntry | None":
