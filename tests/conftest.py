@@ -46,3 +46,33 @@ def run_cli(*args: str) -> tuple[int, str, str]:
                           text=True, cwd=ROOT, timeout=600,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
     return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    """The engine's clock, moved by hand: every training step takes 1 s on it, nothing else
+    (tests of rates, ETAs and time budgets, without timing anything)."""
+    import time
+    from studio import engine as engine_module
+
+    class Clock:
+        now = 1000.0
+
+        def monotonic(self):
+            return self.now
+
+        def sleep(self, seconds):
+            self.now += seconds
+
+        def __getattr__(self, name):
+            return getattr(time, name)
+    clock = Clock()
+    monkeypatch.setattr(engine_module, "time", clock)
+
+    train_step = engine_module.Engine._train_step
+
+    def step_takes_a_second(engine, ctx):
+        clock.now += 1.0
+        return train_step(engine, ctx)
+    monkeypatch.setattr(engine_module.Engine, "_train_step", step_takes_a_second)
+    return clock

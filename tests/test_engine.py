@@ -72,35 +72,6 @@ def test_keeps_the_last_k_and_the_best_checkpoint(tmp_path):
     assert api.load_run(str(run.path), checkpoint="best")[2].name == best
 
 
-@pytest.fixture
-def fake_clock(monkeypatch):
-    """The engine's clock, moved by hand; every training step takes 1 s on it."""
-    import time
-    from studio import engine as engine_module
-
-    class Clock:
-        now = 1000.0
-
-        def monotonic(self):
-            return self.now
-
-        def sleep(self, seconds):
-            self.now += seconds
-
-        def __getattr__(self, name):
-            return getattr(time, name)
-    clock = Clock()
-    monkeypatch.setattr(engine_module, "time", clock)
-
-    train_step = engine_module.Engine._train_step
-
-    def step_takes_a_second(engine, ctx):
-        clock.now += 1.0
-        return train_step(engine, ctx)
-    monkeypatch.setattr(engine_module.Engine, "_train_step", step_takes_a_second)
-    return clock
-
-
 def test_rates_leave_out_evaluation_time_and_the_eta_counts_it_in(tmp_path, fake_clock):
     """On a fake clock: every training step takes 1 s, and a side job (as evaluation, previews
     and checkpoints are) takes 5 s every 4th step. The rate is that of the steps alone; the ETA

@@ -102,34 +102,6 @@ def _toys_registered():
     default_registry().add(ToyImageGenerator.name, ToyImageGenerator)
 
 
-@pytest.fixture
-def one_second_steps(monkeypatch):
-    """The engine's clock, moved by hand: every training step takes 1 s on it, nothing else."""
-    import time
-    from studio import engine as engine_module
-
-    class Clock:
-        now = 1000.0
-
-        def monotonic(self):
-            return self.now
-
-        def sleep(self, seconds):
-            self.now += seconds
-
-        def __getattr__(self, name):
-            return getattr(time, name)
-    clock = Clock()
-    monkeypatch.setattr(engine_module, "time", clock)
-    train_step = engine_module.Engine._train_step
-
-    def step_takes_a_second(engine, ctx):
-        clock.now += 1.0
-        return train_step(engine, ctx)
-    monkeypatch.setattr(engine_module.Engine, "_train_step", step_takes_a_second)
-    return clock
-
-
 class StopAt(Callback):
     """Asks the engine to stop after step `at` (as Ctrl-C or `studio stop` would)."""
 
@@ -151,7 +123,7 @@ def scheduled_lrs(run, session: int = 0) -> dict[int, float]:
     return {e["step"] - 1: e["lr"] for e in events if e["event"] == "progress"}
 
 
-def test_a_time_budgeted_run_anneals_to_the_floor_as_the_time_runs_out(tmp_path, one_second_steps):
+def test_a_time_budgeted_run_anneals_to_the_floor_as_the_time_runs_out(tmp_path, fake_clock):
     """One minute at a second a step: 60 steps of 10,000; warmup (10 steps) then the decay over
     the other 50 seconds, ending at the floor instead of a whisker below the peak."""
     status, run = api.train(ToyImageGenerator, run_dir=str(tmp_path / "run"), max_steps=10_000,
@@ -169,7 +141,7 @@ def test_a_time_budgeted_run_anneals_to_the_floor_as_the_time_runs_out(tmp_path,
     assert lrs[59] == pytest.approx(PEAK * cosine(49 / 50))
 
 
-def test_without_a_budget_the_run_follows_the_steps_as_before(tmp_path, one_second_steps):
+def test_without_a_budget_the_run_follows_the_steps_as_before(tmp_path, fake_clock):
     status, run = api.train(ToyImageGenerator, run_dir=str(tmp_path / "run"), max_steps=40,
                             events="none",
                             settings=QUIET + [f"lr={PEAK}", "warmup_steps=5", f"min_lr_ratio={FLOOR}"])
@@ -178,7 +150,7 @@ def test_without_a_budget_the_run_follows_the_steps_as_before(tmp_path, one_seco
     assert scheduled_lrs(run) == {s: PEAK * formula_before_time_budgets(s, train) for s in range(40)}
 
 
-def test_a_resume_mid_budget_continues_down_the_schedule(tmp_path, one_second_steps):
+def test_a_resume_mid_budget_continues_down_the_schedule(tmp_path, fake_clock):
     """Stopped after 30 of its 60 seconds, the run resumes with a fresh minute (the budget is a
     session's): the LR goes on from where it was, not back to the peak, and what is left of the
     decay is spread over the new minute, ending at the floor."""
