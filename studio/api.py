@@ -106,7 +106,15 @@ def train(*args, **kwargs) -> tuple[str, RunDir]:
     except StudioError:
         raise
     except Exception as exc:  # noqa: BLE001 - the generator's code raised: one line, not a traceback
+        if not raised_by_generator(engine.generator, exc):
+            raise  # the studio's own bug (or a callback's): its traceback is what helps
         raise generator_failure(engine.generator, exc, engine.run.path, engine.step) from exc
+
+
+def raised_by_generator(gen, exc: Exception) -> bool:
+    """Whether the traceback passes through the generator's own files."""
+    from studio.plugin_checks import plugin_files, where_raised
+    return where_raised(exc, plugin_files(type(gen).__module__)) is not None
 
 
 def generator_failure(gen, exc: Exception, run_path: Path, step: int | None = None) -> StudioError:
