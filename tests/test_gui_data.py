@@ -175,7 +175,9 @@ def core_messages() -> list[tuple[str, str]]:
             return render(node.left) + render(node.right)
         return "runs/a"
 
-    files = [p for p in (ROOT / "studio").glob("*.py") if p.name != "cli.py"]  # cli: terminal only
+    # Terminal only: the CLI, `studio plugin new` and the conformance suite (pytest's output).
+    terminal = {"cli.py", "plugin_new.py", "testing.py", "pytest_plugin.py"}
+    files = [p for p in (ROOT / "studio").glob("*.py") if p.name not in terminal]
     files += list((ROOT / "generators").rglob("*.py"))
     found = []
     for file in files:

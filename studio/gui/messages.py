@@ -34,10 +34,13 @@ _REWRITES: list[tuple[re.Pattern, object]] = [(re.compile(p, re.IGNORECASE), r) 
     (r"pick a writable --run-dir", "pick a writable runs folder in File › Settings"),
     (r"the folder that `studio train --run-dir` created", "a run folder (see the Runs tab)"),
     (r"--run-dir", "a new run"),
+    # Checking a plugin is a terminal command; the window names it as one.
+    (r"\(`studio plugin validate (?P<name>[^`]*)` runs it on a tiny config\)",
+     r"(from a terminal, the plugin validate command of studio runs \g<name> on a tiny config)"),
     # Where lists live in the window.
     (r"`studio runs`", "the Runs tab"),
     (r"`studio generators`", "Help › Plugins…"),
-    (r"`studio config(?: \w+)?`", "the Train form's tooltips"),
+    (r"`studio config[^`]*`", "the Train form's tooltips"),
     (r"`studio train(?: \w+)?`", "the Train tab"),
     (r"`studio generate[^`]*`", "the Generate tab"),
     # Settings: the Train form.
