@@ -53,16 +53,21 @@ def test_stop_and_resume_is_bit_exact_on_cpu(tmp_path):
 
 def test_conditional_samples_show_the_asked_class(tmp_path):
     """Trained on the MNIST test digits (10 classes), the generator draws the digit it is asked
-    for: a classifier trained here on the real digits recognises the samples' classes."""
+    for: a classifier trained here on the real digits recognises the samples' classes.
+
+    The digits are scaled to 32 px (fit=resize), as this bar was measured. Padded instead (the
+    fit default since issue 13), one class lagged after 800 steps in two runs (class 3 at 0.07,
+    class 5 at 0.10; the others 0.72-1.0): how padding changes class learning is being measured
+    under issue 13, which this test's resize keeps apart from."""
     mnist = str(SHARED / "mnist")
     run = tmp_path / "run"
     status, _ = api.train(ImageGenerator, data=mnist, run_dir=str(run), max_steps=800, events="none",
                           settings=["g_width=32", "d_width=32", "latent_dim=64", "batch_size=64",
-                                    "eval_images=64", "feature_steps=5"] + CPU)
+                                    "eval_images=64", "feature_steps=5", "fit=resize"] + CPU)
     assert status == "done"
     _, gen, _ = api.load_run(str(run), device="cpu")
     assert len(gen.classes) == 10
-    real = load_images(mnist, 32, "white", api.cache_dir())
+    real = load_images(mnist, 32, "white", api.cache_dir(), fit="resize")
     classifier, info = train_extractor(np.asarray(real.images), real.labels, 10, steps=400,
                                        device=torch.device("cpu"))
     assert info["held_out_accuracy"] > 0.9  # the judge itself can tell the digits apart
