@@ -81,7 +81,7 @@ from studio.registry import default_registry  # noqa: E402
 from studio.runstore import RunDir  # noqa: E402
 
 # bench/ is on the path: this script's folder
-from side_by_side import (cpu_description, cpu_snapshot, nanogpt_missing,  # noqa: E402
+from side_by_side import (cpu_description, cpu_snapshot, refuse_bad_peer_arguments,  # noqa: E402
                           nanogpt_training_run, other_cpu_pct, pinned_env, prepare_nanogpt,
                           run_to_end, studio_command, studio_vs_nanogpt_steps)
 
@@ -650,15 +650,9 @@ def main() -> None:
                          f"for nanoGPT's measured wall time")
     if args.wait_quiet is None:
         args.wait_quiet = 0.0 if args.quick else 120.0
-    for path in (args.train_data, args.val_data):
-        if not Path(path).is_file():
-            parser.error(f"{path} does not exist (see --train-data / --val-data)")
-    if nanogpt_missing():
-        parser.error(nanogpt_missing())
+    refuse_bad_peer_arguments(parser, args)
 
     # The thread count training uses; everything below runs at it.
-    if args.threads < 0:
-        parser.error(f"--threads {args.threads}: give 0 (one per core) or more")
     threads = configure_threads(args.threads)
     assert torch.get_num_threads() == threads
     gen_cls = default_registry().get("text")

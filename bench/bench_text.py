@@ -45,7 +45,7 @@ from generators.text import TextConfig, TextGenerator  # noqa: E402
 from generators.text.model import GPT, GPTShape, generate  # noqa: E402
 from studio.engine import configure_threads  # noqa: E402
 
-from side_by_side import (cpu_description, nanogpt_missing, prepare_nanogpt,  # noqa: E402
+from side_by_side import (cpu_description, prepare_nanogpt, refuse_bad_peer_arguments,  # noqa: E402
                           studio_vs_nanogpt_steps)
 
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "text"
@@ -195,13 +195,7 @@ def main() -> None:
                         help="where the JSON results go (default bench/results/bench_text.json; "
                              "with --quick, bench_text_quick.json in the temporary folder)")
     args = parser.parse_args()
-    for path in (args.train_data, args.val_data):
-        if not Path(path).is_file():
-            parser.error(f"{path} does not exist (see --train-data / --val-data)")
-    if nanogpt_missing():
-        parser.error(nanogpt_missing())
-    if args.threads < 0:
-        parser.error(f"--threads {args.threads}: give 0 (one per core) or more")
+    refuse_bad_peer_arguments(parser, args)
     if args.out is None:  # bench/results/ holds full runs only
         args.out = str(Path(tempfile.gettempdir()) / "bench_text_quick.json" if args.quick
                        else ROOT / "bench" / "results" / "bench_text.json")

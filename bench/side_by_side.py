@@ -326,6 +326,19 @@ def nanogpt_missing() -> str | None:
             f"../shared/ref/nanoGPT beside the repository (see ../shared/ref/README.md)")
 
 
+def refuse_bad_peer_arguments(parser, args) -> None:
+    """What a benchmark that runs nanoGPT beside the project needs, checked before anything
+    runs: its --train-data and --val-data files, nanoGPT itself and a --threads of 0 or more
+    (argparse's one-line error and exit code 2 otherwise)."""
+    for path in (args.train_data, args.val_data):
+        if not Path(path).is_file():
+            parser.error(f"{path} does not exist (see --train-data / --val-data)")
+    if nanogpt_missing():
+        parser.error(nanogpt_missing())
+    if args.threads < 0:
+        parser.error(f"--threads {args.threads}: give 0 (one per core) or more")
+
+
 def pinned_env(threads: int) -> dict:
     """The environment both sides run in: the same thread count for torch's and MKL's pools
     (torch starts OMP_NUM_THREADS intra-op threads; the project also gets --set threads)."""
