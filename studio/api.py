@@ -106,23 +106,26 @@ def train(*args, **kwargs) -> tuple[str, RunDir]:
     except StudioError:
         raise
     except Exception as exc:  # noqa: BLE001 - the generator's code raised: one line, not a traceback
-        if not raised_by_generator(engine.generator, exc):
+        where = where_in_generator(engine.generator, exc)
+        if where is None:
             raise  # the studio's own bug (or a callback's): its traceback is what helps
-        raise generator_failure(engine.generator, exc, engine.run.path, engine.step) from exc
+        raise generator_failure(engine.generator, exc, engine.run.path, engine.step, where) from exc
 
 
-def raised_by_generator(gen, exc: Exception) -> bool:
-    """Whether the traceback passes through the generator's own files."""
+def where_in_generator(gen, exc: Exception) -> str | None:
+    """"file:line" of the traceback's last frame in the generator's own files (None: the
+    traceback does not pass through them)."""
     from studio.plugin_checks import plugin_files, where_raised
-    return where_raised(exc, plugin_files(type(gen).__module__)) is not None
+    return where_raised(exc, plugin_files(type(gen).__module__))
 
 
-def generator_failure(gen, exc: Exception, run_path: Path, step: int | None = None) -> StudioError:
+def generator_failure(gen, exc: Exception, run_path: Path, step: int | None = None,
+                      where: str | None = None) -> StudioError:
     """What a generator's code raised while training (a bug in the plugin), as one line: the
-    exception, where in the generator's files it was raised, the run it failed, and what to
-    do. The traceback stays chained to it (`raise ... from exc`)."""
-    from studio.plugin_checks import plugin_files, where_raised
-    where = where_raised(exc, plugin_files(type(gen).__module__))
+    exception, where in the generator's files it was raised (`where`, found here when not
+    given), the run it failed, and what to do. The traceback stays chained to it
+    (`raise ... from exc`)."""
+    where = where or where_in_generator(gen, exc)
     said = " ".join(str(exc).split()).rstrip(".")
     when = f"at step {step}" if step is not None else "while setting up"
     return StudioError(
