@@ -178,8 +178,10 @@ def versus_nanogpt(work: Path, train_data: str, val_data: str, threads: int, qui
     result = studio_vs_nanogpt_steps(work, copy, train_data, val_data, threads,
                                      blocks=2 if quick else 10, block=5 if quick else 50,
                                      warmup=3 if quick else 30)
-    print(f"  studio {result['studio_ms']:.2f} ms/step, nanoGPT {result['nanogpt_ms']:.2f} ms/step "
-          f"-> studio {result['speed_ratio']:.2f}x nanoGPT's speed", flush=True)
+    print(f"  studio {result['studio_ms']:.2f} ms/step ({result['studio_precision']}), "
+          f"{result['studio_fp32_ms']:.2f} in fp32, nanoGPT {result['nanogpt_ms']:.2f} ms/step "
+          f"-> studio {result['speed_ratio']:.2f}x nanoGPT's speed "
+          f"({result['speed_ratio_fp32']:.2f}x in fp32)", flush=True)
     return result
 
 
@@ -239,7 +241,8 @@ def main() -> None:
     n = results["vs_nanogpt"]
     busy = n["other_cpu_pct"]
     print(f"  training from scratch vs nanoGPT's train.py: {n['speed_ratio']:.2f}x its speed "
-          f"({n['studio_ms']:.2f} vs {n['nanogpt_ms']:.2f} ms/step, {n['steps_timed_each']} steps "
+          f"({n['studio_ms']:.2f} ms/step in {n['studio_precision']} vs {n['nanogpt_ms']:.2f}; "
+          f"{n['speed_ratio_fp32']:.2f}x in fp32), {n['steps_timed_each']} steps "
           f"each in {n['blocks']} turns, {n['threads']} threads)"
           + (f"  [NOISY: other processes used {busy}% of the CPUs]" if busy and busy > 5 else ""))
     print(f"results: {args.out}")

@@ -42,8 +42,8 @@ from typing import Any, Callable, Iterable
 
 
 def cpu_snapshot(pids: tuple[int, ...] = ()) -> tuple[float, float, float] | None:
-    """(wall time, busy CPU-seconds of the whole machine, CPU-seconds of this process and of
-    the benchmark's own worker processes `pids`), from /proc (Linux; None elsewhere). The
+    """(wall time, busy CPU-seconds of the whole machine, CPU-seconds of this process, of its
+    children it has waited for and of the benchmark's running worker processes `pids`), from /proc (Linux; None elsewhere). The
     difference between the two CPU counts over a section is what other processes took from
     us: on 2 cores, another busy process makes torch's spinning OpenMP threads wait for each
     other and steps run up to 10x slower."""
@@ -58,9 +58,9 @@ def cpu_snapshot(pids: tuple[int, ...] = ()) -> tuple[float, float, float] | Non
                 workers += sum(map(int, f.read().rsplit(")", 1)[1].split()[11:13]))
     except (OSError, ValueError):
         return None
-    mine = os.times()
+    mine = os.times()  # with the children already waited for (a training run to its end)
     return (time.perf_counter(), (user + nice + system + irq + softirq + steal) / tick,
-            mine.user + mine.system + workers / tick)
+            mine.user + mine.system + mine.children_user + mine.children_system + workers / tick)
 
 
 def other_cpu_pct(before, after) -> float | None:
@@ -476,36 +476,47 @@ def nanogpt_heldout_loss(copy: Path, out_dir: Path, val_ids, block_size: int,
 def studio_vs_nanogpt_steps(folder: Path, nanogpt_copy: Path, train_data: str, val_data: str,
                             threads: int, blocks: int, block: int, warmup: int) -> dict:
     """Median step time of `studio train text` and of nanoGPT's train.py at nanoGPT's CPU
-    shape, both fp32 on `threads` threads, taking turns in blocks. Neither evaluates, previews
+    shape on `threads` threads, taking turns in blocks: the project as a user runs it (its
+    default precision, `auto`: bf16 on a CPU with native bf16), the project in fp32, and
+    nanoGPT as it runs on a CPU (fp32: its autocast is for GPUs). Neither evaluates, previews
     or checkpoints inside the timed steps (nanoGPT evaluates at iteration 0, in its warm-up)."""
     steps = warmup + blocks * (block + STEPS_DROPPED_AFTER_RESUME) + 100  # never reaches its end
     env = pinned_env(threads)
     shape = tuple(f"{k}={v}" for k, v in CPU_SHAPE.items())
-    studio_steps = StudioStepSeconds()
+    quiet = ("log_every=1", "eval_every=0", "preview_every=0", "checkpoint_every=0")
     root = Path(__file__).resolve().parents[1]
+    studio_steps = {"studio": StudioStepSeconds(), "studio_fp32": StudioStepSeconds()}
+
+    def studio(kind: str, precision: str):
+        return lambda: StepLines(
+            kind, studio_command(folder / f"{kind}-steps", train_data, val_data, threads,
+                                 settings=shape + (f"precision={precision}",) + quiet,
+                                 max_steps=steps),
+            root, env, studio_steps[kind], folder / f"{kind}-steps.err")
+
     starts = {
-        "studio": lambda: StepLines(
-            "studio", studio_command(folder / "studio-steps", train_data, val_data, threads,
-                                     settings=shape + ("precision=fp32", "log_every=1",
-                                                       "eval_every=0", "preview_every=0",
-                                                       "checkpoint_every=0"),
-                                     max_steps=steps),
-            root, env, studio_steps, folder / "studio-steps.err"),
+        "studio": studio("studio", "auto"),
+        "studio_fp32": studio("studio_fp32", "fp32"),
         "nanogpt": lambda: StepLines(
             "nanogpt", nanogpt_command(folder / "nanogpt-steps", steps, eval_interval=steps + 1),
             nanogpt_copy, env, nanogpt_step_seconds, folder / "nanogpt-steps.err"),
     }
     turns = time_processes_in_turns(starts, blocks=blocks, block=block, warmup=warmup)
-    start = next(e for e in studio_steps.events if e["event"] == "start")
-    if start.get("threads") not in (None, threads):
-        raise RuntimeError(f"studio trained on {start['threads']} threads, not {threads}")
+    began = {kind: next(e for e in seconds.events if e["event"] == "start")
+             for kind, seconds in studio_steps.items()}
+    for start in began.values():
+        if start.get("threads") not in (None, threads):
+            raise RuntimeError(f"studio trained on {start['threads']} threads, not {threads}")
     ms = {kind: 1e3 * s for kind, s in turns.median_s.items()}
     return {"threads": threads, "shape": CPU_SHAPE, "warmup_steps": warmup, "blocks": blocks,
             "block": block, "steps_timed_each": turns.steps_timed,
-            "studio_ms": ms["studio"], "nanogpt_ms": ms["nanogpt"],
+            "studio_precision": began["studio"].get("precision"),
+            "studio_ms": ms["studio"], "studio_fp32_ms": ms["studio_fp32"],
+            "nanogpt_ms": ms["nanogpt"],
             "speed_ratio": ms["nanogpt"] / ms["studio"],  # > 1: the project is faster
+            "speed_ratio_fp32": ms["nanogpt"] / ms["studio_fp32"],
             "other_cpu_pct": turns.other_cpu_pct,
-            "studio_params": start.get("params"),
+            "studio_params": began["studio"].get("params"),
             "includes": {"studio": STUDIO_STEP_INCLUDES, "nanogpt": NANOGPT_STEP_INCLUDES}}
 
 

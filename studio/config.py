@@ -272,7 +272,8 @@ class TrainConfig:
     keep_last: int = setting(3, "checkpoints kept besides the best one", min=1)
     log_every: int = setting(10, "progress event every N steps", min=1)
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
-    precision: str = setting("auto", "auto: bf16 on GPUs that have it, else fp32",
+    precision: str = setting("auto", "auto: bf16 on GPUs that have it and on CPUs with native "
+                             "bf16 where the generator gains from it, else fp32",
                              choices=("auto", "fp32", "bf16", "fp16"))
     # The upper bound: a thread pool larger than any machine's cores only slows steps down, and
     # 100000 asked the OS for more threads than it gives ("can't start new thread", then a

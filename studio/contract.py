@@ -197,6 +197,10 @@ class Generator:
     best_mode: ClassVar[Literal["min", "max"]] = "min"
     throughput_unit: ClassVar[str] = "samples"  # what count_items counts, e.g. "tokens"
     finetune_defaults: ClassVar[dict] = {}  # engine settings for runs that start from weights
+    # precision=auto on a CPU with native bf16 (AVX512-BF16, AMX) takes bf16 autocast for models
+    # of at least this many parameters; below it the casts usually cost more than the faster
+    # matmuls save. A generator whose kernels gain from bf16 at any size sets a lower figure.
+    cpu_bf16_min_params: ClassVar[int] = 5_000_000
     # The contract versions (API_VERSION) it was written for; the registry refuses it when
     # this studio's version is outside them.
     api: ClassVar[str] = ">=1.0,<2"

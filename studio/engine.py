@@ -127,14 +127,11 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
-# bench/bench_core.py on a 2-core AVX512-BF16/AMX CPU: bf16 autocast ran 0.76x fp32 for a 0.8M
-# parameter model (casts outweigh the faster matmuls) and 2.2x for a 10.8M one.
-CPU_BF16_MIN_PARAMS = 5_000_000
-
-
-def resolve_precision(requested: str, device: torch.device, n_params: int = 0) -> str:
+def resolve_precision(requested: str, device: torch.device, n_params: int = 0,
+                      cpu_bf16_min_params: int = Generator.cpu_bf16_min_params) -> str:
     """`auto`: bf16 on GPUs that have it (fp16 + loss scaling on older ones); on CPUs with
-    native bf16, bf16 for models big enough to gain from it, else fp32."""
+    native bf16, bf16 for models of at least `cpu_bf16_min_params` (the generator's
+    declaration: from that size on it gains from bf16), else fp32."""
     if requested != "auto":
         if requested == "fp16" and device.type == "cpu":
             raise StudioError("precision fp16 is not supported on CPU (it is far slower than fp32 "
@@ -145,7 +142,7 @@ def resolve_precision(requested: str, device: torch.device, n_params: int = 0) -
         return requested
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and n_params >= CPU_BF16_MIN_PARAMS and cpu_has_native_bf16():
+    if device.type == "cpu" and n_params >= cpu_bf16_min_params and cpu_has_native_bf16():
         return "bf16"
     return "fp32"
 
@@ -402,7 +399,8 @@ def bind_device(gen: Generator, device: torch.device, precision: str) -> str:
     size and makes `gen.autocast` enter it. Returns the precision resolved."""
     gen.device = device
     gen.model = gen.build().to(device)
-    resolved = resolve_precision(precision, device, sum(p.numel() for p in gen.model.parameters()))
+    resolved = resolve_precision(precision, device, sum(p.numel() for p in gen.model.parameters()),
+                                 gen.cpu_bf16_min_params)
     gen.autocast = lambda: autocast_context(device, resolved)
     return resolved
 

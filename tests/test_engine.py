@@ -358,3 +358,20 @@ def test_runs_say_how_their_best_value_was_measured(tmp_path, capsys):
     header, *lines = capsys.readouterr().out.splitlines()
     assert "MEASURED_WITH" in header
     assert any(line.startswith("a ") and "features-a" in line for line in lines)
+
+
+def test_auto_precision_on_a_cpu_follows_the_generators_declared_size(monkeypatch):
+    """precision=auto takes bf16 on a CPU with native bf16 from the generator's
+    cpu_bf16_min_params on: the text generator gains at any size, a GAN's convolutions do not."""
+    from generators.image import ImageGenerator
+    from generators.text import TextGenerator
+    from studio import engine
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: True)
+    assert TextGenerator.cpu_bf16_min_params == 0
+    assert engine.resolve_precision("auto", cpu, 800_000, TextGenerator.cpu_bf16_min_params) == "bf16"
+    assert engine.resolve_precision("auto", cpu, 800_000, ImageGenerator.cpu_bf16_min_params) == "fp32"
+    assert engine.resolve_precision("auto", cpu, 800_000) == "fp32"  # the contract's default
+    assert engine.resolve_precision("fp32", cpu, 800_000, 0) == "fp32"  # asked for: kept
+    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: False)
+    assert engine.resolve_precision("auto", cpu, 800_000, 0) == "fp32"  # no native bf16: fp32

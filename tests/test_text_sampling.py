@@ -175,3 +175,72 @@ def test_unknown_characters_map_to_unk_and_generate_fine():
     with torch.no_grad():
         sample = gen.sample(TextSampleConfig(temperature=0, max_new_tokens=5), prompt="ab语")[0]
     assert sample.data.startswith("ab语") and len(sample.data) == 8
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize("tokens", [1, 7, 64])
+def test_explicit_attention_is_causal_attention_forward_and_backward(dtype, atol, tokens):
+    """The bf16 CPU path (plain matmuls and a softmax) computes what SDPA computes."""
+    from torch.nn import functional as F
+    attention = GPT(GPTShape(vocab_size=40, n_layer=1, n_head=2, n_embd=32)).transformer.h[0].attn
+    rng = torch.Generator().manual_seed(7)
+    q, k, v = (torch.randn(3, 2, tokens, 16, generator=rng).to(dtype).requires_grad_()
+               for _ in range(3))
+    upstream = torch.randn(3, 2, tokens, 16, generator=rng).to(dtype)
+    explicit = attention._explicit_causal_attention(q, k, v)
+    grads = torch.autograd.grad(explicit, (q, k, v), upstream)
+    reference = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    reference_grads = torch.autograd.grad(reference, (q, k, v), upstream)
+    assert torch.allclose(explicit.float(), reference.float(), atol=atol)
+    for got, want in zip(grads, reference_grads):
+        assert torch.allclose(got.float(), want.float(), atol=2 * atol)
+    # a later token never changes an earlier one's output
+    changed_v = v.detach().clone()
+    changed_v[:, :, -1] += 1
+    again = attention._explicit_causal_attention(q.detach(), k.detach(), changed_v)
+    assert torch.equal(again[:, :, :-1], explicit.detach()[:, :, :-1])
+
+
+def test_explicit_attention_is_taken_for_short_bf16_blocks_on_a_cpu_only():
+    from generators.text.model import EXPLICIT_ATTENTION_MAX_TOKENS, explicit_attention_pays
+    short = torch.zeros(1, 2, 64, 16, dtype=torch.bfloat16)
+    assert explicit_attention_pays(short)
+    assert not explicit_attention_pays(short.float())  # fp32: SDPA is as fast or faster
+    long = torch.zeros(1, 2, EXPLICIT_ATTENTION_MAX_TOKENS + 1, 16, dtype=torch.bfloat16)
+    assert not explicit_attention_pays(long)  # the scores grow as T^2: SDPA's kernel wins
+
+
+def test_a_bf16_model_trains_and_samples_through_both_attention_paths():
+    """Under bf16 autocast the training forward (explicit attention) and the cached sampling
+    forward (SDPA) give the same logits up to bf16 rounding."""
+    model = tiny_model()
+    tokens = torch.randint(40, (2, 24), generator=torch.Generator().manual_seed(4))
+    from generators.text.model import KVCache
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        full, _ = model(tokens, all_logits=True)
+        cache = KVCache(32)
+        first, _ = model(tokens[:, :1], cache=cache, all_logits=True)
+        steps = [first] + [model(tokens[:, i:i + 1], cache=cache, all_logits=True)[0]
+                           for i in range(1, 24)]
+    assert torch.allclose(torch.cat(steps, 1).float(), full.float(), atol=5e-2)
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, loss = model(tokens[:, :-1], tokens[:, 1:])
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_decoding_on_a_cpu_stays_in_fp32_where_training_takes_bf16():
+    """One token at a time, bf16 autocast decodes slower than fp32 on a CPU: sampling leaves
+    the run's autocast out there (it still trains and evaluates under it)."""
+    gen = make_generator(CharTokenizer.train(MULTILINGUAL))
+    entered = []
+
+    def bf16_autocast():
+        entered.append(True)
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    gen.autocast = bf16_autocast
+    gen.device = torch.device("cpu")
+    samples = gen.sample(TextSampleConfig(temperature=0, max_new_tokens=40), n=2, seed=1)
+    assert not entered and len(samples) == 2

@@ -13,6 +13,7 @@ only). Generation follows the kind the run was trained on.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import math
 from pathlib import Path
 from typing import Iterator
@@ -351,7 +352,12 @@ class TextGenerator(TextDeclarations):
                           top_k=params.top_k, top_p=params.top_p,
                           repetition=params.repetition_penalty, generator=rng)
 
-        with self.autocast():
+        # Decoding runs a token at a time: on a CPU its matmuls are too small for bf16 to pay
+        # (a 0.8M-parameter model decoded 0.56x as fast under bf16 autocast as in fp32 at batch
+        # 1, 0.76x at batch 8, AMD EPYC with AVX512-BF16), so there it stays in fp32 even where
+        # training takes bf16.
+        decoding_precision = self.autocast() if device.type != "cpu" else contextlib.nullcontext()
+        with decoding_precision:
             for new in generate(self.model, x, params.max_new_tokens, pick, use_cache):
                 pieces = []
                 for row, token in zip(rows, new[:, 0].tolist()):
