@@ -33,7 +33,7 @@ examples:
 
 # What `studio demo` trains: run folder, steps, preset, and what it shows afterwards.
 DEMOS = {
-    "text": {"run_dir": "runs/demo", "steps": 2000, "preset": None,
+    "text": {"run_dir": "runs/demo", "steps": 2000, "preset": "demo",
              "about": "a small GPT on the built-in corpus (Python's own documentation)"},
     "image": {"run_dir": "runs/demo-image", "steps": 6000, "preset": "demo",
               "about": "a class-conditional GAN on the built-in shapes"},

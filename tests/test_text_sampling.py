@@ -66,14 +66,37 @@ def test_window_slides_by_a_quarter_block_and_never_exceeds_it():
     assert all(b >= a for a, b in zip(starts, starts[1:]))
 
 
-@pytest.mark.parametrize("block", [32, 64])
-def test_kv_cache_equals_full_recomputation_across_the_window_boundary(block):
+@pytest.mark.parametrize("block, pinned", [(32, 0), (64, 0), (32, 1), (32, 4)])
+def test_kv_cache_equals_full_recomputation_across_the_window_boundary(block, pinned):
     model = tiny_model(block=block)
     prompt = torch.randint(40, (2, 5), generator=torch.Generator().manual_seed(3))
-    cached = torch.cat(list(generate(model, prompt, 200, greedy, use_cache=True)), dim=1)
-    full = torch.cat(list(generate(model, prompt, 200, greedy, use_cache=False)), dim=1)
+    cached = torch.cat(list(generate(model, prompt, 200, greedy, use_cache=True, pinned=pinned)), dim=1)
+    full = torch.cat(list(generate(model, prompt, 200, greedy, use_cache=False, pinned=pinned)), dim=1)
     assert 5 + 200 > 3 * block  # the window slid several times
     assert torch.equal(cached, full)
+
+
+def test_pinned_tokens_open_every_window_as_it_slides():
+    block, pinned = 16, 3
+    model = tiny_model(block=block)
+    windows = []
+    forward = model.forward
+
+    def recording(idx, *args, **kwargs):
+        windows.append(idx)
+        return forward(idx, *args, **kwargs)
+
+    model.forward = recording
+    prompt = torch.randint(40, (2, 6), generator=torch.Generator().manual_seed(4))
+    new = torch.cat(list(generate(model, prompt, 60, greedy, use_cache=False, pinned=pinned)), dim=1)
+    tokens = torch.cat([prompt, new], dim=1)
+    assert all(torch.equal(w[:, :pinned], prompt[:, :pinned]) and w.size(1) <= block for w in windows)
+    # The rest slides within the room the pinned tokens leave, as window_start says.
+    last = windows[-1]
+    rest = tokens[:, pinned:-1]
+    assert torch.equal(last[:, pinned:], rest[:, window_start(rest.size(1), block - pinned):])
+    with pytest.raises(ValueError, match="leave room in the block"):
+        next(generate(model, prompt, 1, greedy, pinned=block))
 
 
 def test_cached_logits_match_the_full_forward():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -63,6 +64,27 @@ class _RowText:
 
     def finish(self) -> str:
         return "" if self.done else self.feed(b"", final=True)
+
+
+@dataclass
+class ContextFit:
+    """How prompt/response examples met the context, for the data report."""
+
+    block_size: int
+    examples: int = 0
+    over: int = 0  # examples that need more context than the model has
+    longest: int = 0  # the most context one example needs, in tokens
+    cut: int = 0  # of those over: prompt shortened from the left, response kept whole
+    skipped: int = 0  # of those over: not even the last response fits
+
+    def note(self) -> str | None:
+        if not self.over:
+            return None
+        return (f"{self.over} of {self.examples} examples need more than the model's context of "
+                f"{self.block_size} tokens (the longest {self.longest}): {self.cut} cut from the "
+                f"left (the prompt shortened, the response kept whole), {self.skipped} skipped "
+                f"(the response alone does not fit). To keep them whole, raise block_size to "
+                f"{self.longest} in a new run (--set block_size=...).")
 
 
 class TextGenerator(TextDeclarations):
@@ -167,17 +189,61 @@ class TextGenerator(TextDeclarations):
             weights += [0] * len(head) + [1] * len(tail)
         return np.array(ids, dtype=np.int64), np.array(weights, dtype=np.float32)
 
-    def _encode_examples(self, examples, where: str, skipped: list) -> list:
-        out, limit = [], self.config.block_size + 1
+    def _encode_examples(self, examples, where: str, skipped: list,
+                         fit: ContextFit | None = None, first_number: int = 1) -> list:
+        """Encode examples so each fits the context: one too long keeps its last response
+        whole and loses prompt tokens from the left (_fit_to_context); one whose last response
+        cannot fit at all is skipped with the numbers. `fit` counts what happened."""
+        fit = fit if fit is not None else ContextFit(self.config.block_size)
+        out = []
         for i, turns in enumerate(examples):
             ids, weights = self.encode_example(turns)
-            ids, weights = ids[:limit], weights[:limit]
-            if weights[1:].sum() == 0:
-                skipped.append((f"{where} example {i + 1}", f"the prompt alone fills the context "
-                                f"of {self.config.block_size} tokens; nothing left to learn"))
+            needed = len(ids) - 1  # the model reads every token but the last <|end|>
+            fit.examples += 1
+            fit.longest = max(fit.longest, needed)
+            if needed <= self.config.block_size:
+                out.append((ids, weights))
                 continue
-            out.append((ids, weights))
+            fit.over += 1
+            kept = self._fit_to_context(ids, weights)
+            if kept is None:
+                fit.skipped += 1
+                skipped.append((f"{where} example {first_number + i}", self._too_long_reason(ids)))
+                continue
+            fit.cut += 1
+            out.append(kept)
         return out
+
+    def _fit_to_context(self, ids: np.ndarray, weights: np.ndarray):
+        """An example longer than the context, cut from the left as a prompt is: the window
+        keeps the last block_size + 1 tokens with its first replaced by <|prompt|>, so it still
+        opens as every example does and ends with the whole last response and <|end|>. What
+        remains of a cut earlier response is context, not a target (its start is gone). None
+        when not even the last response fits with its framing."""
+        tk = self.tokenizer
+        prompt_id, response_id = tk.special_id(PROMPT), tk.special_id(RESPONSE)
+        row = self.config.block_size + 1  # block_size inputs and their targets
+        last_response = int(np.flatnonzero(ids == response_id)[-1])
+        cut = len(ids) - (row - 1)
+        if cut > last_response:
+            return None
+        if ids[cut] == prompt_id:  # the cut falls on a turn's start: it opens the window as is
+            kept_ids, kept_weights = ids[cut:], weights[cut:].copy()
+        else:
+            kept_ids = np.concatenate([[prompt_id], ids[cut:]]).astype(np.int64)
+            kept_weights = np.concatenate([[0], weights[cut:]]).astype(np.float32)
+        first_response = int(np.flatnonzero(kept_ids == response_id)[0])
+        kept_weights[:first_response] = 0
+        return kept_ids, kept_weights
+
+    def _too_long_reason(self, ids: np.ndarray) -> str:
+        block = self.config.block_size
+        last_response = int(np.flatnonzero(ids == self.tokenizer.special_id(RESPONSE))[-1])
+        response_needs = len(ids) - last_response  # <|prompt|> <|response|> ... (<|end|> is a target)
+        return (f"needs {len(ids) - 1} tokens of context, more than the model's {block}, and even "
+                f"with the prompt cut away its last response takes {response_needs} (with "
+                f"<|prompt|>, <|response|> and <|end|>). Raise block_size to at least "
+                f"{len(ids) - 1} in a new run (--set block_size=...), or shorten the response.")
 
     def _load_pairs(self, source, val_source) -> DataReport:
         examples, used, skipped = read_pairs(source)
@@ -198,12 +264,19 @@ class TextGenerator(TextDeclarations):
         if val_source:
             notes.append(self._unknown_note("".join(p + r for turns in val_raw for p, r in turns),
                                             val_source))
-        notes = [note for note in notes if note]
-        self.train_examples = self._encode_examples(examples, source, skipped)
-        self.val_examples = self._encode_examples(val_raw, val_source or source, skipped)
+        fit = ContextFit(self.config.block_size)
+        self.train_examples = self._encode_examples(examples, source, skipped, fit)
+        # Held-out examples cut from the end of the data keep their numbers in it.
+        self.val_examples = self._encode_examples(val_raw, val_source or source, skipped, fit,
+                                                  first_number=1 if val_source else len(examples) + 1)
+        notes = [note for note in notes + [fit.note()] if note]
         if not self.train_examples or not self.val_examples:
-            raise StudioError(f"no example of {source} fits the context of "
-                              f"{self.config.block_size} tokens; raise block_size.")
+            where = (f"training example of {source}" if not self.train_examples else
+                     f"held-out example of {val_source or source}")
+            raise DataError(f"no {where} fits the context of {self.config.block_size} tokens "
+                            f"(the longest needs {fit.longest}); raise block_size in a new run "
+                            f"(--set block_size=...) or shorten the responses.",
+                            DataReport(source=source, used=used, skipped=skipped))
         self.probes = [{"prompt": turns[0][0], "seed": i} for i, turns in enumerate(val_raw[:2])]
         first = examples[0][0] if examples else val_raw[0][0]
         return DataReport(
@@ -213,6 +286,8 @@ class TextGenerator(TextDeclarations):
                      "held_out": (str(val_source) if val_source else
                                   f"the last {len(val_raw)} example(s) of the data"),
                      "train_tokens": int(sum(len(ids) for ids, _ in self.train_examples)),
+                     "over_context": fit.over, "longest_tokens": fit.longest,
+                     "cut_to_context": fit.cut, "skipped_too_long": fit.skipped,
                      "vocab_size": self.tokenizer.vocab_size, "tokenizer": self.tokenizer.kind,
                      "notes": notes},
             preview=[Sample("text", f"{first[0]}\n→ {first[1]}", {"source": used[0]})])
@@ -331,10 +406,28 @@ class TextGenerator(TextDeclarations):
         start = tk.special_id(END_OF_TEXT) if tk.kind == "bpe" else None
         return [start if start is not None else tk.encode("\n").tolist()[0]]
 
+    def _answer_room(self) -> int:
+        """Tokens a pairs prompt leaves free for the answer when it is cut to fit."""
+        return max(1, self.config.block_size // 4)
+
+    def _context_ids(self, prompt) -> tuple[list[int], int]:
+        """The tokens generation starts from and how many of them stay in every window. A pairs
+        prompt keeps its leading <|prompt|> (an answer the model sees without its framing is
+        just text to continue, as in training where every window opens with it) and, when too
+        long, is cut from the left as in training, leaving a quarter of the block for the
+        answer. Plain text slides as it is."""
+        ids = self._prompt_ids(prompt)
+        if self.format != "pairs":
+            return ids, 0
+        room_for_prompt = max(0, self.config.block_size - self._answer_room() - 2)
+        if len(ids) - 2 > room_for_prompt:
+            ids = [ids[0], *(ids[-1 - room_for_prompt:-1] if room_for_prompt else []), ids[-1]]
+        return ids, 1
+
     def _decode(self, params: TextSampleConfig, n: int, seed: int, prompt,
                 use_cache: bool = True) -> Iterator[list[str]]:
         """Yields, step by step, the new text of each of the n samples."""
-        ids = self._prompt_ids(prompt)
+        ids, pinned = self._context_ids(prompt)
         device = self.device or torch.device("cpu")
         x = torch.tensor([ids] * n, dtype=torch.long, device=device)
         rng = torch.Generator(device=device).manual_seed(seed)
@@ -358,7 +451,7 @@ class TextGenerator(TextDeclarations):
         # training takes bf16.
         decoding_precision = self.autocast() if device.type != "cpu" else contextlib.nullcontext()
         with decoding_precision:
-            for new in generate(self.model, x, params.max_new_tokens, pick, use_cache):
+            for new in generate(self.model, x, params.max_new_tokens, pick, use_cache, pinned):
                 pieces = []
                 for row, token in zip(rows, new[:, 0].tolist()):
                     if row.done:
@@ -374,9 +467,22 @@ class TextGenerator(TextDeclarations):
         yield [row.finish() for row in rows]
 
     def context_note(self, prompt, params) -> str | None:
-        """Say when the context slides (the model then forgets the earliest tokens)."""
-        n_prompt = len(self._prompt_ids(prompt))
+        """Say when the prompt is cut or the context slides (the model then forgets the
+        earliest tokens)."""
         block = self.config.block_size
+        n_prompt = len(self._prompt_ids(prompt))
+        if self.format == "pairs":
+            kept = len(self._context_ids(prompt)[0])
+            if kept < n_prompt:
+                return (f"the prompt has {n_prompt - 2} tokens, too many for the model's "
+                        f"context of {block}: only its last {kept - 2} are used (cut from "
+                        f"the left, as in training), leaving {block - kept} for the answer; "
+                        f"<|prompt|> stays in the context as the answer grows")
+            if kept + params.max_new_tokens > block:
+                return (f"prompt and answer ({kept} + {params.max_new_tokens} tokens) can exceed "
+                        f"the context of {block}: the window then slides, keeping <|prompt|>, so "
+                        f"the earliest prompt and answer tokens are forgotten")
+            return None
         if n_prompt > block:
             return (f"the prompt has {n_prompt} tokens, more than the model's context of {block}: "
                     f"only its last part is used")

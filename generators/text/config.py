@@ -74,6 +74,11 @@ class TextDeclarations(Generator):
         # nanoGPT's CPU shape for Shakespeare (its documented "baby GPT")
         "tiny": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "batch_size": 12,
                  "dropout": 0.0},
+        # `studio demo text`: the tiny shape with a context of 128 characters, so that a short
+        # question and its answer (the built-in customer-service pairs need up to 111) fit
+        # whole when the demo is fine-tuned on prompt/response pairs
+        "demo": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128, "batch_size": 12,
+                 "dropout": 0.0, "tokenizer": "char"},
         # nanoGPT's shakespeare-char GPU shape
         "small": {"n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256, "batch_size": 64,
                   "dropout": 0.2},

@@ -6,7 +6,8 @@ not UTF-8 but reads as Latin-1 text (cp1252) is decoded as such and reported; a 
 text with prompt/response JSONL trains on the kind with more data and says so. The built-in corpus is
 the docstrings of Python's own standard library, read from the sources of the running Python:
 English prose that every machine with Python has, offline, without the repo carrying anyone
-else's text.
+else's text. The built-in prompt/response pairs (`builtin:customer-service`) are a small shop's
+customer-service answers, written for the studio and shipped beside this module.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import os
 import sysconfig
 import threading
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,11 @@ from studio.errors import DataError, StudioError
 
 TEXT_SUFFIXES = {".txt", ".md", ".text", ".markdown", ".rst"}
 BUILTIN = "builtin:python-docs"
+# A small shop's customer-service questions and answers (orders, returns, shipping, payment,
+# opening hours), written for the studio: prompt/response pairs short enough for the demo's
+# context, in plain ASCII so the demo's character vocabulary (from BUILTIN) reads them all.
+BUILTIN_PAIRS = "builtin:customer-service"
+BUILTIN_PAIRS_FILE = "customer_service.jsonl"  # beside this module (pyproject's package data)
 BUILTIN_MAX_CHARS = 3_000_000
 _CONTROL = bytes(range(0, 32)).replace(b"\t", b"").replace(b"\n", b"").replace(b"\r", b"").replace(b"\x0c", b"")
 
@@ -149,6 +156,8 @@ def detect_format(source: str | None) -> str:
     bytes than its plain text), else "text"."""
     if not source or source == BUILTIN:
         return "text"
+    if source == BUILTIN_PAIRS:
+        return "pairs"
     path = Path(source).expanduser()
     if path.is_file():
         return "pairs" if path.suffix.lower() in PAIR_SUFFIXES else "text"
@@ -239,9 +248,15 @@ def parse_example(obj, where: str) -> list[tuple[str, str]]:
 def read_pairs(source: str) -> tuple[list[list[tuple[str, str]]], list[str], list[tuple[str, str]]]:
     """Read JSONL prompt/response data -> (examples, used files, skipped (item, reason)).
     Malformed lines are skipped and reported with file and line number."""
+    if source == BUILTIN_PAIRS:
+        examples, skipped = [], []
+        text = resources.files(__package__).joinpath(BUILTIN_PAIRS_FILE).read_text(encoding="utf-8")
+        _parse_jsonl(text, BUILTIN_PAIRS, examples, skipped)
+        return examples, [BUILTIN_PAIRS], skipped
     path = Path(source).expanduser()
     if not path.exists():
-        raise StudioError(f"data path {path} does not exist. Give a .jsonl file or a folder of them.")
+        raise StudioError(f"data path {path} does not exist. Give a .jsonl file or a folder of "
+                          f"them (or {BUILTIN_PAIRS}).")
     files = [path] if path.is_file() else _data_files(path)
     examples, used, skipped = [], [], []
     for file in files:
@@ -259,18 +274,7 @@ def read_pairs(source: str) -> tuple[list[list[tuple[str, str]]], list[str], lis
         if text is None:
             skipped.append((str(file), note))
             continue
-        before = len(examples)
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            where = f"{file}:{number}"
-            try:
-                examples.append(parse_example(json.loads(line), where))
-            except json.JSONDecodeError as exc:
-                skipped.append((where, f"not valid JSON ({exc.msg})"))
-            except ValueError as exc:
-                skipped.append((where, str(exc).removeprefix(where + ": ")))
-        if len(examples) > before:
+        if _parse_jsonl(text, str(file), examples, skipped):
             used.append(str(file))
     if not examples:
         why = "; ".join(f"{Path(f).name}: {r}" for f, r in skipped[:3]) or "no lines"
@@ -283,6 +287,23 @@ def read_pairs(source: str) -> tuple[list[list[tuple[str, str]]], list[str], lis
                         f"there is nothing to learn. Fill in the \"response\" fields (or the "
                         f"assistant messages).", DataReport(source=str(path), used=used, skipped=skipped))
     return examples, used, skipped
+
+
+def _parse_jsonl(text: str, name: str, examples: list, skipped: list) -> int:
+    """Add the examples of one JSONL text to `examples`, its bad lines (name:line, reason) to
+    `skipped`; return how many examples it gave."""
+    before = len(examples)
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{name}:{number}"
+        try:
+            examples.append(parse_example(json.loads(line), where))
+        except json.JSONDecodeError as exc:
+            skipped.append((where, f"not valid JSON ({exc.msg})"))
+        except ValueError as exc:
+            skipped.append((where, str(exc).removeprefix(where + ": ")))
+    return len(examples) - before
 
 
 def empty_responses_note(examples, source: str) -> str | None:

@@ -214,21 +214,37 @@ def window_start(length: int, block_size: int) -> int:
     return length - keep - ((length - block_size - 1) % (drop + 1))
 
 
+def window(tokens: torch.Tensor, block_size: int, pinned: int = 0) -> torch.Tensor:
+    """The tokens the model sees next: the first `pinned` always (framing such as <|prompt|>,
+    which the answer needs to stay an answer), then the rest, sliding as window_start says
+    within the room the pinned tokens leave."""
+    if pinned == 0:
+        return tokens[:, window_start(tokens.size(1), block_size):]
+    rest = tokens[:, pinned:]
+    return torch.cat([tokens[:, :pinned], rest[:, window_start(rest.size(1), block_size - pinned):]], dim=1)
+
+
 @torch.no_grad()
-def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, pick, use_cache: bool = True):
+def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, pick, use_cache: bool = True,
+             pinned: int = 0):
     """Yield (B, 1) new tokens one step at a time. `pick(logits (B, V), tokens (B, L))` chooses
-    them. Beyond the block the context slides (see window_start); `use_cache=False` recomputes
-    the same windows from scratch, the reference the cache is tested against."""
+    them. Beyond the block the context slides (see window_start), always keeping the first
+    `pinned` tokens; `use_cache=False` recomputes the same windows from scratch, the reference
+    the cache is tested against."""
     block = model.shape.block_size
+    if not 0 <= pinned < block or pinned > idx.size(1):
+        raise ValueError(f"pinned ({pinned}) must be among the {idx.size(1)} given tokens and "
+                         f"leave room in the block ({block})")
     tokens = idx
     cache, cache_start = None, 0
     for _ in range(max_new_tokens):
-        start = window_start(tokens.size(1), block)
+        # Where the sliding part starts; the cache holds a window as long as it stays put.
+        start = window_start(tokens.size(1) - pinned, block - pinned)
         if not use_cache:
-            logits, _ = model(tokens[:, start:])
+            logits, _ = model(window(tokens, block, pinned))
         elif cache is None or start != cache_start:  # (re)fill the cache with the window
             cache, cache_start = KVCache(block), start
-            logits, _ = model(tokens[:, start:], cache=cache)
+            logits, _ = model(window(tokens, block, pinned), cache=cache)
         else:
             logits, _ = model(tokens[:, -1:], cache=cache)
         new = pick(logits[:, -1, :], tokens)
