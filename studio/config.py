@@ -282,3 +282,23 @@ class TrainConfig:
                            min=0, max=MAX_THREADS)
     compile: bool = setting(False, "torch.compile the model (pays off on GPUs and long runs)")
     seed: int = setting(1337, "seed for weights, batches and dropout", min=0)
+    # LoRA (studio/lora.py): any generator, any task; needs a base (--init-from or
+    # --init-from-hf), whose weights stay frozen.
+    lora_rank: int = setting(0, "LoRA: train rank-R adapters beside the targeted layers of the "
+                             "model started from, which stays frozen (0 = off: train all "
+                             "weights)", min=0, max=4096)
+    lora_alpha: float | None = setting(None, "LoRA: the adapters' output is scaled by "
+                                       "lora_alpha / lora_rank (empty = 2 x lora_rank)",
+                                       min=0, min_exclusive=True, empty="2 x lora_rank")
+    lora_targets: list[str] = setting([], "LoRA: suffixes of the Linear layers' names to adapt, "
+                                      "e.g. [\"c_attn\"] (empty = the generator's default)",
+                                      empty="the generator's default")
+
+    def check(self) -> str | None:
+        if self.lora_rank == 0 and (self.lora_alpha is not None or self.lora_targets):
+            return ("lora_alpha and lora_targets apply only with lora_rank > 0: set lora_rank "
+                    "(e.g. 8), or leave them empty.")
+        if any(not isinstance(t, str) or not t.strip() for t in self.lora_targets):
+            return (f"lora_targets must be names of layers such as \"c_attn\", got "
+                    f"{self.lora_targets!r}.")
+        return None

@@ -197,6 +197,10 @@ class Generator:
     best_mode: ClassVar[Literal["min", "max"]] = "min"
     throughput_unit: ClassVar[str] = "samples"  # what count_items counts, e.g. "tokens"
     finetune_defaults: ClassVar[dict] = {}  # engine settings for runs that start from weights
+    # LoRA (`--set lora_rank=R`, studio/lora.py): suffixes of the names of the Linear layers
+    # that get adapters when the run names none (lora_targets). Never a layer whose weight is
+    # tied to another module's (the adapter would change both); () = the user must name them.
+    lora_targets: ClassVar[tuple[str, ...]] = ()
     # precision=auto on a CPU with native bf16 (AVX512-BF16, AMX) takes bf16 autocast for models
     # of at least this many parameters; below it the casts usually cost more than the faster
     # matmuls save. A generator whose kernels gain from bf16 at any size sets a lower figure.

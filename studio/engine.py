@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from studio import events
+from studio import events, lora
 from studio.config import TrainConfig, resolve_intervals  # noqa: F401  (TrainConfig re-exported)
 from studio.config import MAX_THREADS
 from studio.contract import Generator, TrainContext
@@ -440,6 +440,9 @@ class Engine:
         self.decay_start: DecayStart | None = None
         self.agreed_minutes: float | None = None
         self.train_model: torch.nn.Module | None = None
+        # A LoRA run's record (studio/lora.py), set by api.prepare_training: its checkpoints
+        # then hold the adapters alone, with this record naming their base.
+        self.lora: dict | None = None
 
     # -- events go to every callback (the run log, the terminal, the window)
     def emit(self, event: str, **data) -> None:
@@ -452,8 +455,10 @@ class Engine:
             cb.on_event(self, record)
 
     # -- set-up
-    def setup(self) -> None:
-        """Build the model on the device, wrap it for DDP/compile, and make its optimizers."""
+    def setup(self, prepare_model=None) -> None:
+        """Build the model on the device, wrap it for DDP/compile, and make its optimizers.
+        `prepare_model(model)` runs between the build and the rest: it loads the weights a new
+        run starts from and adds a LoRA run's adapters, which the optimizers must see."""
         init_distributed(self.train.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
@@ -464,6 +469,8 @@ class Engine:
         gen = self.generator
         self.precision = bind_device(gen, self.device, self.train.precision)
         model = gen.model
+        if prepare_model is not None:
+            prepare_model(model)
         if self.precision == "fp16":
             self.scaler = torch.amp.GradScaler(self.device.type)
         self.train_model = model
@@ -475,6 +482,8 @@ class Engine:
             self.train_model = DistributedDataParallel(model, device_ids=ids)
         optimizers = gen.configure_optimizers(self.train)
         self.optimizers = list(optimizers) if isinstance(optimizers, (list, tuple)) else [optimizers]
+        if self.lora is not None:
+            lora.keep_trainable_only(self.optimizers)
         # The peak LR of each parameter group, from this session's settings: a checkpoint's
         # optimizer state brings back the LRs it was saved with, which would ignore a resume
         # with --set lr=...
@@ -482,7 +491,10 @@ class Engine:
 
     # -- checkpoints
     def checkpoint_payload(self) -> tuple[dict, dict]:
-        model, aliases = model_tensors(self.generator.model)
+        if self.lora is not None:
+            model, aliases = lora.adapter_tensors(self.generator.model), {}
+        else:
+            model, aliases = model_tensors(self.generator.model)
         opt_tensors, opt_meta = optimizer_state(self.optimizers)
         rng_tensors, rng_meta = rng_state(self.data_rng)
         state = {
@@ -494,13 +506,19 @@ class Engine:
             "decay_progress": self.decay_progress,
             "generator_name": self.generator.name, "generator_version": self.generator.version,
         }
+        if self.lora is not None:
+            state["lora"] = self.lora
         return {"model.safetensors": model, "trainer.safetensors": {**opt_tensors, **rng_tensors}}, state
 
     def restore(self, state: dict, tensors: dict, where: str) -> None:
         if state.get("generator_name") != self.generator.name:
             raise StudioError(f"{where} was written by generator '{state.get('generator_name')}', "
                               f"not '{self.generator.name}'.")
-        load_model_tensors(self.generator.model, tensors["model.safetensors"], state["aliases"], where)
+        if self.lora is not None:
+            lora.load_adapter_tensors(self.generator.model, tensors["model.safetensors"], where)
+        else:
+            load_model_tensors(self.generator.model, tensors["model.safetensors"], state["aliases"],
+                               where)
         trainer = tensors.get("trainer.safetensors", {})
         load_optimizer_state(self.optimizers, trainer, state["optimizers"])
         load_rng_state(self.data_rng, trainer, state["rng"])

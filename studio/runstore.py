@@ -41,7 +41,8 @@ RUN_FORMAT = 1
 WEIGHTS_FILE = "model.safetensors"
 # What sampling needs besides the tensors; the weights file carries a copy of it, so that it
 # can be used on its own when state.json is damaged.
-WEIGHTS_STATE_KEYS = ("aliases", "generator", "generator_name", "generator_version")
+# A LoRA run's weights are adapters, usable only with the base its "lora" record names.
+WEIGHTS_STATE_KEYS = ("aliases", "generator", "generator_name", "generator_version", "lora")
 CHECKPOINT_FOLDER = re.compile(r"step_(\d+)")
 REPLACED_CHECKPOINT = re.compile(r"\.tmp-replaced-(step_\d+)-\d+")
 LOCK_NAME = ".lock"
