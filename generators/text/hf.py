@@ -78,9 +78,10 @@ def read_tokenizer(path: str) -> BPETokenizer:
     return BPETokenizer(tk)
 
 
-def load_weights(model: torch.nn.Module, path: str, vocab_size: int) -> None:
+def load_weights(model: torch.nn.Module, path: str, vocab_size: int, fresh: tuple = ()) -> None:
     """Copy GPT-2's weights into `model` (built from read_config's values). The model's extra
-    vocabulary rows (padding, special tokens) start at the mean embedding."""
+    vocabulary rows (padding, special tokens) start at the mean embedding; its parameters
+    named under a `fresh` prefix (a classifier's task layer) keep their initial values."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -111,6 +112,9 @@ def load_weights(model: torch.nn.Module, path: str, vocab_size: int) -> None:
         key = name.removeprefix("transformer.")
         if name == "lm_head.weight":
             continue  # tied to wte
+        if name.startswith(fresh):
+            loaded[name] = tensor
+            continue
         if key not in source:
             raise StudioError(f"{weights} lacks '{key}'; it does not fit the config in config.json.")
         value = source[key]
