@@ -14,6 +14,7 @@ from pathlib import Path
 
 from studio.config import (TrainConfig, from_dict, parse_assignments, resolve_intervals,
                            split_settings, to_dict)
+from studio import lora
 from studio.errors import StudioError
 from studio.registry import default_registry
 from studio.runstore import RunDir, read_json, write_json
@@ -208,6 +209,7 @@ def _prepare_training(generator: str | type | None = None, data: str | None = No
         if set_gen:
             raise StudioError(f"model setting '{next(iter(set_gen))}' cannot change when resuming; "
                               f"only training settings can (e.g. --set lr=...).")
+        _refuse_lora_change(doc, set_train, run.path)
         train_values = {**doc.get("train", {}), **set_train,
                         **{k: v for k, v in flags.items() if v is not None}}
         train_config = resolve_intervals(from_dict(TrainConfig, train_values, "training config"))
@@ -247,10 +249,17 @@ def _prepare_training(generator: str | type | None = None, data: str | None = No
             locked.append(holder)
         gen = gen_cls(gen_config)
         ckpt, resume_notes = None, []
-        doc = {"init": init.get("record")}
+        doc = {"init": init.get("record"),
+               "lora": lora.make_record(train_config, gen_cls, init.get("record"), bool(init))}
 
-    # A new run (or one stopped before its first checkpoint) starts from the weights it names.
-    load_init_weights = _prepare_init(gen, doc.get("init")) if ckpt is None else None
+    # A new run (or one stopped before its first checkpoint) starts from the weights it names;
+    # a LoRA run always starts from its base (verified by its hash), with adapters added.
+    lora_record = doc.get("lora")
+    if lora_record:
+        prepare_model = _prepare_lora(gen, lora_record, Path(resume or run_path),
+                                      load_assets=ckpt is None)
+    else:
+        prepare_model = _prepare_init(gen, doc.get("init")) if ckpt is None else None
     # Refuse a bad device or precision before any data is read or folder written.
     resolve_precision(train_config.precision, pick_device(train_config.device))
     # Under torchrun every rank reads the data; rank 0 alone writes the run folder.
@@ -262,7 +271,8 @@ def _prepare_training(generator: str | type | None = None, data: str | None = No
                 "generator": gen_cls.name, "generator_version": gen_cls.version,
                 "plugin": _provenance(generator, gen_cls),
                 "config": to_dict(gen_config), "train": to_dict(train_config),
-                "data": {"source": data, "val_source": val_data}, "init": doc.get("init")})
+                "data": {"source": data, "val_source": val_data}, "init": doc.get("init"),
+                **({"lora": lora_record} if lora_record else {})})
             start.update(run_written=True)
             write_json(run.path / "data_report.json", report.to_json())
             run.update(**_labels(name, notes))
@@ -279,10 +289,9 @@ def _prepare_training(generator: str | type | None = None, data: str | None = No
         run.update(**_labels(name, notes))
 
     engine = Engine(gen, train_config, run, _callbacks(events, run) + list(callbacks or []))
+    engine.lora = lora_record
     try:
-        engine.setup()
-        if load_init_weights is not None:
-            load_init_weights(gen.model)
+        engine.setup(prepare_model)
         if ckpt is None and engine.is_main:
             gen.save_assets(run.assets_dir)
     except StudioError:
@@ -348,6 +357,10 @@ def _describe_init(gen_cls, init_from: str | None, pretrained: str | None) -> di
         if source_doc["generator"] != gen_cls.name:
             raise StudioError(f"{init_from} is a run of generator '{source_doc['generator']}'; "
                               f"it cannot start a '{gen_cls.name}' run.")
+        if source_doc.get("lora"):
+            raise StudioError(f"{init_from} is a LoRA run: its checkpoints hold only adapters. "
+                              f"Merge them into a plain run first {lora.merge_advice(init_from)} "
+                              f"and start from that.")
         given = Path(init_from)
         folder = given if source.path != given else source.resolve_checkpoint("best")
         return {"config": source_doc.get("config", {}),
@@ -358,9 +371,10 @@ def _describe_init(gen_cls, init_from: str | None, pretrained: str | None) -> di
     return {}
 
 
-def _prepare_init(gen, record: dict | None):
+def _prepare_init(gen, record: dict | None, load_assets: bool = True):
     """Read the assets (e.g. tokenizer) of what the run starts from, before its data is
-    encoded; return a function that loads the weights once the model is built, or None."""
+    encoded (`load_assets` False: the run has its own); return a function that loads the
+    weights once the model is built, or None."""
     from studio.engine import load_model_tensors
     if not record:
         return None
@@ -370,11 +384,49 @@ def _prepare_init(gen, record: dict | None):
     source = RunDir.open(Path(record["run"]))
     folder = source.checkpoint_dir(record["checkpoint"])
     weights, state, _ = source.load_weights(folder)  # its trainer state is not needed
-    gen.load_assets(source.assets_dir)
+    if load_assets:
+        gen.load_assets(source.assets_dir)
+    # A generator's task layer (e.g. a classifier's head, `fresh_on_init`) is made for the new
+    # run's classes: whatever the source has there is dropped and the new layer kept as built.
+    fresh = tuple(getattr(gen, "fresh_on_init", ()))
+    body = {name: tensor for name, tensor in weights.items() if not name.startswith(fresh)}
+    aliases = {name: source for name, source in state.get("aliases", {}).items()
+               if not name.startswith(fresh) and source in body}
 
     def load(model):
-        load_model_tensors(model, weights, state.get("aliases", {}), f"{folder} (--init-from)")
+        own_layer = {name: tensor for name, tensor in model.state_dict().items()
+                     if name.startswith(fresh)} if fresh else {}
+        load_model_tensors(model, {**body, **own_layer}, aliases, f"{folder} (--init-from)")
     return load
+
+
+def _prepare_lora(gen, record: dict, run_path: Path, load_assets: bool):
+    """For a LoRA run: verify its base (gone or changed: a StudioError saying which and what to
+    do), read it as `_prepare_init` does, and return what loads the base into the built model
+    and adds the adapters."""
+    lora.check_base(record, run_path)
+    load_base = _prepare_init(gen, record["base"], load_assets)
+
+    def prepare(model):
+        if load_base is not None:  # an imported base is loaded by build() itself
+            load_base(model)
+        lora.inject(model, record)
+    return prepare
+
+
+LORA_SETTINGS = ("lora_rank", "lora_alpha", "lora_targets")
+
+
+def _refuse_lora_change(doc: dict, set_train: dict, run_path: Path) -> None:
+    """A resumed run keeps its LoRA settings: its checkpoints hold weights of that shape (or
+    all weights, without LoRA)."""
+    recorded = from_dict(TrainConfig, doc.get("train", {}), "training config")
+    asked = from_dict(TrainConfig, {**doc.get("train", {}), **set_train}, "training config")
+    for name in LORA_SETTINGS:
+        if getattr(asked, name) != getattr(recorded, name):
+            raise StudioError(f"{name} cannot change when resuming {run_path} (it was "
+                              f"{getattr(recorded, name)!r}): its checkpoints hold weights of "
+                              f"those settings. Start a new run (--init-from {run_path}) instead.")
 
 
 def _generator_class(generator: str | type) -> type:
@@ -494,6 +546,55 @@ def is_exported_run(path: Path) -> bool:
         return False
 
 
+def export_merged_run(path: str, dest: str, checkpoint: str | None = "best") -> Path:
+    """`studio export RUN --merge`: a LoRA run's base and adapters folded into one plain run
+    (weights only, as export_slim_run writes) that loads with no base. Written into a
+    temporary folder beside `dest` and renamed into place, so `dest` is either the whole run
+    or absent."""
+    from studio.engine import model_tensors
+
+    source = RunDir.open(Path(path))
+    if not source.config().get("lora"):
+        raise StudioError(f"{source.path} is not a LoRA run: its weights are whole already, "
+                          f"so there is nothing to merge; export it as it is.")
+    target = Path(dest)
+    if target.exists() and not is_exported_run(target):
+        raise StudioError(f"{dest} already exists and is not an exported run; nothing in it "
+                          f"was changed. Export to a new folder.")
+    run, gen, folder = load_run(path, checkpoint, device="cpu")  # the base is verified here
+    state, _ = run.load_checkpoint(folder)
+    tensors, aliases = model_tensors(lora.merge(gen.model))
+    doc = run.config()
+    base = doc.pop("lora")["base"]
+    doc["train"] = {**doc.get("train", {}), "lora_rank": 0, "lora_alpha": None, "lora_targets": []}
+    doc["merged_from"] = {"run": str(run.path.resolve()), "checkpoint": folder.name, "base": base}
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        merged = RunDir.create(tmp, {k: v for k, v in doc.items() if k != "format"})
+        shutil.copytree(run.assets_dir, merged.assets_dir, dirs_exist_ok=True)
+        for name in ("data_report.json", "events.jsonl"):
+            if (run.path / name).exists():
+                shutil.copy2(run.path / name, merged.path / name)
+        step = int(state["step"])
+        weights_state = {"aliases": aliases, "generator": state.get("generator", {}),
+                         "generator_name": gen.name, "generator_version": gen.version,
+                         "metrics": state.get("metrics", {})}
+        merged.save_checkpoint(step, {"model.safetensors": tensors}, weights_state, keep_last=1,
+                               is_best=True)
+        merged.update(status="done", step=step, pid=None, name=run.info().get("name"),
+                      notes=f"{run.path.name} (LoRA) merged into its base {base.get('run') or base.get('pretrained')}")
+        if target.exists():
+            shutil.rmtree(target)  # an earlier export, replaced
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise StudioError(f"cannot write {dest}: {exc.strerror or exc}. Pick another folder; "
+                          f"nothing was written there.") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
 def load_run(path: str, checkpoint: str | None = None, device: str = "auto",
              threads: int = 0):
     """A generator with a run's weights loaded, ready to sample or evaluate (no optimizer)."""
@@ -515,8 +616,15 @@ def load_run(path: str, checkpoint: str | None = None, device: str = "auto",
         raise StudioError(f"{folder} was written by generator '{state.get('generator_name')}'.")
     configure_threads(threads)
     gen.load_assets(run.assets_dir)
+    lora_record = state.get("lora")
+    prepare_model = _prepare_lora(gen, lora_record, run.path, load_assets=False) \
+        if lora_record else None
     bind_device(gen, pick_device(device), doc.get("train", {}).get("precision", "auto"))
-    load_model_tensors(gen.model, weights, state.get("aliases", {}), str(folder))
+    if prepare_model is not None:  # base + adapters
+        prepare_model(gen.model)
+        lora.load_adapter_tensors(gen.model, weights, str(folder))
+    else:
+        load_model_tensors(gen.model, weights, state.get("aliases", {}), str(folder))
     gen.model.eval()
     gen.load_extra_state(state.get("generator", {}))
     gen.weights_note = note  # what was damaged in the checkpoint, said with the samples

@@ -110,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
                    "checkpoint folder's) weights and tokenizer, with fine-tuning defaults")
     t.add_argument("--init-from-hf", metavar="DIR", help="fine-tune: start from a local Hugging "
                    "Face GPT-2 folder (config.json, model.safetensors, tokenizer files)")
+    t.add_argument("--task", help="what the model learns (same as --set task=...): text's "
+                   "generate (default), classify or tag")
     t.add_argument("--preset", help="a named starting config of the generator (e.g. tiny, small)")
     t.add_argument("--config", dest="config_file", help="JSON file of settings")
     t.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
@@ -125,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="sample from a run")
     gen.add_argument("run", help="run folder (or one of its checkpoint folders)")
     gen.add_argument("--prompt", help="text to continue (text generators)")
+    gen.add_argument("--data", help="classify and tag runs: a file of texts, one a line, each "
+                     "answered in turn")
     gen.add_argument("--n", type=int, default=1, help="number of samples (default 1)")
     gen.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
     gen.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
@@ -141,6 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help="held-out data (default: the run's own held-out split)")
     e.add_argument("--checkpoint", help="latest (default), best, a name or a step")
     e.add_argument("--device", default="auto")
+    e.add_argument("--json", action="store_true", help="classify and tag runs: print the report "
+                   "as JSON instead of a table")
 
     r = sub.add_parser("runs", help="list runs with generator, status, step and best held-out metric")
     r.add_argument("root", nargs="?", default="runs")
@@ -158,6 +164,14 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--device", default="auto")
     d.add_argument("--export-to", metavar="DIR", help="then copy the trained run, weights only, "
                    "to DIR (how assets/demo/<generator>, the window's first-launch models, are made)")
+
+    x = sub.add_parser("export", help="copy a run with its best weights only (no trainer "
+                                      "state); --merge folds a LoRA run's adapters into its base")
+    x.add_argument("run")
+    x.add_argument("--out", required=True, metavar="DIR", help="the new run folder")
+    x.add_argument("--merge", action="store_true",
+                   help="LoRA runs: write base + adapters as one plain run that needs no base")
+    x.add_argument("--checkpoint", default="best", help="with --merge: which checkpoint (default best)")
 
     sub.add_parser("gui", help="open the studio window (also: `studio` with no command)")
 
@@ -245,6 +259,8 @@ def _cmd_train(args) -> int:
             raise StudioError(f"{' and '.join(clash)} cannot go with --resume: a resumed run "
                               f"continues in its own folder from its own checkpoint.")
     settings = list(args.settings or [])
+    if args.task:
+        settings.append(f"task={args.task}")
     if args.device:
         settings.append(f"device={args.device}")
     events = args.events or ("bar" if sys.stderr.isatty() else "plain")
@@ -286,7 +302,12 @@ def _cmd_generate(args) -> int:
             sys.stdout.flush()
         sys.stdout.write("\n")
         return 0
-    samples = api.generate(args.run, prompt=args.prompt, n=args.n, seed=args.seed,
+    prompt = args.prompt
+    if args.data:
+        if args.prompt is not None or args.stream:
+            raise StudioError("--data gives the texts to answer; drop --prompt and --stream.")
+        prompt = _texts_to_answer(args.data)
+    samples = api.generate(args.run, prompt=prompt, n=args.n, seed=args.seed,
                            settings=args.settings, checkpoint=args.checkpoint, device=args.device)
     if args.out:
         _write_generated(args, samples)
@@ -303,6 +324,22 @@ def _cmd_generate(args) -> int:
         elif not args.out:
             print(f"sample {i + 1}: {s.kind} of shape {list(s.data.shape)} (use --out to save it)")
     return 0
+
+
+def _texts_to_answer(path: str) -> list[str]:
+    """generate --data: the file's non-empty lines, each a text to classify or tag."""
+    from pathlib import Path
+
+    from generators.text.data import read_text_file
+    if not Path(path).is_file():
+        raise StudioError(f"--data {path} is not a file; give a text file with one text a line.")
+    text, problem = read_text_file(Path(path))
+    if text is None:
+        raise StudioError(f"--data {path} cannot be read as text: {problem}.")
+    texts = [line.strip() for line in text.splitlines() if line.strip()]
+    if not texts:
+        raise StudioError(f"--data {path} has no text; give one text a line.")
+    return texts
 
 
 def _write_generated(args, samples) -> None:
@@ -329,8 +366,21 @@ def _write_generated(args, samples) -> None:
 
 def _cmd_eval(args) -> int:
     from studio import api
-    print(json.dumps(api.evaluate(args.run, data=args.data, checkpoint=args.checkpoint,
-                                  device=args.device), indent=2))
+    result = api.evaluate(args.run, data=args.data, checkpoint=args.checkpoint, device=args.device)
+    report = result.pop("report", None)
+    if report is None:  # a generation run: its metrics are the output
+        print(json.dumps(result, indent=2))
+        return 0
+    # A classifier or tagger: the report (reports.py), as scikit-learn / seqeval print it.
+    from generators.text.reports import format_report
+    notes = result.pop("notes", [])
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report))
+        print(json.dumps({k: v for k, v in result.items()}))
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 
@@ -452,6 +502,16 @@ def display_problem(env=None, system: str | None = None, plugin=None) -> str | N
             f"what it needs with:\n  {XCB_APT_LINE}")
 
 
+def _cmd_export(args) -> int:
+    from studio import api
+    if args.merge:
+        written = api.export_merged_run(args.run, args.out, args.checkpoint)
+    else:
+        written = api.export_slim_run(args.run, args.out)
+    print(written)
+    return 0
+
+
 def _cmd_gui(args) -> int:
     problem = display_problem()
     if problem:
@@ -483,7 +543,7 @@ UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT
 
 COMMANDS = {"generators": _cmd_generators, "train": _cmd_train, "generate": _cmd_generate,
             "eval": _cmd_eval, "runs": _cmd_runs, "config": _cmd_config, "control": _cmd_control,
-            "demo": _cmd_demo, "gui": _cmd_gui, "plugin": _cmd_plugin}
+            "demo": _cmd_demo, "gui": _cmd_gui, "plugin": _cmd_plugin, "export": _cmd_export}
 
 
 # Arguments that name files or folders: given as "" (an unset shell variable), each was taken

@@ -5,6 +5,9 @@ and its KV-cache decoding loop (model.py), tokenizers (tokenizer.py), data readi
 token cache (data.py), sampling strategies (sampling.py) and the Hugging Face GPT-2 import
 (hf.py).
 
+With `task=classify` or `task=tag` the run is a classifier or tagger on the same body
+instead (tasks.py: a task layer on the GPT, trained on labelled data); otherwise it generates.
+
 Two kinds of data: plain text (a .txt/.md file or folder; the model learns to continue it) and
 prompt/response pairs (JSONL; the model learns to answer, with the loss on the response tokens
 only). Generation follows the kind the run was trained on.
@@ -31,6 +34,7 @@ from generators.text.data import (BUILTIN, detect_format, empty_responses_note, 
                                   read_corpus, read_pairs, token_cache)
 from generators.text.model import GPT, GPTShape, generate
 from generators.text.sampling import choose
+from generators.text.tasks import BEST_METRIC, TASK_FILE, TASK_LAYER, TextTask
 from generators.text.tokenizer import (END, END_OF_TEXT, PROMPT, RESPONSE, BPETokenizer,
                                        CharTokenizer, load_tokenizer, save_tokenizer)
 
@@ -100,9 +104,19 @@ class TextGenerator(TextDeclarations):
         self.val_examples: list = []
         self.probes: list[dict] = []
         self.pretrained: str | None = None  # a Hugging Face folder to load in build()
+        # classify and tag: the task's data, loss and answers; None for generation
+        self.task = TextTask(self) if config.task != "generate" else None
+        # Per run, not per class: a classifier is judged by macro F1, a tagger by entity F1.
+        self.best_metric, self.best_mode = BEST_METRIC[config.task]
+
+    # Weights a run starts from (--init-from, --init-from-hf) never supply the task layer:
+    # it is made for this run's classes or tags, and starts fresh.
+    fresh_on_init = (TASK_LAYER,)
 
     # --- data ----------------------------------------------------------------------------------
     def load_data(self, source, val_source, cache_dir: Path) -> DataReport:
+        if self.task is not None:
+            return self.task.load_data(source, val_source)
         self.format = detect_format(source)
         if self.format == "pairs":
             return self._load_pairs(source, val_source)
@@ -294,7 +308,9 @@ class TextGenerator(TextDeclarations):
 
     def get_batch(self, split, rng: torch.Generator):
         B = self.config.batch_size
-        if self.format == "pairs":
+        if self.task is not None:
+            batch = self.task.get_batch(split, rng)
+        elif self.format == "pairs":
             examples = self.train_examples if split == "train" else self.val_examples
             picks = torch.randint(len(examples), (B,), generator=rng).tolist()
             batch = self._pad([examples[i] for i in picks])
@@ -320,6 +336,8 @@ class TextGenerator(TextDeclarations):
         return ids[:, :-1], ids[:, 1:], weights[:, 1:]
 
     def count_items(self, batch) -> int:
+        if self.task is not None:  # real tokens, not padding
+            return int(batch[1].sum())
         return batch[0].numel()
 
     # --- model ---------------------------------------------------------------------------------
@@ -336,22 +354,28 @@ class TextGenerator(TextDeclarations):
         vocab = self.tokenizer.vocab_size
         if self.tokenizer.kind == "bpe":
             vocab = (vocab + 63) // 64 * 64  # matmul-friendly, as nanoGPT's 50304
-        model = GPT(GPTShape(vocab_size=vocab, block_size=cfg.block_size, n_layer=cfg.n_layer,
-                             n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias))
+        shape = GPTShape(vocab_size=vocab, block_size=cfg.block_size, n_layer=cfg.n_layer,
+                         n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias)
+        model = GPT(shape) if self.task is None else self.task.build(shape)
         if self.pretrained:
-            hf.load_weights(model, self.pretrained, cfg.vocab_size)
+            hf.load_weights(model, self.pretrained, cfg.vocab_size, fresh=self.fresh_on_init)
         for block in model.transformer.h[:cfg.freeze_layers]:
             block.requires_grad_(False)
         return model
 
     def training_step(self, batch, ctx) -> dict:
+        if self.task is not None:
+            return self.task.training_step(batch, ctx)
         _, loss = ctx.model(*batch[:2], loss_weights=batch[2] if len(batch) > 2 else None)
         return {"loss": loss}
 
     # --- evaluation ----------------------------------------------------------------------------
     def evaluate(self, source=None, max_batches=None) -> dict:
         """Held-out loss, perplexity and bits per byte: over non-overlapping blocks of text
-        (evenly spread when capped), or over the response tokens of prompt/response pairs."""
+        (evenly spread when capped), or over the response tokens of prompt/response pairs.
+        A classifier or tagger reports its own scores (tasks.py)."""
+        if self.task is not None:
+            return self.task.evaluate(source, max_batches)
         fmt = self.format if source is None else detect_format(source)
         if fmt == "pairs":
             examples = self.val_examples if source is None else \
@@ -493,6 +517,11 @@ class TextGenerator(TextDeclarations):
 
     def sample(self, params: TextSampleConfig, n: int = 1, seed: int = 0, prompt=None,
                use_cache: bool = True) -> list[Sample]:
+        if self.task is None and isinstance(prompt, list):
+            raise StudioError("a generation run continues one prompt at a time (--prompt); "
+                              "a file of texts (--data) is for classify and tag runs.")
+        if self.task is not None:  # a class or tags per text: the same whatever the seed
+            return [s for s in self.task.answer(prompt) for _ in range(n if isinstance(prompt, str) else 1)]
         texts = [""] * n
         for pieces in self._decode(params, n, seed, prompt, use_cache):
             texts = [t + p for t, p in zip(texts, pieces)]
@@ -506,11 +535,16 @@ class TextGenerator(TextDeclarations):
 
     def stream(self, params: TextSampleConfig, seed: int = 0, prompt=None) -> Iterator[str]:
         """The new text of one sample, piece by piece as tokens arrive (each piece valid UTF-8)."""
+        if self.task is not None:
+            yield self.task.answer(prompt)[0].data
+            return
         for pieces in self._decode(params, 1, seed, prompt):
             if pieces[0]:
                 yield pieces[0]
 
     def preview(self) -> list[Sample]:
+        if self.task is not None:
+            return self.task.answer([probe["prompt"] for probe in self.probes]) if self.probes else []
         params = TextSampleConfig(max_new_tokens=self.config.preview_tokens)
         return [s for probe in self.probes
                 for s in self.sample(params, n=1, seed=probe["seed"], prompt=probe["prompt"])]
@@ -520,10 +554,14 @@ class TextGenerator(TextDeclarations):
         from studio.runstore import write_json
         save_tokenizer(self.tokenizer, folder / "tokenizer.json")
         write_json(folder / "generation.json", {"format": self.format, "probes": self.probes})
+        if self.task is not None:
+            write_json(folder / TASK_FILE, self.task.assets())
 
     def load_assets(self, folder: Path) -> None:
         from studio.runstore import read_json
         self.tokenizer = load_tokenizer(folder / "tokenizer.json")
+        if self.task is not None and (folder / TASK_FILE).exists():
+            self.task.restore(read_json(folder / TASK_FILE, "task assets"), folder / TASK_FILE)
         if (folder / "generation.json").exists():
             doc = read_json(folder / "generation.json", "generation settings")
             self.format, self.probes = doc.get("format", "text"), doc.get("probes", [])

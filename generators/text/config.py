@@ -27,6 +27,17 @@ class TextConfig:
     val_fraction: float = setting(0.1, "share of the data held out for evaluation when no "
                                   "--val-data is given", min=0.001, max=0.5)
     freeze_layers: int = setting(0, "fine-tuning: keep the lowest N Transformer blocks fixed", min=0)
+    task: str = setting("generate", "generate: continue text or answer prompts; classify: a class "
+                        "per text (labelled JSONL/CSV/TSV); tag: a tag per word (CoNLL or JSONL "
+                        "tokens/tags)", choices=("generate", "classify", "tag"))
+    # Measured on builtin:sentiment, from scratch (1 block of width 32, batch 16, lr 3e-3, 30
+    # held out), held-out macro F1 last / mean: 0.74 / 0.62 after 60 steps, 0.86 / 0.77 after
+    # 120. The last token has read the whole text through causal attention; the mean also
+    # averages in the early tokens, which have read little of it.
+    pooling: str = setting("last", "classify: the text's vector is the last token's hidden "
+                           "state, or the mean over its tokens", choices=("last", "mean"))
+    class_weights: str = setting("none", "classify/tag: balanced weighs each class's loss by "
+                                 "how rare it is (for imbalanced data)", choices=("none", "balanced"))
     preview_tokens: int = setting(200, "tokens generated for each live preview", min=1, max=4096)
 
     def check(self) -> str | None:
@@ -70,6 +81,7 @@ class TextDeclarations(Generator):
     # shape bf16 autocast ran 1.36x fp32 (bench_core part 4, AMD EPYC with AVX512-BF16).
     cpu_bf16_min_params = 0
     finetune_defaults = {"lr": 1e-4, "warmup_steps": 20, "max_steps": 500}
+    lora_targets = ("c_attn", "c_proj", "c_fc")  # attention and MLP; never lm_head (tied to wte)
     presets = {
         # nanoGPT's CPU shape for Shakespeare (its documented "baby GPT")
         "tiny": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "batch_size": 12,
