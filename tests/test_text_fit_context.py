@@ -189,3 +189,20 @@ def test_the_demo_preset_fits_short_questions_and_studio_demo_uses_it(tmp_path, 
     monkeypatch.setattr(api, "train", train)
     assert main(["demo", "text", "--run-dir", str(tmp_path / "demo")]) == 2
     assert asked["generator"] == "text" and asked["preset"] == "demo"
+
+
+def test_the_shipped_demo_fine_tuned_on_the_built_in_pairs_answers_a_customer(tmp_path, capsys):
+    """The seed scenario end to end, as a user runs it: the window's first-launch text model
+    (assets/demo/text, context 128) fine-tuned with its defaults on builtin:customer-service
+    answers a trained question with the whole answer and stops at <|end|>, instead of running
+    on into spaces as the 64-token demo did."""
+    from pathlib import Path
+    demo = Path(__file__).resolve().parents[1] / "assets" / "demo" / "text"
+    run = tmp_path / "shop"
+    assert main(["train", "text", "--init-from", str(demo), "--data", "builtin:customer-service",
+                 "--run-dir", str(run), "--events", "none"]) == 0
+    capsys.readouterr()
+    assert main(["generate", str(run), "--prompt", "Can I return my mug?",
+                 "--set", "temperature=0", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert first["data"] == "Yes, you can return the mug within 30 days with the receipt."
