@@ -147,7 +147,9 @@ def _label_value(value) -> tuple[str, tuple[str, ...]]:
     return "one", (one(value),)
 
 
-def _labelled_jsonl(text: str, file: Path, rows: list[_Row], problems: list[tuple[str, str]]) -> None:
+def _json_objects(text: str, file: Path, problems: list[tuple[str, str]]):
+    """(file:line, object) of each JSONL line that holds a JSON object; a line that does not
+    is recorded in `problems` instead, and blank lines are skipped."""
     for number, line in _numbered_lines(text):
         if not line.strip():
             continue
@@ -160,6 +162,11 @@ def _labelled_jsonl(text: str, file: Path, rows: list[_Row], problems: list[tupl
         if not isinstance(obj, dict):
             problems.append((where, f"expected a JSON object, got {type(obj).__name__}"))
             continue
+        yield where, obj
+
+
+def _labelled_jsonl(text: str, file: Path, rows: list[_Row], problems: list[tuple[str, str]]) -> None:
+    for where, obj in _json_objects(text, file, problems):
         body = obj.get("text")
         if not isinstance(body, str) or not body.strip():
             problems.append((where, "no text" if body is None else
@@ -377,18 +384,7 @@ def _tagged_conll(text: str, file: Path, out: list, problems: list[tuple[str, st
 
 
 def _tagged_jsonl(text: str, file: Path, out: list, problems: list[tuple[str, str]]) -> None:
-    for number, line in _numbered_lines(text):
-        if not line.strip():
-            continue
-        where = f"{file}:{number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append((where, f"not valid JSON ({exc.msg})"))
-            continue
-        if not isinstance(obj, dict):
-            problems.append((where, f"expected a JSON object, got {type(obj).__name__}"))
-            continue
+    for where, obj in _json_objects(text, file, problems):
         tokens, tags = obj.get("tokens"), obj.get("tags")
         if not isinstance(tokens, list) or not all(isinstance(t, str) and t.strip() for t in tokens):
             problems.append((where, "'tokens' must be a list of non-empty strings"))
