@@ -518,8 +518,8 @@ class TextGenerator(TextDeclarations):
     def sample(self, params: TextSampleConfig, n: int = 1, seed: int = 0, prompt=None,
                use_cache: bool = True) -> list[Sample]:
         if self.task is None and isinstance(prompt, list):
-            raise StudioError("a generation run continues one prompt at a time (--prompt); "
-                              "a file of texts (--data) is for classify and tag runs.")
+            raise StudioError("a generation run continues one prompt at a time; a file of "
+                              "texts (--data) is for classify and tag runs.")
         if self.task is not None:  # a class or tags per text: the same whatever the seed
             return [s for s in self.task.answer(prompt) for _ in range(n if isinstance(prompt, str) else 1)]
         texts = [""] * n

@@ -56,12 +56,12 @@ def data_file(source: str | None, task: str) -> str:
     """The path to read for `source`, a built-in set's name resolved to its file."""
     builtin = BUILTIN_LABELLED if task == "classify" else BUILTIN_TAGGED
     if source is None:
-        raise StudioError(f"--task {task} needs labelled data: give --data FILE (built in: "
-                          f"{', '.join(builtin)}).")
+        raise StudioError(f"a {task} run needs labelled data: give a labelled file as its data "
+                          f"(built in: {', '.join(builtin)}).")
     if source in builtin:
         return str(Path(__file__).with_name(builtin[source]))
     if source.startswith("builtin:"):
-        raise StudioError(f"there is no built-in set {source!r} for --task {task}; the built-in "
+        raise StudioError(f"there is no built-in set {source!r} for {task} runs; the built-in "
                           f"ones are {', '.join(builtin)}.")
     return source
 
@@ -469,8 +469,8 @@ class TextTask:
         """One Sample per text: its class (with every class's probability) or its words' tags
         (with the entities found). A list of texts gives a list of answers."""
         if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
-            raise StudioError(f"a {self.kind} run needs a text to {self.kind}: give --prompt "
-                              f"\"...\" (or --data FILE with one text a line).")
+            raise StudioError(f"a {self.kind} run needs a text to {self.kind}: give a prompt, or "
+                              f"a file with one text a line as its data.")
         texts = [prompt] if isinstance(prompt, str) else list(prompt)
         block = self.config.block_size
         if self.per_token:
