@@ -492,6 +492,12 @@ def run_settings(gen_cls, doc: dict, where) -> dict:
     return migrated
 
 
+def is_builtin_source(source: str) -> bool:
+    """A data set that ships with a generator, named `builtin:NAME` (e.g.
+    builtin:customer-service): the generator resolves it, it is no path to check."""
+    return source.startswith("builtin:")
+
+
 def inspect_data(generator: str, source: str | None, settings: list[str] | None = None):
     """Read and validate data the way training would, without training: the DataReport."""
     gen_cls = _generator_class(generator)
@@ -637,7 +643,7 @@ def evaluate(path: str, data: str | None = None, checkpoint: str | None = None,
     if data is None:
         doc = run.config()["data"]
         gen.load_data(doc.get("source"), doc.get("val_source"), cache_dir())
-    elif not Path(data).exists():
+    elif not is_builtin_source(data) and not Path(data).exists():
         raise StudioError(f"data path {data} does not exist. Give held-out text to evaluate on.")
     import torch
     with torch.no_grad():

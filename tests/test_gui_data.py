@@ -260,3 +260,12 @@ def test_checkpoint_advice_points_at_the_generate_tabs_checkpoint_box():
                               "step_0000020 (or latest).")
     assert "pick step_0000020 in the Generate tab's checkpoint box (or latest)." in missing_best
     assert "--" not in damaged + missing_best
+
+
+def test_a_typed_built_in_set_name_is_checked_not_refused_as_a_missing_path(qtbot, session):
+    panel = make_panel(qtbot, session)
+    qtbot.keyClicks(panel.path, "builtin:customer-service")
+    qtbot.keyClick(panel.path, Qt.Key.Key_Return)
+    wait_for_check(qtbot, panel)
+    assert panel.problem is None and panel.report.summary["format"] == "pairs"
+    assert session.data_source == "builtin:customer-service"

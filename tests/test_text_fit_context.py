@@ -206,3 +206,16 @@ def test_the_shipped_demo_fine_tuned_on_the_built_in_pairs_answers_a_customer(tm
                  "--set", "temperature=0", "--json"]) == 0
     first = json.loads(capsys.readouterr().out.splitlines()[0])
     assert first["data"] == "Yes, you can return the mug within 30 days with the receipt."
+
+
+def test_a_run_evaluates_on_a_built_in_pair_set_by_name(tmp_path, capsys):
+    run = tmp_path / "pairs"
+    assert main(["train", "text", "--data", "builtin:customer-service", "--run-dir", str(run),
+                 "--set", "n_layer=1", "--set", "n_embd=32", "--set", "n_head=2",
+                 "--set", "block_size=128", "--max-steps", "3", "--events", "none"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--data", "builtin:customer-service"]) == 0
+    assert '"tokens"' in capsys.readouterr().out
+    assert main(["eval", str(run), "--data", "builtin:no-such-set"]) == 2
+    said = capsys.readouterr().err
+    assert "no built-in text set 'builtin:no-such-set'" in said and "builtin:customer-service" in said

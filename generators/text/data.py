@@ -108,6 +108,9 @@ def read_corpus(source: str) -> tuple[str, list[str], list[tuple[str, str]], lis
     """Read a file or folder -> (text, used files, skipped (file, reason), notes)."""
     if source == BUILTIN:
         return builtin_corpus(), [BUILTIN], [], []
+    if source.startswith("builtin:"):  # a name, not a path: say which names there are
+        raise StudioError(f"there is no built-in text set {source!r}; the built-in ones are "
+                          f"{BUILTIN} (text) and {BUILTIN_PAIRS} (prompt/response pairs).")
     path = Path(source).expanduser()
     if not path.exists():
         raise StudioError(f"data path {path} does not exist. Give a .txt/.md file or a folder of them.")

@@ -208,7 +208,8 @@ class DataPanel(QWidget):
             if not typed:
                 self._refuse("choose a file or folder, or use the built-in demo data")
                 return
-            if not Path(typed).expanduser().exists():
+            from studio import api
+            if not api.is_builtin_source(typed) and not Path(typed).expanduser().exists():
                 self._refuse(f"there is no file or folder at {typed}. Check the spelling, or "
                              f"choose one with File… or Folder… (or drop it here).")
                 return
