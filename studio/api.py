@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from studio.config import (TrainConfig, from_dict, parse_assignments, resolve_intervals,
@@ -655,9 +656,14 @@ def evaluate(path: str, data: str | None = None, checkpoint: str | None = None,
 
 
 def generate(path: str, prompt=None, n: int = 1, seed: int = 0, settings: list[str] | None = None,
-             checkpoint: str | None = None, device: str = "auto"):
+             checkpoint: str | None = None, device: str = "auto", explain: bool = False):
+    """Samples of a run. `explain`: turn on the generator's `explain` sampling setting where it
+    has one (what each output token's probability was), unless the settings say otherwise."""
     run, gen, folder = load_run(path, checkpoint, device)
-    params = from_dict(gen.SampleConfig, parse_assignments(settings), "sampling settings")
+    values = parse_assignments(settings)
+    if explain and "explain" in {f.name for f in fields(gen.SampleConfig)}:
+        values.setdefault("explain", True)
+    params = from_dict(gen.SampleConfig, values, "sampling settings")
     import torch
     with torch.no_grad():
         samples = gen.sample(params, n=n, seed=seed, prompt=prompt)

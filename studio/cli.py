@@ -308,7 +308,8 @@ def _cmd_generate(args) -> int:
             raise StudioError("--data gives the texts to answer; drop --prompt and --stream.")
         prompt = _texts_to_answer(args.data)
     samples = api.generate(args.run, prompt=prompt, n=args.n, seed=args.seed,
-                           settings=args.settings, checkpoint=args.checkpoint, device=args.device)
+                           settings=args.settings, checkpoint=args.checkpoint, device=args.device,
+                           explain=args.json)
     if args.out:
         _write_generated(args, samples)
     if samples and samples[0].meta.get("note"):

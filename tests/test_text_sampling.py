@@ -267,3 +267,36 @@ def test_decoding_on_a_cpu_stays_in_fp32_where_training_takes_bf16():
     gen.device = torch.device("cpu")
     samples = gen.sample(TextSampleConfig(temperature=0, max_new_tokens=40), n=2, seed=1)
     assert not entered and len(samples) == 2
+
+
+def test_an_explained_sample_gives_each_tokens_probability_and_the_likeliest_alternatives():
+    gen = make_generator(CharTokenizer.train(MULTILINGUAL))
+    plain = gen.sample(TextSampleConfig(temperature=0, max_new_tokens=30), n=2, seed=3)
+    explained = gen.sample(TextSampleConfig(temperature=0, max_new_tokens=30, explain=True),
+                           n=2, seed=3)
+    assert "tokens" not in plain[0].meta
+    for sample, same in zip(explained, plain):
+        assert sample.data == same.data  # explaining does not change what is generated
+        records = sample.meta["tokens"]
+        assert len(records) == 30
+        assert "\n" + "".join(r["token"] for r in records) == sample.data
+        for r in records:
+            probabilities = [p for _, p in r["alternatives"]]
+            assert len(probabilities) == 5 and probabilities == sorted(probabilities, reverse=True)
+            assert 0 < r["p"] <= 1 and sum(probabilities) <= 1 + 1e-4
+            assert r["alternatives"][0] == [r["token"], r["p"]]  # greedy takes the likeliest
+
+
+def test_generate_json_explains_text_and_leaves_other_generators_alone(tmp_path, capsys):
+    from studio import api
+    from studio.cli import main
+    root = __import__("pathlib").Path(__file__).resolve().parents[1] / "assets" / "demo"
+    image = api.generate(str(root / "image"), n=1, explain=True)  # it has no explain setting
+    assert "tokens" not in image[0].meta
+    assert main(["generate", str(root / "text"), "--prompt", "The", "--json",
+                 "--set", "max_new_tokens=8"]) == 0
+    first = __import__("json").loads(capsys.readouterr().out.splitlines()[0])
+    assert len(first["meta"]["tokens"]) == 8
+    assert main(["generate", str(root / "text"), "--prompt", "The", "--json",
+                 "--set", "max_new_tokens=8", "--set", "explain=false"]) == 0
+    assert "tokens" not in __import__("json").loads(capsys.readouterr().out.splitlines()[0])["meta"]

@@ -448,9 +448,15 @@ class TextGenerator(TextDeclarations):
             ids = [ids[0], *(ids[-1 - room_for_prompt:-1] if room_for_prompt else []), ids[-1]]
         return ids, 1
 
+    ALTERNATIVES = 5  # the likeliest tokens an explained sample lists at each step
+
     def _decode(self, params: TextSampleConfig, n: int, seed: int, prompt,
-                use_cache: bool = True) -> Iterator[list[str]]:
-        """Yields, step by step, the new text of each of the n samples."""
+                use_cache: bool = True, explained: list[list[dict]] | None = None
+                ) -> Iterator[list[str]]:
+        """Yields, step by step, the new text of each of the n samples. With `explained` (n
+        empty lists), each sample's list gets a record per token it produced: the token, the
+        model's probability of it and the likeliest alternatives (the model's own
+        distribution at temperature 1, before sampling's penalties and filters)."""
         ids, pinned = self._context_ids(prompt)
         device = self.device or torch.device("cpu")
         x = torch.tensor([ids] * n, dtype=torch.long, device=device)
@@ -462,12 +468,17 @@ class TextGenerator(TextDeclarations):
         banned = [i for i in specials if i is not None and i != end_id]
         rows = [_RowText(params.stop) for _ in range(n)]
 
+        step_records: list[dict] = []
+
         def pick(logits, history):
             logits = logits[:, :vocab].float()
             logits[:, banned] = float("-inf")
-            return choose(logits, history, temperature=params.temperature,
-                          top_k=params.top_k, top_p=params.top_p,
-                          repetition=params.repetition_penalty, generator=rng)
+            chosen = choose(logits, history, temperature=params.temperature,
+                            top_k=params.top_k, top_p=params.top_p,
+                            repetition=params.repetition_penalty, generator=rng)
+            if explained is not None:
+                step_records[:] = self._explain_step(logits, chosen)
+            return chosen
 
         # Decoding runs a token at a time: on a CPU its matmuls are too small for bf16 to pay
         # (a 0.8M-parameter model decoded 0.56x as fast under bf16 autocast as in fp32 at batch
@@ -477,7 +488,9 @@ class TextGenerator(TextDeclarations):
         with decoding_precision:
             for new in generate(self.model, x, params.max_new_tokens, pick, use_cache, pinned):
                 pieces = []
-                for row, token in zip(rows, new[:, 0].tolist()):
+                for i, (row, token) in enumerate(zip(rows, new[:, 0].tolist())):
+                    if explained is not None and not row.done:
+                        explained[i].append(step_records[i])
                     if row.done:
                         pieces.append("")
                     elif token == end_id:
@@ -489,6 +502,25 @@ class TextGenerator(TextDeclarations):
                 if all(row.done for row in rows):
                     return
         yield [row.finish() for row in rows]
+
+    def _explain_step(self, logits: torch.Tensor, chosen: torch.Tensor) -> list[dict]:
+        """Per row: the chosen token's text and probability, and the likeliest alternatives."""
+        probs = logits.softmax(dim=-1)
+        top_p, top_ids = probs.topk(min(self.ALTERNATIVES, probs.size(-1)), dim=-1)
+        chosen_p = probs.gather(1, chosen).squeeze(1)
+        return [{"token": self._token_text(int(c)), "p": round(float(p), 5),
+                 "alternatives": [[self._token_text(int(t)), round(float(q), 5)]
+                                  for t, q in zip(ids.tolist(), ps.tolist())]}
+                for c, p, ids, ps in zip(chosen[:, 0].tolist(), chosen_p, top_ids, top_p)]
+
+    def _token_text(self, token: int) -> str:
+        """A token as text: a framing token by its name, a byte-level piece decoded leniently
+        (a piece may hold part of a character)."""
+        tk = self.tokenizer
+        for name in (PROMPT, RESPONSE, END):
+            if token == tk.special_id(name):
+                return name
+        return tk.token_bytes(token).decode("utf-8", "replace")
 
     def context_note(self, prompt, params) -> str | None:
         """Say when the prompt is cut or the context slides (the model then forgets the
@@ -523,7 +555,8 @@ class TextGenerator(TextDeclarations):
         if self.task is not None:  # a class or tags per text: the same whatever the seed
             return [s for s in self.task.answer(prompt) for _ in range(n if isinstance(prompt, str) else 1)]
         texts = [""] * n
-        for pieces in self._decode(params, n, seed, prompt, use_cache):
+        explained = [[] for _ in range(n)] if params.explain else None
+        for pieces in self._decode(params, n, seed, prompt, use_cache, explained):
             texts = [t + p for t, p in zip(texts, pieces)]
         meta = {"prompt": prompt, "seed": seed, "format": self.format,
                 "params": {k: v for k, v in vars(params).items()}}
@@ -531,7 +564,9 @@ class TextGenerator(TextDeclarations):
         if note:
             meta["note"] = note
         start = "" if self.format == "pairs" else ("\n" if prompt is None else prompt)
-        return [Sample("text", start + t, {**meta, "index": i}) for i, t in enumerate(texts)]
+        return [Sample("text", start + t, {**meta, "index": i,
+                                           **({"tokens": explained[i]} if explained else {})})
+                for i, t in enumerate(texts)]
 
     def stream(self, params: TextSampleConfig, seed: int = 0, prompt=None) -> Iterator[str]:
         """The new text of one sample, piece by piece as tokens arrive (each piece valid UTF-8)."""

@@ -58,6 +58,8 @@ class TextSampleConfig:
                                         "likely (1 = off)", min=0, max=10, min_exclusive=True)
     max_new_tokens: int = setting(200, "tokens to generate", min=1, max=100000)
     stop: list[str] = setting([], "stop when any of these strings appears (it is not included)")
+    explain: bool = setting(False, "record each new token's probability and the likeliest "
+                            "alternatives in the sample (studio generate --json turns it on)")
 
     def check(self) -> str | None:
         if any(not isinstance(s, str) or not s for s in self.stop):
