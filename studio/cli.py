@@ -272,7 +272,10 @@ def _cmd_train(args) -> int:
                             init_from=args.init_from, init_from_pretrained=args.init_from_hf,
                             name=args.name, notes=args.notes)
     if events != "json" and int(os.environ.get("RANK", 0)) == 0:
-        print(f"run {run.path}: {status}. Sample with `studio generate {run.path}`, "
+        # A classifier or tagger answers a text it is given: say so in the command shown.
+        answers_texts = run.config().get("config", {}).get("task") in ("classify", "tag")
+        sample = f"studio generate {run.path}" + (' --prompt "..."' if answers_texts else "")
+        print(f"run {run.path}: {status}. Sample with `{sample}`, "
               f"continue with `studio train --resume {run.path}`.", file=sys.stderr)
     return 0
 

@@ -204,3 +204,15 @@ def test_bad_labelled_input_exits_2_with_the_message(tmp_path, capsys):
     assert main(["train", "text", "--task", "classify", "--run-dir", str(tmp_path / "r3"),
                  "--set", "device=cpu"]) == 2
     assert "builtin:sentiment" in capsys.readouterr().err
+
+
+def test_the_cli_says_how_to_ask_a_trained_classifier(tmp_path, capsys):
+    settings = [a for s in QUIET + TINY for a in ("--set", s)]
+    assert main(["train", "text", "--task", "classify", "--data", "builtin:sentiment",
+                 "--run-dir", str(tmp_path / "c"), "--max-steps", "2", "--events", "plain",
+                 *settings]) == 0
+    said = capsys.readouterr().err
+    assert f'Sample with `studio generate {tmp_path / "c"} --prompt "..."`' in said
+    assert main(["train", "text", "--data", "builtin:customer-service", "--run-dir",
+                 str(tmp_path / "g"), "--max-steps", "2", "--events", "plain", *settings]) == 0
+    assert f"Sample with `studio generate {tmp_path / 'g'}`," in capsys.readouterr().err
