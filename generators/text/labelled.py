@@ -220,6 +220,23 @@ def _labelled_table(text: str, file: Path, rows: list[_Row], problems: list[tupl
         problems.append((f"{file}:1", "no header line (it needs 'text' and 'label' columns)"))
 
 
+def _read_files(files, read_jsonl, read_other, out: list, problems: list, notes: list,
+                skipped: list) -> list[str]:
+    """Decode each file and hand it to its reader (JSONL or the other format), which appends
+    to `out` and `problems`; returns the files that gave anything (examples or problems)."""
+    used = []
+    for file in files:
+        text = _decoded(file, notes, skipped)
+        if text is None:
+            continue
+        before = len(out) + len(problems)
+        read_file = read_jsonl if file.suffix.lower() == ".jsonl" else read_other
+        read_file(text, file, out, problems)
+        if len(out) + len(problems) > before:
+            used.append(str(file))
+    return used
+
+
 def read_labelled(source: str) -> LabelledSet:
     """Read labelled texts from a file or a folder of .jsonl, .csv and .tsv files.
 
@@ -241,18 +258,7 @@ def read_labelled(source: str) -> LabelledSet:
     notes: list[str] = []
     rows: list[_Row] = []
     problems: list[tuple[str, str]] = []
-    used = []
-    for file in files:
-        text = _decoded(file, notes, skipped)
-        if text is None:
-            continue
-        before = len(rows) + len(problems)
-        if file.suffix.lower() == ".jsonl":
-            _labelled_jsonl(text, file, rows, problems)
-        else:
-            _labelled_table(text, file, rows, problems)
-        if len(rows) + len(problems) > before:
-            used.append(str(file))
+    used = _read_files(files, _labelled_jsonl, _labelled_table, rows, problems, notes, skipped)
     report = DataReport(source=str(path), used=used, skipped=skipped)
     _refuse_bad_lines(problems, path, "labelled texts",
                       'Each needs a non-empty text and label ({"text": "...", "label": "..."}); '
@@ -447,16 +453,7 @@ def read_tagged(source: str) -> TaggedSet:
     notes: list[str] = []
     found: list[tuple[list[str], list[str], str]] = []
     problems: list[tuple[str, str]] = []
-    used = []
-    for file in files:
-        text = _decoded(file, notes, skipped)
-        if text is None:
-            continue
-        before = len(found) + len(problems)
-        read_file = _tagged_jsonl if file.suffix.lower() == ".jsonl" else _tagged_conll
-        read_file(text, file, found, problems)
-        if len(found) + len(problems) > before:
-            used.append(str(file))
+    used = _read_files(files, _tagged_jsonl, _tagged_conll, found, problems, notes, skipped)
     report = DataReport(source=str(path), used=used, skipped=skipped)
     _refuse_bad_lines(problems, path, "tagged tokens",
                       'CoNLL lines are "token tag" (tag last); JSONL lines are {"tokens": [...], '
