@@ -79,8 +79,12 @@ def make_record(train, gen_cls, init_record: dict | None, init_given: bool) -> d
                           f"the Linear layers to adapt (suffixes of their names), e.g. --set "
                           f"lora_targets=[\"proj\"]")
     alpha = train.lora_alpha if train.lora_alpha is not None else default_alpha(train.lora_rank)
+    # A layer the generator makes fresh for each run (a classifier's head: `fresh_on_init`) has
+    # no trained weights to adapt, so it trains whole and is stored beside the adapters (what
+    # peft calls modules_to_save).
+    whole = list(getattr(gen_cls, "fresh_on_init", ()))
     return {"rank": train.lora_rank, "alpha": float(alpha), "targets": targets,
-            "base": base_reference(init_record)}
+            "whole": whole, "base": base_reference(init_record)}
 
 
 def base_reference(init_record: dict) -> dict:
@@ -149,12 +153,13 @@ def _targeted(model: "torch.nn.Module", targets: list[str]) -> dict[str, list[st
 
 def inject(model: "torch.nn.Module", record: dict) -> None:
     """Add the adapters to `model` (its base weights already loaded) and freeze everything
-    else, so that only the adapters train."""
+    else, so that only the adapters (and the layers the record trains whole) train. A Linear
+    layer the generator froze (freeze_layers) keeps its adapter frozen too."""
+    import torch
     peft = _peft()
     matched = _targeted(model, record["targets"])
     unmatched = [target for target, names in matched.items() if not names]
     if unmatched:
-        import torch
         linears = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules()
                           if isinstance(m, torch.nn.Linear)})
         raise StudioError(f"lora_targets {unmatched} name no Linear layer of this model; its "
@@ -164,12 +169,17 @@ def inject(model: "torch.nn.Module", record: dict) -> None:
         raise StudioError(f"lora_targets would adapt {', '.join(tied)}, whose weight is tied to "
                           f"another module (an adapter there changes both); leave it out of "
                           f"lora_targets.")
+    frozen = {name for name, m in model.named_modules()
+              if isinstance(m, torch.nn.Linear) and not m.weight.requires_grad}
     model.requires_grad_(False)
     config = peft.LoraConfig(r=record["rank"], lora_alpha=record["alpha"], lora_dropout=0.0,
                              target_modules=list(record["targets"]), bias="none")
     peft.inject_adapter_in_model(config, model, adapter_name=ADAPTER_NAME)
+    whole = tuple(record.get("whole", ()))
     for name, param in model.named_parameters():
-        param.requires_grad_(is_adapter(name))
+        adapted_layer = name.split(".lora_")[0]
+        param.requires_grad_((is_adapter(name) and adapted_layer not in frozen)
+                             or (bool(whole) and name.startswith(whole)))
 
 
 def is_adapter(parameter_name: str) -> bool:
@@ -177,9 +187,12 @@ def is_adapter(parameter_name: str) -> bool:
 
 
 def adapter_tensors(model: "torch.nn.Module") -> dict:
-    """The adapters' weights alone, as CPU tensors (what a LoRA checkpoint stores)."""
+    """What a LoRA checkpoint stores, as CPU tensors: the adapters' weights and the layers
+    trained whole (inject: the trainable parameters that are no adapters)."""
     from peft import get_peft_model_state_dict
     state = get_peft_model_state_dict(model, adapter_name=ADAPTER_NAME)
+    state.update({name: p for name, p in model.named_parameters()
+                  if p.requires_grad and not is_adapter(name)})
     return {name: tensor.detach().to("cpu").contiguous() for name, tensor in state.items()}
 
 
@@ -197,7 +210,14 @@ def load_adapter_tensors(model: "torch.nn.Module", tensors: dict, where: str) ->
         if tuple(tensor.shape) != tuple(expected[name].shape):
             raise StudioError(f"{where}: adapter '{name}' has shape {tuple(tensor.shape)}, the "
                               f"run's LoRA settings make {tuple(expected[name].shape)}.")
-    set_peft_model_state_dict(model, tensors, adapter_name=ADAPTER_NAME)
+    import torch
+    adapters = {name: tensor for name, tensor in tensors.items() if is_adapter(name)}
+    set_peft_model_state_dict(model, adapters, adapter_name=ADAPTER_NAME)
+    parameters = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            if name not in adapters:  # a layer trained whole
+                parameters[name].copy_(tensor)
 
 
 def merge(model: "torch.nn.Module") -> "torch.nn.Module":

@@ -206,3 +206,54 @@ def test_bad_requests_around_lora_runs(tmp_path, corpus, base, monkeypatch):
     monkeypatch.setitem(sys.modules, "peft", None)  # as if peft were not installed
     with pytest.raises(StudioError, match=r'pip install "aigc-studio\[lora\]"'):
         lora_run(corpus, base, tmp_path / "no-peft")
+
+
+@pytest.fixture(scope="module")
+def review_base(tmp_path_factory):
+    """A two-block generation run on the built-in reviews' text: a base for LoRA classifiers."""
+    import json
+    from generators.text.tasks import data_file
+    folder = tmp_path_factory.mktemp("reviews")
+    reviews = open(data_file("builtin:sentiment", "classify")).read().splitlines()
+    (folder / "corpus.txt").write_text("".join(json.loads(line)["text"] + "\n" for line in reviews))
+    status, run = api.train("text", data=str(folder / "corpus.txt"), run_dir=str(folder / "base"),
+                            max_steps=3, events="none",
+                            settings=QUIET + ["n_layer=2", "n_head=4", "n_embd=32", "block_size=64"])
+    assert status == "done"
+    return run.path
+
+
+def test_a_lora_classifier_trains_and_keeps_its_fresh_head(tmp_path, review_base):
+    """The classifier's head starts fresh (there is nothing in the base to adapt): it trains
+    whole beside the adapters, is stored with them, and a loaded run answers as trained."""
+    engine, _ = api.prepare_training("text", data="builtin:sentiment", run_dir=str(tmp_path / "cls"),
+                                     max_steps=5, events="none", init_from=str(review_base),
+                                     settings=QUIET + LORA + ["task=classify", "batch_size=8"])
+    model = engine.generator.model
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert {"head.weight", "head.bias"} <= trainable
+    assert all(lora.is_adapter(n) or n.startswith("head.") for n in trainable)
+    head_before = model.head.weight.detach().clone()
+    engine.fit()
+    assert not torch.equal(model.head.weight, head_before)
+    folder = RunDir(tmp_path / "cls").resolve_checkpoint("latest")
+    stored = load_file(str(folder / "model.safetensors"))
+    assert torch.equal(stored["head.weight"], model.head.weight.detach())
+    assert all(lora.is_adapter(n) or n.startswith("head.") for n in stored)
+    text = "great mug, I love it"
+    with torch.no_grad():
+        expected = engine.generator.task.answer(text)[0].meta["probabilities"]
+    answered = api.generate(str(tmp_path / "cls"), prompt=text, checkpoint="latest")[0]
+    assert answered.meta["probabilities"] == pytest.approx(expected, abs=1e-6)
+    api.export_merged_run(str(tmp_path / "cls"), str(tmp_path / "merged"), checkpoint="latest")
+    merged = api.generate(str(tmp_path / "merged"), prompt=text)[0]
+    assert merged.meta["probabilities"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_adapters_in_frozen_blocks_stay_frozen(tmp_path, corpus, review_base):
+    engine, _ = api.prepare_training("text", data="builtin:sentiment", run_dir=str(tmp_path / "cls"),
+                                     max_steps=1, events="none", init_from=str(review_base),
+                                     settings=QUIET + LORA + ["task=classify", "freeze_layers=1"])
+    trainable = {name for name, p in engine.generator.model.named_parameters() if p.requires_grad}
+    assert not any(n.startswith("transformer.h.0.") for n in trainable)
+    assert any(n.startswith("transformer.h.1.") and lora.is_adapter(n) for n in trainable)
