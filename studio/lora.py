@@ -15,9 +15,10 @@ runs unchanged; peft's merge is tested against the unmerged model in tests/test_
 imported only when a run uses LoRA.
 
 A LoRA record (config.json's "lora", and each checkpoint's state.json) is plain JSON:
-{"rank": 8, "alpha": 16.0, "targets": ["c_attn", ...], "base": {"run": PATH, "checkpoint":
-"step_0000500", "weights": PATH/model.safetensors, "sha256": ...}} (or {"pretrained": DIR, ...}
-for an imported model).
+{"rank": 8, "alpha": 16.0, "targets": ["c_attn", ...], "whole": ["head."], "base": {"run": PATH,
+"checkpoint": "step_0000500", "weights": PATH/model.safetensors, "sha256": ...}} (or
+{"pretrained": DIR, ...} for an imported model). "whole" names the layers that train whole and
+are stored beside the adapters: a classifier's or tagger's task layer, which starts fresh.
 """
 
 from __future__ import annotations
