@@ -7,6 +7,11 @@ The panel works from the plugin contract and the run folder only: the parameter 
 from the run's generator's `SampleConfig`, and outputs are shown by their kind, so a plugin
 generator gets all of this without writing UI. It follows the session's current run, and
 choosing a run here makes it the current run.
+
+Text outputs that explain themselves are shown explained (studio/gui/explain_view.py): with
+the `explain` sampling setting ("Explain tokens"), each token on the colour of its probability;
+a classifier's answer as class bars (and, explained, the input's attributions); a tagger's as
+its entities. A generator with `attention(text, layer, head)` also shows its attention heads.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
                                QLabel, QListWidget, QListWidgetItem, QMessageBox, QPlainTextEdit,
                                QPushButton, QScrollArea, QSpinBox, QSplitter, QStackedWidget,
                                QStyle, QStyleOptionComboBox, QStylePainter, QVBoxLayout, QWidget)
@@ -32,6 +37,7 @@ from studio.errors import StudioError
 from studio.export import (EXPORT_FORMATS, HistoryStore, animation_frames, export,
                            frames_per_second, is_interpolation, output_kind)
 from studio.gui.config_form import ConfigForm
+from studio.gui.explain_view import AttentionDialog, ExplanationView
 from studio.gui.messages import for_window
 from studio.gui.views import SampleGrid, TextView
 from studio.gui.workers import Task, start
@@ -47,6 +53,7 @@ IMAGE_BATCH = 8
 # A clip is a batch of its own frames already, and one takes as long as dozens of images: clips
 # are made one at a time, so Stop waits for at most the clip being rendered.
 SAMPLE_BATCH = {"video": 1}
+EXPLAIN_FIELD = "explain"  # the sampling setting that asks a text generator to explain itself
 
 
 def show_error(parent: QWidget | None, message: str) -> None:
@@ -203,6 +210,17 @@ def stream_start(gen, prompt: str | None) -> str:
     return prompt or ""
 
 
+def answers_whole(gen, params) -> bool:
+    """Whether a text request is made with `sample` rather than streamed. What an explained
+    sample or a classifier's or tagger's answer shows is in its meta (token probabilities,
+    class probabilities, entities), and `stream` yields text only."""
+    from generators.text import TextGenerator
+
+    if getattr(params, EXPLAIN_FIELD, False):
+        return True
+    return isinstance(gen, TextGenerator) and gen.task is not None
+
+
 def produce(ctx, cache: GeneratorCache, request: Request) -> "OutputEntry | None":
     """The task: load (or reuse) the generator, then stream texts or sample in batches.
     Progress values are ("stage", text), ("start", (index, header, text the sample begins
@@ -217,7 +235,9 @@ def produce(ctx, cache: GeneratorCache, request: Request) -> "OutputEntry | None
     params = from_dict(gen.SampleConfig, request.params, "sampling settings")
     ctx.progress(("stage", "Generating…"))
     with torch.no_grad():
-        if request.stream:
+        if request.stream and answers_whole(gen, params):
+            samples, stopped = _texts_one_by_one(ctx, gen, params, request)
+        elif request.stream:
             samples, stopped = _stream_texts(ctx, gen, params, request)
         else:
             samples, stopped = _sample_in_batches(ctx, gen, params, request)
@@ -258,6 +278,22 @@ def _stream_texts(ctx, gen, params, request: Request) -> tuple[list[Sample], boo
                                "params": to_dict(params)}))
         if ctx.cancelled:
             return samples, True
+    return samples, False
+
+
+def _texts_one_by_one(ctx, gen, params, request: Request) -> tuple[list[Sample], bool]:
+    """`count` texts made whole, sample i from seed + i as `_stream_texts` makes them; Stop is
+    checked between texts."""
+    samples: list[Sample] = []
+    for index in range(request.count):
+        if ctx.cancelled:
+            return samples, True
+        made = gen.sample(params, n=1, seed=request.seed + index, prompt=request.prompt)
+        for sample in made:
+            sample.meta.setdefault("seed", request.seed + index)
+            sample.meta["index"] = index
+        samples += made
+        ctx.progress(("made", (len(samples), request.count)))
     return samples, False
 
 
@@ -324,13 +360,16 @@ class GeneratePanel(QWidget):
         self.opened_rows: list[dict] = []  # runs opened from elsewhere that the list lacks
         self.forms: dict[str, ConfigForm] = {}  # one per generator, so values survive switching
         self.generator_cls = None
+        self.run_task: str | None = None  # a text run's task: generate, classify or tag
         self.run_problem: str | None = None  # why the selected run cannot generate
+        self.attention_dialog: AttentionDialog | None = None
         self._checkpoints_of: str | None = None  # the run the checkpoint combo lists
         self._history_loaded = False
         self.last_export_dir = Path.home()
         self._build()
         session.runs_changed.connect(self.refresh_runs)
         session.run_changed.connect(self._follow_current_run)
+        session.theme_changed.connect(self._restyle)
         self.refresh_runs()
         if session.current_run:
             self.select_run(session.current_run)
@@ -375,6 +414,10 @@ class GeneratePanel(QWidget):
         self.count_spin = QSpinBox()
         self.count_spin.setRange(1, 64)
         self.count_spin.setToolTip("How many samples to make (texts stream one after another)")
+        # The generator's `explain` setting, here rather than among the sampling parameters
+        # (whose row of it is hidden): one control, named for what it shows.
+        self.explain_box = QCheckBox("Explain tokens")
+        self.explain_box.toggled.connect(self._on_explain_toggled)
 
         pick = QFormLayout()
         pick.addRow("Run", self.run_combo)
@@ -383,6 +426,7 @@ class GeneratePanel(QWidget):
         pick.addRow(self.prompt_label, self.prompt_edit)
         pick.addRow("Seed", seed_row)
         pick.addRow("Count", self.count_spin)
+        pick.addRow("", self.explain_box)
 
         self.form_stack = QStackedWidget()
         self.no_params_label = QLabel("This generator takes no sampling parameters.")
@@ -440,9 +484,11 @@ class GeneratePanel(QWidget):
         self.grid.setToolTip("The generated samples")
         self.grid.set_samples([], "Generated output appears here: pick a run, set the "
                                   "parameters and press Generate.")
+        self.explanation_view = ExplanationView()
         self.output_stack = QStackedWidget()
         self.output_stack.addWidget(self.grid)
         self.output_stack.addWidget(self.text_view)
+        self.output_stack.addWidget(self.explanation_view)
         self.output_stack.setMinimumHeight(160)
         self.lineage_label = QLabel("")
         self.lineage_label.setWordWrap(True)
@@ -450,9 +496,20 @@ class GeneratePanel(QWidget):
         self.copy_button = QPushButton("Copy text")
         self.copy_button.setToolTip("Copy the generated text to the clipboard")
         self.copy_button.clicked.connect(self.copy_text)
+        self.show_explanation_box = QCheckBox("Show explanation")
+        self.show_explanation_box.setChecked(True)
+        self.show_explanation_box.setToolTip("Show this output explained (token probabilities, "
+                                             "class bars, entities); off: the plain text")
+        self.show_explanation_box.toggled.connect(self._on_show_explanation_toggled)
+        self.show_explanation_box.setVisible(False)
+        self.attention_button = QPushButton("Attention…")
+        self.attention_button.setToolTip("See how the model's attention heads read a text: "
+                                         "the shown sample's, or the prompt")
+        self.attention_button.clicked.connect(self.open_attention)
         below_output = QHBoxLayout()
         below_output.addWidget(self.lineage_label, 1)
-        below_output.addWidget(self.copy_button, 0, Qt.AlignmentFlag.AlignTop)
+        for widget in (self.show_explanation_box, self.attention_button, self.copy_button):
+            below_output.addWidget(widget, 0, Qt.AlignmentFlag.AlignTop)
         output_box = QWidget()
         output_layout = QVBoxLayout(output_box)
         output_layout.setContentsMargins(0, 0, 0, 0)
@@ -569,6 +626,7 @@ class GeneratePanel(QWidget):
         row = self._row()
         self.run_problem = None
         self.generator_cls = None
+        self.run_task = None
         self.run_combo.setToolTip(row["run"] if row else "The trained run to generate from")
         if row is not None:
             try:
@@ -576,6 +634,7 @@ class GeneratePanel(QWidget):
                 from studio import api
                 run = RunDir.open(Path(row["run"]))
                 self.generator_cls = api.run_generator(run.config(), run.path, self.session.registry)
+                self.run_task = (run.config().get("config") or {}).get("task")
             except StudioError as exc:
                 self.run_problem = for_window(str(exc))
         self._fill_checkpoints(row)
@@ -583,6 +642,7 @@ class GeneratePanel(QWidget):
         is_text = self.generator_cls is not None and self.generator_cls.modality == "text"
         self.prompt_label.setVisible(is_text)
         self.prompt_edit.setVisible(is_text)
+        self._sync_explain_box()
         self._update_state()
 
     def _fill_checkpoints(self, row: dict | None) -> None:
@@ -623,12 +683,43 @@ class GeneratePanel(QWidget):
         if cls.name not in self.forms:
             form = ConfigForm(cls.SampleConfig)
             form.changed.connect(self._on_form_changed)
+            if EXPLAIN_FIELD in form.widgets:  # shown as the panel's explain_box instead
+                form.layout().setRowVisible(form.widgets[EXPLAIN_FIELD], False)
             self.forms[cls.name] = form
             self.form_stack.addWidget(form)
         self.form_stack.setCurrentWidget(self.forms[cls.name])
 
     def _on_form_changed(self) -> None:
+        self._sync_explain_box()
         self._update_state()
+
+    def _explain_field(self) -> QCheckBox | None:
+        """The form's widget of the `explain` setting, when the generator has it."""
+        widget = self.form.widgets.get(EXPLAIN_FIELD) if self.form is not None else None
+        return widget if isinstance(widget, QCheckBox) else None
+
+    def _sync_explain_box(self) -> None:
+        """The explain check box shows the form's setting, named for what the run explains:
+        a generation run its tokens, a classifier its answer (a tagger has nothing to add)."""
+        field = self._explain_field()
+        self.explain_box.setVisible(field is not None and self.run_task != "tag")
+        if self.run_task == "classify":
+            self.explain_box.setText("Explain the answer")
+            self.explain_box.setToolTip("Also show which parts of the text led to the answer "
+                                        "(integrated gradients; each text takes longer)")
+        else:
+            self.explain_box.setText("Explain tokens")
+            self.explain_box.setToolTip("Colour each generated token by the probability the "
+                                        "model gave it, with the likeliest alternatives on "
+                                        "hover (texts then appear when made, not token by token)")
+        self.explain_box.blockSignals(True)
+        self.explain_box.setChecked(field is not None and field.isChecked())
+        self.explain_box.blockSignals(False)
+
+    def _on_explain_toggled(self, checked: bool) -> None:
+        field = self._explain_field()
+        if field is not None:
+            field.setChecked(checked)  # the form says changed: state and box follow
 
     def _new_seed(self) -> None:
         import random
@@ -663,7 +754,11 @@ class GeneratePanel(QWidget):
         entry = self.selected_entry()
         self.recall_button.setEnabled(entry is not None)
         self.export_button.setEnabled(entry is not None and entry.made > 0)
-        self.copy_button.setVisible(self.output_stack.currentWidget() is self.text_view)
+        self.copy_button.setVisible(self.output_stack.currentWidget() in (self.text_view,
+                                                                          self.explanation_view))
+        cls = self.generator_cls
+        self.attention_button.setVisible(cls is not None and callable(getattr(cls, "attention", None)))
+        self.attention_button.setEnabled(self.run_problem is None and bool(self.rows))
 
     # -- generating
     def _request(self) -> Request:
@@ -687,6 +782,7 @@ class GeneratePanel(QWidget):
         task.signals.finished.connect(self._on_finished)
         self.task = task
         # The last output goes at once: what shows from now on is this request's.
+        self.show_explanation_box.setVisible(False)
         if request.stream:
             self.text_view.setPlainText("")
             self.output_stack.setCurrentWidget(self.text_view)
@@ -801,7 +897,12 @@ class GeneratePanel(QWidget):
                         for i, s in enumerate(samples)] if len(samples) > 1 else None)
             self.text_view.show_texts([s.data for s in samples],
                                       [entry.lineage.get("prompt")] * len(samples), headers)
-            self.output_stack.setCurrentWidget(self.text_view)
+            # Copy and export keep the plain text; what explains it is shown beside.
+            explained = self.explanation_view.show_samples(samples, headers)
+            self.show_explanation_box.setVisible(explained)
+            self.output_stack.setCurrentWidget(
+                self.explanation_view if explained and self.show_explanation_box.isChecked()
+                else self.text_view)
         elif entry.kind == "interpolation":  # played as the animation it is
             clip = Sample("video", animation_frames(samples), {"fps": frames_per_second(samples)})
             self.grid.set_samples([clip])
@@ -809,10 +910,63 @@ class GeneratePanel(QWidget):
         else:
             self.grid.set_samples(samples, "Stopped before anything was made.")
             self.output_stack.setCurrentWidget(self.grid)
+        if entry.kind != "text":
+            self.show_explanation_box.setVisible(False)
         self.lineage_label.setText(entry.describe())
 
+    def _on_show_explanation_toggled(self, checked: bool) -> None:
+        if self.output_stack.currentWidget() in (self.text_view, self.explanation_view) \
+                and not self.show_explanation_box.isHidden():
+            self.output_stack.setCurrentWidget(self.explanation_view if checked else self.text_view)
+            self._update_state()
+
+    def _restyle(self, *_) -> None:
+        """The theme changed: the explanation's colours follow it."""
+        self.explanation_view.restyle()
+        if self.attention_dialog is not None:
+            self.attention_dialog.attention_view.apply_style()
+
+    # -- attention
+    def attention_text(self) -> str:
+        """The text to show the attention of: the shown output's first text (a classifier's or
+        tagger's: the text it read), else the prompt."""
+        entry = self.selected_entry()
+        try:
+            if entry is not None and entry.kind == "text" and entry.samples:
+                first = entry.samples[0]
+                read = first.meta.get("prompt") if first.meta.get("task") else first.data
+                if isinstance(read, str) and read.strip():
+                    return read
+        except StudioError:
+            pass  # an unreadable history entry: the prompt, then
+        return self.prompt_edit.toPlainText()
+
+    def open_attention(self) -> None:
+        """Open the attention view for the selected run and checkpoint; the weights are
+        computed off the GUI thread, by the generator the cache holds."""
+        run, checkpoint = self.selected_run(), self.checkpoint_combo.currentData()
+        if not run or not checkpoint:
+            return
+        device = self.session.settings.default_device or "auto"
+        cache = self.cache
+
+        def source(text: str, layer: int, head: int) -> dict:
+            import torch
+            gen, _ = cache.get(run, checkpoint, device)
+            if not callable(getattr(gen, "attention", None)):
+                raise StudioError(f"the generator '{gen.name}' does not show its attention.")
+            with torch.no_grad():
+                return gen.attention(text, layer=layer, head=head)
+
+        if self.attention_dialog is not None:
+            self.attention_dialog.close()
+        self.attention_dialog = AttentionDialog(
+            source, self.attention_text(), f"Attention — {Path(run).name} · {checkpoint}", self)
+        self.attention_dialog.show()
+        self.attention_dialog.attention_view.refresh()
+
     def copy_text(self) -> None:
-        """The generated text, as shown, to the clipboard."""
+        """The generated text, as plain text (explained or not), to the clipboard."""
         QGuiApplication.clipboard().setText(self.text_view.toPlainText())
         self.status_label.setText("Copied the text to the clipboard.")
 
