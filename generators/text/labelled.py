@@ -101,10 +101,13 @@ def _numbered_lines(text: str):
 
 def _refuse_bad_lines(problems: list[tuple[str, str]], source: Path, what: str, fix: str,
                       report: DataReport) -> None:
+    """A DataError naming the first bad lines; its report lists every one of them among the
+    skipped items ("file:line", why), so the window's Data panel can show them all."""
     if not problems:
         return
     shown = "; ".join(f"{where}: {reason}" for where, reason in problems[:SHOWN])
     more = f" (and {len(problems) - SHOWN} more)" if len(problems) > SHOWN else ""
+    report.skipped = [*report.skipped, *problems]
     raise DataError(f"{len(problems)} line(s) of {source} cannot be read as {what}: {shown}{more}. "
                     f"{fix}", report)
 

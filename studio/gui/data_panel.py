@@ -1,12 +1,16 @@
 """The data panel: pick a file, a folder or the built-in demo data; see what the generator
-makes of it before any training -- items used, items skipped with the reason, a preview."""
+makes of it before any training -- items used, items skipped with the reason, a preview.
+
+Data is read for the task the Train form has chosen (the session's `task`): a classify or tag
+run's labelled file shows its labels with their counts and any line that cannot be read, by its
+line number; a labelled file checked for text generation is said to be one."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import NamedTuple
 
-from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
                                QLineEdit, QPushButton, QRadioButton, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
@@ -24,9 +28,21 @@ LABELS = {"held_out_images": "held-out images",
           "val_tokens": "held-out tokens", "val_examples": "held-out examples",
           "train_tokens": "training tokens", "vocab_size": "vocabulary size"}
 LIST_SHOWN = 12  # items of a long list shown before "… (N in all)"
-# The status line's colours, readable on each theme's background.
-STATUS_COLORS = {"light": {"ok": "#2e7d32", "error": "#c62828"},
-                 "dark": {"ok": "#81c784", "error": "#ef9a9a"}}
+# The status line's colours, readable on each theme's background ("warning": the notes line).
+STATUS_COLORS = {"light": {"ok": "#2e7d32", "error": "#c62828", "warning": "#9a5b00"},
+                 "dark": {"ok": "#81c784", "error": "#ef9a9a", "warning": "#ffcc80"}}
+# Summary entries that count examples per label: a classifier's classes, a tagger's entities,
+# an image folder's classes. They get the labels table (label, count, share).
+LABEL_COUNTS = {"classes": "examples", "entity_types": "entities", "class_counts": "items"}
+BAR_WIDTH = 24  # characters of the largest label's bar
+# What labelled data looks like, to tell a labelled file checked for text generation (where it
+# would be read as plain text, or refused as prompt/response pairs) from a corpus: the task that
+# reads it, and its fields in words.
+LABELLED_FIELDS = {"classify": "texts with a label each", "tag": "tokens with a tag each"}
+TAGGED_SUFFIXES = (".conll", ".bio", ".iob", ".iobes")
+# The text generator's built-in labelled sets (generators/text/tasks.py), by the task they are for.
+BUILTIN_LABELLED = {"builtin:sentiment": "classify", "builtin:entities": "tag"}
+SNIFF_BYTES = 64 * 1024  # of a file's start: its first line or header is in it
 
 
 class CheckFailed(NamedTuple):
@@ -34,6 +50,13 @@ class CheckFailed(NamedTuple):
     (None when it got no further than the path). A task's `failed` signal carries only text."""
     message: str
     report: object
+
+
+class Checked(NamedTuple):
+    """What a check found: the DataReport or a CheckFailed, and a hint when the data looks
+    made for another task than the one chosen (None otherwise)."""
+    outcome: object
+    hint: str | None
 
 
 # --- the report in words (plain functions: no Qt) -----------------------------------------------
@@ -62,15 +85,77 @@ def _is_blank(value) -> bool:
     return value is None or value == 0 or (isinstance(value, (list, tuple, dict, str)) and not value)
 
 
-def summary_lines(summary: dict) -> list[str]:
-    """One "label: value" line per meaningful summary entry, then its notes. Class counts are
-    named in the data's own unit ("clips per class" for videos)."""
+def summary_lines(summary: dict, notes: bool = True) -> list[str]:
+    """One "label: value" line per meaningful summary entry, then its notes (unless `notes` is
+    False: the panel shows them apart, as warnings). Class counts are named in the data's own
+    unit ("clips per class" for videos)."""
     unit = next((u for u in COUNT_UNITS if u in summary), "items")
     labels = {**LABELS, "class_counts": f"{unit} per class"}
     lines = [f"{labels.get(key, key.replace('_', ' '))}: {format_value(value)}"
              for key, value in summary.items()
              if key not in HIDDEN_SUMMARY_KEYS and not _is_blank(value)]
-    return lines + [f"note: {note}" for note in summary.get("notes") or []]
+    return lines + ([f"note: {note}" for note in summary.get("notes") or []] if notes else [])
+
+
+def label_rows(summary: dict) -> list[tuple[str, int, float]]:
+    """(label, count, share) per label of the summary's label counts, most frequent first. The
+    share is of the examples for multi-label data (an example counts once per label it has),
+    else of all the counts."""
+    key = next((k for k in LABEL_COUNTS if isinstance(summary.get(k), dict) and summary[k]), None)
+    if key is None:
+        return []
+    counts = summary[key]
+    total = summary.get("examples") if summary.get("multi_label") else sum(counts.values())
+    return [(str(label), n, n / total if total else 0.0)
+            for label, n in sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))]
+
+
+def labelled_task(source: str | None) -> str | None:
+    """The task a data file looks made for: "classify" for JSONL with text and label fields or
+    a CSV/TSV with text and label columns, "tag" for JSONL tokens/tags or a CoNLL file; None
+    for anything else (plain text, prompt/response pairs, a folder, an unreadable file)."""
+    if not source:
+        return None
+    if source in BUILTIN_LABELLED:
+        return BUILTIN_LABELLED[source]
+    path = Path(source).expanduser()
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        return None
+    if suffix in TAGGED_SUFFIXES:
+        return "tag"
+    if suffix not in (".jsonl", ".csv", ".tsv"):
+        return None
+    try:
+        with path.open(encoding="utf-8", errors="replace") as file:
+            head = file.read(SNIFF_BYTES)
+    except OSError:
+        return None
+    first = next((line.strip() for line in head.splitlines() if line.strip()), "")
+    if suffix == ".jsonl":
+        import json
+        try:
+            fields = json.loads(first)
+        except ValueError:
+            return None
+        if not isinstance(fields, dict):
+            return None
+        if "text" in fields and ("label" in fields or "labels" in fields):
+            return "classify"
+        return "tag" if "tokens" in fields and "tags" in fields else None
+    columns = {c.strip().strip('"').lower() for c in first.split("\t" if suffix == ".tsv" else ",")}
+    return "classify" if "text" in columns and columns & {"label", "labels"} else None
+
+
+def task_hint(source: str | None, task: str | None) -> str | None:
+    """What to say when labelled data is checked for text generation: it would train a model
+    to write such lines, which is seldom what a person with labelled data wants."""
+    looks = labelled_task(source) if task == "generate" else None
+    if looks is None:
+        return None
+    return (f"This looks like labelled data ({LABELLED_FIELDS[looks]}), but the task is "
+            f"generate, which reads it as text to imitate. To train a {'classifier' if looks == 'classify' else 'tagger'}, "
+            f"choose the task {looks} at the top of the Train tab's settings.")
 
 
 def count(n: int, noun: str) -> str:
@@ -124,6 +209,18 @@ class DataPanel(QWidget):
         self.status_kind = ""  # "ok", "error" or "" (plain): what the status line's colour says
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
+        # Notes on the data (class imbalance, a label with different texts, a labelled file
+        # read for generation): warnings, apart from the figures above them.
+        self.notes = QLabel("")
+        self.notes.setWordWrap(True)
+        self.notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.labels_title = QLabel("Labels")
+        self.labels = QTableWidget(0, 4)
+        self.labels.setHorizontalHeaderLabels(["label", "count", "share", ""])
+        self.labels.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.labels.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.labels.verticalHeader().setVisible(False)
+        self.labels.setToolTip("How many examples each label has in the data, and its share")
         self.skipped = QTableWidget(0, 2)
         self.skipped.setHorizontalHeaderLabels(["skipped item", "why"])
         self.skipped.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
@@ -140,6 +237,9 @@ class DataPanel(QWidget):
         layout.addWidget(box)
         layout.addWidget(self.status)
         layout.addWidget(self.summary)
+        layout.addWidget(self.notes)
+        layout.addWidget(self.labels_title)
+        layout.addWidget(self.labels, 1)
         layout.addWidget(QLabel("Skipped items"))
         layout.addWidget(self.skipped, 1)
         layout.addWidget(QLabel("Preview"))
@@ -155,7 +255,14 @@ class DataPanel(QWidget):
         self.pick_file.clicked.connect(self._choose_file)
         self.pick_folder.clicked.connect(self._choose_folder)
         self.check.clicked.connect(self._source_changed)
-        session.generator_changed.connect(lambda _: self.run_check())
+        # A new generator and the task its form then shows arrive one after the other: one
+        # check, once both are known (a check started for each would read the data twice).
+        self.recheck = QTimer(self)
+        self.recheck.setSingleShot(True)
+        self.recheck.setInterval(0)
+        self.recheck.timeout.connect(self.run_check)
+        session.generator_changed.connect(lambda _: self.recheck.start())
+        session.task_changed.connect(lambda _: self.recheck.start())
         session.theme_changed.connect(self._restyle_status)
         self._show_empty()
 
@@ -229,6 +336,7 @@ class DataPanel(QWidget):
 
     def _restyle_status(self, _theme: str) -> None:
         self._say(self.status.text(), self.status_kind)
+        self._warn(self.notes.text())
 
     def _say(self, text: str, kind: str) -> None:
         """Show `text` in the status line; `kind` "ok" or "error" colours it for the theme."""
@@ -237,11 +345,37 @@ class DataPanel(QWidget):
         color = STATUS_COLORS[theme.current()].get(kind)
         self.status.setStyleSheet(f"color: {color};" if color else "")
 
+    def _warn(self, text: str) -> None:
+        """Show the notes on the data, in the theme's warning colour ("" hides them)."""
+        self.notes.setText(text)
+        self.notes.setVisible(bool(text))
+        self.notes.setStyleSheet(f"color: {STATUS_COLORS[theme.current()]['warning']};")
+
     # -- checking
     def _show_empty(self):
         self.summary.setText("")
+        self._warn("")
+        self._show_labels({})
         self._show_skipped([])
         self.preview.set_samples([], "the preview appears here after the check")
+
+    def _show_labels(self, summary: dict) -> None:
+        """The labels table (label, count, share, a bar), shown only for data with labels."""
+        rows = label_rows(summary)
+        self.labels.setRowCount(len(rows))
+        largest = max((n for _, n, _ in rows), default=0)
+        for row, (label, n, share) in enumerate(rows):
+            bar = "█" * max(1, round(BAR_WIDTH * n / largest)) if n else ""
+            for column, text in enumerate((label, f"{n:,}", f"{share:.1%}", bar)):
+                item = QTableWidgetItem(text)
+                if column in (1, 2):
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.labels.setItem(row, column, item)
+        unit = next((LABEL_COUNTS[k] for k in LABEL_COUNTS if isinstance(summary.get(k), dict)), "")
+        self.labels.setHorizontalHeaderItem(1, QTableWidgetItem(unit or "count"))
+        self.labels.resizeColumnsToContents()
+        for widget in (self.labels_title, self.labels):
+            widget.setVisible(bool(rows))
 
     def _show_skipped(self, skipped) -> None:
         self.skipped.setRowCount(len(skipped))
@@ -252,22 +386,27 @@ class DataPanel(QWidget):
             self.skipped.item(row, 1).setToolTip(for_window(why))
 
     def run_check(self) -> None:
-        """Validate the data in the background (reading and tokenizing can take a while)."""
+        """Validate the data in the background (reading and tokenizing can take a while), for
+        the task the Train form has chosen."""
+        self.recheck.stop()  # this is the check a pending one would have run
         if self.task is not None:
             self.task.cancel()
         source = self.source()
         name = self.session.generator
-        self._say(f"checking {source or 'the built-in data'} for '{name}'…", "")
+        chosen = self.session.task
+        for_what = f"'{name}'" + (f", task {chosen}" if chosen else "")
+        self._say(f"checking {source or 'the built-in data'} for {for_what}…", "")
 
-        def inspect(ctx, generator, data):
+        def inspect(ctx, generator, data, settings, task):
             from studio import api
-            from studio.errors import DataError
+            from studio.errors import StudioError
+            hint = task_hint(data, task)
             try:
-                return api.inspect_data(generator, data)
-            except DataError as exc:  # unusable, but what was skipped and why is still shown
-                return CheckFailed(str(exc), exc.report)
+                return Checked(api.inspect_data(generator, data, settings), hint)
+            except StudioError as exc:  # unusable, but what was skipped and why is still shown
+                return Checked(CheckFailed(str(exc), getattr(exc, "report", None)), hint)
 
-        task = workers.Task(inspect, name, source)
+        task = workers.Task(inspect, name, source, self.session.data_settings(), chosen)
         # Bound methods (not lambdas): Qt drops the connection if this panel is closed first.
         task.signals.done.connect(self._checked)
         task.signals.failed.connect(self._failed)
@@ -277,15 +416,20 @@ class DataPanel(QWidget):
         """Whether the signal comes from the latest check (an older one was overtaken)."""
         return self.task is not None and self.sender() is self.task.signals
 
-    def _checked(self, report) -> None:
+    def _checked(self, checked: Checked) -> None:
         if not self._current():
             return
+        report, hint = checked
         if isinstance(report, CheckFailed):
-            self._show_failure(report.message, report.report)
+            self._show_failure(report.message, report.report, hint)
             return
         self.report, self.problem = report, None
         self._say(f"✓ usable: {usable_headline(report)}", "ok")
-        self.summary.setText("\n".join(for_window(line) for line in summary_lines(report.summary)))
+        summary = report.summary or {}
+        self.summary.setText("\n".join(for_window(line) for line in summary_lines(summary, notes=False)))
+        self._warn("\n".join(f"⚠ {for_window(note)}" for note in [hint, *(summary.get("notes") or [])]
+                             if note))
+        self._show_labels(summary)
         self._show_skipped(report.skipped)
         self.preview.set_samples(report.preview[:12], "no preview for this data")
         self.report_ready.emit(report)
@@ -294,8 +438,12 @@ class DataPanel(QWidget):
         if self._current():
             self._show_failure(message, None)
 
-    def _show_failure(self, message: str, report) -> None:
-        self.report, self.problem = None, for_window(message)
+    def _show_failure(self, message: str, report, hint: str | None = None) -> None:
+        """Why the data is unusable (led by the hint, when it was read for the wrong task: the
+        message then only says how it fails as the other kind of data)."""
+        self.report = None
+        self.problem = f"{hint} Read for generation, it fails: {for_window(message)}" if hint \
+            else for_window(message)
         self._say(f"✗ {self.problem}", "error")
         self._show_empty()
         if report is not None:

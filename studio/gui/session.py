@@ -25,6 +25,9 @@ class Session(QObject):
     run_changed = Signal(str)
     runs_changed = Signal()  # runs were added, finished or deleted
     theme_changed = Signal(str)  # "light" or "dark", after the window's palette changed
+    # What the next run learns to do, for generators with a `task` setting (the text
+    # generator: "generate", "classify" or "tag"); "" for those without. Data is read for it.
+    task_changed = Signal(str)
 
     def __init__(self, settings: Settings | None = None, registry: Registry | None = None):
         super().__init__()
@@ -32,6 +35,7 @@ class Session(QObject):
         self.registry = registry or default_registry()
         self.generator = self.settings.last_generator
         self.current_run: str | None = None
+        self.task: str | None = None  # the Train form's task setting; None: the generator has none
         # The data chosen last time, if it is still there; `data_note` says when it is not.
         self.data_source: str | None = None
         self.data_note: str | None = None
@@ -84,6 +88,18 @@ class Session(QObject):
         self.settings.data_source = self.data_source or ""
         self.settings.save()
         self.data_changed.emit(self.data_source)
+
+    def set_task(self, task: str | None) -> None:
+        """The task the Train form has chosen (None: the generator has no task setting)."""
+        task = task or None
+        if task != self.task:
+            self.task = task
+            self.task_changed.emit(task or "")
+
+    def data_settings(self) -> list[str]:
+        """The settings that decide how the data is read, as api.inspect_data takes them: a
+        classify or tag run reads labelled data, a generation run plain text."""
+        return [f"task={self.task}"] if self.task else []
 
     def open_run(self, path: str | None) -> None:
         """Make `path` the current run (None or "": no current run). The generator picker

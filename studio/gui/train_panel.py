@@ -43,6 +43,25 @@ SAMPLE_NOW_GRID = 16  # images in "Sample now"'s grid
 SAMPLE_NOW_COUNT = 2  # samples of a generator that draws no grids (texts)
 
 
+def choice_help(help_text: str, choice: str) -> str:
+    """What one choice of a setting means, from its help written as "a: ...; b: ..." (the text
+    generator's task: "generate: continue text ...; classify: a class per text ..."); the whole
+    help when it is not written so."""
+    for part in help_text.split("; "):
+        name, _, meaning = part.partition(": ")
+        if name.strip() == choice and meaning:
+            return meaning
+    return help_text
+
+
+def task_only(help_text: str, tasks: list[str]) -> set[str] | None:
+    """The tasks a setting applies to, when its help starts with them ("classify: the text's
+    vector ...", "classify/tag: balanced weighs ..."); None for a setting of every task."""
+    prefix, colon, _ = help_text.partition(":")
+    named = set(prefix.strip().split("/")) if colon else set()
+    return named if named and named <= set(tasks) else None
+
+
 def show_error(parent, title: str, message: str) -> None:
     """A clear message in a dialog (tests replace this to read it)."""
     QMessageBox.warning(parent, title, message)
@@ -307,6 +326,9 @@ class TrainPanel(QWidget):
         layout = QVBoxLayout(body)
         layout.addWidget(QLabel(f"<b>{gen_cls.name}</b> model and data"))
         self.gen_form = ConfigForm(gen_cls.Config, (values or {}).get("config"))
+        self.task_box = self._lift_task_choice(self.gen_form)
+        if self.task_box is not None:
+            layout.addWidget(self.task_box)
         layout.addWidget(self.gen_form)
         layout.addWidget(QLabel("<b>training</b>"))
         self.train_form = ConfigForm(train_cls, {**gen_cls.train_defaults, **(values or {}).get("train", {})})
@@ -315,10 +337,49 @@ class TrainPanel(QWidget):
         self.train_form.widgets["device"].setToolTip("set with the Device box above")
         self.forms_area.setWidget(body)
         self.gen_form.changed.connect(self.update_buttons)
+        self.gen_form.changed.connect(self._task_chosen)  # a preset or a loaded file may change it
         self.train_form.changed.connect(self.update_buttons)
         self.preset.clear()
         self.preset.addItems(["(defaults)", *gen_cls.presets])
+        self._task_chosen()
         self.update_buttons()
+
+    def _lift_task_choice(self, form: ConfigForm) -> QGroupBox | None:
+        """A generator's `task` setting (what the run learns: the text generator generates,
+        classifies or tags) taken out of the form's long list and put above it, in a box of its
+        own with what the chosen task reads as data: it decides what the data must be, and the
+        Data tab checks the data for it. None when the generator has no task setting."""
+        choice = form.widgets.get("task")
+        if choice is None:
+            return None
+        taken = form.layout().takeRow(choice)
+        if taken.labelItem is not None and taken.labelItem.widget() is not None:
+            taken.labelItem.widget().deleteLater()
+        box = QGroupBox("Task")
+        box.setToolTip("What the new run learns; the Data tab checks your data for it")
+        self.task_meaning = QLabel("")
+        self.task_meaning.setWordWrap(True)
+        row = QHBoxLayout(box)
+        row.addWidget(choice)
+        row.addWidget(self.task_meaning, 1)
+        return box
+
+    def _task_chosen(self) -> None:
+        """The task shown: its meaning beside it, only its settings in the form, and the
+        session told (the Data tab checks the data again for it)."""
+        choice = self.gen_form.widgets.get("task")
+        if choice is None or self.task_box is None:
+            self.session.set_task(None)
+            return
+        task = choice.currentText()
+        field = self.gen_form.schema["task"]
+        self.task_meaning.setText(choice_help(field.get("help", ""), task))
+        tasks = [str(c) for c in field.get("choices") or []]
+        for name, widget in self.gen_form.widgets.items():
+            applies = task_only(self.gen_form.schema[name].get("help", ""), tasks)
+            if name != "task" and applies is not None:
+                self.gen_form.layout().setRowVisible(widget, task in applies)
+        self.session.set_task(task)
 
     def _apply_preset(self, index: int) -> None:
         gen_cls = self.session.generator_class()

@@ -1,0 +1,148 @@
+"""Task adaptation in the window (offscreen Qt): the task chosen in the Train form, labelled data
+checked for it in the Data tab, a classifier's F1 in the charts, and classifiers' reports side by
+side in the Runs tab's Compare."""
+
+import json
+
+import pytest
+
+from studio.gui.data_panel import DataPanel
+from studio.gui.session import Session
+from studio.gui.settings import Settings
+from studio.gui.train_panel import TrainPanel
+
+
+@pytest.fixture
+def session(tmp_path):
+    return Session(Settings(runs_folder=str(tmp_path / "runs"), last_generator="text"))
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(row if isinstance(row, str) else json.dumps(row) + "\n" for row in rows),
+                    encoding="utf-8")
+    return path
+
+
+def reviews(positive: int, negative: int) -> list[dict]:
+    return ([{"text": f"great lamp number {i}, it works", "label": "positive"} for i in range(positive)]
+            + [{"text": f"broken kettle number {i}, awful", "label": "negative"} for i in range(negative)])
+
+
+def panels(qtbot, session):
+    """The Data and Train panels as the window wires them (the Train form's task reaches the
+    Data panel through the session)."""
+    data = DataPanel(session)
+    train = TrainPanel(session, data)
+    qtbot.addWidget(data)
+    qtbot.addWidget(train)
+    return data, train
+
+
+def checked(qtbot, panel, task: str | None = None):
+    """Wait for the panel's check (of the task given, when one is) to end."""
+    def done():
+        if "checking" in panel.status.text() or panel.recheck.isActive():
+            return False
+        if task is not None and panel.session.task != task:
+            return False
+        return panel.report is not None or panel.problem is not None
+    qtbot.waitUntil(done, timeout=60_000)
+
+
+def choose_task(train, task: str) -> None:
+    train.gen_form.widgets["task"].setCurrentText(task)
+
+
+def table(widget) -> list[list[str]]:
+    return [[widget.item(r, c).text() if widget.item(r, c) else "" for c in range(widget.columnCount())]
+            for r in range(widget.rowCount())]
+
+
+# --- the task in the Train form ----------------------------------------------------------------
+
+def test_the_task_is_a_choice_above_the_form_and_only_its_settings_show(qtbot, session):
+    _, train = panels(qtbot, session)
+    box = train.task_box
+    choice = train.gen_form.widgets["task"]
+    assert box is not None and choice.parentWidget() is box  # out of the long list, on top
+    assert [choice.itemText(i) for i in range(choice.count())] == ["generate", "classify", "tag"]
+    assert session.task == "generate"
+    rows = train.gen_form.layout()
+    assert not rows.isRowVisible(train.gen_form.widgets["pooling"])
+    assert not rows.isRowVisible(train.gen_form.widgets["class_weights"])
+    choose_task(train, "classify")
+    assert session.task == "classify" and "class per text" in train.task_meaning.text()
+    assert rows.isRowVisible(train.gen_form.widgets["pooling"])
+    assert rows.isRowVisible(train.gen_form.widgets["class_weights"])
+    choose_task(train, "tag")
+    assert not rows.isRowVisible(train.gen_form.widgets["pooling"])
+    assert rows.isRowVisible(train.gen_form.widgets["class_weights"])
+    assert train.settings_document()["config"]["task"] == "tag"  # what Start hands to training
+
+
+# --- labelled data in the Data tab -------------------------------------------------------------
+
+def test_a_labelled_file_checked_for_classify_shows_label_counts_and_the_bad_line(qtbot, session, tmp_path):
+    rows = reviews(6, 2)
+    rows.insert(3, '{"text": "no label on this line"}\n')  # line 4
+    data_file = write_jsonl(tmp_path / "reviews.jsonl", rows)
+    data, train = panels(qtbot, session)
+    choose_task(train, "classify")
+    data.set_source(str(data_file))
+    checked(qtbot, data, "classify")
+    assert data.report is None and "cannot be read as labelled texts" in data.problem
+    skipped = table(data.skipped)
+    assert ["reviews.jsonl:4", "no label"] in skipped
+    assert "data:" in train.problem.text() and not train.start_button.isEnabled()
+
+    # The line fixed: usable, with each label's count and share.
+    del rows[3]
+    write_jsonl(data_file, rows)
+    data.check.click()
+    checked(qtbot, data, "classify")
+    assert data.report is not None, data.problem
+    assert data.labels.isVisibleTo(data)
+    assert [row[:3] for row in table(data.labels)] == [["positive", "6", "75.0%"],
+                                                       ["negative", "2", "25.0%"]]
+    assert data.skipped.rowCount() == 0
+
+
+def test_an_imbalanced_file_gets_a_warning(qtbot, session, tmp_path):
+    data_file = write_jsonl(tmp_path / "reviews.jsonl", reviews(40, 2))
+    data, train = panels(qtbot, session)
+    choose_task(train, "classify")
+    data.set_source(str(data_file))
+    checked(qtbot, data, "classify")
+    assert data.report is not None, data.problem
+    assert data.notes.isVisibleTo(data) and "class imbalance" in data.notes.text()
+    assert "'negative' only 2" in data.notes.text()
+
+
+def test_a_labelled_file_checked_for_generation_gets_the_hint_to_choose_the_task(qtbot, session, tmp_path):
+    data_file = write_jsonl(tmp_path / "reviews.jsonl", reviews(6, 2))
+    data, train = panels(qtbot, session)
+    assert session.task == "generate"
+    data.set_source(str(data_file))
+    checked(qtbot, data, "generate")
+    assert "looks like labelled data" in data.problem
+    assert "choose the task classify" in data.problem
+    assert "--" not in data.problem  # window words, no command-line flags
+    assert "looks like labelled data" in train.problem.text()
+
+    # Choosing the task checks the data again, now as labelled texts.
+    choose_task(train, "classify")
+    checked(qtbot, data, "classify")
+    assert data.report is not None, data.problem
+    assert "looks like" not in data.notes.text()
+
+
+def test_a_labelled_csv_read_as_a_corpus_still_says_it_looks_labelled(qtbot, session, tmp_path):
+    """Read for generation, a CSV is plain text and passes: the hint says what it looks like."""
+    lines = ["text,label"] + [f"the lamp number {i} works well enough for me,positive" for i in range(40)]
+    data_file = tmp_path / "reviews.csv"
+    data_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data, _ = panels(qtbot, session)
+    data.set_source(str(data_file))
+    checked(qtbot, data, "generate")
+    assert data.report is not None, data.problem
+    assert "looks like labelled data" in data.notes.text() and "classify" in data.notes.text()
