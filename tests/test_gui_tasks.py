@@ -146,3 +146,29 @@ def test_a_labelled_csv_read_as_a_corpus_still_says_it_looks_labelled(qtbot, ses
     checked(qtbot, data, "generate")
     assert data.report is not None, data.problem
     assert "looks like labelled data" in data.notes.text() and "classify" in data.notes.text()
+
+
+# --- a classifier's charts ---------------------------------------------------------------------
+
+def test_a_classifiers_macro_f1_has_its_chart_and_the_best_point_is_marked_on_it(qtbot):
+    from studio.gui.charts import SCORE_RANGE, Charts
+    charts = Charts()
+    qtbot.addWidget(charts)
+    charts.add({"event": "start", "step": 0, "max_steps": 30, "unit": "tokens"})
+    evals = [(10, 1.05, 0.40, True), (20, 0.90, 0.72, True), (30, 0.95, 0.61, False)]
+    for step, loss, f1, is_best in evals:
+        charts.add({"event": "progress", "step": step, "loss": loss + 0.1, "lr": 1e-3,
+                    "items_per_s": 100.0, "unit": "tokens"})
+        charts.add({"event": "eval", "step": step, "best_metric": "val_macro_f1", "is_best": is_best,
+                    "metrics": {"val_loss": loss, "val_macro_f1": f1, "val_accuracy": f1 + 0.1}})
+    charts.redraw()
+    assert charts.metric_plot_shown and charts.metric_plot.titleLabel.text == "held-out macro F1"
+    assert list(charts.score.getData()[1]) == [0.40, 0.72, 0.61]
+    assert charts.score in charts.metric_plot.items and charts.best in charts.metric_plot.items
+    assert list(charts.best.getData()[0]) == [20] and list(charts.best.getData()[1]) == [0.72]
+    assert tuple(charts.metric_plot.viewRange()[1]) == pytest.approx(SCORE_RANGE)  # F1's 0..1
+    # The held-out loss stays with the training loss, in its units.
+    assert charts.held_out in charts.loss_plot.items
+    assert list(charts.held_out.getData()[1]) == [1.05, 0.90, 0.95]
+    legend = [label.text for _, label in charts.metric_plot.legend.items]
+    assert legend == ["macro F1", "best checkpoint (by macro F1)"]

@@ -1,5 +1,7 @@
 """The training charts: loss (raw, smoothed, held-out, best checkpoint), learning rate and
-throughput, drawn from a run's progress and eval events.
+throughput, drawn from a run's progress and eval events. A run whose best checkpoint is chosen
+by a score (a classifier's macro F1, a tagger's entity F1) gets that score on a chart of its own
+beside the loss, on its 0..1 scale, with the best checkpoint marked on it.
 
 The Train panel feeds every event to `add` and calls `redraw` every other second while it is
 on screen; `redraw` does nothing unless points arrived. Colours come from the window's theme
@@ -28,7 +30,13 @@ CHARTS_MIN_HEIGHT = LOSS_MIN_HEIGHT + SMALL_CHART_MIN_HEIGHT + 20  # + the layou
 
 # What the held-out metrics of the eval events are, in words.
 METRIC_NAMES = {"val_loss": "held-out loss", "val_bits_per_byte": "bits per byte",
-                "val_perplexity": "perplexity", "val_fid": "FID", "val_kid": "KID"}
+                "val_perplexity": "perplexity", "val_fid": "FID", "val_kid": "KID",
+                "val_macro_f1": "macro F1", "val_entity_f1": "entity F1",
+                "val_accuracy": "accuracy", "val_tag_accuracy": "tag accuracy"}
+# Metrics that are shares, from 0 (none right) to 1 (all right), higher better: F1 scores and
+# accuracies. Drawn on a 0..1 axis, not in the loss's units.
+SCORE_SUFFIXES = ("f1", "accuracy")
+SCORE_RANGE = (-0.02, 1.02)  # the 0..1 axis, with the points at 0 and 1 in view
 # The training loss's units, by what the run counts (the progress event's `unit`): text
 # generators report cross-entropy in nats per token.
 LOSS_UNITS = {"tokens": "nats/token"}
@@ -36,14 +44,21 @@ LOSS_UNITS = {"tokens": "nats/token"}
 # Line colours that read on each theme's background (the raw loss takes the theme's muted one).
 LINE_COLOURS = {
     "light": {"smooth": (30, 90, 180), "held_out": (220, 90, 30), "best": (240, 190, 0),
-              "lr": (90, 150, 90), "d_lr": (30, 100, 60), "rate": (130, 90, 170)},
+              "lr": (90, 150, 90), "d_lr": (30, 100, 60), "rate": (130, 90, 170),
+              "score": (0, 140, 140)},
     "dark": {"smooth": (100, 170, 255), "held_out": (255, 140, 70), "best": (255, 210, 60),
-             "lr": (130, 210, 130), "d_lr": (200, 230, 120), "rate": (190, 150, 240)},
+             "lr": (130, 210, 130), "d_lr": (200, 230, 120), "rate": (190, 150, 240),
+             "score": (90, 210, 200)},
 }
 
 
 def metric_name(metric: str) -> str:
     return METRIC_NAMES.get(metric, metric.removeprefix("val_").replace("_", " "))
+
+
+def is_score(metric: str | None) -> bool:
+    """Whether a metric is a share between 0 and 1 (an F1, an accuracy)."""
+    return bool(metric) and metric.endswith(SCORE_SUFFIXES)
 
 
 def style_plot(plot: pg.PlotItem, style: dict) -> None:
@@ -67,7 +82,8 @@ def style_plot(plot: pg.PlotItem, style: dict) -> None:
 
 class Charts(pg.GraphicsLayoutWidget):
     """Loss (raw, smoothed, held-out, best) on top; learning rate and throughput below. A
-    held-out metric in other units than the loss (a GAN's FID) gets a chart of its own."""
+    held-out metric in other units than the loss (a GAN's FID), or a score that picks the best
+    checkpoint (a classifier's macro F1), gets a chart of its own."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -80,6 +96,9 @@ class Charts(pg.GraphicsLayoutWidget):
         self.smooth = self.loss_plot.plot(name="train (smoothed)")
         self.held_out = self.loss_plot.plot(symbol="o", symbolSize=6, name="held-out")
         self.best = self.loss_plot.plot(pen=None, symbol="star", symbolSize=16, name="best checkpoint")
+        # The score that picks the best checkpoint, when it is not the held-out line above:
+        # on the metric chart only while a run has one (see _place).
+        self.score = pg.PlotDataItem(symbol="o", symbolSize=6, name="score")
         self.metric_plot = pg.PlotItem()  # in the layout only while a run needs it
         self.metric_plot.addLegend(offset=(-10, 10))
         self.lr_plot = pg.PlotItem()
@@ -120,14 +139,17 @@ class Charts(pg.GraphicsLayoutWidget):
         self.lr_steps, self.lrs = [], []
         self.rate_steps, self.rates = [], []
         self.eval_steps, self.eval_values, self.best_point = [], [], None
-        self.held_out_metric = self.best_metric = None  # names in the eval events
+        self.score_steps, self.score_values = [], []
+        # Names in the eval events: the held-out line's metric, the one that picks the best
+        # checkpoint, and that one again when it is a score charted apart (else None).
+        self.held_out_metric = self.best_metric = self.score_metric = None
         self.loss_unit = self.rate_unit = None
         self.d_lr_ratio: float | None = None
         self.max_steps, self.horizon = 0, None
         self.y_ranges: dict = {}
         self.arrays: dict[str, np.ndarray] = {}
         self.dirty = self.evals_dirty = self.labels_dirty = True
-        self._place_held_out(on_loss_plot=True)
+        self._place()
         self.redraw()
 
     def set_d_lr_ratio(self, ratio: float | None) -> None:
@@ -173,7 +195,8 @@ class Charts(pg.GraphicsLayoutWidget):
             return
         for steps, *values in ((self.steps, self.losses, self.smoothed),
                                (self.lr_steps, self.lrs), (self.rate_steps, self.rates),
-                               (self.eval_steps, self.eval_values)):
+                               (self.eval_steps, self.eval_values),
+                               (self.score_steps, self.score_values)):
             keep = sum(1 for s in steps if s <= step)
             for series in (steps, *values):
                 del series[keep:]
@@ -183,20 +206,29 @@ class Charts(pg.GraphicsLayoutWidget):
 
     def _add_eval(self, record: dict) -> None:
         # The held-out loss when there is one (it shares the training loss's units);
-        # otherwise the metric that picks the best checkpoint, on a chart of its own.
+        # otherwise the metric that picks the best checkpoint, on a chart of its own. A score
+        # that picks it (macro F1) is drawn too, on its own chart: the loss alone does not
+        # show which checkpoint is best, nor how good it is.
         metrics = record["metrics"]
-        metric = "val_loss" if "val_loss" in metrics else record.get("best_metric") or self.held_out_metric
         best_metric = record.get("best_metric") or self.best_metric
-        if (metric, best_metric) != (self.held_out_metric, self.best_metric):
-            self.held_out_metric, self.best_metric = metric, best_metric
+        metric = "val_loss" if "val_loss" in metrics else best_metric or self.held_out_metric
+        score = best_metric if is_score(best_metric) and best_metric != metric else None
+        if (metric, best_metric, score) != (self.held_out_metric, self.best_metric, self.score_metric):
+            self.held_out_metric, self.best_metric, self.score_metric = metric, best_metric, score
             self.labels_dirty = True
         value = metrics.get(metric) if metric else None
         if _finite(value):
             self.eval_steps.append(record["step"])
             self.eval_values.append(value)
-            if record.get("is_best"):
-                self.best_point = (record["step"], value)
             self.evals_dirty = True
+        score_value = metrics.get(score) if score else None
+        if _finite(score_value):
+            self.score_steps.append(record["step"])
+            self.score_values.append(score_value)
+            self.evals_dirty = True
+        marked = score_value if score else value  # the star sits on the line of the metric that chose it
+        if record.get("is_best") and _finite(marked):
+            self.best_point = (record["step"], marked)
 
     def redraw(self) -> None:
         if not self.dirty:
@@ -217,15 +249,19 @@ class Charts(pg.GraphicsLayoutWidget):
         self.rate.setData(self._array("rate_steps"), rates)
         if self.evals_dirty:  # the symbols are rebuilt on every setData: only when they changed
             self.held_out.setData(self.eval_steps, self.eval_values)
+            self.score.setData(self.score_steps, self.score_values)
             self.best.setData(*([[self.best_point[0]], [self.best_point[1]]] if self.best_point else [[], []]))
             self.evals_dirty = False
         evals_low, evals_high = min(self.eval_values, default=math.inf), max(self.eval_values, default=-math.inf)
-        if self.metric_plot_shown:
-            self._fit_y(self.loss_plot, losses.min(initial=math.inf), losses.max(initial=-math.inf))
-            self._fit_y(self.metric_plot, evals_low, evals_high)
+        losses_low, losses_high = losses.min(initial=math.inf), losses.max(initial=-math.inf)
+        if self._held_out_on_loss_plot():
+            self._fit_y(self.loss_plot, min(losses_low, evals_low), max(losses_high, evals_high))
         else:
-            self._fit_y(self.loss_plot, min(losses.min(initial=math.inf), evals_low),
-                        max(losses.max(initial=-math.inf), evals_high))
+            self._fit_y(self.loss_plot, losses_low, losses_high)
+        if self.metric_plot_shown and is_score(self.score_metric or self.held_out_metric):
+            self._fit_y(self.metric_plot, *SCORE_RANGE, fixed=True)
+        elif self.metric_plot_shown:
+            self._fit_y(self.metric_plot, evals_low, evals_high)
         self._fit_y(self.lr_plot, 0.0, lrs.max(initial=-math.inf) * max(1.0, self.d_lr_ratio or 1.0),
                     from_zero=True)
         self._fit_y(self.rate_plot, 0.0, rates.max(initial=-math.inf), from_zero=True)
@@ -234,12 +270,14 @@ class Charts(pg.GraphicsLayoutWidget):
     def _label(self) -> None:
         """Titles and legend entries that say what each line is, in which units, and which
         metric picks the best checkpoint."""
-        self._place_held_out(on_loss_plot=self.held_out_metric in (None, "val_loss"))
+        self._place()
         self._set_title(self.loss_plot, f"training loss ({self.loss_unit})" if self.loss_unit else "training loss")
         held_out = metric_name(self.held_out_metric or "val_loss")
         if self.metric_plot_shown:
-            self._set_title(self.metric_plot, f"held-out {held_out}")
+            self._set_title(self.metric_plot, f"held-out {metric_name(self.score_metric or self.held_out_metric)}")
         self._rename(self.held_out, held_out)
+        if self.score_metric:
+            self._rename(self.score, metric_name(self.score_metric))
         best = f"best checkpoint (by {metric_name(self.best_metric)})" if self.best_metric else "best checkpoint"
         self._rename(self.best, best)
         if self.d_lr_ratio:
@@ -256,23 +294,36 @@ class Charts(pg.GraphicsLayoutWidget):
         self._set_title(self.rate_plot, f"throughput ({self.rate_unit}/s)" if self.rate_unit else "throughput")
         self.labels_dirty = False
 
-    def _place_held_out(self, on_loss_plot: bool) -> None:
-        """The held-out series and the best checkpoint on the loss chart, or on a chart of their
-        own beside it (top right) when they are in other units."""
-        if on_loss_plot == (not self.metric_plot_shown):
+    def _held_out_on_loss_plot(self) -> bool:
+        return self.held_out_metric in (None, "val_loss")
+
+    def _place(self) -> None:
+        """Each held-out line on its chart: the held-out loss on the loss chart, a metric in
+        other units (FID) on a chart of its own beside it (top right), and a score that picks
+        the best checkpoint on that chart too; the best checkpoint's star on the line of the
+        metric that picked it. The metric chart is in the layout only while it has a line."""
+        on_loss = self._held_out_on_loss_plot()
+        homes = {self.held_out: self.loss_plot if on_loss else self.metric_plot,
+                 self.score: self.metric_plot if self.score_metric else None,
+                 self.best: self.metric_plot if self.score_metric or not on_loss else self.loss_plot}
+        for curve, home in homes.items():  # in this order: the legends list them so
+            now = next((p for p in (self.loss_plot, self.metric_plot) if curve in p.items), None)
+            if now is not home:
+                if now is not None:
+                    now.removeItem(curve)
+                if home is not None:
+                    home.addItem(curve)
+        show_metric_plot = self.metric_plot in homes.values()
+        if show_metric_plot == self.metric_plot_shown:
             return
-        home, away = (self.loss_plot, self.metric_plot) if on_loss_plot else (self.metric_plot, self.loss_plot)
-        for curve in (self.held_out, self.best):
-            away.removeItem(curve)
-            home.addItem(curve)
         self.ci.removeItem(self.loss_plot)
-        if on_loss_plot:
-            self.ci.removeItem(self.metric_plot)
-            self.ci.addItem(self.loss_plot, row=0, col=0, colspan=2)
-        else:
+        if show_metric_plot:
             self.ci.addItem(self.loss_plot, row=0, col=0)
             self.ci.addItem(self.metric_plot, row=0, col=1)
-        self.metric_plot_shown = not on_loss_plot
+        else:
+            self.ci.removeItem(self.metric_plot)
+            self.ci.addItem(self.loss_plot, row=0, col=0, colspan=2)
+        self.metric_plot_shown = show_metric_plot
         self.y_ranges.clear()
 
     def _set_title(self, plot: pg.PlotItem, title: str) -> None:
@@ -303,6 +354,9 @@ class Charts(pg.GraphicsLayoutWidget):
         self.held_out.setPen(pg.mkPen(lines["held_out"], width=2))
         self.held_out.setSymbolBrush(lines["held_out"])
         self.held_out.setSymbolPen(pg.mkPen(lines["held_out"]))
+        self.score.setPen(pg.mkPen(lines["score"], width=2))
+        self.score.setSymbolBrush(lines["score"])
+        self.score.setSymbolPen(pg.mkPen(lines["score"]))
         self.best.setSymbolBrush(lines["best"])
         self.best.setSymbolPen(pg.mkPen(self.colours["foreground"]))
         self.lr.setPen(pg.mkPen(lines["lr"], width=2))
@@ -320,13 +374,19 @@ class Charts(pg.GraphicsLayoutWidget):
             array = self.arrays[name] = np.concatenate([array, np.asarray(values[len(array):], dtype=float)])
         return array
 
-    def _fit_y(self, plot, low: float, high: float, from_zero: bool = False) -> None:
+    def _fit_y(self, plot, low: float, high: float, from_zero: bool = False, fixed: bool = False) -> None:
         """Fit the y axis to the values' span, with room to spare, only when they leave it or
         fill less than half of it. pyqtgraph's auto-range refitted after every new point, and
-        each refit repainted the charts once more: 2.4 repaints per redraw instead of 1."""
+        each refit repainted the charts once more: 2.4 repaints per redraw instead of 1.
+        `fixed`: exactly low..high (a score's 0..1), set once."""
         if not (math.isfinite(low) and math.isfinite(high)):
             return  # no points yet
         current = self.y_ranges.get(plot)
+        if fixed:
+            if current != (low, high):
+                plot.setYRange(low, high, padding=0)
+                self.y_ranges[plot] = (low, high)
+            return
         if current and current[0] <= low and high <= current[1] and high - low >= 0.5 * (current[1] - current[0]):
             return
         pad = 0.15 * ((high - low) or abs(high) or 1.0)  # a falling loss refits every few redraws
