@@ -172,3 +172,96 @@ def test_a_classifiers_macro_f1_has_its_chart_and_the_best_point_is_marked_on_it
     assert list(charts.held_out.getData()[1]) == [1.05, 0.90, 0.95]
     legend = [label.text for _, label in charts.metric_plot.legend.items]
     assert legend == ["macro F1", "best checkpoint (by macro F1)"]
+
+
+# --- classifiers compared in the Runs tab ------------------------------------------------------
+
+TINY = ["n_layer=1", "n_head=2", "n_embd=32", "block_size=64", "batch_size=16", "device=cpu",
+        "eval_every=3", "preview_every=0", "checkpoint_every=1000", "lr=3e-3", "warmup_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def task_runs(tmp_path_factory):
+    """Two tiny classifiers of the built-in reviews (one with a held-out file of its own) and a
+    tiny generation run, trained once for the module (a few seconds each)."""
+    from studio import api
+    root = tmp_path_factory.mktemp("task-runs")
+    held_out = write_jsonl(root / "held-out.jsonl", [
+        {"text": "I love this lamp, it works perfectly.", "label": "positive"},
+        {"text": "The kettle broke after two days.", "label": "negative"},
+        {"text": "The chair comes in black and grey.", "label": "neutral"},
+        {"text": "Awful mug, I am returning it.", "label": "negative"}])
+    corpus = root / "corpus.txt"
+    corpus.write_text("the sea is calm and the night is long we sail at dawn\n" * 60, encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STUDIO_CACHE_DIR", str(root / "cache"))
+        for name, data, val_data, task in (("first", "builtin:sentiment", None, "classify"),
+                                           ("second", "builtin:sentiment", str(held_out), "classify"),
+                                           ("writer", str(corpus), None, "generate")):
+            status, _ = api.train("text", data=data, val_data=val_data, run_dir=str(root / "runs" / name),
+                                  settings=[*TINY, f"task={task}"], max_steps=3, events="none")
+            assert status == "done"
+    return root / "runs"
+
+
+def test_compare_shows_each_classifiers_report_side_by_side(qtbot, task_runs, monkeypatch):
+    from studio import api
+    from studio.gui.runs_panel import REPORT_COLUMNS, RunsPanel
+    monkeypatch.setattr(api, "demo_runs", lambda: [])
+    session = Session(Settings(runs_folder=str(task_runs), default_device="cpu"))
+    panel = RunsPanel(session)
+    qtbot.addWidget(panel)
+    panel.select_runs([str(task_runs / name) for name in ("first", "second", "writer")])
+    panel.compare_button.click()
+    dialog = panel.compare_dialog
+    reports = dialog.reports
+    assert reports is not None and dialog.tabs.indexOf(reports) >= 0
+    qtbot.waitUntil(reports.finished_all, timeout=120_000)
+    assert not reports.problems, reports.problems
+
+    rows = [reports.table.verticalHeaderItem(r).text() for r in range(reports.table.rowCount())]
+    assert rows[:3] == ["negative", "neutral", "positive"]
+    assert {"accuracy", "macro avg", "weighted avg"} <= set(rows)
+    headers = [reports.table.horizontalHeaderItem(c).text() for c in range(reports.table.columnCount())]
+    assert sorted(reports.names) == ["first", "second"]  # in the table's order, newest first
+    assert headers == [f"{name}\n{column}" for name in reports.names for column in REPORT_COLUMNS]
+    for name in ("first", "second"):  # each run's rows: its own report, as api.evaluate gives it
+        report = api.evaluate(str(task_runs / name), checkpoint="best", device="cpu")["report"]
+        column = headers.index(f"{name}\nF1")
+        for r, row in enumerate(rows):
+            expected = report["accuracy"] if row == "accuracy" else \
+                (report["classes"].get(row) or report[row])["f1"]
+            assert reports.table.item(r, column).text() == f"{expected:.3f}", (name, row)
+    support = headers.index("second\nsupport")
+    assert reports.table.item(rows.index("macro avg"), support).text() == "4"  # its held-out file
+
+    measured = {name: label.text() for name, label in zip(reports.names, reports.sources)}
+    assert "held-out 10% of builtin:sentiment" in measured["first"]
+    assert "held-out.jsonl" in measured["second"] and "step_" in measured["second"]
+    assert "writer" in reports.not_comparable.text() and "generation run" in reports.not_comparable.text()
+    dialog.close()
+
+
+def test_a_failing_evaluation_is_said_in_its_runs_line_not_raised(qtbot, task_runs, monkeypatch):
+    from studio import api
+    from studio.gui.runs_panel import RunsPanel
+    monkeypatch.setattr(api, "demo_runs", lambda: [])
+    evaluate = api.evaluate
+
+    def broken(path, **kwargs):
+        if path.endswith("first"):
+            raise SystemExit("a plugin gave up")
+        return evaluate(path, **kwargs)
+    monkeypatch.setattr(api, "evaluate", broken)
+    session = Session(Settings(runs_folder=str(task_runs), default_device="cpu"))
+    panel = RunsPanel(session)
+    qtbot.addWidget(panel)
+    panel.select_runs([str(task_runs / name) for name in ("first", "second")])
+    panel.compare_button.click()
+    reports = panel.compare_dialog.reports
+    qtbot.waitUntil(reports.finished_all, timeout=120_000)
+    first, second = reports.names.index("first"), reports.names.index("second")
+    assert "could not be evaluated: SystemExit: a plugin gave up" in reports.sources[first].text()
+    assert second in reports.results and first not in reports.results
+    assert reports.table.rowCount() > 0
+    panel.compare_dialog.close()

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDialog, QDialogBut
 
 from studio import api
 from studio.errors import StudioError
-from studio.gui import theme
+from studio.gui import theme, workers
 from studio.gui.config_form import ConfigForm
 from studio.gui.messages import for_window
 from studio.gui.session import title_of
@@ -63,6 +63,9 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#7f7f7f", "#bcbd22", "#17becf"]
 DIFF_BACKGROUND = QColor("#ffe8a3")
 MISSING = object()  # a key one run's config has and another's lacks
+# The rows under a report's classes, in scikit-learn's and seqeval's order and words.
+REPORT_AVERAGES = ("accuracy", "micro avg", "macro avg", "weighted avg", "samples avg")
+REPORT_COLUMNS = ("precision", "recall", "F1", "support")
 
 
 def confirm(parent, title: str, text: str) -> bool:
@@ -186,6 +189,66 @@ def format_value(value) -> str:
     if isinstance(value, (list, dict, bool)):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
+
+
+def run_task(doc: dict) -> str:
+    """What a run learned, from its config.json: the text generator's `task` setting
+    ("classify", "tag"), "generate" for every other run."""
+    return str((doc.get("config") or {}).get("task") or "generate")
+
+
+def measured_on(doc: dict) -> str:
+    """The data a run's report is measured on when it is evaluated on its own held-out data:
+    its held-out file, or the share of its training data it held out (a fixed shuffle, so the
+    same examples every time)."""
+    data = doc.get("data") or {}
+    if data.get("val_source"):
+        return str(data["val_source"])
+    share = (doc.get("config") or {}).get("val_fraction")
+    part = f"the held-out {share:.0%}" if isinstance(share, (int, float)) else "the held-out part"
+    return f"{part} of {data.get('source') or 'the built-in data'}"
+
+
+def report_row_names(reports: list[dict]) -> list[str]:
+    """The rows of reports shown side by side: every class of any of them (the first report's
+    order, then classes only later ones have), then each average row any of them has."""
+    classes: list[str] = []
+    for report in reports:
+        classes += [str(name) for name in report.get("classes", {}) if str(name) not in classes]
+    return classes + [name for name in REPORT_AVERAGES if any(name in r for r in reports)]
+
+
+def report_cells(report: dict, row: str) -> list[str]:
+    """Precision, recall, F1 and support of one row of a report, as text ("—" where the report
+    has no such row: a class the run never saw). Accuracy is one number, shown as the F1 (as
+    scikit-learn prints it under f1-score)."""
+    classes = {str(name): values for name, values in report.get("classes", {}).items()}
+    if row == "accuracy" and isinstance(report.get("accuracy"), (int, float)):
+        support = sum(values["support"] for values in classes.values())
+        return ["", "", f"{report['accuracy']:.3f}", str(support)]
+    values = classes.get(row, report.get(row))
+    if not isinstance(values, dict):
+        return ["—"] * len(REPORT_COLUMNS)
+    return [f"{values['precision']:.3f}", f"{values['recall']:.3f}", f"{values['f1']:.3f}",
+            str(values["support"])]
+
+
+def evaluate_runs(ctx, paths: list[str], device: str) -> None:
+    """Each run's best checkpoint evaluated on its own held-out data, one after the other; each
+    result (index, metrics with the report, None) or failure (index, None, why) reported as
+    progress, so a column fills as soon as its run is done and one failure spares the others."""
+    for index, path in enumerate(paths):
+        if ctx.cancelled:
+            return
+        try:
+            result = api.evaluate(path, checkpoint="best", device=device)
+        except StudioError as exc:
+            ctx.progress((index, None, for_window(str(exc))))
+        except BaseException as exc:  # noqa: BLE001 - a generator's bug (or its sys.exit) is
+            # said in its run's column, and the other runs are still evaluated
+            ctx.progress((index, None, f"{type(exc).__name__}: {exc}"))
+        else:
+            ctx.progress((index, result, None))
 
 
 class SortableItem(QTableWidgetItem):
@@ -691,14 +754,26 @@ class CompareDialog(QDialog):
 
         self.previews = PreviewComparison(self.runs, self.names, self.colors)
         self.config_view = ConfigComparison(self.runs, self.names, self.colors)
+        # Classifiers and taggers: their per-class reports, measured when the tab is made.
+        self.reports: ReportComparison | None = None
+        if any(run_task(doc) != "generate" for doc in self.config_view.docs):
+            self.reports = ReportComparison(self.runs, self.config_view.docs, self.names,
+                                            self.colors, session.settings.default_device)
 
         self.tabs = QTabWidget()
         self.tabs.addTab(curves, "Curves")
+        if self.reports is not None:
+            self.tabs.addTab(self.reports, "Reports")
         self.tabs.addTab(self.previews, "Previews")
         self.tabs.addTab(self.config_view, "Settings")
         layout = QVBoxLayout(self)
         layout.addWidget(self.tabs)
         self.resize(960, 720)
+
+    def done(self, result: int) -> None:
+        if self.reports is not None:
+            self.reports.cancel()  # closed: the runs not yet evaluated are not
+        super().done(result)
 
     @staticmethod
     def _plot(title: str, y_label: str) -> pg.PlotWidget:
@@ -841,6 +916,7 @@ class ConfigComparison(QWidget):
                 docs.append(run.config())
             except StudioError:
                 docs.append({})  # deleted or damaged since it was listed: every row differs
+        self.docs = docs  # the runs' config.json documents, for the other tabs too
         self.rows = config_rows(docs)
         self.differing_keys = [key for key, values in self.rows if values_differ(values)]
 
@@ -884,3 +960,111 @@ class ConfigComparison(QWidget):
     def _filter(self, only_differences: bool) -> None:
         for r, (key, _) in enumerate(self.rows):
             self.table.setRowHidden(r, only_differences and key not in self.differing_keys)
+
+
+class ReportComparison(QWidget):
+    """Classifiers' (or taggers') per-class precision, recall and F1 side by side, with their
+    averages: each run's best checkpoint evaluated on its own held-out data, in the background,
+    one run after the other. Only runs of one task compare (the task most of them have); the
+    others, generation runs among them, are named with why they are left out."""
+
+    def __init__(self, runs: list[RunDir], docs: list[dict], names: list[str], colors: list[str],
+                 device: str, parent=None):
+        super().__init__(parent)
+        tasks = [run_task(doc) for doc in docs]
+        adapted = [t for t in tasks if t != "generate"]
+        self.task = max(adapted, key=lambda t: (adapted.count(t), -adapted.index(t)))
+        # Indexes (into the runs) of the runs compared: one column group each.
+        self.compared = [i for i, t in enumerate(tasks) if t == self.task]
+        self.names = [names[i] for i in self.compared]
+        self.results: dict[int, dict] = {}  # position among the compared -> api.evaluate's result
+        self.problems: dict[int, str] = {}
+
+        what = {"classify": "classifiers", "tag": "taggers"}.get(self.task, f"{self.task} runs")
+        self.intro = QLabel(f"Per-class scores of the {what}, each from its best checkpoint on "
+                            f"its own held-out data:")
+        self.intro.setWordWrap(True)
+        self.docs = [docs[i] for i in self.compared]
+        self.sources: list[QLabel] = []  # per compared run: what it was measured on, or why not
+        lines = QVBoxLayout()
+        for i in self.compared:
+            label = QLabel(f"{names[i]}: measuring on {measured_on(docs[i])}…")
+            label.setWordWrap(True)
+            label.setStyleSheet(f"color: {colors[i]};")
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            lines.addWidget(label)
+            self.sources.append(label)
+        left_out = [f"{names[i]} — {self._why_not_compared(t)}" for i, t in enumerate(tasks)
+                    if t != self.task]
+        self.not_comparable = QLabel("Not comparable, so not shown: " + "; ".join(left_out) + "."
+                                     if left_out else "")
+        self.not_comparable.setWordWrap(True)
+        self.not_comparable.setVisible(bool(left_out))
+
+        self.table = QTableWidget(0, len(self.compared) * len(REPORT_COLUMNS))
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        for position, i in enumerate(self.compared):
+            for k, column in enumerate(REPORT_COLUMNS):
+                header = QTableWidgetItem(f"{names[i]}\n{column}")
+                header.setForeground(QBrush(QColor(colors[i])))
+                self.table.setHorizontalHeaderItem(position * len(REPORT_COLUMNS) + k, header)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.intro)
+        layout.addLayout(lines)
+        layout.addWidget(self.not_comparable)
+        layout.addWidget(self.table, 1)
+
+        evaluation = workers.Task(evaluate_runs, [str(runs[i].path) for i in self.compared], device)
+        evaluation.signals.progress.connect(self._measured)  # bound methods: gone with the dialog
+        evaluation.signals.failed.connect(self._failed)
+        self.evaluation = workers.start(evaluation)
+
+    def _why_not_compared(self, task: str) -> str:
+        if task == "generate":
+            return "a generation run: it has no per-class report"
+        return f"a {task} run: its scores are not those of a {self.task} run"
+
+    def cancel(self) -> None:
+        self.evaluation.cancel()
+
+    def finished_all(self) -> bool:
+        """Whether every compared run has its report or its problem."""
+        return len(self.results) + len(self.problems) == len(self.compared)
+
+    def _measured(self, outcome) -> None:
+        position, result, problem = outcome
+        label, doc = self.sources[position], self.docs[position]
+        if problem is not None or not isinstance((result or {}).get("report"), dict):
+            self.problems[position] = problem or "its evaluation gave no per-class report"
+            label.setText(f"{self.names[position]}: could not be evaluated: {self.problems[position]}")
+        else:
+            self.results[position] = result
+            label.setText(f"{self.names[position]}: {result.get('checkpoint')} measured on "
+                          f"{measured_on(doc)}")
+            notes = result.get("notes") or []
+            label.setToolTip("\n".join(for_window(note) for note in notes))
+        self._fill()
+
+    def _failed(self, message: str) -> None:
+        for position in range(len(self.compared)):
+            if position not in self.results and position not in self.problems:
+                self._measured((position, None, for_window(message)))
+
+    def _fill(self) -> None:
+        """The table from the reports there are so far (a run still measuring: empty cells)."""
+        reports = {position: result["report"] for position, result in self.results.items()}
+        rows = report_row_names([reports[p] for p in sorted(reports)])
+        self.table.setRowCount(len(rows))
+        self.table.setVerticalHeaderLabels(rows)
+        bold = QFont()
+        bold.setBold(True)
+        for r, row in enumerate(rows):
+            for position, report in reports.items():
+                for k, text in enumerate(report_cells(report, row)):
+                    item = QTableWidgetItem(text)
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                    if row in REPORT_AVERAGES:
+                        item.setFont(bold)
+                    self.table.setItem(r, position * len(REPORT_COLUMNS) + k, item)
+        self.table.resizeColumnsToContents()
+
