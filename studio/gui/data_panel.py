@@ -34,7 +34,11 @@ STATUS_COLORS = {"light": {"ok": "#2e7d32", "error": "#c62828", "warning": "#9a5
 # Summary entries that count examples per label: a classifier's classes, a tagger's entities,
 # an image folder's classes. They get the labels table (label, count, share).
 LABEL_COUNTS = {"classes": "examples", "entity_types": "entities", "class_counts": "items"}
+# Of those, the ones the table shows instead of a summary line (an image folder's "images per
+# class" line stays: its summary's "classes" is a list of names, not counts).
+TABLE_ONLY = ("classes", "entity_types")
 BAR_WIDTH = 24  # characters of the largest label's bar
+LABEL_ROWS_SHOWN = 8  # rows of the labels table in view; more scroll
 # What labelled data looks like, to tell a labelled file checked for text generation (where it
 # would be read as plain text, or refused as prompt/response pairs) from a corpus: the task that
 # reads it, and its fields in words.
@@ -239,7 +243,7 @@ class DataPanel(QWidget):
         layout.addWidget(self.summary)
         layout.addWidget(self.notes)
         layout.addWidget(self.labels_title)
-        layout.addWidget(self.labels, 1)
+        layout.addWidget(self.labels)
         layout.addWidget(QLabel("Skipped items"))
         layout.addWidget(self.skipped, 1)
         layout.addWidget(QLabel("Preview"))
@@ -374,6 +378,11 @@ class DataPanel(QWidget):
         unit = next((LABEL_COUNTS[k] for k in LABEL_COUNTS if isinstance(summary.get(k), dict)), "")
         self.labels.setHorizontalHeaderItem(1, QTableWidgetItem(unit or "count"))
         self.labels.resizeColumnsToContents()
+        # As tall as its rows (up to LABEL_ROWS_SHOWN): the skipped lines and the preview
+        # below keep their room, and two labels do not float in an empty table.
+        shown = min(len(rows), LABEL_ROWS_SHOWN)
+        self.labels.setFixedHeight(self.labels.horizontalHeader().height() + 2 * self.labels.frameWidth()
+                                   + sum(self.labels.rowHeight(r) for r in range(shown)))
         for widget in (self.labels_title, self.labels):
             widget.setVisible(bool(rows))
 
@@ -426,7 +435,9 @@ class DataPanel(QWidget):
         self.report, self.problem = report, None
         self._say(f"✓ usable: {usable_headline(report)}", "ok")
         summary = report.summary or {}
-        self.summary.setText("\n".join(for_window(line) for line in summary_lines(summary, notes=False)))
+        lines = summary_lines({key: value for key, value in summary.items()
+                               if not (key in TABLE_ONLY and isinstance(value, dict))}, notes=False)
+        self.summary.setText("\n".join(for_window(line) for line in lines))
         self._warn("\n".join(f"⚠ {for_window(note)}" for note in [hint, *(summary.get("notes") or [])]
                              if note))
         self._show_labels(summary)
