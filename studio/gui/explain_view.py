@@ -333,6 +333,7 @@ class ScaleLegend(QWidget):
         self.words = (left, middle, right)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setMinimumWidth(180)
+        self.setMaximumWidth(480)  # a scale, not a banner
 
     def sizeHint(self) -> QSize:
         return QSize(320, 12 + self.fontMetrics().height() + 4)
@@ -482,8 +483,11 @@ def _caption(text: str, muted: bool = False) -> QLabel:
     label = QLabel(text)
     label.setWordWrap(True)
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    if muted:
-        label.setStyleSheet("color: palette(mid);")
+    if muted:  # the theme's placeholder grey: quieter than the text, readable on both themes
+        palette = label.palette()
+        palette.setColor(QPalette.ColorRole.WindowText,
+                         palette.color(QPalette.ColorRole.PlaceholderText))
+        label.setPalette(palette)
     return label
 
 
@@ -533,7 +537,7 @@ class ExplainedSample(QWidget):
         layout.addWidget(view)
         layout.addWidget(_caption(f"{len(records)} tokens · mean probability {mean:.2f} · least "
                                   f"expected “{visible(low.token)}” ({percent(low.p)}). Hover a "
-                                  f"token for its alternatives.", muted=True))
+                                  f"token for its alternatives."))
 
     def _add_bars(self, layout, sample: Sample, probabilities: dict[str, float]) -> None:
         labels = sample.meta.get("labels")

@@ -210,15 +210,19 @@ def stream_start(gen, prompt: str | None) -> str:
     return prompt or ""
 
 
+def answers_text(gen) -> bool:
+    """Whether the generator answers a text rather than continuing it: a classifier's or
+    tagger's answer is the same whatever the seed."""
+    from generators.text import TextGenerator
+
+    return isinstance(gen, TextGenerator) and gen.task is not None
+
+
 def answers_whole(gen, params) -> bool:
     """Whether a text request is made with `sample` rather than streamed. What an explained
     sample or a classifier's or tagger's answer shows is in its meta (token probabilities,
     class probabilities, entities), and `stream` yields text only."""
-    from generators.text import TextGenerator
-
-    if getattr(params, EXPLAIN_FIELD, False):
-        return True
-    return isinstance(gen, TextGenerator) and gen.task is not None
+    return bool(getattr(params, EXPLAIN_FIELD, False)) or answers_text(gen)
 
 
 def produce(ctx, cache: GeneratorCache, request: Request) -> "OutputEntry | None":
@@ -283,7 +287,12 @@ def _stream_texts(ctx, gen, params, request: Request) -> tuple[list[Sample], boo
 
 def _texts_one_by_one(ctx, gen, params, request: Request) -> tuple[list[Sample], bool]:
     """`count` texts made whole, sample i from seed + i as `_stream_texts` makes them; Stop is
-    checked between texts."""
+    checked between texts. A classifier or tagger is asked once, as `studio generate` asks
+    it: its answer does not change with the seed."""
+    if answers_text(gen):
+        samples = gen.sample(params, n=request.count, seed=request.seed, prompt=request.prompt)
+        ctx.progress(("made", (len(samples), request.count)))
+        return samples, False
     samples: list[Sample] = []
     for index in range(request.count):
         if ctx.cancelled:
