@@ -674,6 +674,17 @@ def generate(path: str, prompt=None, n: int = 1, seed: int = 0, settings: list[s
     return samples
 
 
+def attention(path: str, text: str, layer: int = 0, head: int = 0, checkpoint: str | None = None,
+              device: str = "auto") -> dict:
+    """What one attention head of a run's model looks at as it reads `text`, as the
+    generator's `attention` method gives it (the text generator: the tokens read and each
+    one's weights over the tokens before it)."""
+    run, gen, _ = load_run(path, checkpoint, device)
+    if not callable(getattr(gen, "attention", None)):
+        raise StudioError(f"{run.path} is a {gen.name} run; this generator has no attention view.")
+    return gen.attention(text, layer=layer, head=head)
+
+
 def stream(path: str, prompt=None, seed: int = 0, settings: list[str] | None = None,
            checkpoint: str | None = None, device: str = "auto"):
     """One sample's output as it is generated (pieces of text for text generators)."""

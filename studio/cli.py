@@ -315,8 +315,10 @@ def _cmd_generate(args) -> int:
                            explain=args.json)
     if args.out:
         _write_generated(args, samples)
-    if samples and samples[0].meta.get("note"):
-        print(f"note: {samples[0].meta['note']}", file=sys.stderr)
+    # Notes are per sample (one answer may outgrow the context, another end in time): each
+    # different one is said once.
+    for note in dict.fromkeys(s.meta["note"] for s in samples if s.meta.get("note")):
+        print(f"note: {note}", file=sys.stderr)
     for i, s in enumerate(samples):
         if args.json:
             data = s.data if s.kind == "text" else f"<{s.kind} {list(s.data.shape)}>"

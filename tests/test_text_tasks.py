@@ -216,3 +216,13 @@ def test_the_cli_says_how_to_ask_a_trained_classifier(tmp_path, capsys):
     assert main(["train", "text", "--data", "builtin:customer-service", "--run-dir",
                  str(tmp_path / "g"), "--max-steps", "2", "--events", "plain", *settings]) == 0
     assert f"Sample with `studio generate {tmp_path / 'g'}`," in capsys.readouterr().err
+
+
+def test_a_classifier_answers_a_text_once_whatever_n_asks(classifier, capsys):
+    text = "Terrible blender, it broke."
+    assert len(api.generate(str(classifier.path), prompt=text, n=3, device="cpu")) == 1
+    assert main(["generate", str(classifier.path), "--prompt", text, "--n", "3",
+                 "--device", "cpu"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 1 and "--- sample" not in out  # the label, once
+    assert "does not depend on the seed: it is given once, not 3 times" in err

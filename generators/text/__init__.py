@@ -32,7 +32,8 @@ from generators.text import hf
 from generators.text.config import TextConfig, TextDeclarations, TextSampleConfig  # noqa: F401
 from generators.text.data import (BUILTIN, detect_format, empty_responses_note, mixed_formats_note,
                                   read_corpus, read_pairs, token_cache)
-from generators.text.model import GPT, GPTShape, generate
+from generators.text.explain import in_eval_mode
+from generators.text.model import GPT, GPTShape, generate, window
 from generators.text.sampling import choose
 from generators.text.tasks import BEST_METRIC, TASK_FILE, TASK_LAYER, TextTask
 from generators.text.tokenizer import (END, END_OF_TEXT, PROMPT, RESPONSE, BPETokenizer,
@@ -451,12 +452,14 @@ class TextGenerator(TextDeclarations):
     ALTERNATIVES = 5  # the likeliest tokens an explained sample lists at each step
 
     def _decode(self, params: TextSampleConfig, n: int, seed: int, prompt,
-                use_cache: bool = True, explained: list[list[dict]] | None = None
-                ) -> Iterator[list[str]]:
+                use_cache: bool = True, explained: list[list[dict]] | None = None,
+                produced: list[int] | None = None) -> Iterator[list[str]]:
         """Yields, step by step, the new text of each of the n samples. With `explained` (n
         empty lists), each sample's list gets a record per token it produced: the token, the
         model's probability of it and the likeliest alternatives (the model's own
-        distribution at temperature 1, before sampling's penalties and filters)."""
+        distribution at temperature 1, before sampling's penalties and filters). With
+        `produced` (n zeros), each sample's count of the tokens it produced (a sample that
+        ends early stops counting while the others go on)."""
         ids, pinned = self._context_ids(prompt)
         device = self.device or torch.device("cpu")
         x = torch.tensor([ids] * n, dtype=torch.long, device=device)
@@ -491,6 +494,8 @@ class TextGenerator(TextDeclarations):
                 for i, (row, token) in enumerate(zip(rows, new[:, 0].tolist())):
                     if explained is not None and not row.done:
                         explained[i].append(step_records[i])
+                    if produced is not None and not row.done:
+                        produced[i] += 1
                     if row.done:
                         pieces.append("")
                     elif token == end_id:
@@ -522,11 +527,15 @@ class TextGenerator(TextDeclarations):
                 return name
         return tk.token_bytes(token).decode("utf-8", "replace")
 
-    def context_note(self, prompt, params) -> str | None:
+    def context_note(self, prompt, params, new_tokens: int | None = None) -> str | None:
         """Say when the prompt is cut or the context slides (the model then forgets the
-        earliest tokens)."""
+        earliest tokens). With `new_tokens`, the tokens a sample produced, say what happened
+        to that sample; without, what can happen within params.max_new_tokens. The window
+        slides when a token is chosen from more than the context: the last token produced is
+        never read, so prompt + new tokens - 1 is the most the model read."""
         block = self.config.block_size
         n_prompt = len(self._prompt_ids(prompt))
+        produced = params.max_new_tokens if new_tokens is None else new_tokens
         if self.format == "pairs":
             kept = len(self._context_ids(prompt)[0])
             if kept < n_prompt:
@@ -534,39 +543,62 @@ class TextGenerator(TextDeclarations):
                         f"context of {block}: only its last {kept - 2} are used (cut from "
                         f"the left, as in training), leaving {block - kept} for the answer; "
                         f"<|prompt|> stays in the context as the answer grows")
-            if kept + params.max_new_tokens > block:
-                return (f"prompt and answer ({kept} + {params.max_new_tokens} tokens) can exceed "
-                        f"the context of {block}: the window then slides, keeping <|prompt|>, so "
-                        f"the earliest prompt and answer tokens are forgotten")
-            return None
+            if kept + produced - 1 <= block:
+                return None
+            if new_tokens is None:
+                return (f"prompt and answer ({kept} + {produced} tokens) can exceed the context "
+                        f"of {block}: the window then slides, keeping <|prompt|>, so the "
+                        f"earliest prompt and answer tokens are forgotten")
+            return (f"prompt and answer ({kept} + {produced} tokens) outgrew the context of "
+                    f"{block}: the window slid, keeping <|prompt|>, so the earliest prompt and "
+                    f"answer tokens were forgotten")
         if n_prompt > block:
             return (f"the prompt has {n_prompt} tokens, more than the model's context of {block}: "
                     f"only its last part is used")
-        if n_prompt + params.max_new_tokens > block:
-            return (f"prompt and output ({n_prompt} + {params.max_new_tokens} tokens) exceed the "
-                    f"context of {block}: the window slides, so the earliest tokens are forgotten")
-        return None
+        if n_prompt + produced - 1 <= block:
+            return None
+        if new_tokens is None:
+            return (f"prompt and output ({n_prompt} + {produced} tokens) can exceed the context "
+                    f"of {block}: the window then slides, so the earliest tokens are forgotten")
+        return (f"prompt and output ({n_prompt} + {produced} tokens) outgrew the context of "
+                f"{block}: the window slid, so the earliest tokens were forgotten")
 
     def sample(self, params: TextSampleConfig, n: int = 1, seed: int = 0, prompt=None,
                use_cache: bool = True) -> list[Sample]:
         if self.task is None and isinstance(prompt, list):
             raise StudioError("a generation run continues one prompt at a time; a file of "
                               "texts (--data) is for classify and tag runs.")
-        if self.task is not None:  # a class or tags per text: the same whatever the seed
-            return [s for s in self.task.answer(prompt) for _ in range(n if isinstance(prompt, str) else 1)]
+        if self.task is not None:
+            return self._answers(params, n, prompt)
         texts = [""] * n
         explained = [[] for _ in range(n)] if params.explain else None
-        for pieces in self._decode(params, n, seed, prompt, use_cache, explained):
+        produced = [0] * n
+        for pieces in self._decode(params, n, seed, prompt, use_cache, explained, produced):
             texts = [t + p for t, p in zip(texts, pieces)]
         meta = {"prompt": prompt, "seed": seed, "format": self.format,
                 "params": {k: v for k, v in vars(params).items()}}
-        note = self.context_note(prompt, params)
-        if note:
-            meta["note"] = note
         start = "" if self.format == "pairs" else ("\n" if prompt is None else prompt)
-        return [Sample("text", start + t, {**meta, "index": i,
-                                           **({"tokens": explained[i]} if explained else {})})
-                for i, t in enumerate(texts)]
+        samples = []
+        for i, text in enumerate(texts):
+            sample = Sample("text", start + text, {**meta, "index": i})
+            # Said of each sample as it went: an answer that ended early never slid.
+            note = self.context_note(prompt, params, produced[i])
+            if note:
+                sample.meta["note"] = note
+            if explained:
+                sample.meta["tokens"] = explained[i]
+            samples.append(sample)
+        return samples
+
+    def _answers(self, params: TextSampleConfig, n: int, prompt) -> list[Sample]:
+        """A classify or tag run's answers, one per text: the answer does not depend on the
+        seed, so n copies of it would only look like n answers that happen to agree."""
+        samples = self.task.answer(prompt, explain=params.explain)
+        if n > 1:
+            for sample in samples:
+                said = f"the answer does not depend on the seed: it is given once, not {n} times"
+                sample.meta["note"] = "; ".join(filter(None, (sample.meta.get("note"), said)))
+        return samples
 
     def stream(self, params: TextSampleConfig, seed: int = 0, prompt=None) -> Iterator[str]:
         """The new text of one sample, piece by piece as tokens arrive (each piece valid UTF-8)."""
@@ -583,6 +615,46 @@ class TextGenerator(TextDeclarations):
         params = TextSampleConfig(max_new_tokens=self.config.preview_tokens)
         return [s for probe in self.probes
                 for s in self.sample(params, n=1, seed=probe["seed"], prompt=probe["prompt"])]
+
+    # --- attention -----------------------------------------------------------------------------
+    def attention(self, text: str, layer: int = 0, head: int = 0) -> dict:
+        """What one head of one block attends to as the model reads `text`: {"pieces": the
+        text of each token read, "weights": row i holding query i's softmax weights over the
+        keys 0..i (zeros after i, each row summing to 1), "layer", "head", "layers": blocks,
+        "heads": heads per block}. The weights are the block's own causal softmax of
+        q.k/sqrt(hs) (CausalSelfAttention.attention_weights on the input its forward is given,
+        caught with a forward pre-hook: the forward itself is left as it is). The tokens are
+        those the run reads of such a text: a generation run's prompt as sampling frames it
+        and fits it to the context, a classifier's or tagger's text as it answers it."""
+        layers, heads = self.config.n_layer, self.config.n_head
+        if not (0 <= layer < layers and 0 <= head < heads):
+            raise StudioError(f"this model has layers 0 to {layers - 1} and heads 0 to "
+                              f"{heads - 1} in each; layer {layer}, head {head} is not among them.")
+        ids = self._ids_read(text) if text else []
+        if not ids:
+            raise StudioError("there is no text to show the attention of: give a text.")
+        x = torch.tensor([ids], dtype=torch.long, device=self.device)
+        attention = self.model.transformer.h[layer].attn
+        inputs = []
+        hook = attention.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
+        try:
+            with torch.no_grad(), in_eval_mode(self.model):
+                if self.task is not None:
+                    self.model(x, torch.tensor([len(ids)], device=x.device))
+                else:
+                    self.model(x)
+                weights = attention.attention_weights(inputs[0])[0, head].float()
+        finally:
+            hook.remove()
+        return {"pieces": [self._token_text(t) for t in ids], "weights": weights.tolist(),
+                "layer": layer, "head": head, "layers": layers, "heads": heads}
+
+    def _ids_read(self, text: str) -> list[int]:
+        """The tokens the model reads of `text` (see attention)."""
+        if self.task is not None:
+            return self.task.encode([text]).ids[0].tolist()
+        ids, pinned = self._context_ids(text)
+        return window(torch.tensor([ids]), self.config.block_size, pinned)[0].tolist()
 
     # --- assets --------------------------------------------------------------------------------
     def save_assets(self, folder: Path) -> None:

@@ -59,7 +59,8 @@ class TextSampleConfig:
     max_new_tokens: int = setting(200, "tokens to generate", min=1, max=100000)
     stop: list[str] = setting([], "stop when any of these strings appears (it is not included)")
     explain: bool = setting(False, "record each new token's probability and the likeliest "
-                            "alternatives in the sample (studio generate --json turns it on)")
+                            "alternatives in the sample; a classifier records how much each "
+                            "token counted for its class (studio generate --json turns it on)")
 
     def check(self) -> str | None:
         if any(not isinstance(s, str) or not s for s in self.stop):

@@ -75,9 +75,7 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (B, nh, T, hs)
         past = cache.length if cache is not None else 0
         if cache is not None:
             k, v = cache.append(layer, k, v)  # (B, nh, past + T, hs)
@@ -96,13 +94,31 @@ class CausalSelfAttention(nn.Module):
 
     def _explicit_causal_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
         """softmax(q k^T / sqrt(hs), causal) v as three plain ops: see explicit_attention_pays."""
-        T = q.size(-2)
-        scores = (q @ k.transpose(-2, -1)) * (q.size(-1) ** -0.5)
-        future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
-        weights = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+        weights = causal_attention_weights(q, k)
         if self.training and self.dropout > 0:
             weights = F.dropout(weights, self.dropout)
         return weights @ v
+
+    def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention weights (B, nh, T, T) this layer gives its input x (B, T, C): what
+        forward computes, made visible (forward itself never keeps them; SDPA does not
+        return them)."""
+        q, k, _ = self.c_attn(x).split(x.size(-1), dim=2)
+        return causal_attention_weights(self._heads(q), self._heads(k))
+
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, nh, T, hs): the heads side by side."""
+        B, T, C = t.shape
+        return t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+
+
+def causal_attention_weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(hs)) with each query seeing the keys up to its own position:
+    (..., T, hs) queries and keys -> (..., T, T) weights, zero above the diagonal."""
+    T = q.size(-2)
+    scores = (q @ k.transpose(-2, -1)) * (q.size(-1) ** -0.5)
+    future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
+    return scores.masked_fill(future, float("-inf")).softmax(dim=-1)
 
 
 class MLP(nn.Module):

@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from studio.contract import DataReport, Sample
 from studio.errors import DataError, StudioError
 
+from generators.text.explain import in_eval_mode, integrated_gradients_within
 from generators.text.labelled import (LABEL_SEPARATOR, LabelledSet, TaggedSet, read_labelled,
                                       read_tagged, unseen_labels)
 from generators.text.model import GPT, GPTShape
@@ -79,18 +80,23 @@ class TaskGPT(GPT):
         nn.init.normal_(self.head.weight, mean=0.0, std=0.02)
         nn.init.zeros_(self.head.bias)
 
-    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
-        """The final LayerNorm's output (B, T, n_embd): what the language-model head reads."""
+    def hidden_states(self, idx: torch.Tensor, token_embeddings: torch.Tensor | None = None
+                      ) -> torch.Tensor:
+        """The final LayerNorm's output (B, T, n_embd): what the language-model head reads.
+        `token_embeddings` (B, T, n_embd), when given, stand in for idx's (the positions' are
+        added as ever): integrated gradients reads the model between a baseline and them."""
         pos = torch.arange(idx.size(1), dtype=torch.long, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        tokens = self.transformer.wte(idx) if token_embeddings is None else token_embeddings
+        x = self.transformer.drop(tokens + self.transformer.wpe(pos))
         for block in self.transformer.h:
             x = block(x)
         return self.transformer.ln_f(x)
 
-    def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, lengths: torch.Tensor,
+                token_embeddings: torch.Tensor | None = None) -> torch.Tensor:
         if idx.size(1) > self.shape.block_size:
             raise ValueError(f"{idx.size(1)} tokens are more than the block ({self.shape.block_size})")
-        hidden = self.hidden_states(idx)
+        hidden = self.hidden_states(idx, token_embeddings)
         if self.per_token:
             return self.head(hidden)
         if self.pooling == "last":  # the last real token has seen the whole text
@@ -465,25 +471,32 @@ class TextTask:
         return LABEL_SEPARATOR.join(label) if isinstance(label, (tuple, set, list)) else str(label)
 
     # --- answers --------------------------------------------------------------------------
-    def answer(self, prompt) -> list[Sample]:
+    def encode(self, texts: list[str]) -> Examples:
+        """The tokens the model reads of each text it answers: a tagger reads the text's
+        words joined with single spaces (as in training), a classifier the text; both up to
+        the context."""
+        if self.per_token:
+            return encode_sentences(self.gen.tokenizer, [text.split() for text in texts],
+                                    self.config.block_size)
+        return encode_texts(self.gen.tokenizer, texts, self.config.block_size)
+
+    def answer(self, prompt, explain: bool = False) -> list[Sample]:
         """One Sample per text: its class (with every class's probability) or its words' tags
-        (with the entities found). A list of texts gives a list of answers."""
+        (with the entities found). A list of texts gives a list of answers. With `explain`, a
+        classifier's answers also say how much each token read counted for the class
+        (`attributions`, see attributions()); a tagger's are left as they are."""
         if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
             raise StudioError(f"a {self.kind} run needs a text to {self.kind}: give a prompt, or "
                               f"a file with one text a line as its data.")
         texts = [prompt] if isinstance(prompt, str) else list(prompt)
         block = self.config.block_size
-        if self.per_token:
-            sentences = [text.split() for text in texts]
-            encoded = encode_sentences(self.gen.tokenizer, sentences, block)
-        else:
-            encoded = encode_texts(self.gen.tokenizer, texts, block)
+        encoded = self.encode(texts)
         logits = self._logits(encoded.ids)
         samples = []
         for i, (text, row, ids) in enumerate(zip(texts, logits, encoded.ids)):
             meta = {"prompt": text, "task": self.kind, "index": i}
             if self.per_token:
-                words = sentences[i]
+                words = text.split()
                 tags = self._words_tags(row, encoded.first_pieces[i], len(words))
                 found = [{"type": kind, "text": " ".join(words[start:end + 1]),
                           "start": start, "end": end} for kind, start, end in entities(tags)]
@@ -506,8 +519,42 @@ class TextTask:
                 if len(ids) < len(self.gen.tokenizer.encode(text)):
                     meta["note"] = (f"the text is longer than the model's context of {block} "
                                     f"tokens: only its first {block} were read")
+                if explain:
+                    meta["attributions"] = self.attributions(ids, int(row.argmax()))
             samples.append(Sample("text", data, meta))
         return samples
+
+    # Integrated gradients' path points: from IG_STEPS, doubled up to IG_MAX_STEPS until the
+    # completeness gap is at most IG_TOLERANCE of the logit's change (explain.py).
+    IG_STEPS, IG_MAX_STEPS, IG_TOLERANCE = 32, 256, 0.01
+    IG_TOKENS_PER_PASS = 4096  # path points x tokens in one forward/backward: bounds the memory
+
+    def attributions(self, ids: np.ndarray, target: int) -> dict:
+        """How much each token read counted for class `target`'s logit: integrated gradients
+        (explain.py) over the token embeddings, from a baseline of zero token embeddings (the
+        position embeddings stay as they are: only what the tokens are is taken away). The
+        target is the answer's class: the predicted one, or for several labels the likeliest
+        (the highest logit is the highest probability). Computed in float32 outside autocast
+        (bf16's rounding would swamp the completeness check), in eval mode, with gradients
+        for the embeddings only (the parameters' .grad stay as they are)."""
+        model = self.gen.model
+        idx = torch.as_tensor(ids, dtype=torch.long, device=self.gen.device)[None]
+        length = idx.size(1)
+
+        def target_logit(points: torch.Tensor) -> torch.Tensor:  # (S, T, n_embd) -> (S,)
+            rows = points.size(0)
+            lengths = torch.full((rows,), length, dtype=torch.long, device=idx.device)
+            return model(idx.expand(rows, -1), lengths, token_embeddings=points)[:, target].float()
+
+        with in_eval_mode(model):
+            tokens = model.transformer.wte(idx)[0].detach().float()
+            result, steps = integrated_gradients_within(
+                target_logit, tokens, self.IG_TOLERANCE, self.IG_STEPS, self.IG_MAX_STEPS,
+                self.IG_TOKENS_PER_PASS)
+        return {"method": "integrated_gradients", "baseline": "zero token embedding",
+                "steps": steps, "target": self.names[target],
+                "pieces": [self.gen._token_text(int(t)) for t in ids],
+                "scores": result.scores.tolist(), "completeness_gap": result.completeness_gap}
 
     # --- assets ---------------------------------------------------------------------------
     def assets(self) -> dict:
