@@ -235,3 +235,11 @@ def test_plain_text_that_stops_early_has_no_note_about_sliding():
                            prompt="abc")[0]
     assert "outgrew the context of 16" in full.meta["note"]
     assert "note" not in early.meta
+
+
+def test_a_one_block_model_names_its_only_layer():
+    gen = TextGenerator(TextConfig(block_size=16, n_layer=1, n_head=2, n_embd=16))
+    gen.tokenizer = CharTokenizer.train("abc")
+    gen.model = gen.build().eval()
+    with pytest.raises(StudioError, match="has only layer 0 and heads 0 to 1 in each; layer 1"):
+        gen.attention("abc", layer=1)

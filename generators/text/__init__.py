@@ -628,8 +628,11 @@ class TextGenerator(TextDeclarations):
         and fits it to the context, a classifier's or tagger's text as it answers it."""
         layers, heads = self.config.n_layer, self.config.n_head
         if not (0 <= layer < layers and 0 <= head < heads):
-            raise StudioError(f"this model has layers 0 to {layers - 1} and heads 0 to "
-                              f"{heads - 1} in each; layer {layer}, head {head} is not among them.")
+            def numbers(count, what):
+                return f"{what}s 0 to {count - 1}" if count > 1 else f"only {what} 0"
+            raise StudioError(f"this model has {numbers(layers, 'layer')} and "
+                              f"{numbers(heads, 'head')} in each; layer {layer}, head {head} is "
+                              f"not among them.")
         ids = self._ids_read(text) if text else []
         if not ids:
             raise StudioError("there is no text to show the attention of: give a text.")
