@@ -54,7 +54,7 @@ base knows nothing, so LoRA (which cannot move the base) reaches a far worse los
 fine-tuning at equal steps: the memory, speed and parameter counts are the point here; the
 classify part is where LoRA starts from a base that knows something.
 
-    nice -n 10 .venv/bin/python bench/bench_adapt.py --quick            # smoke run, ~4 min
+    nice -n 10 .venv/bin/python bench/bench_adapt.py --quick            # smoke run, ~5 min idle (13 on a busy one)
     nice -n 10 .venv/bin/python bench/bench_adapt.py                    # full run, ~33 min
     .venv/bin/python bench/bench_adapt.py --parts data                  # label counts only
     .venv/bin/python bench/bench_adapt.py --parts classify,baseline --init-from RUN
@@ -570,6 +570,7 @@ def make_gpt2_folder(folder: Path, corpus: str, shape: dict, block: int) -> dict
     import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+    transformers.utils.logging.disable_progress_bar()  # its "Writing model shards" bar
     folder.mkdir(parents=True, exist_ok=True)
     tk = Tokenizer(models.BPE())
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -632,7 +633,7 @@ def lora_vs_full(work: Path, threads: int, shapes: list[str], steps: dict, batch
                      if r["tokens_per_s"] else None,
                      other_cpu_pct=other_cpu_pct(snap, cpu_snapshot()))
             say(f"         {mode}: {r['trainable_params']:,} trainable, peak RSS "
-                f"{r['peak_rss_mib']:.0f} MiB, {r['tokens_per_s']:.0f} tokens/s, held-out loss "
+                f"{r['peak_rss_mib']:.0f} MiB, {r['tokens_per_s'] or 0:.0f} tokens/s, held-out loss "
                 f"{r['held_out_loss']:.4f} after {r['steps']} steps")
             runs[mode] = r
         out["shapes"][name] = {"model": info, "steps": n, **runs}
@@ -679,11 +680,13 @@ def summary(res: dict) -> str:
             + f"; median chunk {data['chunk_chars']['median']:.0f} characters")
     pre = res.get("pretrain")
     if pre:
-        last = pre["evals"][-1] if pre["evals"] else {}
-        add(f"pretraining: {pre.get('reused') and 'reused ' + pre['run'] or ''}"
-            + ("" if pre.get("reused") else
-               f"{pre['steps']} steps in {pre['wall_min']:.2f} min, {pre['tokens_per_s']:.0f} "
-               f"tokens/s, held-out (poems) bits/byte {last.get('val_bits_per_byte')}"))
+        last = (pre.get("evals") or [{}])[-1]
+        if pre.get("reused"):
+            add(f"pretraining: reused {pre['run']}")
+        else:
+            add(f"pretraining: {pre['steps']} steps in {pre['wall_min']:.2f} min, "
+                f"{pre['tokens_per_s'] or 0:.0f} tokens/s, held-out (poems) bits/byte "
+                f"{last.get('val_bits_per_byte')}")
     rows = []
     cls = res.get("classify") or {}
     for name, r in cls.items():
@@ -723,7 +726,7 @@ def summary(res: dict) -> str:
             for mode in ("full", "lora"):
                 r = s[mode]
                 add(f"  {label:28}{mode:6}{r['steps']:>6}{r['trainable_params']:>13,}"
-                    f"{r['peak_rss_mib']:>14.0f}{r['tokens_per_s']:>10.0f}"
+                    f"{r['peak_rss_mib']:>14.0f}{r['tokens_per_s'] or 0:>10.0f}"
                     f"{r['ms_per_step'] or 0:>9.0f}{r['held_out_loss']:>15.4f}")
                 label = ""
     add("=" * 100)
@@ -734,7 +737,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: tiny budgets everywhere (~4 min); not a measurement")
+                        help="smoke run: tiny budgets everywhere (~5 min); not a measurement")
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"comma-separated parts to run (default all): {','.join(PARTS)}")
     parser.add_argument("--minutes", "--pretrain-minutes", dest="pretrain_minutes", type=float,
@@ -863,12 +866,12 @@ def main() -> None:
     res["environment"]["load_after"] = os.getloadavg()[0]
     res["total_s"] = round(time.perf_counter() - started, 1)
     res["total_min"] = round(res["total_s"] / 60, 2)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2, default=str) + "\n")  # before the table can fail
     say()
     say(summary(res))
     say(f"total {res['total_min']:.1f} min")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2, default=str) + "\n")
     say(f"results: {out}")
 
 
