@@ -435,3 +435,42 @@ def test_the_panel_opens_the_attention_of_the_shown_text(qtbot, runs_folder, err
     qtbot.waitUntil(lambda: not view.busy and len(stub.asked) == 2, timeout=WAIT_MS)
     assert "RuntimeError: CUDA out of memory" in view.message_label.text()
     assert errors == []  # a message in the view, no dialog and no crash
+
+
+def test_an_explained_real_classifier_answer_shows_its_attributions(qtbot, runs_folder, errors):
+    panel = make_panel(qtbot, runs_folder)
+    pick(panel, "classify-tiny")
+    panel.explain_box.setChecked(True)
+    panel.prompt_edit.setPlainText("Great mug.")
+    entry = run_to_end(qtbot, panel, errors)
+    doc = entry.samples[0].meta["attributions"]
+    section = panel.explanation_view.sections[0]
+    view = section.parts["attributions"]
+    assert [view.toPlainText()[s.start:s.end] for s in view.spans] == doc["pieces"]
+    scale = max(abs(s) for s in doc["scores"])
+    assert [s.colour for s in view.spans] == [attribution_colour(x, scale) for x in doc["scores"]]
+    assert doc["target"] == entry.samples[0].data
+    caption = section.parts["attribution_caption"].text()
+    assert f"integrated gradients, {doc['steps']} steps" in caption and f"“{doc['target']}”" in caption
+
+
+def test_the_real_attention_of_a_text_run_and_its_refusal_of_a_missing_layer(qtbot, runs_folder,
+                                                                            errors):
+    panel = make_panel(qtbot, runs_folder)
+    pick(panel, "text-tiny")
+    assert not panel.attention_button.isHidden()
+    panel.prompt_edit.setPlainText("the sea")
+    panel.open_attention()
+    view = panel.attention_dialog.attention_view
+    qtbot.waitUntil(lambda: not view.busy and view.weights is not None, timeout=WAIT_MS)
+    expected = api.load_run(str(runs_folder / "text-tiny"), None, "cpu")[1].attention("the sea")
+    assert view.pieces == expected["pieces"]
+    np.testing.assert_allclose(view.heat.image, np.array(expected["weights"]).T, atol=1e-6)
+    assert (view.layer_spin.maximum(), view.head_spin.maximum()) == (0, 1)  # 1 block, 2 heads
+
+    view.layer_spin.setMaximum(5)  # asked for a block the model lacks: its own words, shown
+    view.layer_spin.setValue(3)
+    qtbot.waitUntil(lambda: not view.busy and "could not" in view.message_label.text(),
+                    timeout=WAIT_MS)
+    assert "layer" in view.message_label.text() and "Traceback" not in view.message_label.text()
+    assert errors == []
