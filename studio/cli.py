@@ -324,12 +324,18 @@ def _cmd_generate(args) -> int:
             data = s.data if s.kind == "text" else f"<{s.kind} {list(s.data.shape)}>"
             print(json.dumps({"kind": s.kind, "data": data, "meta": s.meta}, ensure_ascii=False))
         elif s.kind == "text":
-            if len(samples) > 1:
-                print(f"--- sample {i + 1} (seed {args.seed}) ---")
+            if len(samples) > 1:  # a classifier's or tagger's answer is the same at any seed
+                print(f"--- text {i + 1}: {_shorten(s.meta['prompt'], 60)} ---" if s.meta.get("task")
+                      else f"--- sample {i + 1} (seed {args.seed}) ---")
             print(s.data)
         elif not args.out:
             print(f"sample {i + 1}: {s.kind} of shape {list(s.data.shape)} (use --out to save it)")
     return 0
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _texts_to_answer(path: str) -> list[str]:
@@ -360,7 +366,8 @@ def _write_generated(args, samples) -> None:
     first = samples[0].meta if samples else {}
     lineage = {"run": first.get("run", args.run), "checkpoint": first.get("checkpoint"),
                "generator": first.get("generator"), "settings": parse_assignments(args.settings),
-               "seed": args.seed, "prompt": args.prompt, "count": args.n,
+               "seed": args.seed, "prompt": args.prompt, "count": len(samples),
+               **({"data": args.data} if args.data else {}),
                "time": time.strftime("%Y-%m-%d %H:%M:%S"), "device": args.device}
     clips = any(s.kind == "video" for s in samples)
     video_format = str(lineage["settings"].get("format", "gif")) if clips else None

@@ -84,6 +84,19 @@ def test_eval_prints_the_report_and_json_is_classification_report(classifier, tm
     assert report == json.loads(json.dumps(expected))
 
 
+def test_generate_data_names_each_text_and_out_records_the_answers(classifier, tmp_path, capsys):
+    texts = ["I love this lamp, it works perfectly.", "The kettle broke after two days."]
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    assert main(["generate", str(classifier.path), "--data", str(tmp_path / "texts.txt"),
+                 "--device", "cpu", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert f"--- text 1: {texts[0]} ---" in out and f"--- text 2: {texts[1]} ---" in out
+    assert "seed" not in out  # an answer does not depend on the seed
+    lineage = json.loads((tmp_path / "out" / "samples.json").read_text())
+    assert json.dumps(lineage).count(str(tmp_path / "texts.txt")) >= 1
+    assert '"count": 2' in json.dumps(lineage)
+
+
 def test_a_test_label_never_seen_in_training_is_reported(classifier, tmp_path, capsys):
     test = write_jsonl(tmp_path / "test.jsonl", [
         {"text": "I love this lamp.", "label": "positive"},
