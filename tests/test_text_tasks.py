@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from generators.text.reports import classification_report
 from generators.text.tasks import (IGNORE_INDEX, TaskGPT, data_file, encode_words,
-                                   held_out_order, tag_targets)
+                                   held_out_order, length_batches, tag_targets)
 from generators.text.model import GPTShape
 from generators.text.tokenizer import BPETokenizer, CharTokenizer
 from studio import api
@@ -171,6 +171,32 @@ def test_pooling_reads_only_real_tokens():
         alone = model(torch.tensor([[3, 4, 5]]), torch.tensor([3]))
         padded = model(torch.tensor([[3, 4, 5, 9, 9, 9]]), torch.tensor([3]))
         assert torch.allclose(alone, padded, atol=1e-6)
+
+
+def test_held_out_examples_are_scored_in_batches_of_like_length():
+    lengths = [5, 1, 9, 3, 3, 8, 2]
+    batches = length_batches(lengths, max_tokens=10)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    for batch in batches:  # padded to its longest, a batch stays within the budget
+        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 10
+    assert [lengths[batch[0]] for batch in batches] == sorted(lengths[batch[0]] for batch in batches)
+    assert length_batches([], 10) == []
+
+
+def test_held_out_loss_with_class_weights_is_the_weighted_mean(tmp_path):
+    rows = ([{"text": f"good mug number {i}", "label": "positive"} for i in range(30)]
+            + [{"text": f"bad kettle number {i}", "label": "negative"} for i in range(10)]
+            + [{"text": f"a lamp, item {i}", "label": "neutral"} for i in range(5)])
+    data = str(write_jsonl(tmp_path / "imbalanced.jsonl", rows))
+    run = train(tmp_path, "weighted", "classify", data, 2, ["class_weights=balanced"])
+    _, gen, _ = api.load_run(str(run.path), device="cpu")
+    weights = gen.task.loss_weights
+    assert weights is not None and not torch.allclose(weights, weights[0].expand_as(weights))
+    logits, targets = torch.randn(6, 3), torch.tensor([0, 0, 0, 1, 2, 2])
+    per_example = F.cross_entropy(logits, targets, reduction="none")
+    expected = float((weights[targets] * per_example).sum() / weights[targets].sum())
+    assert gen.task._held_out_loss(logits, targets) == pytest.approx(expected, rel=1e-6)
+    assert gen.task._held_out_loss(logits, torch.full((6,), IGNORE_INDEX)) == 0.0
 
 
 def test_held_out_part_is_a_fixed_shuffle():

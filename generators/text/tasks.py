@@ -39,6 +39,9 @@ from generators.text.reports import (classification_report, entities, entity_rep
 TASKS = ("generate", "classify", "tag")
 IGNORE_INDEX = -100  # target of the pieces that carry no tag (F.cross_entropy's default)
 MULTI_LABEL_THRESHOLD = 0.5
+# Held-out examples are scored this many tokens at a time (padding included): sorted by length
+# and in batches this big, scoring a held-out file costs a fraction of training steps on it.
+EVAL_TOKENS = 8192
 TASK_LAYER = "head."  # its parameters never come from the weights a run starts from
 TASK_FILE = "task.json"  # in the run's assets: task, classes or tags, so a loaded run answers
 
@@ -186,6 +189,18 @@ def pad(ids: list[np.ndarray], targets: list | None, per_token: bool):
             stacked[row, :len(target)] = target
         return torch.from_numpy(padded), lengths, torch.from_numpy(stacked)
     return torch.from_numpy(padded), lengths, torch.as_tensor(np.stack(targets))
+
+
+def length_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
+    """Indices of the examples in batches of like length (shortest first), each at most
+    `max_tokens` tokens once padded to its longest (at least one example a batch)."""
+    batches, batch = [], []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if batch and (len(batch) + 1) * lengths[i] > max_tokens:
+            batches.append(batch)
+            batch = []
+        batch.append(i)
+    return batches + [batch] if batch else batches
 
 
 def held_out_order(count: int, share: float) -> tuple[np.ndarray, np.ndarray]:
@@ -361,19 +376,15 @@ class TextTask:
                               "it cannot be loaded as a classifier or tagger.")
         return TaskGPT(shape, len(self.names), self.per_token, self.config.pooling)
 
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"):
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
         weights = None if self.loss_weights is None else self.loss_weights.to(logits.device)
         if self.per_token:
             return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
-                                   weight=weights, ignore_index=IGNORE_INDEX, reduction=reduction)
+                                   weight=weights, ignore_index=IGNORE_INDEX)
         if self.multi_label:
-            per_class = F.binary_cross_entropy_with_logits(logits, targets.float(),
-                                                           pos_weight=weights, reduction="none")
-            per_example = per_class.mean(1)
-            return per_example.mean() if reduction == "mean" else per_example.sum()
-        return F.cross_entropy(logits, targets, weight=weights, ignore_index=IGNORE_INDEX,
-                               reduction=reduction)
+            return F.binary_cross_entropy_with_logits(logits, targets.float(), pos_weight=weights)
+        return F.cross_entropy(logits, targets, weight=weights, ignore_index=IGNORE_INDEX)
 
     def training_step(self, batch, ctx) -> dict:
         ids, lengths, targets = batch
@@ -381,16 +392,17 @@ class TextTask:
 
     # --- evaluation -----------------------------------------------------------------------
     def _logits(self, ids: list[np.ndarray]):
-        """The model's scores of each example, in order, as float32 CPU tensors."""
+        """The model's scores of each example, in order, as float32 CPU tensors. Examples of
+        like length go together, as many as EVAL_TOKENS allows, so that little is padding."""
         gen = self.gen
-        out = []
-        for start in range(0, len(ids), self.config.batch_size):
-            x, lengths = pad(ids[start:start + self.config.batch_size], None, self.per_token)
+        out: list = [None] * len(ids)
+        for batch in length_batches([len(row) for row in ids], EVAL_TOKENS):
+            x, lengths = pad([ids[i] for i in batch], None, self.per_token)
             with gen.autocast():
                 logits = gen.model(x.to(gen.device), lengths.to(gen.device))
             # a tagger's rows lose their padding: one score row per real token
-            out += [row[:length] if self.per_token else row
-                    for row, length in zip(logits.float().cpu(), lengths.tolist())]
+            for i, row, length in zip(batch, logits.float().cpu(), lengths.tolist()):
+                out[i] = row[:length] if self.per_token else row
         return out
 
     def evaluate(self, source: str | None = None, max_batches: int | None = None) -> dict:
@@ -432,31 +444,36 @@ class TextTask:
         if self.per_token:
             flat_logits = torch.cat(logits)
             flat_targets = torch.from_numpy(np.concatenate(targets))
-            loss = float(self.loss(flat_logits, flat_targets, "sum"))
-            counted = int((flat_targets != IGNORE_INDEX).sum())
+            loss = self._held_out_loss(flat_logits, flat_targets)
             predicted = [self._words_tags(row, first, len(tags))
                          for row, first, tags in zip(logits, examples.first_pieces, truth)]
             report = entity_report(truth, predicted)
             words = sum(len(tags) for tags in truth)
             right = sum(a == b for tags, guess in zip(truth, predicted) for a, b in zip(tags, guess))
-            return {"val_loss": loss / max(counted, 1), "val_entity_f1": report["micro avg"]["f1"],
+            return {"val_loss": loss, "val_entity_f1": report["micro avg"]["f1"],
                     "val_tag_accuracy": right / max(words, 1)}, report
         stacked = torch.stack(logits)
         if self.multi_label:
-            loss = float(self.loss(stacked, torch.from_numpy(np.stack(targets)), "sum"))
-            counted = len(targets)
+            loss = float(self.loss(stacked, torch.from_numpy(np.stack(targets))))
             predicted = [self._chosen(row) for row in torch.sigmoid(stacked)]
             report = multilabel_report(truth, predicted, labels=self.names)
             accuracy = sum(set(p) == set(t) for p, t in zip(predicted, truth)) / len(truth)
         else:
             target_tensor = torch.tensor([int(t) for t in targets])
-            counted = int((target_tensor != IGNORE_INDEX).sum())
-            loss = float(self.loss(stacked, target_tensor, "sum")) if counted else 0.0
+            loss = self._held_out_loss(stacked, target_tensor)
             predicted = [self.names[k] for k in stacked.argmax(1).tolist()]
             report = classification_report(truth, predicted, labels=self.names)
             accuracy = report["accuracy"]
-        return {"val_loss": loss / max(counted, 1), "val_macro_f1": report["macro avg"]["f1"],
+        return {"val_loss": loss, "val_macro_f1": report["macro avg"]["f1"],
                 "val_accuracy": accuracy}, report
+
+    def _held_out_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> float:
+        """The training loss's own mean over the held-out examples: with class weights, the
+        weighted mean (each example counts as its class's weight, as in training); examples
+        whose class the model does not have (IGNORE_INDEX) are left out; none left: 0."""
+        if not bool((targets != IGNORE_INDEX).any()):
+            return 0.0
+        return float(self.loss(logits, targets))
 
     def _words_tags(self, logits: torch.Tensor, first_pieces: np.ndarray, words: int) -> list[str]:
         """A tag per word: read at its first piece; words cut off by the context get O."""
@@ -558,8 +575,11 @@ class TextTask:
 
     # --- assets ---------------------------------------------------------------------------
     def assets(self) -> dict:
-        return {"task": self.kind, "names": self.names, "multi_label": self.multi_label,
-                "scheme": self.scheme}
+        doc = {"task": self.kind, "names": self.names, "multi_label": self.multi_label,
+               "scheme": self.scheme}
+        if self.loss_weights is not None:  # so a loaded run's held-out loss is weighted alike
+            doc["class_weights"] = [float(w) for w in self.loss_weights]
+        return doc
 
     def restore(self, doc: dict, where) -> None:
         """What assets() wrote, as a run that starts from another's weights or a loaded run
@@ -571,3 +591,7 @@ class TextTask:
             raise DataError(f"{where} lists no classes or tags; the run's assets are damaged.")
         self.names, self.multi_label = names, bool(doc.get("multi_label"))
         self.scheme = str(doc.get("scheme", "auto"))
+        weights = doc.get("class_weights")
+        if (self.config.class_weights == "balanced" and isinstance(weights, list)
+                and len(weights) == len(names)):
+            self.loss_weights = torch.tensor(weights, dtype=torch.float32)
