@@ -137,3 +137,22 @@ def test_vocabulary_that_does_not_match_the_weights_is_refused(hf_folder, tmp_pa
     cfg["vocab_size"] += 7
     (folder / "config.json").write_text(json.dumps(cfg))
     expect_error(capsys, folder, tmp_path, "do not belong together")
+
+
+def test_a_shorter_context_uses_the_first_positions_and_a_longer_one_is_refused(hf_folder, tmp_path, capsys):
+    folder, model, hf_tok = hf_folder
+    gen = TextGenerator(TextConfig(**{**TextGenerator.pretrained_config(str(folder)), "block_size": 16}))
+    gen.use_pretrained(str(folder))
+    gen.model = gen.build().eval()
+    assert torch.equal(gen.model.transformer.wpe.weight, model.transformer.wpe.weight[:16])
+    ids = torch.tensor([hf_tok(TEXTS[0])["input_ids"][:16]])
+    with torch.no_grad():  # the same model on the positions it keeps
+        assert torch.allclose(gen.model(ids, all_logits=True)[0][..., :len(hf_tok)],
+                              model(ids).logits, atol=1e-5, rtol=0)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(TEXTS * 300), encoding="utf-8")
+    assert main(["train", "text", "--init-from-hf", str(folder), "--data", str(corpus),
+                 "--run-dir", str(tmp_path / "long"), "--max-steps", "1", "--events", "none",
+                 "--set", "device=cpu", "--set", "block_size=128"]) == 2
+    err = capsys.readouterr().err
+    assert "block_size 128" in err and "at most 64" in err and "Traceback" not in err

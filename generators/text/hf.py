@@ -127,9 +127,23 @@ def load_weights(model: torch.nn.Module, path: str, vocab_size: int, fresh: tupl
             padded = value.mean(0, keepdim=True).repeat(tensor.shape[0], 1)
             padded[: value.shape[0]] = value
             value = padded
+        if key == "wpe.weight" and value.shape[0] != tensor.shape[0]:
+            value = _positions(value, tensor.shape[0], weights)
         if tuple(value.shape) != tuple(tensor.shape):
             raise StudioError(f"{weights}: '{key}' has shape {tuple(value.shape)}, expected "
                               f"{tuple(tensor.shape)} from config.json.")
         loaded[name] = value.to(tensor.dtype)
     loaded["lm_head.weight"] = loaded["transformer.wte.weight"]
     model.load_state_dict(loaded, strict=True)
+
+
+def _positions(table: torch.Tensor, block_size: int, weights: Path) -> torch.Tensor:
+    """The position embeddings of a run whose block_size differs from the model's n_positions:
+    a shorter context uses the first block_size rows (the positions it reaches); a longer one
+    has positions the model never learned, so it is refused."""
+    if block_size > table.shape[0]:
+        raise StudioError(f"block_size {block_size} is longer than the {table.shape[0]} positions "
+                          f"{weights.parent} was trained for; set block_size to at most "
+                          f"{table.shape[0]}.")
+    return table[:block_size]
+
