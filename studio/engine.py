@@ -709,6 +709,8 @@ class Engine:
         self.emit("start", step=self.step, max_steps=train.max_steps, device=str(self.device),
                   precision=self.precision, threads=self.threads, world_size=self.world_size,
                   params=sum(p.numel() for p in self.generator.model.parameters()),
+                  trainable_params=sum(p.numel() for p in self.generator.model.parameters()
+                                       if p.requires_grad),
                   unit=self.generator.throughput_unit, run=str(self.run.path))
         for cb in self.callbacks:
             cb.on_train_start(self)

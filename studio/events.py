@@ -31,9 +31,11 @@ class Kind:
 
 SCHEMA: dict[str, Kind] = {
     "start": Kind(("step", "max_steps", "device", "precision", "threads", "world_size", "params",
-                   "unit", "run"),
+                   "unit", "run"), ("trainable_params",),
                   about="the loop starts (or resumes) at `step` of `max_steps`; `params` is the "
-                        "model's parameter count, `unit` what throughput counts (tokens, images)"),
+                        "model's parameter count, `trainable_params` how many of them train "
+                        "(fewer with LoRA or frozen layers), `unit` what throughput counts "
+                        "(tokens, images)"),
     "progress": Kind(("step", "max_steps", "loss", "lr", "steps_per_s", "items_per_s", "unit",
                       "eta_s", "elapsed_s", "train_s"), open_ended=True,
                      about="every log_every steps: mean loss since the last one, LR, rates on the "

@@ -76,6 +76,8 @@ def test_only_the_adapters_train_and_the_optimizer_sees_only_them(tmp_path, corp
         lora_name = next(n for n in before if n.replace(".base_layer", "") == name)
         assert torch.equal(before[lora_name], tensor), name
     engine.fit()
+    start = next(e for e in RunDir(tmp_path / "lora").events() if e["event"] == "start")
+    assert start["trainable_params"] == expected < start["params"]
     after = model.state_dict()
     for name, tensor in before.items():
         if lora.is_adapter(name):
