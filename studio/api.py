@@ -499,11 +499,14 @@ def is_builtin_source(source: str) -> bool:
     return source.startswith("builtin:")
 
 
-def inspect_data(generator: str, source: str | None, settings: list[str] | None = None):
-    """Read and validate data the way training would, without training: the DataReport."""
+def inspect_data(generator: str, source: str | None, settings: list[str] | None = None,
+                 val_source: str | None = None):
+    """Read and validate data the way training would, without training: the DataReport. With
+    `val_source` (held-out data, as `studio train --val-data` takes it) the report covers both:
+    its counts, what it skipped and its notes (e.g. labels never seen in training)."""
     gen_cls = _generator_class(generator)
     gen_config, _ = build_configs(gen_cls, settings=settings)
-    return gen_cls(gen_config).load_data(source, None, cache_dir())
+    return gen_cls(gen_config).load_data(source, val_source, cache_dir())
 
 
 def demo_runs() -> list[Path]:

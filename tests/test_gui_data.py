@@ -226,8 +226,8 @@ def test_for_window_keeps_sentences_and_plain_messages():
 
 def test_the_panel_shows_core_messages_in_window_words(qtbot, session, corpus, monkeypatch):
     inspect = api.inspect_data
-    monkeypatch.setattr(api, "inspect_data", lambda generator, source, settings=None:
-                        inspect(generator, source, ["block_size=16384"]))
+    monkeypatch.setattr(api, "inspect_data", lambda generator, source, settings=None, val_source=None:
+                        inspect(generator, source, ["block_size=16384"], val_source))
     panel = make_panel(qtbot, session)
     panel.set_source(str(corpus))
     wait_for_check(qtbot, panel)
@@ -269,3 +269,130 @@ def test_a_typed_built_in_set_name_is_checked_not_refused_as_a_missing_path(qtbo
     wait_for_check(qtbot, panel)
     assert panel.problem is None and panel.report.summary["format"] == "pairs"
     assert session.data_source == "builtin:customer-service"
+
+
+# --- held-out data ----------------------------------------------------------------------------------
+
+def wait_for_recheck(qtbot, panel):
+    """Wait for the check started last (the report of an earlier one stays until it ends)."""
+    qtbot.waitUntil(lambda: "checking" not in panel.status.text()
+                    and (panel.report is not None or panel.problem is not None), timeout=60_000)
+
+
+def held_out_corpus(tmp_path) -> Path:
+    path = tmp_path / "held-out.txt"
+    path.write_text("ANNA:\nWe sail at dawn to find the light on the calm sea.\n" * 40, encoding="utf-8")
+    return path
+
+
+def test_empty_held_out_data_says_a_part_of_the_training_data_is_held_out_and_which_setting(
+        qtbot, session):
+    panel = make_panel(qtbot, session)
+    assert panel.val_source() is None and not panel.val_clear.isEnabled()
+    placeholder = panel.val_path.placeholderText()
+    assert "a part of the training data is held out" in placeholder and "val fraction" in placeholder
+    assert not CLI_ADVICE.search(placeholder + panel.val_path.toolTip())
+    # A generator without a held-out share does not promise one.
+    session.set_generator("image")
+    assert "val fraction" not in panel.val_path.placeholderText()
+
+
+def test_held_out_data_is_checked_with_the_training_data_and_its_counts_are_shown_beside(
+        qtbot, session, corpus, tmp_path):
+    held_out = held_out_corpus(tmp_path)
+    panel = make_panel(qtbot, session)
+    qtbot.keyClicks(panel.val_path, str(held_out))
+    assert "press Enter" in panel.status.text() and panel.val_clear.isEnabled()
+    panel.set_source(str(corpus))
+    wait_for_check(qtbot, panel)
+    assert panel.problem is None, panel.problem
+    summary = panel.report.summary
+    assert summary["held_out"] == str(held_out)
+    assert (f"training tokens: {summary['train_tokens']:,} · held-out tokens: {summary['val_tokens']:,}"
+            in panel.summary.text().splitlines())
+    assert session.data_source == str(corpus) and session.val_source == str(held_out)
+
+    panel.val_clear.click()  # none of its own: a part of the training data again
+    wait_for_recheck(qtbot, panel)
+    assert panel.val_source() is None and session.val_source is None
+    assert panel.report.summary["held_out"] != str(held_out) and not panel.val_clear.isEnabled()
+
+
+def test_held_out_counts_sit_beside_the_training_counts_they_split():
+    lines = summary_lines({"examples": 120, "val_examples": 30, "held_out": "test.jsonl",
+                           "classes": {"a": 60, "b": 60}})
+    assert lines[0] == "examples: 120 · held-out examples: 30"
+    assert "held-out examples: 30" not in lines[1:] and "held out: test.jsonl" in lines
+    # No held-out count (0, or none in the report): the training count alone.
+    assert summary_lines({"images": 40, "held_out_images": 0}) == ["images: 40"]
+
+
+def test_a_missing_held_out_path_is_refused_with_its_path_and_what_to_do(qtbot, session, corpus, tmp_path):
+    panel = make_panel(qtbot, session)
+    panel.set_source(str(corpus))
+    wait_for_check(qtbot, panel)
+    missing = tmp_path / "no-such-held-out.txt"
+    qtbot.keyClicks(panel.val_path, str(missing))
+    qtbot.keyClick(panel.val_path, Qt.Key.Key_Return)
+    assert panel.report is None and panel.task is None  # refused without a check
+    assert f"no file or folder at {missing} for the held-out data" in panel.problem
+    assert "Held-out data row" in panel.problem and "Clear" in panel.problem
+    assert "val fraction" in panel.problem  # what Clear then means
+    assert panel.status.text().startswith("✗") and not CLI_ADVICE.search(panel.problem)
+    assert session.val_source is None  # the missing path did not become the held-out data
+    assert session.data_source == str(corpus)  # the training data is still chosen
+
+
+def test_a_held_out_file_dropped_on_its_row_or_picked_becomes_the_held_out_data(
+        qtbot, session, corpus, tmp_path, monkeypatch):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+    held_out = held_out_corpus(tmp_path)
+    panel = make_panel(qtbot, session)
+    panel.set_source(str(corpus))
+    wait_for_check(qtbot, panel)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(held_out))])
+    drop = QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    panel.val_path.dropEvent(drop)
+    assert panel.val_path.text() == str(held_out)  # its path, not its URL as text
+    assert panel.source() == str(corpus)  # the training data stays
+    wait_for_recheck(qtbot, panel)
+    assert panel.report.summary["held_out"] == str(held_out) and session.val_source == str(held_out)
+
+    panel.val_clear.click()
+    wait_for_recheck(qtbot, panel)
+    monkeypatch.setattr(data_panel.QFileDialog, "getOpenFileName",
+                        staticmethod(lambda *a, **k: (str(held_out), "")))
+    panel.val_pick_file.click()
+    assert panel.val_source() == str(held_out) and panel.source() == str(corpus)
+    wait_for_recheck(qtbot, panel)
+    assert session.val_source == str(held_out)
+
+
+def test_a_typed_built_in_set_name_is_accepted_as_held_out_data(qtbot, session, corpus):
+    panel = make_panel(qtbot, session)
+    panel.set_source(str(corpus))
+    wait_for_check(qtbot, panel)
+    qtbot.keyClicks(panel.val_path, "builtin:python-docs")
+    qtbot.keyClick(panel.val_path, Qt.Key.Key_Return)
+    wait_for_recheck(qtbot, panel)
+    assert panel.problem is None, panel.problem
+    assert panel.report.summary["held_out"] == "builtin:python-docs"
+    assert session.val_source == "builtin:python-docs"
+
+
+def test_the_held_out_data_is_remembered_for_the_next_launch(qtbot, tmp_path, corpus):
+    held_out = held_out_corpus(tmp_path)
+    first = Session(Settings(runs_folder=str(tmp_path / "runs")))
+    first.set_data(str(corpus))
+    first.set_val_data(str(held_out))
+    again = Session(Settings.load())
+    assert again.val_source == str(held_out) and again.data_note is None
+    panel = make_panel(qtbot, again)
+    assert panel.val_source() == str(held_out) and panel.val_clear.isEnabled()
+    held_out.unlink()
+    gone = Session(Settings.load())
+    assert gone.val_source is None and gone.data_source == str(corpus)
+    assert str(held_out) in gone.data_note and "held-out" in gone.data_note

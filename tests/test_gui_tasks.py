@@ -148,6 +148,104 @@ def test_a_labelled_csv_read_as_a_corpus_still_says_it_looks_labelled(qtbot, ses
     assert "looks like labelled data" in data.notes.text() and "classify" in data.notes.text()
 
 
+# --- held-out data of one's own -----------------------------------------------------------------
+
+def held_out_reviews(path):
+    """Four held-out reviews, one with a class the training file never has."""
+    return write_jsonl(path, [
+        {"text": "great lamp, it works", "label": "positive"},
+        {"text": "broken kettle, awful", "label": "negative"},
+        {"text": "the chair comes in black and grey", "label": "neutral"},
+        {"text": "awful mug, I am returning it", "label": "negative"}])
+
+
+def test_a_held_out_file_with_a_label_never_seen_in_training_gets_a_warning(qtbot, session, tmp_path):
+    data_file = write_jsonl(tmp_path / "reviews.jsonl", reviews(6, 4))
+    held_out = held_out_reviews(tmp_path / "held-out.jsonl")
+    data, train = panels(qtbot, session)
+    choose_task(train, "classify")
+    data.set_sources(str(data_file), str(held_out))
+    checked(qtbot, data, "classify")
+    assert data.report is not None, data.problem
+    warning = next(line for line in data.notes.text().splitlines() if "never seen in training" in line)
+    assert warning.startswith("⚠") and "'neutral'" in warning and data.notes.isVisibleTo(data)
+    # All the training file trains; the held-out count beside it is the held-out file's.
+    assert "examples: 10 · held-out examples: 4" in data.summary.text().splitlines()
+    assert train.start_button.isEnabled(), train.problem.text()  # a warning, not a refusal
+
+
+def test_a_bad_line_of_the_held_out_file_is_listed_like_the_training_files(qtbot, session, tmp_path):
+    data_file = write_jsonl(tmp_path / "reviews.jsonl", reviews(6, 4))
+    held_out = write_jsonl(tmp_path / "held-out.jsonl", [*reviews(1, 1), '{"text": "no label"}\n'])
+    data, train = panels(qtbot, session)
+    choose_task(train, "classify")
+    data.set_sources(str(data_file), str(held_out))
+    checked(qtbot, data, "classify")
+    assert data.report is None and "held-out.jsonl" in data.problem
+    assert ["held-out.jsonl:3", "no label"] in table(data.skipped)
+    assert not train.start_button.isEnabled()
+
+
+# The Train form for a few seconds' classifier (model, then training settings).
+TINY_FORM = {"n_layer": "1", "n_head": "2", "n_embd": "32", "block_size": "64", "batch_size": "16"}
+TINY_TRAINING = {"max_steps": "3", "eval_every": "3", "preview_every": "0", "checkpoint_every": "1000",
+                 "log_every": "1", "lr": "3e-3", "warmup_steps": "2"}
+
+
+def test_start_with_held_out_data_evaluates_the_run_on_that_file_and_duplicate_and_resume_restore_it(
+        qtbot, session, tmp_path, monkeypatch):
+    from studio import api
+    from studio.runstore import RunDir
+    data_file = write_jsonl(tmp_path / "reviews.jsonl", reviews(12, 8))
+    held_out = held_out_reviews(tmp_path / "held-out.jsonl")
+    data, train = panels(qtbot, session)
+    choose_task(train, "classify")
+    data.set_sources(str(data_file), str(held_out))
+    checked(qtbot, data, "classify")
+    assert data.report is not None, data.problem
+    train.gen_form.set_values(TINY_FORM)
+    train.train_form.set_values(TINY_TRAINING)
+    train.device.setCurrentText("cpu")
+    launched = []
+    start = train.trainer.start
+    monkeypatch.setattr(train.trainer, "start",
+                        lambda args, run_dir: (launched.append(args), start(args, run_dir)))
+    try:
+        assert train.start_button.isEnabled(), train.problem.text()
+        train.start_button.click()
+        (args,) = launched
+        assert args[args.index("--val-data") + 1] == str(held_out)
+        assert args[args.index("--data") + 1] == str(data_file)
+        qtbot.waitUntil(lambda: not train.trainer.running, timeout=180_000)
+    finally:
+        train.trainer.kill()
+    run = RunDir(train.run_dir)
+    assert run.info()["status"] == "done", train.error_message.text()
+    # The run records its held-out data, as `studio train --val-data` records it ...
+    assert run.config()["data"] == {"source": str(data_file), "val_source": str(held_out)}
+    report = json.loads((run.path / "data_report.json").read_text(encoding="utf-8"))
+    assert report["summary"]["val_examples"] == 4 and report["summary"]["examples"] == 20
+    # ... and its held-out metrics are the held-out file's: its 4 lines are the support.
+    evaluated = api.evaluate(str(run.path), device="cpu")
+    assert evaluated["report"]["macro avg"]["support"] == 4
+
+    # Duplicate and Resume put the run's data, held-out data too, back in the Data tab.
+    data.set_sources(None, None)
+    checked(qtbot, data)
+    assert data.val_source() is None and session.val_source is None
+    train.duplicate({**run.config(), "name": "again"})
+    assert data.source() == str(data_file) and data.val_source() == str(held_out)
+    checked(qtbot, data, "classify")
+    assert session.val_source == str(held_out)
+
+    data.set_sources(None, None)
+    checked(qtbot, data)
+    monkeypatch.setattr(train.trainer, "start", lambda args, run_dir: launched.append(args))
+    train.resume_run(str(run.path))
+    assert launched[-1] == ["--resume", str(run.path)]
+    assert data.source() == str(data_file) and data.val_source() == str(held_out)
+
+
 # --- a classifier's charts ---------------------------------------------------------------------
 
 def test_a_classifiers_macro_f1_has_its_chart_and_the_best_point_is_marked_on_it(qtbot):

@@ -1,6 +1,10 @@
 """The data panel: pick a file, a folder or the built-in demo data; see what the generator
 makes of it before any training -- items used, items skipped with the reason, a preview.
 
+Held-out data (what a run is evaluated on) is optional: a file or folder of its own, checked
+with the training data (its counts beside the training counts, its skipped items and notes with
+theirs), or none, and the generator holds out a part of the training data.
+
 Data is read for the task the Train form has chosen (the session's `task`): a classify or tag
 run's labelled file shows its labels with their counts and any line that cannot be read, by its
 line number; a labelled file checked for text generation is said to be one."""
@@ -27,6 +31,13 @@ HIDDEN_SUMMARY_KEYS = ("notes", "dataset_key", "format")
 LABELS = {"held_out_images": "held-out images",
           "val_tokens": "held-out tokens", "val_examples": "held-out examples",
           "train_tokens": "training tokens", "vocab_size": "vocabulary size"}
+# A training count and the held-out count of the same thing, shown on one line ("examples: 120
+# · held-out examples: 30") so the split reads at a glance.
+HELD_OUT_BESIDE = {"examples": "val_examples", "train_tokens": "val_tokens",
+                   "images": "held_out_images"}
+# The setting that decides how much of the training data is held out when no held-out data is
+# given (the text and video generators have it); the Train tab's form labels it with spaces.
+HOLD_OUT_SETTING = "val_fraction"
 LIST_SHOWN = 12  # items of a long list shown before "… (N in all)"
 # The status line's colours, readable on each theme's background ("warning": the notes line).
 STATUS_COLORS = {"light": {"ok": "#2e7d32", "error": "#c62828", "warning": "#9a5b00"},
@@ -95,9 +106,12 @@ def summary_lines(summary: dict, notes: bool = True) -> list[str]:
     unit ("clips per class" for videos)."""
     unit = next((u for u in COUNT_UNITS if u in summary), "items")
     labels = {**LABELS, "class_counts": f"{unit} per class"}
-    lines = [f"{labels.get(key, key.replace('_', ' '))}: {format_value(value)}"
-             for key, value in summary.items()
+    line = lambda key: f"{labels.get(key, key.replace('_', ' '))}: {format_value(summary[key])}"
+    shown = [key for key, value in summary.items()
              if key not in HIDDEN_SUMMARY_KEYS and not _is_blank(value)]
+    beside = {key: HELD_OUT_BESIDE[key] for key in shown if HELD_OUT_BESIDE.get(key) in shown}
+    lines = [" · ".join([line(key), line(beside[key])]) if key in beside else line(key)
+             for key in shown if key not in beside.values()]
     return lines + ([f"note: {note}" for note in summary.get("notes") or []] if notes else [])
 
 
@@ -162,6 +176,18 @@ def task_hint(source: str | None, task: str | None) -> str | None:
             f"choose the task {looks} at the top of the Train tab's settings.")
 
 
+def without_held_out(gen_cls) -> str:
+    """What happens when no held-out data is given, for a generator (its class or declarations;
+    None when they cannot be read): a part of the training data is held out where a setting
+    decides how much; otherwise the generator decides, and its report says what it did."""
+    config = getattr(gen_cls, "Config", None)
+    fields = getattr(config, "__dataclass_fields__", {})
+    if HOLD_OUT_SETTING in fields:
+        return (f"a part of the training data is held out "
+                f"({HOLD_OUT_SETTING.replace('_', ' ')} in the Train tab says how much)")
+    return "the generator decides what to evaluate on (the check says what)"
+
+
 def count(n: int, noun: str) -> str:
     """"1 image", "4,000 images" (`noun` is plural)."""
     return f"{n:,} {noun[:-1] if n == 1 and noun.endswith('s') else noun}"
@@ -175,6 +201,32 @@ def usable_headline(report) -> str:
     used = count(summary[unit], unit) if unit else \
         count(report.used if isinstance(report.used, int) else len(report.used), "files")
     return f"{used} used, {len(report.skipped):,} skipped"
+
+
+class PathField(QLineEdit):
+    """A path to type, or a file or folder to drop: a drop puts its path in the field (a plain
+    QLineEdit would insert the file's URL as text) and says so with `dropped`."""
+    dropped = Signal(str)
+
+    def dragEnterEvent(self, event):
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+        else:
+            super().dragEnterEvent(event)
+
+    def dragMoveEvent(self, event):
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+        else:
+            super().dragMoveEvent(event)
+
+    def dropEvent(self, event):
+        urls = [url for url in event.mimeData().urls() if url.isLocalFile()]
+        if not urls:
+            super().dropEvent(event)
+            return
+        event.acceptProposedAction()
+        self.dropped.emit(urls[0].toLocalFile())
 
 
 class DataPanel(QWidget):
@@ -191,7 +243,7 @@ class DataPanel(QWidget):
         self.builtin = QRadioButton(BUILTIN_LABEL)
         self.builtin.setToolTip("Data that ships with AIGC Studio: no download, no files to pick")
         self.own = QRadioButton("My files:")
-        self.path = QLineEdit()
+        self.path = PathField()
         self.path.setPlaceholderText("a file or folder -- or drop it here")
         self.path.setToolTip("Text: .txt/.md files or .jsonl prompt/response pairs; images: a "
                              "folder (subfolders are classes); video: a folder of clips")
@@ -207,6 +259,23 @@ class DataPanel(QWidget):
         source.addWidget(self.path, 1)
         source.addWidget(self.pick_file)
         source.addWidget(self.pick_folder)
+        # Held-out data: optional, and independent of the choice above (the built-in data can
+        # be evaluated on a file of one's own). Empty: see without_held_out().
+        self.val_path = PathField()
+        self.val_path.setToolTip("Data kept apart to evaluate the run on, never trained on: a "
+                                 "file or folder in the same form as the training data")
+        self.val_pick_file = QPushButton("File…")
+        self.val_pick_file.setToolTip("Choose a held-out data file")
+        self.val_pick_folder = QPushButton("Folder…")
+        self.val_pick_folder.setToolTip("Choose a folder of held-out data files")
+        self.val_clear = QPushButton("Clear")
+        self.val_clear.setToolTip("No held-out data of your own")
+        held_out = QHBoxLayout()
+        held_out.addWidget(QLabel("Held-out data:"))
+        held_out.addWidget(self.val_path, 1)
+        held_out.addWidget(self.val_pick_file)
+        held_out.addWidget(self.val_pick_folder)
+        held_out.addWidget(self.val_clear)
 
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -236,6 +305,7 @@ class DataPanel(QWidget):
         top = QVBoxLayout(box)
         top.addWidget(self.builtin)
         top.addLayout(source)
+        top.addLayout(held_out)
         top.addWidget(self.check, alignment=Qt.AlignmentFlag.AlignLeft)
         layout = QVBoxLayout(self)
         layout.addWidget(box)
@@ -252,12 +322,21 @@ class DataPanel(QWidget):
         if session.data_source:  # the data chosen in an earlier session
             self.path.setText(session.data_source)
             self.own.setChecked(True)
+        self.val_path.setText(session.val_source or "")
+        self._describe_held_out()
         self.builtin.toggled.connect(self._source_changed)
         self.path.textEdited.connect(self._typing)
+        self.val_path.textEdited.connect(self._typing_held_out)
         # Enter, or leaving the field after a change: check what was typed.
         self.path.editingFinished.connect(self._source_changed)
+        self.val_path.editingFinished.connect(self._source_changed)
+        self.path.dropped.connect(self.set_source)
+        self.val_path.dropped.connect(self.set_held_out)
         self.pick_file.clicked.connect(self._choose_file)
         self.pick_folder.clicked.connect(self._choose_folder)
+        self.val_pick_file.clicked.connect(self._choose_held_out_file)
+        self.val_pick_folder.clicked.connect(self._choose_held_out_folder)
+        self.val_clear.clicked.connect(lambda: self.set_held_out(None))
         self.check.clicked.connect(self._source_changed)
         # A new generator and the task its form then shows arrive one after the other: one
         # check, once both are known (a check started for each would read the data twice).
@@ -266,6 +345,7 @@ class DataPanel(QWidget):
         self.recheck.setInterval(0)
         self.recheck.timeout.connect(self.run_check)
         session.generator_changed.connect(lambda _: self.recheck.start())
+        session.generator_changed.connect(lambda _: self._describe_held_out())
         session.task_changed.connect(lambda _: self.recheck.start())
         session.theme_changed.connect(self._restyle_status)
         self._show_empty()
@@ -274,8 +354,24 @@ class DataPanel(QWidget):
     def source(self) -> str | None:
         return None if self.builtin.isChecked() else (self.path.text().strip() or None)
 
+    def val_source(self) -> str | None:
+        """The held-out data (None: none of one's own, see without_held_out())."""
+        return self.val_path.text().strip() or None
+
     def set_source(self, path: str | None) -> None:
-        """Choose the data (a dropped or picked file, a duplicated run's data) and check it."""
+        """Choose the training data (a dropped or picked file) and check it, with the held-out
+        data as it is."""
+        self.set_sources(path, self.val_source())
+
+    def set_held_out(self, path: str | None) -> None:
+        """Choose the held-out data (a dropped or picked file; None: none) and check it, with
+        the training data as it is."""
+        self.val_path.setText(str(path) if path else "")
+        self._source_changed()
+
+    def set_sources(self, path: str | None, held_out: str | None) -> None:
+        """Choose the training and the held-out data together (a duplicated or resumed run's)
+        and check them once."""
         blocker = QSignalBlocker(self.builtin)  # one check below, not one per radio toggle
         if path:
             self.path.setText(str(path))
@@ -283,7 +379,22 @@ class DataPanel(QWidget):
         else:
             self.builtin.setChecked(True)
         del blocker
+        self.val_path.setText(str(held_out) if held_out else "")
         self._source_changed()
+
+    def _describe_held_out(self) -> None:
+        """What an empty held-out row means, for the generator chosen now."""
+        from studio.errors import StudioError
+        try:  # its declarations only: no torch for a placeholder
+            meaning = without_held_out(self.session.registry.declarations(self.session.generator))
+        except StudioError:  # a broken plugin: the window says why elsewhere
+            meaning = without_held_out(None)
+        self.held_out_default = meaning
+        self.val_path.setPlaceholderText(f"optional; empty: {meaning}")
+        self._update_clear()
+
+    def _update_clear(self) -> None:
+        self.val_clear.setEnabled(bool(self.val_path.text().strip()))
 
     def _choose_file(self):
         path, _ = QFileDialog.getOpenFileName(self, "Choose a data file")
@@ -294,6 +405,16 @@ class DataPanel(QWidget):
         path = QFileDialog.getExistingDirectory(self, "Choose a data folder")
         if path:
             self.set_source(path)
+
+    def _choose_held_out_file(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a held-out data file")
+        if path:
+            self.set_held_out(path)
+
+    def _choose_held_out_folder(self):
+        path = QFileDialog.getExistingDirectory(self, "Choose a held-out data folder")
+        if path:
+            self.set_held_out(path)
 
     def dragEnterEvent(self, event):
         if event.mimeData().hasUrls():
@@ -313,18 +434,30 @@ class DataPanel(QWidget):
             del blocker
         self._say("press Enter or Check data to check this path", "")
 
+    def _typing_held_out(self, text: str) -> None:
+        self._update_clear()
+        self._say("press Enter or Check data to check this path", "")
+
     def _source_changed(self, *_):
+        from studio import api
+        self._update_clear()
         if self.own.isChecked():
             typed = self.path.text().strip()
             if not typed:
                 self._refuse("choose a file or folder, or use the built-in demo data")
                 return
-            from studio import api
             if not api.is_builtin_source(typed) and not Path(typed).expanduser().exists():
                 self._refuse(f"there is no file or folder at {typed}. Check the spelling, or "
                              f"choose one with File… or Folder… (or drop it here).")
                 return
         self.session.set_data(self.source())
+        held_out = self.val_source()
+        if held_out and not api.is_builtin_source(held_out) and not Path(held_out).expanduser().exists():
+            self._refuse(f"there is no file or folder at {held_out} for the held-out data. Check "
+                         f"the spelling, or choose one with File… or Folder… in the Held-out data "
+                         f"row (or drop it there). Or press Clear: then {self.held_out_default}.")
+            return
+        self.session.set_val_data(held_out)
         self.run_check()
 
     def _refuse(self, problem: str) -> None:
@@ -400,22 +533,23 @@ class DataPanel(QWidget):
         self.recheck.stop()  # this is the check a pending one would have run
         if self.task is not None:
             self.task.cancel()
-        source = self.source()
+        source, held_out = self.source(), self.val_source()
         name = self.session.generator
         chosen = self.session.task
         for_what = f"'{name}'" + (f", task {chosen}" if chosen else "")
-        self._say(f"checking {source or 'the built-in data'} for {for_what}…", "")
+        with_held_out = f" with the held-out data {held_out}" if held_out else ""
+        self._say(f"checking {source or 'the built-in data'}{with_held_out} for {for_what}…", "")
 
-        def inspect(ctx, generator, data, settings, task):
+        def inspect(ctx, generator, data, val_data, settings, task):
             from studio import api
             from studio.errors import StudioError
             hint = task_hint(data, task)
             try:
-                return Checked(api.inspect_data(generator, data, settings), hint)
+                return Checked(api.inspect_data(generator, data, settings, val_source=val_data), hint)
             except StudioError as exc:  # unusable, but what was skipped and why is still shown
                 return Checked(CheckFailed(str(exc), getattr(exc, "report", None)), hint)
 
-        task = workers.Task(inspect, name, source, self.session.data_settings(), chosen)
+        task = workers.Task(inspect, name, source, held_out, self.session.data_settings(), chosen)
         # Bound methods (not lambdas): Qt drops the connection if this panel is closed first.
         task.signals.done.connect(self._checked)
         task.signals.failed.connect(self._failed)

@@ -20,6 +20,7 @@ DEMO_FOLDER = Path(__file__).resolve().parents[2] / "assets" / "demo"  # as api.
 class Session(QObject):
     generator_changed = Signal(str)
     data_changed = Signal(object)  # str path, or None for the built-in demo data
+    val_data_changed = Signal(object)  # the held-out data's path, or None: a part of the data
     # The current run: the one the title bar names, Train shows (charts, previews), Generate
     # samples from and Ctrl+G uses. "" when there is none (e.g. no run of this generator yet).
     run_changed = Signal(str)
@@ -36,15 +37,25 @@ class Session(QObject):
         self.generator = self.settings.last_generator
         self.current_run: str | None = None
         self.task: str | None = None  # the Train form's task setting; None: the generator has none
-        # The data chosen last time, if it is still there; `data_note` says when it is not.
+        # The data chosen last time (training and held-out), if it is still there; `data_note`
+        # says what is not (a built-in set's name is always there).
         self.data_source: str | None = None
+        self.val_source: str | None = None
         self.data_note: str | None = None
+        gone = []
         remembered = self.settings.data_source
-        if remembered and Path(remembered).exists():
+        if remembered and _still_there(remembered):
             self.data_source = remembered
         elif remembered:
-            self.data_note = (f"The data chosen last time, {remembered}, is no longer there: "
-                              f"using the built-in data. Pick your files again in Data.")
+            gone.append(f"The data chosen last time, {remembered}, is no longer there: using the "
+                        f"built-in data. Pick your files again in Data.")
+        remembered = self.settings.val_source
+        if remembered and _still_there(remembered):
+            self.val_source = remembered
+        elif remembered:
+            gone.append(f"The held-out data chosen last time, {remembered}, is no longer there, "
+                        f"so none is given now. Pick it again in Data's Held-out data row.")
+        self.data_note = " ".join(gone) or None
         self.runs_changed.connect(self._forget_a_deleted_run)
 
     @property
@@ -88,6 +99,17 @@ class Session(QObject):
         self.settings.data_source = self.data_source or ""
         self.settings.save()
         self.data_changed.emit(self.data_source)
+
+    def set_val_data(self, source: str | None) -> None:
+        """Choose the held-out data (None: the generator holds out a part of the training
+        data); remembered for the next launch, as the training data is."""
+        source = source or None
+        if source == self.val_source:
+            return
+        self.val_source = source
+        self.settings.val_source = source or ""
+        self.settings.save()
+        self.val_data_changed.emit(source)
 
     def set_task(self, task: str | None) -> None:
         """The task the Train form has chosen (None: the generator has no task setting)."""
@@ -168,6 +190,12 @@ class Session(QObject):
             for row in api.runs_table(str(demo)):
                 rows.append({**row, "status": "demo"})
         return rows
+
+
+def _still_there(source: str) -> bool:
+    """Whether remembered data can still be read: a path that exists, or a built-in set's name."""
+    from studio import api
+    return api.is_builtin_source(source) or Path(source).exists()
 
 
 def title_of(folder: str, name: str | None, demo: bool) -> str:

@@ -34,6 +34,7 @@ class Settings:
     geometry: str = ""  # the window's saved geometry (base64)
     last_generator: str = "text"
     data_source: str = ""  # the Data panel's chosen file or folder ("" = the built-in data)
+    val_source: str = ""  # its held-out data ("" = the generator holds out a part of the data)
 
     @classmethod
     def load(cls) -> "Settings":

@@ -125,6 +125,7 @@ class TrainPanel(QWidget):
         self.trainer.polled.connect(self._refresh_display)
         session.generator_changed.connect(self._generator_changed)
         session.data_changed.connect(lambda _: self.update_buttons())
+        session.val_data_changed.connect(lambda _: self.update_buttons())
         session.run_changed.connect(self.show_run)
         session.runs_changed.connect(self._check_shown_run)
         session.theme_changed.connect(self._theme_changed)
@@ -548,6 +549,8 @@ class TrainPanel(QWidget):
             args += ["--notes", notes]
         if self.session.data_source:
             args += ["--data", self.session.data_source]
+        if self.session.val_source:  # else the run holds out a part of its training data
+            args += ["--val-data", self.session.val_source]
         init = self.init_record or {}
         if init.get("run"):
             args += ["--init-from", str(RunDir(init["run"]).checkpoint_dir(init["checkpoint"]))]
@@ -575,21 +578,37 @@ class TrainPanel(QWidget):
             return
         self._launch(["--resume", str(run_dir)], str(run_dir), self.session.run_title(run_dir), history=True)
         self.session.open_run(str(run_dir))
+        try:
+            data = RunDir(run_dir).config().get("data") or {}
+        except (StudioError, OSError):  # the run's own process says what is wrong with it
+            return
+        self._show_run_data(data, only_if_changed=True)
 
     def duplicate(self, doc: dict) -> None:
         """Start from another run's settings (the runs browser's 'duplicate with changes'): the
         forms filled, the new run's name (doc["name"], "<old name> (copy)" as the Runs tab's
-        dialog proposes it) in the Run name field, the starting weights kept."""
+        dialog proposes it) in the Run name field, the starting weights kept, and its data
+        (training and held-out) chosen in the Data tab."""
         self.session.set_generator(doc["generator"])
         self.rebuild_forms({"config": doc.get("config", {}), "train": doc.get("train", {})})
         self.init_record = doc.get("init")  # a duplicated fine-tuning run starts from the same weights
-        if self.data_panel is not None:
-            self.data_panel.set_source((doc.get("data") or {}).get("source"))
+        self._show_run_data(doc.get("data") or {})
         name = doc.get("name") or ""  # a config.json document has none
         self.run_name.setText(name)
         self.run_notes.setText(doc.get("notes") or "")
         self._say((f"Settings copied for the new run “{name}”" if name else "Settings copied") +
                   " — change what you like, then press Start.")
+
+    def _show_run_data(self, data: dict, only_if_changed: bool = False) -> None:
+        """The Data tab on a run's data (its config.json "data"): training and held-out, so a
+        duplicate starts on the same data and a resumed run's is what the tab shows.
+        `only_if_changed`: no new check of the data the tab shows already."""
+        if self.data_panel is None:
+            return
+        chosen = (data.get("source") or None, data.get("val_source") or None)
+        if only_if_changed and (self.data_panel.source(), self.data_panel.val_source()) == chosen:
+            return
+        self.data_panel.set_sources(*chosen)
 
     def _launch(self, args: list[str], run_dir: str, title: str, history: bool = False) -> None:
         self._clear_display()  # nothing of the run shown before stays on screen
