@@ -34,9 +34,9 @@ def build_configs(gen_cls, preset: str | None = None, config_file: str | None = 
                   settings: list[str] | None = None, overrides: dict | None = None,
                   start_from: dict | None = None, fine_tune: bool = False):
     """Generator config and training config from: defaults < the model started from
-    (`start_from`, with the generator's fine-tuning defaults) < preset < JSON file < --set <
+    (`start_from`, with the generator's fine-tuning defaults and config) < preset < JSON file < --set <
     explicit flags (overrides). Every value goes through the one validator."""
-    gen_values: dict = dict(start_from or {})
+    gen_values: dict = {**(start_from or {}), **(gen_cls.finetune_config if fine_tune else {})}
     train_values: dict = {**gen_cls.train_defaults, **(gen_cls.finetune_defaults if fine_tune else {})}
     if preset:
         if preset not in gen_cls.presets:

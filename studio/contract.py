@@ -197,6 +197,7 @@ class Generator:
     best_mode: ClassVar[Literal["min", "max"]] = "min"
     throughput_unit: ClassVar[str] = "samples"  # what count_items counts, e.g. "tokens"
     finetune_defaults: ClassVar[dict] = {}  # engine settings for runs that start from weights
+    finetune_config: ClassVar[dict] = {}  # and the generator's own settings for them
     # LoRA (`--set lora_rank=R`, studio/lora.py): suffixes of the names of the Linear layers
     # that get adapters when the run names none (lora_targets). Never a layer whose weight is
     # tied to another module's (the adapter would change both); () = the user must name them.

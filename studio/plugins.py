@@ -128,9 +128,10 @@ def _check_presets(cls) -> None:
 
 def _check_train_defaults(cls) -> None:
     from studio.config import TrainConfig, from_dict
-    for attribute in ("train_defaults", "finetune_defaults"):
+    for attribute, config_cls in (("train_defaults", TrainConfig), ("finetune_defaults", TrainConfig),
+                                  ("finetune_config", cls.Config)):
         try:
-            from_dict(TrainConfig, getattr(cls, attribute, {}), attribute)
+            from_dict(config_cls, getattr(cls, attribute, {}), attribute)
         except StudioError as exc:
             raise PluginProblem(str(exc), where_defined(cls)) from None
 

@@ -229,6 +229,13 @@ def test_init_from_a_generation_run_loads_the_body_and_a_fresh_head(tmp_path):
     _, tuned, _, _ = run.latest_weights()
     assert torch.equal(body["transformer.h.0.attn.c_attn.weight"], tuned["transformer.h.0.attn.c_attn.weight"])
     assert "head.weight" in tuned and "head.weight" not in body
+    # a pretrained body pools by mean (measured better), one from scratch by its last token,
+    # and a pooling the user sets wins over both
+    assert run.config()["config"]["pooling"] == "mean" and base.config()["config"]["pooling"] == "last"
+    _, chosen = api.train("text", data="builtin:sentiment", run_dir=str(tmp_path / "last"),
+                          init_from=str(base.path), max_steps=1, events="none",
+                          settings=QUIET + ["task=classify", "pooling=last"])
+    assert chosen.config()["config"]["pooling"] == "last"
 
 
 def test_bad_labelled_input_exits_2_with_the_message(tmp_path, capsys):
