@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from studio.config import (TrainConfig, from_dict, parse_assignments, resolve_intervals,
@@ -35,9 +35,11 @@ def build_configs(gen_cls, preset: str | None = None, config_file: str | None = 
                   start_from: dict | None = None, fine_tune: bool = False):
     """Generator config and training config from: defaults < the model started from
     (`start_from`, with the generator's fine-tuning defaults and config) < preset < JSON file < --set <
-    explicit flags (overrides). Every value goes through the one validator."""
+    explicit flags (overrides). Every value goes through the one validator. A LoRA run whose
+    learning rate nobody set trains at lora.default_lr of the one it would have."""
     gen_values: dict = {**(start_from or {}), **(gen_cls.finetune_config if fine_tune else {})}
     train_values: dict = {**gen_cls.train_defaults, **(gen_cls.finetune_defaults if fine_tune else {})}
+    given: set[str] = set()  # the training settings the user chose (file, --set, flags)
     if preset:
         if preset not in gen_cls.presets:
             raise StudioError(f"generator '{gen_cls.name}' has no preset '{preset}'. Presets: "
@@ -52,16 +54,23 @@ def build_configs(gen_cls, preset: str | None = None, config_file: str | None = 
             gen_values.update(run_settings(gen_cls, doc, config_file) if same_generator
                               else doc.get("config", {}))
             train_values.update(doc.get("train", {}))
+            given.update(doc.get("train", {}))
         else:
             file_gen, file_train = split_settings(doc, gen_cls.Config, TrainConfig, where=config_file)
             gen_values.update(file_gen)
             train_values.update(file_train)
+            given.update(file_train)
     set_gen, set_train = split_settings(parse_assignments(settings), gen_cls.Config, TrainConfig)
     gen_values.update(set_gen)
     train_values.update(set_train)
-    train_values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    train_values.update(flags)
+    given.update(set_train, flags)
+    train_config = from_dict(TrainConfig, train_values, "training config")
+    if train_config.lora_rank > 0 and "lr" not in given:
+        train_config = replace(train_config, lr=lora.default_lr(train_config.lr))
     return (from_dict(gen_cls.Config, gen_values, f"{gen_cls.name} config"),
-            resolve_intervals(from_dict(TrainConfig, train_values, "training config")))
+            resolve_intervals(train_config))
 
 
 def _ensure_writable(folder: Path, advice: str = "Pick a writable --run-dir.") -> None:

@@ -259,3 +259,21 @@ def test_adapters_in_frozen_blocks_stay_frozen(tmp_path, corpus, review_base):
     trainable = {name for name, p in engine.generator.model.named_parameters() if p.requires_grad}
     assert not any(n.startswith("transformer.h.0.") for n in trainable)
     assert any(n.startswith("transformer.h.1.") and lora.is_adapter(n) for n in trainable)
+
+
+def test_a_lora_run_learns_at_ten_times_the_fine_tuning_lr_unless_told(tmp_path, corpus, base):
+    from generators.text import TextGenerator
+    fine_tuning_lr = TextGenerator.finetune_defaults["lr"]
+    engine, _ = api.prepare_training("text", data=str(corpus), run_dir=str(tmp_path / "default"),
+                                     max_steps=2, events="none", init_from=str(base),
+                                     settings=QUIET + ["lora_rank=4"])
+    assert engine.train.lr == pytest.approx(lora.LR_SCALE * fine_tuning_lr)
+    engine.fit()
+    assert RunDir(tmp_path / "default").config()["train"]["lr"] == pytest.approx(10 * fine_tuning_lr)
+    engine, _ = api.prepare_training("text", data=str(corpus), run_dir=str(tmp_path / "told"),
+                                     max_steps=2, events="none", init_from=str(base),
+                                     settings=QUIET + ["lora_rank=4", "lr=3e-4"])
+    assert engine.train.lr == pytest.approx(3e-4)
+    # resuming keeps the run's own LR (it is in the run's settings), not scaled again
+    engine, _ = api.prepare_training(resume=str(tmp_path / "default"), max_steps=4, events="none")
+    assert engine.train.lr == pytest.approx(10 * fine_tuning_lr)
