@@ -32,9 +32,9 @@ wide, block 256), for --pretrain-minutes (or --init-from RUN reuses a run).
 Part `classify` (each `studio train text --task classify` in a clean process, threads pinned,
 the same --classify-steps each, or --classify-minutes each instead): (a) from scratch, (b)
 --init-from the pretrained run, full fine-tuning, (c) the same with lora_rank=8. Each with the
-product's defaults for that kind of run (from scratch: lr 1e-3, 100 warm-up steps; --init-from:
-lr 1e-4, 20 warm-up steps; LoRA: the same, alpha 2 x rank, default targets, the head trained
-whole). Each is scored on the held-out file by `studio eval RUN --data held_out.jsonl --json
+product's defaults for that kind of run (from scratch: lr 1e-3, 100 warm-up steps, pooling
+last; --init-from: lr 1e-4, 20 warm-up steps, pooling mean; LoRA: the same but lr 1e-3 (10x),
+alpha 2 x rank, default targets, the head trained whole). Each is scored on the held-out file by `studio eval RUN --data held_out.jsonl --json
 --checkpoint latest` (the end of the run, so the dev set chooses nothing either).
 
 Part `baseline`: TF-IDF (word 1-2-grams + char 2-5-grams) + LogisticRegression (scikit-learn)
@@ -52,7 +52,12 @@ shakespeare_val.txt) at equal steps. GPT-2 small (12 x 768, 124M) and a smaller 
 (6 x 384) both, since GPT-2 small runs a few steps a minute on 2 cores. With random weights the
 base knows nothing, so LoRA (which cannot move the base) reaches a far worse loss than full
 fine-tuning at equal steps: the memory, speed and parameter counts are the point here; the
-classify part is where LoRA starts from a base that knows something.
+classify part and part `adapt` are where LoRA starts from a base that knows something.
+
+Part `adapt`: the pretrained run's language model adapted to the two plays it never read
+(shakespeare_val.txt: the first 80% to tune on, the last 20% held out) by full fine-tuning and
+by LoRA (rank 8), the product's defaults, the same steps: held-out loss before and after,
+trainable parameters, peak memory, tokens/s and minutes.
 
     nice -n 10 .venv/bin/python bench/bench_adapt.py --quick            # smoke run, ~5 min idle (13 on a busy one)
     nice -n 10 .venv/bin/python bench/bench_adapt.py                    # full run, ~33 min
@@ -640,19 +645,55 @@ def lora_vs_full(work: Path, threads: int, shapes: list[str], steps: dict, batch
     return out
 
 
+# --- 6. LoRA against full fine-tuning from the project's own pretrained run ------------------
+
+def adapt_language(work: Path, threads: int, base: Path, steps: int, data_dir: Path) -> dict:
+    """Adapting the pretrained run's language model to plays it never read (the two of
+    shakespeare_val.txt): full fine-tuning and LoRA at the product's defaults, the same steps,
+    on the first 80% of the text; held-out loss on the last 20%, beside the base's own."""
+    text = (data_dir / "shakespeare_val.txt").read_text(encoding="utf-8")
+    cut = int(len(text) * 0.8)
+    folder = work / "adapt"
+    folder.mkdir(parents=True, exist_ok=True)
+    tune, held = folder / "tune.txt", folder / "held-out.txt"
+    tune.write_text(text[:cut], encoding="utf-8")
+    held.write_text(text[cut:], encoding="utf-8")
+    before = studio_eval(base, str(held), threads, classify=False)
+    out: dict = {"base": str(base), "steps": steps, "tune_chars": cut, "held_out_chars": len(text) - cut,
+                 "base_held_out_loss": before["loss"],
+                 "base_held_out_bits_per_byte": before["bits_per_byte"]}
+    say(f"      the base before adapting: held-out loss {before['loss']:.4f}")
+    for mode, own in (("full", []), ("lora", ["lora_rank=8"])):
+        snap = cpu_snapshot()
+        run_dir = work / "runs" / f"adapt-{mode}"
+        r = train(run_dir, str(tune), threads, own + ["eval_every=0", "preview_every=0",
+                                                     "log_every=10"],
+                  val=str(held), init_from=str(base), steps=steps)
+        config = json.loads((run_dir / "config.json").read_text())
+        after = studio_eval(run_dir, str(held), threads, classify=False)
+        r.update(lr=config["train"]["lr"], trainable_params=trainable_parameters(run_dir),
+                 held_out_loss=after["loss"], held_out_bits_per_byte=after["bits_per_byte"],
+                 other_cpu_pct=other_cpu_pct(snap, cpu_snapshot()))
+        say(f"         {mode}: lr {r['lr']:g}, {r['trainable_params']:,} trainable, peak RSS "
+            f"{r['peak_rss_mib']:.0f} MiB, {r['tokens_per_s'] or 0:.0f} tokens/s, held-out loss "
+            f"{r['held_out_loss']:.4f} after {r['steps']} steps ({r['wall_min']:.2f} min)")
+        out[mode] = r
+    return out
+
+
 # --- the report --------------------------------------------------------------------------------
 
 PLANS = {  # what a full run and a --quick smoke run take
     "full": {"train_per_class": 1200, "test_per_class": 300, "dev_per_class": 100,
              "pretrain_minutes": 10.0, "classify_steps": 600,
              "lora_steps": {"gpt2-small": 20, "gpt2-6x384": 60}, "lora_batch": 4,
-             "lora_block": 128, "lora_val_chars": 20_000},
+             "lora_block": 128, "lora_val_chars": 20_000, "adapt_steps": 300},
     "quick": {"train_per_class": 150, "test_per_class": 60, "dev_per_class": 30,
               "pretrain_minutes": 0.3, "classify_steps": 20,
               "lora_steps": {"gpt2-small": 3, "gpt2-6x384": 5}, "lora_batch": 2,
-              "lora_block": 64, "lora_val_chars": 3_000},
+              "lora_block": 64, "lora_val_chars": 3_000, "adapt_steps": 5},
 }
-PARTS = ("data", "pretrain", "classify", "baseline", "lora")
+PARTS = ("data", "pretrain", "classify", "baseline", "lora", "adapt")
 
 
 def summary(res: dict) -> str:
@@ -729,6 +770,18 @@ def summary(res: dict) -> str:
                     f"{r['peak_rss_mib']:>14.0f}{r['tokens_per_s'] or 0:>10.0f}"
                     f"{r['ms_per_step'] or 0:>9.0f}{r['held_out_loss']:>15.4f}")
                 label = ""
+    ad = res.get("adapt")
+    if ad:
+        add("")
+        add(f"the pretrained run adapted to two plays it never read (shakespeare_val.txt: first "
+            f"80% to tune, last 20% held out), {ad['steps']} steps each, product defaults")
+        add(f"  {'mode':8}{'lr':>8}{'trainable':>11}{'peak RSS MiB':>14}{'tokens/s':>10}"
+            f"{'min':>7}{'held-out loss':>15}")
+        add(f"  {'base':8}{'':>8}{'':>11}{'':>14}{'':>10}{'':>7}{ad['base_held_out_loss']:>15.4f}")
+        for mode in ("full", "lora"):
+            r = ad[mode]
+            add(f"  {mode:8}{r['lr']:>8g}{r['trainable_params']:>11,}{r['peak_rss_mib']:>14.0f}"
+                f"{r['tokens_per_s'] or 0:>10.0f}{r['wall_min']:>7.2f}{r['held_out_loss']:>15.4f}")
     add("=" * 100)
     return "\n".join(lines)
 
@@ -749,7 +802,7 @@ def main() -> None:
     parser.add_argument("--classify-minutes", type=float, default=None,
                         help="give each classifier this many minutes instead of equal steps")
     parser.add_argument("--lora-lr", type=float, default=None,
-                        help="LR of the LoRA classifier (default: the product's fine-tuning LR)")
+                        help="LR of the LoRA classifier (default: the product's, 10x its fine-tuning LR)")
     parser.add_argument("--lora-shapes", default=",".join(GPT2_SHAPES),
                         help=f"GPT-2 shapes of part lora (default: {','.join(GPT2_SHAPES)})")
     parser.add_argument("--lora-steps", default=None, metavar="N[,N]",
@@ -833,7 +886,7 @@ def main() -> None:
     elif base is not None:
         res["pretrain"] = {"reused": True, "run": str(base), "shape": run_shape(base),
                            "evals": []}
-    if "classify" in parts:
+    if {"classify", "adapt"} & set(parts):
         if base is None:
             candidate = work / "runs" / "pretrain"
             if not (candidate / "config.json").is_file():
@@ -842,6 +895,7 @@ def main() -> None:
             base = candidate
             res["pretrain"] = {"reused": True, "run": str(base), "shape": run_shape(base),
                                "evals": []}
+    if "classify" in parts:
         say(f"[classify] (a) from scratch, (b) fine-tuned, (c) LoRA; "
             + (f"{args.classify_minutes:g} min each" if args.classify_minutes
                else f"{plan['classify_steps']} steps each") + " ...")
@@ -863,6 +917,12 @@ def main() -> None:
                                    plan["lora_block"], plan["lora_val_chars"], data_dir)
         contention["lora"] = other_cpu_pct(snap, cpu_snapshot())
 
+    if "adapt" in parts:
+        say(f"[adapt] the pretrained run adapted to unseen plays, full vs LoRA, "
+            f"{plan['adapt_steps']} steps each ...")
+        snap = cpu_snapshot()
+        res["adapt"] = adapt_language(work, threads, base, plan["adapt_steps"], data_dir)
+        contention["adapt"] = other_cpu_pct(snap, cpu_snapshot())
     res["environment"]["load_after"] = os.getloadavg()[0]
     res["total_s"] = round(time.perf_counter() - started, 1)
     res["total_min"] = round(res["total_s"] / 60, 2)
