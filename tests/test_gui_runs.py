@@ -470,7 +470,8 @@ def test_context_menu_offers_what_can_be_done_and_disables_the_rest(qtbot, runs_
 
     select(panel, runs_folder, "alpha")
     assert menu_entries(panel) == {"Open": True, "Resume": True, "Duplicate with changes…": True,
-                                   "Open run folder": True, "Compare": False, "Delete…": True}
+                                   "Fine-tune from this run…": True, "Open run folder": True,
+                                   "Compare": False, "Delete…": True}
     actions = {a.text(): a for a in panel.context_menu().actions()}
     actions["Open run folder"].trigger()
     assert opened == [str(runs_folder / "alpha")]
@@ -484,6 +485,7 @@ def test_context_menu_offers_what_can_be_done_and_disables_the_rest(qtbot, runs_
     panel.select_runs([str(demo)])
     entries = menu_entries(panel)
     assert entries["Open"] and entries["Duplicate with changes…"]
+    assert entries["Fine-tune from this run…"]  # a demo model is a base to adapt
     assert not entries["Resume"] and not entries["Delete…"]
 
 

@@ -4,6 +4,9 @@ Each field becomes a widget by its type and metadata (choices: a combo box; bool
 numbers, text, lists: a line edit), with the field's help as its tooltip. Values are checked by
 the same validator the CLI and the JSON loader use (studio.config.from_dict); invalid fields
 are marked red with the reason, and `validate()` says whether the whole config is usable.
+The form remembers which fields the user changed by hand (`edited`), so that values filled in
+for them later (a fine-tuning run's defaults) leave those alone, and can hold fields fixed
+(`fix_values`: a model's shape when the run starts from its weights).
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ class ConfigForm(QWidget):
         self.schema = {f["name"]: f for f in describe(config_cls)}
         self.widgets: dict[str, QWidget] = {}
         self.errors: dict[str, str] = {}
+        self.edited: set[str] = set()  # fields the user changed by hand (not set_values)
+        self.fixed: dict[str, object] = {}  # fields shown with a value that cannot change
+        self.tips: dict[str, str] = {}  # each field's own tooltip, given back when it is freed
         layout = QFormLayout(self)
         for name, field in self.schema.items():
             widget = self._make_widget(field)
@@ -49,6 +55,7 @@ class ConfigForm(QWidget):
             tip = help_text + (f" ({', '.join(b for b in bounds if b)})" if any(bounds) else "")
             widget.setToolTip(tip)
             widget.setObjectName(f"field_{name}")
+            self.tips[name] = tip
             label = QLabel(name.replace("_", " "))
             label.setToolTip(tip)
             layout.addRow(label, widget)
@@ -56,28 +63,48 @@ class ConfigForm(QWidget):
         self.set_values({**{n: f["default"] for n, f in self.schema.items()}, **(defaults or {})})
 
     def _make_widget(self, field: dict) -> QWidget:
+        # set_values blocks these signals: they fire only for what the user does.
+        by_hand = lambda *_, name=field["name"]: self._edited_by_hand(name)  # noqa: E731
         if field.get("choices"):
             widget = QComboBox()
             widget.addItems([str(c) for c in field["choices"]])
-            widget.currentIndexChanged.connect(self._changed)
+            widget.currentIndexChanged.connect(by_hand)
         elif field["type"] == "bool":
             widget = QCheckBox()
-            widget.toggled.connect(self._changed)
+            widget.toggled.connect(by_hand)
         else:
             widget = QLineEdit()
             if field.get("optional"):  # what leaving it empty means, e.g. "scaled to max_steps"
                 widget.setPlaceholderText(f"empty = {field.get('empty', 'none')}")
-            widget.textChanged.connect(self._changed)
+            widget.textChanged.connect(by_hand)
         return widget
+
+    def _edited_by_hand(self, name: str) -> None:
+        self.edited.add(name)
+        self._changed()
 
     def _changed(self, *_):
         self.validate()
         self.changed.emit()
 
+    def fix_values(self, values: dict, reason: str) -> None:
+        """Show these fields with these values, disabled, with `reason` as their tooltip; no
+        later set_values (a preset, a loaded file) changes them. The fields fixed before are
+        freed first; `fix_values({}, "")` frees them all."""
+        for name in self.fixed:
+            self.widgets[name].setEnabled(True)
+            self.widgets[name].setToolTip(self.tips[name])
+        self.fixed = {}
+        self.set_values(values)
+        self.fixed = {name: value for name, value in values.items() if name in self.widgets}
+        for name in self.fixed:
+            self.widgets[name].setEnabled(False)
+            self.widgets[name].setToolTip(reason)
+
     def set_values(self, values: dict) -> None:
         for name, value in values.items():
             widget = self.widgets.get(name)
-            if widget is None:
+            if widget is None or name in self.fixed:
                 continue
             widget.blockSignals(True)
             if isinstance(widget, QComboBox):

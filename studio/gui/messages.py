@@ -23,8 +23,12 @@ _REWRITES: list[tuple[re.Pattern, object]] = [(re.compile(p, re.IGNORECASE), r) 
     # A run another process trains, and starting over from a checkpoint's weights: things the
     # window does not do for a process it did not start.
     (r"\(`studio control [^`]* stop`\)", "(with Stop where it was started)"),
-    (r"\(`studio train --init-from [^`]*`\)", "(from a terminal, with the init-from option of "
-                                            "studio train)"),
+    # Starting a new run from weights: Train's Start from, or Runs › Fine-tune from this run.
+    (r"\(`studio train --init-from [^`]*`\)", "(Fine-tune from this run in the Runs tab)"),
+    (r"\(--init-from [^)\s]*\)", "(Fine-tune from this run in the Runs tab)"),
+    (r"Give the base with --init-from RUN \(a trained run\) or --init-from-hf DIR \(an imported "
+     r"model\)", "Choose the base in Start from in the Train tab (a trained run or an imported "
+                 "model folder)"),
     # Resuming a run: the Runs tab's Resume button.
     (r"\(`studio train --resume [^`]*`\)", "(Resume in the Runs tab)"),
     (r"`studio train --resume [^`]*`", "Resume in the Runs tab"),

@@ -27,7 +27,7 @@ from studio.errors import StudioError
 from studio.gui import theme, workers
 from studio.gui.config_form import ConfigForm
 from studio.gui.messages import for_window
-from studio.gui.session import title_of
+from studio.gui.session import title_of, why_not_a_base
 from studio.gui.views import SampleGrid
 from studio.runstore import RunDir, list_previews, load_samples
 
@@ -273,6 +273,7 @@ class SortableItem(QTableWidgetItem):
 class RunsPanel(QWidget):
     resume_requested = Signal(str)  # a run folder the training panel should continue
     duplicate_requested = Signal(dict)  # a config.json document for a new run, "name" set
+    fine_tune_requested = Signal(str)  # a run folder the next run in Train starts from
 
     def __init__(self, session, parent=None):
         super().__init__(parent)
@@ -308,6 +309,7 @@ class RunsPanel(QWidget):
         self.open_button = QPushButton("Open")
         self.resume_button = QPushButton("Resume")
         self.duplicate_button = QPushButton("Duplicate with changes…")
+        self.fine_tune_button = QPushButton("Fine-tune from this run…")
         self.delete_button = QPushButton("Delete…")
         self.compare_button = QPushButton("Compare")
         self.refresh_button = QPushButton("Refresh")
@@ -316,12 +318,13 @@ class RunsPanel(QWidget):
         self.open_button.clicked.connect(self.open_selected)
         self.resume_button.clicked.connect(self.resume_selected)
         self.duplicate_button.clicked.connect(self.duplicate_selected)
+        self.fine_tune_button.clicked.connect(self.fine_tune_selected)
         self.delete_button.clicked.connect(self.delete_selected)
         self.compare_button.clicked.connect(self.compare_selected)
         self.refresh_button.clicked.connect(self.refresh)
         buttons = QHBoxLayout()
         for button in (self.open_button, self.resume_button, self.duplicate_button,
-                       self.delete_button, self.compare_button):
+                       self.fine_tune_button, self.delete_button, self.compare_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         buttons.addWidget(self.refresh_button)
@@ -478,6 +481,13 @@ class RunsPanel(QWidget):
             return f"The generator '{rows[0]['generator']}' of this run is not installed"
         return None
 
+    def _why_not_fine_tune(self, rows) -> str | None:
+        if len(rows) != 1:
+            return "Select one run to fine-tune from it"
+        if rows[0]["generator"] not in self.session.registry.names():
+            return f"The generator '{rows[0]['generator']}' of this run is not installed"
+        return why_not_a_base({**rows[0], "name": display_name(rows[0])})
+
     def _why_not_delete(self, rows) -> str | None:
         if not rows:
             return "Select the runs to delete"
@@ -503,6 +513,7 @@ class RunsPanel(QWidget):
         return [("Open", self.open_selected, self._why_not_open(rows)),
                 ("Resume", self.resume_selected, self._why_not_resume(rows)),
                 ("Duplicate with changes…", self.duplicate_selected, self._why_not_duplicate(rows)),
+                ("Fine-tune from this run…", self.fine_tune_selected, self._why_not_fine_tune(rows)),
                 ("Open run folder", self.open_selected_folder, self._why_not_open_folder(rows)),
                 ("Compare", self.compare_selected, self._why_not_compare(rows)),
                 ("Delete…", self.delete_selected, self._why_not_delete(rows))]
@@ -545,6 +556,9 @@ class RunsPanel(QWidget):
                 (self.resume_button, self._why_not_resume(rows), resume_tip),
                 (self.duplicate_button, self._why_not_duplicate(rows),
                  "Start a new run with this run's settings, changed as you like"),
+                (self.fine_tune_button, self._why_not_fine_tune(rows),
+                 "Start a new run from this run's best checkpoint (in the Train tab): adapt it "
+                 "to a task or to your data"),
                 (self.delete_button, self._why_not_delete(rows),
                  "Delete the selected runs from disk, after asking (Delete key)"),
                 (self.compare_button, self._why_not_compare(rows),
@@ -597,6 +611,15 @@ class RunsPanel(QWidget):
         dialog.accepted.connect(lambda: self.duplicate_requested.emit(dialog.document()))
         self.duplicate_dialog = dialog
         dialog.open()  # window-modal without blocking: the panel keeps refreshing behind it
+
+    def fine_tune_selected(self) -> None:
+        rows = self.selected_rows()
+        why_not = self._why_not_fine_tune(rows)
+        if why_not is not None:
+            if rows:
+                warn(self, "Cannot fine-tune from it", why_not)
+            return
+        self.fine_tune_requested.emit(rows[0]["run"])
 
     def delete_selected(self) -> None:
         rows = self.selected_rows()

@@ -192,6 +192,27 @@ class Session(QObject):
         return rows
 
 
+def why_not_a_base(row: dict) -> str | None:
+    """Why a run (a row of `all_runs`) cannot be the weights a new run starts from (Train's
+    Start from, Runs › Fine-tune from this run), in words; None when it can. Its best
+    checkpoint is taken, as `studio train --init-from RUN` takes it, so it needs one, and it
+    must not be training now; a LoRA run holds only adapters (the core refuses it too)."""
+    from studio.errors import StudioError
+    name = row.get("name") or Path(row["run"]).name
+    if row.get("status") in ("running", "paused"):
+        return f"{name} is training now; start from it once it has finished or stopped"
+    if not row.get("checkpoints"):
+        return f"{name} has no checkpoint to start from"
+    try:
+        lora_run = bool(RunDir.open(Path(row["run"])).config().get("lora"))
+    except (StudioError, OSError) as exc:
+        return f"{name} cannot be read: {exc}"
+    if lora_run:
+        return (f"{name} is a LoRA run: its checkpoints hold only adapters (merge them into a "
+                f"plain run from a terminal first)")
+    return None
+
+
 def _still_there(source: str) -> bool:
     """Whether remembered data can still be read: a path that exists, or a built-in set's name."""
     from studio import api

@@ -1,6 +1,11 @@
 """The training panel: a form built from the generator's config, device, Start / Pause /
 Resume / Stop, progress with rate and ETA, live charts and live previews.
 
+A new run starts from nothing, from a run's best checkpoint or from an imported model folder
+(Start from); starting from weights fills the forms with what `studio train --init-from` gives
+such a run (api.build_configs): the model's shape from the weights, fixed, and the generator's
+fine-tuning defaults.
+
 Training runs in a child process (studio/gui/trainer.py); this panel only sends it commands
 and draws what its events say. It redraws once after each time the child's output is read (once
 a second), so a fast stream of events never floods the event loop.
@@ -19,13 +24,15 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QFrame, QGro
                                QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSlider,
                                QSplitter, QVBoxLayout, QWidget)
 
-from studio.config import TrainConfig
-from studio.contract import Sample
+from studio import api
+from studio.config import TrainConfig, to_dict
+from studio.contract import Generator, Sample
 from studio.errors import StudioError
 from studio.gui import workers
 from studio.gui.charts import Charts
 from studio.gui.config_form import ConfigForm
 from studio.gui.messages import for_window
+from studio.gui.session import why_not_a_base
 from studio.gui.settings import config_dir
 from studio.gui.trainer import TrainerProcess
 from studio.gui.views import SampleGrid
@@ -41,6 +48,16 @@ PREVIEW_SIZE = 140  # px: a text preview's width, an image's at least (views sca
 PREVIEW_MIN_HEIGHT = 200  # px: the preview area never shrinks below this; the panel scrolls
 SAMPLE_NOW_GRID = 16  # images in "Sample now"'s grid
 SAMPLE_NOW_COUNT = 2  # samples of a generator that draws no grids (texts)
+
+# The settings that decide the shapes of a model's weights: a run that starts from weights takes
+# them from there (api._describe_init) and cannot change them. The contract declares no such
+# list yet, so these are the built-in generators' names (text; image and video GANs).
+SHAPE_SETTINGS = frozenset({
+    "tokenizer", "vocab_size", "block_size", "n_layer", "n_head", "n_embd", "bias",
+    "resolution", "channels", "conditional", "latent_dim", "g_width", "d_width", "frames",
+    "content_dim", "motion_dim"})
+FROM_SCRATCH = "Nothing — train from scratch"
+IMPORT_FOLDER = "Imported model folder…"  # the entry that asks for a folder (its item data too)
 
 
 def choice_help(help_text: str, choice: str) -> str:
@@ -65,6 +82,24 @@ def task_only(help_text: str, tasks: list[str]) -> set[str] | None:
 def show_error(parent, title: str, message: str) -> None:
     """A clear message in a dialog (tests replace this to read it)."""
     QMessageBox.warning(parent, title, message)
+
+
+def pick_model_folder(parent) -> str:
+    """A model folder chosen in a dialog, "" when cancelled (tests replace this)."""
+    return QFileDialog.getExistingDirectory(parent, "Imported model folder (Hugging Face GPT-2)")
+
+
+def imports_models(gen_cls) -> bool:
+    """Whether the generator reads foreign pretrained folders (it overrides the contract's
+    pretrained_config, which refuses them)."""
+    return gen_cls.pretrained_config.__func__ is not Generator.pretrained_config.__func__
+
+
+def start_label(record: dict, title: str = "") -> str:
+    """How Start from names a record of what a run starts from (config.json's "init")."""
+    if record.get("pretrained"):
+        return f"imported model {Path(record['pretrained']).name}"
+    return f"{title or Path(record['run']).name} · {record['checkpoint']}"
 
 
 class StatusLine(QWidget):
@@ -113,7 +148,8 @@ class TrainPanel(QWidget):
         self.preview_steps: list[int] = []
         self.preview_folders: list[Path] = []
         self.sample_task = None
-        self.init_record: dict | None = None  # weights a duplicated fine-tuning run starts from
+        self.start_applied: dict | None = None  # the Start from choice the forms were filled for
+        self.lora_rank_shown: int | None = None  # the LoRA rank whose learning rate the form shows
         self.pending_progress: dict | None = None  # the latest progress event, not yet shown
         self.latest_progress: dict | None = None  # ... and for the window title
         self.progress_text = ""
@@ -128,10 +164,12 @@ class TrainPanel(QWidget):
         session.val_data_changed.connect(lambda _: self.update_buttons())
         session.run_changed.connect(self.show_run)
         session.runs_changed.connect(self._check_shown_run)
+        session.runs_changed.connect(self._fill_start_choices)  # a new run to start from
         session.theme_changed.connect(self._theme_changed)
         if data_panel is not None:
             data_panel.report_ready.connect(lambda _: self.update_buttons())
         self.rebuild_forms()
+        self._fill_start_choices()
         self._detect_devices()
         if session.current_run:
             self.show_run(session.current_run)
@@ -144,6 +182,12 @@ class TrainPanel(QWidget):
         self.run_notes = QLineEdit()
         self.run_notes.setPlaceholderText("optional: what this run tries")
         self.run_notes.setToolTip("Notes kept with the run (shown in Runs)")
+        self.start_from = QComboBox()
+        self.start_from.setToolTip("What the new run's model starts from: new weights, the best "
+                                   "checkpoint of one of your runs, or an imported model")
+        self.start_from.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.start_from_note = QLabel("")
+        self.start_from_note.setWordWrap(True)
         self.preset = QComboBox()
         self.preset.setToolTip("Start from a named shape of this generator")
         self.save_preset = QPushButton("Save preset…")
@@ -218,6 +262,11 @@ class TrainPanel(QWidget):
         names.addRow("Run name", self.run_name)
         names.addRow("Notes", self.run_notes)
         left_layout.addLayout(names)
+        start_box = QGroupBox("Start from")
+        start_layout = QVBoxLayout(start_box)
+        start_layout.addWidget(self.start_from)
+        start_layout.addWidget(self.start_from_note)
+        left_layout.addWidget(start_box)
         row = QHBoxLayout()
         row.addWidget(QLabel("Preset"))
         row.addWidget(self.preset, 1)
@@ -286,6 +335,7 @@ class TrainPanel(QWidget):
         self.sample_prompt.returnPressed.connect(self.sample_now)
         self.error_resume.clicked.connect(lambda: self.resume_run(self.run_dir))
         self.preset.activated.connect(self._apply_preset)
+        self.start_from.activated.connect(self._start_from_activated)
         self.save_preset.clicked.connect(self._save_preset)
         self.load_preset.clicked.connect(self._load_preset)
         self.scrubber.valueChanged.connect(self._scrub)
@@ -311,8 +361,9 @@ class TrainPanel(QWidget):
 
     # -- forms
     def _generator_changed(self, name: str) -> None:
-        self.init_record = None
+        self.start_from.clear()  # a run of another generator is no start for this one
         self.rebuild_forms()
+        self._fill_start_choices()
 
     def _theme_changed(self, name: str) -> None:
         self.charts.apply_style()
@@ -340,6 +391,8 @@ class TrainPanel(QWidget):
         self.gen_form.changed.connect(self.update_buttons)
         self.gen_form.changed.connect(self._task_chosen)  # a preset or a loaded file may change it
         self.train_form.changed.connect(self.update_buttons)
+        self.train_form.changed.connect(self._lora_rank_changed)
+        self.lora_rank_shown = self._lora_rank()
         self.preset.clear()
         self.preset.addItems(["(defaults)", *gen_cls.presets])
         self._task_chosen()
@@ -413,6 +466,182 @@ class TrainPanel(QWidget):
         self.gen_form.set_values(doc.get("config", {}))
         self.train_form.set_values(doc.get("train", {}))
 
+    # -- what the new run starts from
+    @property
+    def init_record(self) -> dict | None:
+        """What the new run starts from, as its config.json's "init" records it: {"run",
+        "checkpoint"} or {"pretrained"}; None: from scratch. Start from's current entry is the
+        one place this is kept."""
+        data = self.start_from.currentData()
+        return data if isinstance(data, dict) else None
+
+    def _fill_start_choices(self) -> None:
+        """Start from's entries for the current generator: from scratch; each run of it that
+        can be a base, by its name, step and best held-out value (its best checkpoint is
+        taken, as `--init-from RUN` takes it); an imported model folder where the generator
+        reads them. The entry chosen stays chosen."""
+        chosen = self.init_record
+        gen_cls = self.session.generator_class()
+        self.start_from.blockSignals(True)
+        self.start_from.clear()
+        self.start_from.addItem(FROM_SCRATCH, None)
+        try:
+            rows = self.session.all_runs()
+        except (StudioError, OSError):
+            rows = []  # the Runs tab says what is wrong with the runs folder
+        for row in rows:
+            if row["generator"] != gen_cls.name or why_not_a_base(row) is not None:
+                continue
+            try:
+                best = RunDir(Path(row["run"])).resolve_checkpoint("best").name
+            except StudioError:
+                continue
+            value = row.get("best")
+            measured = f", best {row.get('best_metric')} {value:.4f}" if value is not None else ""
+            title = self.session.run_title(row["run"])
+            self.start_from.addItem(f"{title} — step {row['step']}{measured}",
+                                    {"run": row["run"], "checkpoint": best})
+            self.start_from.setItemData(self.start_from.count() - 1, row["run"], Qt.ItemDataRole.ToolTipRole)
+        if imports_models(gen_cls):
+            self.start_from.addItem(IMPORT_FOLDER, IMPORT_FOLDER)
+        self.start_from.blockSignals(False)
+        self._select_start(chosen)
+
+    def _select_start(self, record: dict | None) -> None:
+        """Make `record` Start from's entry, adding one for it when it is not listed (a
+        duplicated run's base at another checkpoint, an imported folder, a base that is gone:
+        the new run still names it, and its start says what is wrong)."""
+        index = self.start_from.findData(record) if record else 0
+        if index < 0:
+            title = self.session.run_title(record["run"]) if record.get("run") and \
+                Path(record["run"]).is_dir() else ""
+            index = self.start_from.count() - (self.start_from.itemData(self.start_from.count() - 1)
+                                               == IMPORT_FOLDER)
+            self.start_from.insertItem(index, start_label(record, title), record)
+        self.start_from.setCurrentIndex(index)
+        self.start_applied = record
+        self._show_start_note()
+        self.update_buttons()
+
+    def _show_start_note(self) -> None:
+        record = self.init_record
+        if record is None:
+            note = "A new model, shaped by the settings below."
+        else:
+            what = (f"the imported model {Path(record['pretrained']).name}" if record.get("pretrained")
+                    else self.session.run_title(record["run"]) if Path(record["run"]).is_dir()
+                    else f"{record['run']} (no longer there)")
+            note = (f"Fine-tunes {what}: the model's "
+                    f"shape comes from its weights (greyed out below); learning rate, warm-up "
+                    f"and steps start at the fine-tuning defaults.")
+        self.start_from_note.setText(note)
+
+    def _start_from_activated(self, index: int) -> None:
+        """The user chose an entry: an imported folder is asked for and checked first (a
+        folder that is not a model is refused with why, and the choice before stays)."""
+        record = self.start_from.itemData(index)
+        if record == IMPORT_FOLDER:
+            folder = pick_model_folder(self)
+            record = self._imported_record(folder) if folder else None
+            if record is None:
+                self._select_start(self.start_applied)
+                return
+        self.choose_start(record)
+
+    def _imported_record(self, folder: str) -> dict | None:
+        try:
+            self.session.generator_class().pretrained_config(folder)
+        except StudioError as exc:
+            show_error(self, "Cannot start from this folder", for_window(str(exc)))
+            return None
+        return {"pretrained": str(Path(folder).resolve())}
+
+    def choose_start(self, record: dict | None) -> None:
+        """Start the next run from `record` (None: from scratch), with the forms filled for it:
+        the values `studio train --init-from` gives such a run (api.build_configs with the
+        model started from): its shape from the weights, fixed; the generator's fine-tuning
+        settings (learning rate, warm-up, steps; a classifier's pooling). A value the user
+        changed by hand stays, unless it is part of the shape. From scratch, the fine-tuning
+        values give way to the generator's defaults again and the shape can be changed."""
+        try:
+            start_config = self._start_config(record)
+        except StudioError as exc:
+            show_error(self, "Cannot start from it", for_window(str(exc)))
+            self._select_start(self.start_applied)
+            return
+        gen_cls = self.session.generator_class()
+        rank = self._lora_rank()
+        gen_config, train_config = api.build_configs(
+            gen_cls, start_from=start_config, fine_tune=record is not None,
+            settings=[f"lora_rank={rank}"] if rank else None)
+        gen_values, train_values = to_dict(gen_config), to_dict(train_config)
+        if record is None:
+            self.gen_form.fix_values({}, "")
+            # The shape the user sees stays; only the settings fine-tuning changed go back.
+            gen_values = {name: gen_values[name] for name in gen_cls.finetune_config}
+        else:
+            shape = {name: gen_values[name] for name in SHAPE_SETTINGS & set(start_config)
+                     if name in gen_values}
+            self.gen_form.fix_values(shape, "From the weights this run starts from: a model "
+                                            "that starts from them keeps their shape")
+        self.gen_form.set_values({name: value for name, value in gen_values.items()
+                                  if name not in self.gen_form.edited})
+        empty = {name for name, value in self.train_form.raw_values().items() if value is None}
+        # Left empty, an interval is scaled to the run's length by the run itself: it stays so.
+        self.train_form.set_values({name: value for name, value in train_values.items()
+                                    if name not in self.train_form.edited | empty | {"device"}})
+        self.lora_rank_shown = self._lora_rank()
+        self._select_start(record)
+
+    def _start_config(self, record: dict | None) -> dict | None:
+        """The generator settings that what the run starts from implies (None: nothing), read
+        as the core reads them."""
+        if record is None:
+            return None
+        gen_cls = self.session.generator_class()
+        if record.get("pretrained"):
+            return gen_cls.pretrained_config(record["pretrained"])
+        run = RunDir.open(Path(record["run"]))
+        return api.run_settings(gen_cls, run.config(), run.config_path)
+
+    def fine_tune_from(self, path: str) -> None:
+        """Runs › Fine-tune from this run: Start from that run's best checkpoint, the forms
+        filled for it."""
+        self.session.set_generator(self.session.run_generator(path) or self.session.generator)
+        self._fill_start_choices()
+        try:
+            best = RunDir.open(Path(path)).resolve_checkpoint("best").name
+        except StudioError as exc:
+            show_error(self, "Cannot start from it", for_window(str(exc)))
+            return
+        self.choose_start({"run": str(path), "checkpoint": best})
+        self._say(f"The next run fine-tunes {self.session.run_title(path)}: choose its task and "
+                  f"data, then press Start.")
+
+    def _lora_rank(self) -> int | None:
+        """The form's LoRA rank, None while it is not a valid number."""
+        try:
+            return int(self.train_form.raw_values().get("lora_rank") or 0)
+        except ValueError:
+            return None
+
+    def _lora_rank_changed(self) -> None:
+        """A new LoRA rank takes the learning rate a run of that rank gets when nobody sets one
+        (api.build_configs: 10x for LoRA); a learning rate typed by hand stays."""
+        rank = self._lora_rank()
+        if rank is None or rank == self.lora_rank_shown:
+            return
+        self.lora_rank_shown = rank
+        if "lr" in self.train_form.edited:
+            return
+        try:
+            _, train_config = api.build_configs(self.session.generator_class(),
+                                                fine_tune=self.init_record is not None,
+                                                settings=[f"lora_rank={rank}"])
+        except StudioError:
+            return  # the form marks the invalid value
+        self.train_form.set_values({"lr": train_config.lr})
+
     # -- state
     def blocking_problem(self) -> str | None:
         """Why Start cannot act now, in words (None: it can)."""
@@ -438,7 +667,11 @@ class TrainPanel(QWidget):
                                       and bool(RunDir(self.run_dir).checkpoints()))
         self.problem.setText(f"Cannot start: {problem}" if problem and not running else "")
         self.problem.setVisible(bool(self.problem.text()))  # an empty line would push the charts down
-        self.preset.setEnabled(not running)
+        from_weights = self.init_record is not None
+        self.preset.setEnabled(not running and not from_weights)
+        self.preset.setToolTip("The model's shape comes from the weights it starts from"
+                               if from_weights else "Start from a named shape of this generator")
+        self.start_from.setEnabled(not running)
         self.forms_area.setEnabled(not running)
 
     def _resumable(self) -> bool:
@@ -591,7 +824,16 @@ class TrainPanel(QWidget):
         (training and held-out) chosen in the Data tab."""
         self.session.set_generator(doc["generator"])
         self.rebuild_forms({"config": doc.get("config", {}), "train": doc.get("train", {})})
-        self.init_record = doc.get("init")  # a duplicated fine-tuning run starts from the same weights
+        # A duplicated fine-tuning run starts from the same weights, with the settings copied
+        # (not the fine-tuning defaults): its shape is its base's, fixed as choosing it fixes it.
+        init = doc.get("init")
+        self._fill_start_choices()
+        self._select_start(init)
+        shape = SHAPE_SETTINGS & set(doc.get("config", {})) if init else set()
+        values = self.gen_form.raw_values()
+        self.gen_form.fix_values({name: values[name] for name in shape if name in values},
+                                 "From the weights this run starts from: a model that starts "
+                                 "from them keeps their shape")
         self._show_run_data(doc.get("data") or {})
         name = doc.get("name") or ""  # a config.json document has none
         self.run_name.setText(name)

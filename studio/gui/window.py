@@ -466,6 +466,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.runs_panel, "&Runs")
         self.runs_panel.resume_requested.connect(self._resume)
         self.runs_panel.duplicate_requested.connect(self._duplicate)
+        self.runs_panel.fine_tune_requested.connect(self._fine_tune)
         self.train_panel.run_started.connect(self._training_started)
         self.train_panel.progress_changed.connect(self._training_progress)
         self.train_panel.trainer.finished.connect(
@@ -541,6 +542,10 @@ class MainWindow(QMainWindow):
 
     def _duplicate(self, doc: dict) -> None:
         self.train_panel.duplicate(doc)
+        self.tabs.setCurrentWidget(self.train_panel)
+
+    def _fine_tune(self, path: str) -> None:
+        self.train_panel.fine_tune_from(path)
         self.tabs.setCurrentWidget(self.train_panel)
 
     def open_run_folder(self) -> None:
