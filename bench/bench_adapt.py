@@ -486,7 +486,7 @@ def classifiers(work: Path, files: dict, threads: int, base: Path, steps: int,
         run_dir = work / "runs" / f"classify-{name}"
         result = train(run_dir, files["train"], threads, settings, val=files["dev"],
                        task="classify", init_from=str(base) if from_base else None,
-                       steps=steps, minutes=minutes)
+                       steps=None if minutes else steps, minutes=minutes)
         config = json.loads((run_dir / "config.json").read_text())
         result["lr"] = config["train"]["lr"]
         result["warmup_steps"] = config["train"]["warmup_steps"]
