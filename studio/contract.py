@@ -198,6 +198,9 @@ class Generator:
     throughput_unit: ClassVar[str] = "samples"  # what count_items counts, e.g. "tokens"
     finetune_defaults: ClassVar[dict] = {}  # engine settings for runs that start from weights
     finetune_config: ClassVar[dict] = {}  # and the generator's own settings for them
+    # Settings that fix the shapes of the model's weights: a run that starts from weights keeps
+    # them (the window shows them fixed when a run starts from another).
+    shape_settings: ClassVar[tuple[str, ...]] = ()
     # LoRA (`--set lora_rank=R`, studio/lora.py): suffixes of the names of the Linear layers
     # that get adapters when the run names none (lora_targets). Never a layer whose weight is
     # tied to another module's (the adapter would change both); () = the user must name them.

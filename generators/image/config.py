@@ -127,6 +127,7 @@ class ImageDeclarations(Generator):
     manual_optimization = True
     best_metric = "val_fid"
     best_mode = "min"
+    shape_settings = ("resolution", "channels", "conditional", "latent_dim", "g_width", "d_width")
     presets = {
         # The shipped demo model (assets/demo/image): small enough to commit (a few MB).
         "demo": {"resolution": 32, "channels": "rgb", "g_width": 24, "d_width": 24,

@@ -89,6 +89,7 @@ class TextDeclarations(Generator):
     # shape bf16 autocast ran 1.36x fp32 (bench_core part 4, AMD EPYC with AVX512-BF16).
     cpu_bf16_min_params = 0
     finetune_defaults = {"lr": 1e-4, "warmup_steps": 20, "max_steps": 500}
+    shape_settings = ("tokenizer", "vocab_size", "block_size", "n_layer", "n_head", "n_embd", "bias")
     finetune_config = {"pooling": "mean"}  # measured better from a pretrained body (pooling above)
     lora_targets = ("c_attn", "c_proj", "c_fc")  # attention and MLP; never lm_head (tied to wte)
     presets = {

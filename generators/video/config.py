@@ -143,6 +143,8 @@ class VideoDeclarations(Generator):
     manual_optimization = True
     best_metric = "val_tfd"
     best_mode = "min"
+    shape_settings = ("frames", "resolution", "channels", "conditional", "content_dim", "motion_dim",
+                      "g_width", "d_width")
     presets = {
         # Small enough to train on a laptop CPU in minutes, and to ship as the demo model.
         "demo": {"resolution": 32, "frames": 16, "g_width": 24, "d_width": 24,

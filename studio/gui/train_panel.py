@@ -52,10 +52,6 @@ SAMPLE_NOW_COUNT = 2  # samples of a generator that draws no grids (texts)
 # The settings that decide the shapes of a model's weights: a run that starts from weights takes
 # them from there (api._describe_init) and cannot change them. The contract declares no such
 # list yet, so these are the built-in generators' names (text; image and video GANs).
-SHAPE_SETTINGS = frozenset({
-    "tokenizer", "vocab_size", "block_size", "n_layer", "n_head", "n_embd", "bias",
-    "resolution", "channels", "conditional", "latent_dim", "g_width", "d_width", "frames",
-    "content_dim", "motion_dim"})
 FROM_SCRATCH = "Nothing — train from scratch"
 IMPORT_FOLDER = "Imported model folder…"  # the entry that asks for a folder (its item data too)
 
@@ -87,6 +83,15 @@ def show_error(parent, title: str, message: str) -> None:
 def pick_model_folder(parent) -> str:
     """A model folder chosen in a dialog, "" when cancelled (tests replace this)."""
     return QFileDialog.getExistingDirectory(parent, "Imported model folder (Hugging Face GPT-2)")
+
+
+def shape_settings(gen_cls) -> tuple[str, ...]:
+    """The generator's settings that the weights a run starts from fix (Generator.shape_settings);
+    a plugin's odd declaration fixes none rather than take the window down."""
+    try:
+        return tuple(str(name) for name in gen_cls.shape_settings)
+    except Exception:
+        return ()
 
 
 def imports_models(gen_cls) -> bool:
@@ -580,8 +585,8 @@ class TrainPanel(QWidget):
             # The shape the user sees stays; only the settings fine-tuning changed go back.
             gen_values = {name: gen_values[name] for name in gen_cls.finetune_config}
         else:
-            shape = {name: gen_values[name] for name in SHAPE_SETTINGS & set(start_config)
-                     if name in gen_values}
+            shape = {name: gen_values[name] for name in shape_settings(gen_cls)
+                     if name in start_config and name in gen_values}
             self.gen_form.fix_values(shape, "From the weights this run starts from: a model "
                                             "that starts from them keeps their shape")
         self.gen_form.set_values({name: value for name, value in gen_values.items()
@@ -829,7 +834,8 @@ class TrainPanel(QWidget):
         init = doc.get("init")
         self._fill_start_choices()
         self._select_start(init)
-        shape = SHAPE_SETTINGS & set(doc.get("config", {})) if init else set()
+        shape = set(shape_settings(self.session.generator_class())) & set(doc.get("config", {})) \
+            if init else set()
         values = self.gen_form.raw_values()
         self.gen_form.fix_values({name: values[name] for name in shape if name in values},
                                  "From the weights this run starts from: a model that starts "
