@@ -366,8 +366,9 @@ def _write_generated(args, samples) -> None:
     first = samples[0].meta if samples else {}
     lineage = {"run": first.get("run", args.run), "checkpoint": first.get("checkpoint"),
                "generator": first.get("generator"), "settings": parse_assignments(args.settings),
-               "seed": args.seed, "prompt": args.prompt, "count": len(samples),
-               **({"data": args.data} if args.data else {}),
+               "seed": args.seed, "prompt": args.prompt,
+               # --data: one answer per text of the file (a classifier answers each once)
+               **({"data": args.data, "count": len(samples)} if args.data else {"count": args.n}),
                "time": time.strftime("%Y-%m-%d %H:%M:%S"), "device": args.device}
     clips = any(s.kind == "video" for s in samples)
     video_format = str(lineage["settings"].get("format", "gif")) if clips else None
