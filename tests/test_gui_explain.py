@@ -3,7 +3,6 @@ probability (explain), a classifier's class bars and attributions, a tagger's en
 the attention heat-map (studio/gui/explain_view.py)."""
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,14 +12,13 @@ from generators.text import TextGenerator
 from studio import api
 from studio.contract import Sample
 from studio.errors import StudioError
-from studio.export import HISTORY_FOLDER
-from studio.gui import generate_panel, theme
+from studio.gui import theme
 from studio.gui.explain_view import (PROBABILITY_STOPS, AttentionView, ClassBars, EntityText,
                                      ExplainedSample, ExplanationView, attribution_colour,
                                      ATTRIBUTION_COLOURS, probability_colour)
-from studio.gui.generate_panel import GeneratePanel, OutputEntry
-from studio.gui.session import Session
-from studio.gui.settings import Settings
+from studio.gui.generate_panel import OutputEntry
+
+from generate_panel_support import errors, make_panel, pick  # noqa: F401 (errors: a fixture)
 
 QUIET = ["device=cpu", "eval_every=0", "preview_every=0"]
 TINY_TEXT = ["n_layer=1", "n_head=2", "n_embd=16", "block_size=16"]
@@ -293,26 +291,6 @@ def runs_folder(tmp_path_factory):
         api.train("text", data="builtin:sentiment", run_dir=str(root / "classify-tiny"),
                   max_steps=20, events="none", settings=QUIET + TINY_CLASSIFY)
     return root
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    shown = []
-    monkeypatch.setattr(generate_panel, "show_error", lambda parent, message: shown.append(message))
-    return shown
-
-
-def make_panel(qtbot, runs_folder, keep_history=False):
-    if not keep_history:
-        shutil.rmtree(runs_folder / HISTORY_FOLDER, ignore_errors=True)
-    panel = GeneratePanel(Session(Settings(runs_folder=str(runs_folder), default_device="cpu")))
-    qtbot.addWidget(panel)
-    return panel
-
-
-def pick(panel, run_name):
-    names = [Path(r["run"]).name for r in panel.rows]
-    panel.run_combo.setCurrentIndex(names.index(run_name))
 
 
 def run_to_end(qtbot, panel, errors):

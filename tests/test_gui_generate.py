@@ -19,13 +19,13 @@ from PySide6.QtWidgets import QApplication, QScrollArea
 from studio import api
 from studio.contract import Sample
 from studio.errors import StudioError
-from studio.export import HISTORY_FOLDER, export, sidecar_path
+from studio.export import export, sidecar_path
 from studio.gui import generate_panel
-from studio.gui.generate_panel import EMPTY_RUNS, GeneratePanel
-from studio.gui.session import Session
-from studio.gui.settings import Settings
+from studio.gui.generate_panel import EMPTY_RUNS
 from studio.gui.views import ImageView, VideoPlayer
 from studio.registry import default_registry
+from generate_panel_support import errors, pick  # noqa: F401 (errors: a fixture)
+from generate_panel_support import make_panel as shared_make_panel
 from toy_generators import ToyImageGenerator, ToyVideoGenerator
 
 TINY_TEXT = ["n_layer=1", "n_head=2", "n_embd=16", "block_size=16", "device=cpu", "eval_every=0",
@@ -60,22 +60,9 @@ def runs_folder(tmp_path_factory):
     return root
 
 
-@pytest.fixture
-def errors(monkeypatch):
-    """Messages the panel would show in a dialog."""
-    shown = []
-    monkeypatch.setattr(generate_panel, "show_error", lambda parent, message: shown.append(message))
-    return shown
-
-
 def make_panel(qtbot, runs_folder, keep_history=False):
     _register_toys()
-    if not keep_history:  # the module's runs folder is shared: each test starts its own history
-        shutil.rmtree(runs_folder / HISTORY_FOLDER, ignore_errors=True)
-    session = Session(Settings(runs_folder=str(runs_folder), default_device="cpu"))
-    panel = GeneratePanel(session)
-    qtbot.addWidget(panel)
-    return panel
+    return shared_make_panel(qtbot, runs_folder, keep_history)
 
 
 @pytest.fixture
@@ -85,11 +72,6 @@ def panel(qtbot, runs_folder, errors):
     if panel.busy:  # never leave a task writing into a widget that is going away
         panel.stop()
         qtbot.waitUntil(lambda: not panel.busy, timeout=60_000)
-
-
-def pick(panel, run_name):
-    names = [Path(r["run"]).name for r in panel.rows]
-    panel.run_combo.setCurrentIndex(names.index(run_name))
 
 
 def set_fields(panel, **values):

@@ -11,9 +11,9 @@ import sys
 import pytest
 
 from conftest import ROOT
+from generate_panel_support import errors  # noqa: F401 (a fixture)
 from studio import api
 from studio import registry as registry_module
-from studio.gui import generate_panel
 from studio.gui.session import Session
 from studio.gui.settings import Settings
 from studio.runstore import RunDir
@@ -38,14 +38,6 @@ def charlstm(tmp_path, monkeypatch):
     for name in set(sys.modules) - before:
         if name.startswith("studio_charlstm"):
             del sys.modules[name]
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    """Messages the Generate tab would show in a dialog."""
-    shown = []
-    monkeypatch.setattr(generate_panel, "show_error", lambda parent, message: shown.append(message))
-    return shown
 
 
 def steps_trained(run_dir: str) -> int:
