@@ -286,6 +286,7 @@ MAX_SEED = 2**62  # seeds are 64-bit, and each sample's is seed + its index
 
 def _cmd_generate(args) -> int:
     from studio import api
+    from studio.export import shorten
     if not 1 <= args.n <= MAX_SAMPLES:
         raise StudioError(f"--n must be from 1 to {MAX_SAMPLES:,}, got {args.n}; generate more "
                           f"with several commands and different --seed values.")
@@ -325,17 +326,12 @@ def _cmd_generate(args) -> int:
             print(json.dumps({"kind": s.kind, "data": data, "meta": s.meta}, ensure_ascii=False))
         elif s.kind == "text":
             if len(samples) > 1:  # a classifier's or tagger's answer is the same at any seed
-                print(f"--- text {i + 1}: {_shorten(s.meta['prompt'], 60)} ---" if s.meta.get("task")
+                print(f"--- text {i + 1}: {shorten(s.meta['prompt'], 60)} ---" if s.meta.get("task")
                       else f"--- sample {i + 1} (seed {args.seed}) ---")
             print(s.data)
         elif not args.out:
             print(f"sample {i + 1}: {s.kind} of shape {list(s.data.shape)} (use --out to save it)")
     return 0
-
-
-def _shorten(text: str, limit: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _texts_to_answer(path: str) -> list[str]:

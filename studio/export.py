@@ -381,3 +381,10 @@ class HistoryStore:
 
 def _natural(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def shorten(text: str, limit: int) -> str:
+    """A one-line excerpt of `text` at most `limit` characters long, for titles and headers
+    that name an output by its prompt."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"

@@ -35,7 +35,7 @@ from studio.config import from_dict, to_dict
 from studio.contract import Generator, Sample
 from studio.errors import StudioError
 from studio.export import (EXPORT_FORMATS, HistoryStore, animation_frames, export,
-                           frames_per_second, is_interpolation, output_kind)
+                           frames_per_second, is_interpolation, output_kind, shorten)
 from studio.gui.config_form import ConfigForm
 from studio.gui.explain_view import AttentionDialog, ExplanationView
 from studio.gui.messages import for_window
@@ -118,7 +118,7 @@ class OutputEntry:
         today = time.strftime("%Y-%m-%d") == time.strftime("%Y-%m-%d", time.localtime(self.created))
         clock = time.strftime("%H:%M:%S" if today else "%Y-%m-%d %H:%M", time.localtime(self.created))
         prompt = lin.get("prompt")
-        quoted = f" · “{_shorten(prompt, 24)}”" if prompt else ""
+        quoted = f" · “{shorten(prompt, 24)}”" if prompt else ""
         stopped = " · stopped" if lin.get("stopped") else ""
         gone = " · run deleted" if self.run_gone else ""
         return (f"{clock} · {Path(lin['run']).name} · {lin['checkpoint']} · seed {lin['seed']} · "
@@ -135,16 +135,11 @@ class OutputEntry:
                  + (" · stopped early" if lin.get("stopped") else ""),
                  f"Parameters: {params}"]
         if lin.get("prompt"):
-            lines.append(f"Prompt: {_shorten(lin['prompt'], 200)}")
+            lines.append(f"Prompt: {shorten(lin['prompt'], 200)}")
         if self.run_gone:
             lines.append("The run has been deleted since: this output and its lineage are kept "
                          "here, but its settings cannot be recalled.")
         return "\n".join(lines)
-
-
-def _shorten(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 
 def sample_header(index: int, count: int, seed: int) -> str:

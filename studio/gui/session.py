@@ -43,18 +43,16 @@ class Session(QObject):
         self.val_source: str | None = None
         self.data_note: str | None = None
         gone = []
-        remembered = self.settings.data_source
-        if remembered and _still_there(remembered):
-            self.data_source = remembered
-        elif remembered:
-            gone.append(f"The data chosen last time, {remembered}, is no longer there: using the "
-                        f"built-in data. Pick your files again in Data.")
-        remembered = self.settings.val_source
-        if remembered and _still_there(remembered):
-            self.val_source = remembered
-        elif remembered:
-            gone.append(f"The held-out data chosen last time, {remembered}, is no longer there, "
-                        f"so none is given now. Pick it again in Data's Held-out data row.")
+        for attribute, what, instead in (
+                ("data_source", "data", "using the built-in data. Pick your files again in Data."),
+                ("val_source", "held-out data", "none is given now. Pick it again in Data's "
+                                                "Held-out data row.")):
+            remembered = getattr(self.settings, attribute)
+            if remembered and _still_there(remembered):
+                setattr(self, attribute, remembered)
+            elif remembered:
+                gone.append(f"The {what} chosen last time, {remembered}, is no longer there: "
+                            f"{instead}")
         self.data_note = " ".join(gone) or None
         self.runs_changed.connect(self._forget_a_deleted_run)
 
