@@ -150,6 +150,75 @@ class NoSampleParams:
     """For generators whose sampling takes no parameters besides count and seed."""
 
 
+@dataclass
+class SampleRequest:
+    """One request of `Generator.sample_batch`: what `sample` would be called with."""
+
+    params: Any
+    n: int = 1
+    seed: int = 0
+    prompt: Any = None
+
+
+@dataclass
+class DecodedPiece:
+    """What one step of a Decoder produced for one of its rows."""
+
+    row: int
+    text: str  # the new text (valid UTF-8; "" while a character is incomplete or held back)
+    done: bool = False
+    reason: str | None = None  # when done: "stop" (a stop string or the end token) or "length"
+    tokens: int = 0  # tokens the row has produced so far
+
+
+class Decoder:
+    """Continuous batching for a text generator (`Generator.open_decoder`): samples join and
+    leave between steps; each step runs one forward pass for all active rows. A row's text
+    must be what `stream(params, seed, prompt)` gives for the same request (float rounding
+    of the batched forward aside: greedy decoding gives the same tokens)."""
+
+    max_rows: int
+
+    def add(self, params: Any, seed: int, prompt: Any) -> int:  # pragma: no cover - interface
+        """Start a sample (reads its prompt: the prefill) and return its row. Raises
+        StudioError for a prompt the model cannot take; ValueError when all rows are busy."""
+        raise NotImplementedError
+
+    def prompt_tokens(self, row: int) -> int:  # pragma: no cover - interface
+        """How many tokens the row's prompt became (for usage counts)."""
+        raise NotImplementedError
+
+    def step(self) -> list[DecodedPiece]:  # pragma: no cover - interface
+        """One token for every active row. A row that is done is freed at once."""
+        raise NotImplementedError
+
+    def drop(self, row: int) -> None:  # pragma: no cover - interface
+        """Free a row before it is done (its client went away)."""
+        raise NotImplementedError
+
+    @property
+    def active(self) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass
+class OnnxGraph:
+    """One graph of `Generator.onnx_graphs`: `module(*inputs)` returns a tensor or a tuple of
+    tensors, named `output_names`. `dynamic_axes` as torch.onnx.export takes them
+    ({"tokens": {0: "batch", 1: "length"}}); `checks` are more input tuples the exported graph
+    must also match the module on (e.g. other lengths, a non-empty cache)."""
+
+    name: str  # the file: NAME.onnx
+    module: "torch.nn.Module"
+    inputs: tuple
+    input_names: list[str]
+    output_names: list[str]
+    dynamic_axes: dict = field(default_factory=dict)
+    checks: list[tuple] = field(default_factory=list)
+    tolerance: float = 1e-4  # the largest absolute difference from the module accepted
+    description: str = ""
+
+
 class TrainContext:
     """What a step sees of the engine (`training_step(batch, ctx)`).
 
@@ -289,6 +358,32 @@ class Generator:
     def stream(self, params, seed: int = 0, prompt: Any = None) -> Iterator[Any]:
         """Optional: one sample's output piece by piece (text generators: str pieces)."""
         yield from (s.data for s in self.sample(params, n=1, seed=seed, prompt=prompt))
+
+    # --- serving and export (studio serve, studio export --format onnx): all optional ---------
+    def sample_batch(self, requests: "list[SampleRequest]") -> list[list[Sample]]:
+        """Several independent requests answered together (e.g. in one forward pass): the
+        answer to each must be what `sample(r.params, r.n, r.seed, r.prompt)` gives, within
+        float rounding. `studio serve` batches queued requests through it. The default answers
+        them one after another."""
+        return [self.sample(r.params, n=r.n, seed=r.seed, prompt=r.prompt) for r in requests]
+
+    def open_decoder(self, max_rows: int) -> "Decoder | None":
+        """Text generators: a step-wise decoder that takes new samples while others are under
+        way (continuous batching: one forward pass a step for all of them). `studio serve`
+        uses it when given; None (the default): the server streams one request at a time."""
+        return None
+
+    def onnx_graphs(self) -> "list[OnnxGraph]":
+        """The model as ONNX graphs for `studio export --format onnx`: each a plain-tensor
+        module with example inputs; the studio exports, checks them with onnxruntime against
+        the module's own outputs and lists them in the manifest. []: none (the export says the
+        generator cannot be exported)."""
+        return []
+
+    def onnx_manifest(self, folder: Path) -> dict:
+        """What a client of the exported graphs needs besides them (JSON-able): e.g. the
+        tokenizer file written into `folder`, sampling defaults, shapes."""
+        return {}
 
     def preview(self) -> list[Sample]:
         """Samples on a fixed probe set (same prompts and seeds every time) for live previews,

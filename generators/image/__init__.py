@@ -408,6 +408,15 @@ class ImageGenerator(ImageDeclarations):
                                   f"inception_weights empty for features trained on your data.") from None
         return self._inception_net
 
+    # --- export (studio export --format onnx): generators/image/onnx_graphs.py ----------------
+    def onnx_graphs(self):
+        from generators.image.onnx_graphs import graphs
+        return graphs(self)
+
+    def onnx_manifest(self, folder: Path) -> dict:
+        from generators.image.onnx_graphs import manifest
+        return manifest(self, folder)
+
     # --- what a run keeps besides weights ------------------------------------------------------
     def save_assets(self, folder: Path) -> None:
         from studio.runstore import write_json

@@ -659,6 +659,15 @@ class TextGenerator(TextDeclarations):
         ids, pinned = self._context_ids(text)
         return window(torch.tensor([ids]), self.config.block_size, pinned)[0].tolist()
 
+    # --- export (studio export --format onnx): generators/text/onnx_graphs.py ----------------
+    def onnx_graphs(self):
+        from generators.text.onnx_graphs import graphs
+        return graphs(self)
+
+    def onnx_manifest(self, folder: Path) -> dict:
+        from generators.text.onnx_graphs import manifest
+        return manifest(self, folder)
+
     # --- assets --------------------------------------------------------------------------------
     def save_assets(self, folder: Path) -> None:
         from studio.runstore import write_json

@@ -460,6 +460,15 @@ class VideoGenerator(VideoDeclarations):
         self._extractors = (clip_net, net, f"own-{info['kind']}:{key[:12]}")
         return self._extractors
 
+    # --- export (studio export --format onnx): generators/video/onnx_graphs.py ----------------
+    def onnx_graphs(self):
+        from generators.video.onnx_graphs import graphs
+        return graphs(self)
+
+    def onnx_manifest(self, folder: Path) -> dict:
+        from generators.video.onnx_graphs import manifest
+        return manifest(self, folder)
+
     # --- what a run keeps besides weights ------------------------------------------------------
     def save_assets(self, folder: Path) -> None:
         from studio.runstore import write_json
