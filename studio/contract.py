@@ -86,7 +86,7 @@ Modality = Literal["text", "image", "video"]
 # The version of this contract (semantic: a new minor version adds to it and keeps every
 # plugin working; a new major version breaks some). A generator says which versions it was
 # written for (`Generator.api`); the registry refuses one this studio's version does not fit.
-API_VERSION = "1.0"
+API_VERSION = "1.1"  # 1.1: sample_batch, open_decoder, onnx_graphs (serving, export)
 API_OPERATORS = (">=", "<=", "==", "!=", ">", "<")  # the longer first: ">=" before ">"
 
 

@@ -34,7 +34,7 @@ def test_an_api_range_that_cannot_be_read_says_how_to_write_one(bad):
 
 
 def test_the_built_ins_fit_this_studio_s_api():
-    assert API_VERSION == "1.0"
+    assert API_VERSION == "1.1"
     for entry in default_registry().entries():
         assert api_fits(entry.load().api), entry.name
 
@@ -68,7 +68,7 @@ def test_a_generator_for_another_api_is_refused_saying_which_versions_fit(tmp_pa
     assert ">=2.0,<3" in row["error"] and f"this studio's is {API_VERSION}" in row["error"]
     assert row["where"].startswith(str(tmp_path / "future_plugin.py"))
     with pytest.raises(StudioError, match="install a version of the plugin whose `api` "
-                                          "includes 1.0"):
+                                          f"includes {API_VERSION}"):
         Registry([entry]).get("future")
 
 
