@@ -27,6 +27,7 @@ from studio.errors import StudioError
 from studio.gui import theme, workers
 from studio.gui.config_form import ConfigForm
 from studio.gui.messages import for_window
+from studio.gui.serve_dialog import ServeDialog
 from studio.gui.session import title_of, why_not_a_base
 from studio.gui.views import SampleGrid
 from studio.runstore import RunDir, list_previews, load_samples
@@ -282,6 +283,9 @@ class RunsPanel(QWidget):
         self.compare_dialog: CompareDialog | None = None
         self.duplicate_dialog: DuplicateDialog | None = None
         self.menu: QMenu | None = None  # the context menu last shown
+        # The Serve dialogs opened, by the run folders they serve: Serve… again shows the one
+        # there is, and the window stops their servers when it closes.
+        self.serve_dialogs: dict[frozenset, ServeDialog] = {}
         # (run folder, best step) -> the extractor its best value was measured with: read from
         # events.jsonl once per new best, not at every refresh.
         self._extractors: dict[tuple[str, int | None], str | None] = {}
@@ -310,6 +314,7 @@ class RunsPanel(QWidget):
         self.resume_button = QPushButton("Resume")
         self.duplicate_button = QPushButton("Duplicate with changes…")
         self.fine_tune_button = QPushButton("Fine-tune from this run…")
+        self.serve_button = QPushButton("Serve…")
         self.delete_button = QPushButton("Delete…")
         self.compare_button = QPushButton("Compare")
         self.refresh_button = QPushButton("Refresh")
@@ -319,12 +324,14 @@ class RunsPanel(QWidget):
         self.resume_button.clicked.connect(self.resume_selected)
         self.duplicate_button.clicked.connect(self.duplicate_selected)
         self.fine_tune_button.clicked.connect(self.fine_tune_selected)
+        self.serve_button.clicked.connect(self.serve_selected)
         self.delete_button.clicked.connect(self.delete_selected)
         self.compare_button.clicked.connect(self.compare_selected)
         self.refresh_button.clicked.connect(self.refresh)
         buttons = QHBoxLayout()
         for button in (self.open_button, self.resume_button, self.duplicate_button,
-                       self.fine_tune_button, self.delete_button, self.compare_button):
+                       self.fine_tune_button, self.serve_button, self.delete_button,
+                       self.compare_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         buttons.addWidget(self.refresh_button)
@@ -488,6 +495,23 @@ class RunsPanel(QWidget):
             return f"The generator '{rows[0]['generator']}' of this run is not installed"
         return why_not_a_base({**rows[0], "name": display_name(rows[0])})
 
+    def _why_not_serve(self, rows) -> str | None:
+        if not rows:
+            return "Select the runs to serve (Ctrl+click for several: one server answers for all)"
+        installed = self.session.registry.names()
+        for row in rows:
+            if row["generator"] not in installed:
+                return (f"The generator '{row['generator']}' of {run_name(row['run'])} is not "
+                        f"installed")
+            if not row.get("checkpoints"):
+                return f"{run_name(row['run'])} has no checkpoint yet: train it until it saves one"
+        names = [run_name(row["run"]) for row in rows]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:  # clients name a model by its run folder's name
+            return (f"Two selected runs have the folder name {twice[0]}, which the server uses "
+                    f"as their model id: serve them one at a time")
+        return None
+
     def _why_not_delete(self, rows) -> str | None:
         if not rows:
             return "Select the runs to delete"
@@ -514,6 +538,7 @@ class RunsPanel(QWidget):
                 ("Resume", self.resume_selected, self._why_not_resume(rows)),
                 ("Duplicate with changes…", self.duplicate_selected, self._why_not_duplicate(rows)),
                 ("Fine-tune from this run…", self.fine_tune_selected, self._why_not_fine_tune(rows)),
+                ("Serve…", self.serve_selected, self._why_not_serve(rows)),
                 ("Open run folder", self.open_selected_folder, self._why_not_open_folder(rows)),
                 ("Compare", self.compare_selected, self._why_not_compare(rows)),
                 ("Delete…", self.delete_selected, self._why_not_delete(rows))]
@@ -559,6 +584,9 @@ class RunsPanel(QWidget):
                 (self.fine_tune_button, self._why_not_fine_tune(rows),
                  "Start a new run from this run's best checkpoint (in the Train tab): adapt it "
                  "to a task or to your data"),
+                (self.serve_button, self._why_not_serve(rows),
+                 "Answer HTTP requests with the selected runs: an OpenAI-compatible API your "
+                 "own programs can use"),
                 (self.delete_button, self._why_not_delete(rows),
                  "Delete the selected runs from disk, after asking (Delete key)"),
                 (self.compare_button, self._why_not_compare(rows),
@@ -620,6 +648,31 @@ class RunsPanel(QWidget):
                 warn(self, "Cannot fine-tune from it", why_not)
             return
         self.fine_tune_requested.emit(rows[0]["run"])
+
+    def serve_selected(self) -> None:
+        rows = self.selected_rows()
+        why_not = self._why_not_serve(rows)
+        if why_not is not None:
+            if rows:
+                warn(self, "Cannot serve", why_not)
+            return
+        paths = [row["run"] for row in rows]
+        dialog = self.serve_dialogs.get(frozenset(paths))
+        if dialog is None:
+            try:
+                dialog = ServeDialog(paths, self.session, self)
+            except StudioError as exc:
+                warn(self, "Cannot serve", for_window(str(exc)))
+                return
+            self.serve_dialogs[frozenset(paths)] = dialog
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
+
+    def stop_servers(self) -> None:
+        """Stop every server started from this tab, and wait until each is gone."""
+        for dialog in self.serve_dialogs.values():
+            dialog.stop_now()
 
     def delete_selected(self) -> None:
         rows = self.selected_rows()

@@ -587,6 +587,8 @@ class MainWindow(QMainWindow):
                 trainer.wait(120)
             else:  # it trains on by itself; the Runs tab finds it again next time
                 trainer.detach()
+        if self.runs_panel is not None:
+            self.runs_panel.stop_servers()  # no server outlives the window that started it
         self.session.settings.geometry = bytes(self.saveGeometry().toBase64()).decode()
         self.session.settings.save()
         event.accept()

@@ -1,0 +1,242 @@
+"""Runs › Serve…: the dialog that runs `studio serve` as a child process of the window, with
+its address, key and examples that fit the run, and that never leaves a server behind.
+
+Three tiny text runs (plain text, prompt/response pairs, a classifier) are trained once for the
+module; the built-in image and video demo runs are read, never written.
+"""
+
+import json
+import shlex
+import shutil
+import socket
+
+import pytest
+
+from studio import api
+from studio.gui import runs_panel as runs_panel_module
+from studio.gui import serve_dialog
+from studio.gui.runs_panel import RunsPanel
+from studio.gui.serve_dialog import (ServeDialog, ServedRun, curl_example, python_example,
+                                     served_run)
+from studio.gui.session import Session
+from studio.gui.settings import Settings
+from studio.runstore import RunDir
+
+TINY = ["n_layer=1", "n_head=2", "n_embd=16", "block_size=64", "device=cpu", "eval_every=0",
+        "preview_every=0", "log_every=1", "warmup_steps=1"]
+DEMO_RUNS = {run.name: run for run in api.demo_runs()}  # before no_demo_runs hides them
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("served")
+    corpus = root / "corpus.txt"
+    words = "the sea is calm and the night is long we sail at dawn to find the light".split()
+    corpus.write_text("\n".join(" ".join(words[(i * 7 + j) % len(words)] for j in range(8))
+                                for i in range(300)), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STUDIO_CACHE_DIR", str(root / "cache"))
+        for name, data, extra in (("text", str(corpus), []),
+                                  ("pairs", "builtin:customer-service", []),
+                                  ("classify", "builtin:sentiment", ["task=classify"])):
+            status, _ = api.train("text", data=data, run_dir=str(root / "runs" / name),
+                                  settings=TINY + extra, max_steps=2, events="none")
+            assert status == "done"
+    return root / "runs"
+
+
+@pytest.fixture(autouse=True)
+def no_demo_runs(monkeypatch):
+    """The Runs tab lists only the runs each test puts in its folder."""
+    monkeypatch.setattr(api, "demo_runs", lambda: [])
+
+
+@pytest.fixture
+def runs_folder(trained_runs, tmp_path):
+    folder = tmp_path / "runs"
+    shutil.copytree(trained_runs, folder)
+    return folder
+
+
+@pytest.fixture
+def session(runs_folder):
+    return Session(Settings(runs_folder=str(runs_folder), default_device="cpu"))
+
+
+def make_dialog(qtbot, session, *paths) -> ServeDialog:
+    dialog = ServeDialog([str(p) for p in paths], session)
+    qtbot.addWidget(dialog)
+    return dialog
+
+
+def curl_request(command: str) -> dict:
+    """What a curl example sends, read back as a shell would split it."""
+    words = shlex.split(command.split(" | ")[0].replace("\\\n", " "))
+    assert words[0] == "curl"
+    headers = [words[i + 1] for i, word in enumerate(words) if word == "-H"]
+    body = words[words.index("-d") + 1] if "-d" in words else None
+    return {"url": words[1], "headers": headers, "body": json.loads(body) if body else None}
+
+
+# --- what each run answers, and the examples for it ----------------------------------------------
+
+def test_the_dialog_for_a_text_run_offers_completions_and_waits_for_start(qtbot, session,
+                                                                          runs_folder):
+    dialog = make_dialog(qtbot, session, runs_folder / "text")
+    assert dialog.served == [ServedRun(str(runs_folder / "text"), "text", "completions")]
+    assert "text completions" in dialog.example_kind.text()
+    assert dialog.status() == "Not running."
+    assert dialog.start_button.isEnabled() and not dialog.stop_button.isEnabled()
+    assert dialog.host() == "127.0.0.1" and dialog.port_spin.value() == 8000
+    assert dialog.key() == dialog.key_edit.text() and len(dialog.key()) >= 40
+    # No address yet: the examples wait for the real one.
+    assert dialog.url_edit.text() == "" and dialog.curl_view.toPlainText() == ""
+    assert dialog.example_model.isHidden()  # one run: nothing to choose between
+
+
+@pytest.mark.parametrize("name, kind, endpoint", [
+    ("pairs", "chat", "/chat/completions"),
+    ("classify", "classify", "/classify"),
+    ("image", "images", "/images/generations"),
+    ("video", "videos", "/videos/generations"),
+])
+def test_each_kind_of_run_gets_examples_for_its_endpoint(qtbot, session, runs_folder, name,
+                                                         kind, endpoint):
+    path = runs_folder / name if (runs_folder / name).exists() else DEMO_RUNS[name]
+    run = served_run(str(path), session.registry)
+    assert run == ServedRun(str(path), path.name, kind)
+    url, key = "http://127.0.0.1:8123/v1", "the-key"
+    request = curl_request(curl_example(run, url, key))
+    assert request["url"] == url + endpoint
+    assert request["headers"][0] == "Authorization: Bearer the-key"
+    assert request["body"]["model"] == path.name
+    program = python_example(run, url, key)
+    compile(program, "example.py", "exec")  # it runs as pasted
+    assert f"base_url={url!r}" in program and "api_key='the-key'" in program
+    assert repr(path.name) in program
+    dialog = make_dialog(qtbot, session, path)
+    assert dialog.example_kind.text().startswith(f"Examples for {path.name}: ")
+    assert f"/v1{endpoint}" in dialog.example_kind.text()
+
+
+def test_examples_quote_odd_model_names_and_leave_the_header_out_without_a_key():
+    run = ServedRun("/runs/it's mine", "it's mine", "completions")
+    request = curl_request(curl_example(run, "http://127.0.0.1:9/v1", None))
+    assert request["body"]["model"] == "it's mine"
+    assert request["headers"] == ["Content-Type: application/json"]
+    program = python_example(run, "http://127.0.0.1:9/v1", None)
+    compile(program, "example.py", "exec")
+    assert "\"it's mine\"" in program and "api_key='not-needed'" in program
+
+
+def test_several_runs_show_the_examples_of_the_one_chosen(qtbot, session, runs_folder):
+    dialog = make_dialog(qtbot, session, runs_folder / "text", runs_folder / "pairs")
+    assert not dialog.example_model.isHidden()
+    assert [dialog.example_model.itemText(i) for i in range(2)] == ["text", "pairs"]
+    assert "text completions" in dialog.example_kind.text()
+    dialog.example_model.setCurrentIndex(1)
+    assert "chat completions" in dialog.example_kind.text()
+    assert "text, pairs" in dialog.windowTitle()
+
+
+# --- who can reach it, its port and key -------------------------------------------------------------
+
+def test_the_local_network_always_uses_the_key(qtbot, session, runs_folder):
+    dialog = make_dialog(qtbot, session, runs_folder / "text")
+    dialog.use_key.setChecked(False)
+    assert dialog.key() is None
+    dialog.local_network.setChecked(True)
+    assert dialog.host() == "0.0.0.0"
+    assert dialog.use_key.isChecked() and not dialog.use_key.isEnabled()
+    assert dialog.key() == dialog.key_edit.text()
+    dialog.this_computer.setChecked(True)
+    assert dialog.host() == "127.0.0.1" and dialog.use_key.isEnabled()
+
+
+def test_new_key_and_copy(qtbot, session, runs_folder):
+    from PySide6.QtGui import QGuiApplication
+    dialog = make_dialog(qtbot, session, runs_folder / "text")
+    first = dialog.key_edit.text()
+    dialog.new_key_button.click()
+    assert dialog.key_edit.text() != first and dialog.key() == dialog.key_edit.text()
+    dialog.copy_key_button.click()
+    assert QGuiApplication.clipboard().text() == dialog.key_edit.text()
+
+
+def test_a_taken_port_is_said_and_a_free_one_offered(qtbot, session, runs_folder):
+    dialog = make_dialog(qtbot, session, runs_folder / "text")
+    with socket.socket() as other_program:
+        other_program.bind(("127.0.0.1", 0))
+        other_program.listen()
+        taken = other_program.getsockname()[1]
+        dialog.port_spin.setValue(taken)
+        assert dialog.port_note.text() == f"Port {taken} is taken by another program."
+        assert not dialog.free_port_button.isHidden()
+        dialog.free_port_button.click()
+        assert dialog.port_spin.value() not in (taken, 0)
+        assert dialog.port_note.text() == "" and dialog.free_port_button.isHidden()
+
+
+def test_port_zero_means_any_free_port(qtbot, session, runs_folder):
+    dialog = make_dialog(qtbot, session, runs_folder / "text")
+    dialog.port_spin.setValue(0)
+    assert dialog.port_spin.text() == "any free port" and dialog.port_note.text() == ""
+
+
+# --- the Runs tab's action ----------------------------------------------------------------------------
+
+def make_panel(qtbot, session):
+    panel = RunsPanel(session)
+    qtbot.addWidget(panel)
+    return panel
+
+
+def test_serve_is_offered_for_runs_with_a_checkpoint_only(qtbot, session, runs_folder):
+    empty = runs_folder / "empty"
+    shutil.copytree(runs_folder / "text", empty)
+    for _, folder in RunDir(empty).step_folders():
+        shutil.rmtree(folder)
+    (empty / "checkpoints" / "index.json").unlink(missing_ok=True)
+    panel = make_panel(qtbot, session)
+    panel.select_runs([str(empty)])
+    assert not panel.serve_button.isEnabled()
+    assert "has no checkpoint yet" in panel.serve_button.toolTip()
+    panel.select_runs([str(runs_folder / "text")])
+    assert panel.serve_button.isEnabled()
+    entry = next(a for a in panel.context_menu().actions() if a.text() == "Serve…")
+    assert entry.isEnabled()
+    panel.select_runs([str(runs_folder / "text"), str(empty)])
+    assert not panel.serve_button.isEnabled()
+
+
+def test_serve_opens_one_dialog_per_set_of_runs_and_shows_it_again(qtbot, session, runs_folder,
+                                                                   monkeypatch):
+    panel = make_panel(qtbot, session)
+    panel.select_runs([str(runs_folder / "text"), str(runs_folder / "classify")])
+    panel.serve_button.click()
+    (dialog,) = panel.serve_dialogs.values()
+    assert dialog.isVisible() and not dialog.isModal()
+    assert sorted(run.model for run in dialog.served) == ["classify", "text"]
+    dialog.close()
+    panel.serve_button.click()
+    assert list(panel.serve_dialogs.values()) == [dialog] and dialog.isVisible()
+    panel.select_runs([str(runs_folder / "pairs")])
+    panel.serve_button.click()
+    assert len(panel.serve_dialogs) == 2
+
+
+def test_a_run_that_cannot_be_read_is_said_in_a_dialog(qtbot, session, runs_folder, monkeypatch):
+    panel = make_panel(qtbot, session)
+    panel.select_runs([str(runs_folder / "text")])
+    (runs_folder / "text" / "config.json").write_text("{not json", encoding="utf-8")
+    warned = []
+    monkeypatch.setattr(runs_panel_module, "warn", lambda parent, title, text: warned.append(text))
+    panel.serve_selected()
+    assert warned and "config.json" in warned[0] and not panel.serve_dialogs
+
+
+def test_the_server_command_names_the_runs_and_keeps_the_key_off_it(runs_folder):
+    command = serve_dialog.server_command([str(runs_folder / "text")], "127.0.0.1", 0, "cpu")
+    assert command[1:] == ["-m", "studio", "serve", str(runs_folder / "text"), "--host",
+                           "127.0.0.1", "--port", "0", "--device", "cpu"]
+    assert "--device" not in serve_dialog.server_command(["r"], "127.0.0.1", 0, "auto")
