@@ -173,12 +173,56 @@ def _parser() -> argparse.ArgumentParser:
                    help="LoRA runs: write base + adapters as one plain run that needs no base")
     x.add_argument("--checkpoint", default="best", help="with --merge: which checkpoint (default best)")
 
+    _add_serve_parser(sub)
+
     sub.add_parser("gui", help="open the studio window (also: `studio` with no command)")
 
     ctl = sub.add_parser("control", help="pause, resume or stop a run that is training")
     ctl.add_argument("run")
     ctl.add_argument("action", choices=("pause", "resume", "stop"))
     return p
+
+
+def _add_serve_parser(sub) -> None:
+    from studio.serve import API_KEY_VARIABLE, ServeSettings
+    default = ServeSettings()
+    s = sub.add_parser(
+        "serve", help="serve runs over an OpenAI-compatible HTTP API (completions, chat, "
+                      "images, video, classify)",
+        description="Serve the runs named over HTTP as the OpenAI API does: /v1/completions and "
+                    "/v1/chat/completions (text), /v1/images/generations, "
+                    "/v1/videos/generations, /v1/classify, /v1/models, /health and /metrics. "
+                    "The official `openai` client works against http://HOST:PORT/v1; a model's "
+                    "id is its run folder's name. All runs load before the server listens; "
+                    "then it prints `serving on URL (models: ...)` on stdout.")
+    s.add_argument("runs", nargs="+", metavar="RUN", help="run folders to serve")
+    s.add_argument("--host", default=default.host,
+                   help=f"address to listen on (default {default.host}: this machine only); any "
+                        f"other needs an API key")
+    s.add_argument("--port", type=int, default=default.port,
+                   help=f"port (default {default.port}; 0: a free one)")
+    s.add_argument("--api-key", metavar="KEY",
+                   help=f"the key every request must send (Authorization: Bearer KEY); better "
+                        f"the environment variable {API_KEY_VARIABLE}, which `ps` does not show")
+    s.add_argument("--checkpoint", help="latest (default), best, a name or a step")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--max-batch", type=int, default=default.max_batch,
+                   help=f"texts decoded together, or image/video/classify requests sampled "
+                        f"together (default {default.max_batch}; 1: no batching)")
+    s.add_argument("--queue", type=int, default=default.queue,
+                   help=f"requests that may wait per model; more are answered 429 (default "
+                        f"{default.queue})")
+    s.add_argument("--timeout", type=float, default=default.timeout,
+                   help=f"seconds a request may take, waiting included (default {default.timeout:g})")
+    s.add_argument("--max-tokens", type=int, default=default.max_tokens,
+                   help=f"the most max_tokens a request may ask for (default {default.max_tokens})")
+    s.add_argument("--max-n", type=int, default=default.max_n,
+                   help=f"the most choices, images or clips a request may ask for (default "
+                        f"{default.max_n})")
+    s.add_argument("--max-frames", type=int, default=default.max_frames,
+                   help=f"the most frames a clip may have (default {default.max_frames})")
+    s.add_argument("--max-body", type=int, default=default.max_body, metavar="BYTES",
+                   help=f"the largest request body (default {default.max_body:,})")
 
 
 def _print_table(rows: list[dict], columns: list[str]) -> None:
@@ -522,6 +566,18 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    from studio.serve import API_KEY_VARIABLE, ServeSettings
+    from studio.serve.server import serve
+    settings = ServeSettings(
+        host=args.host, port=args.port,
+        api_key=args.api_key if args.api_key is not None else os.environ.get(API_KEY_VARIABLE),
+        max_batch=args.max_batch, queue=args.queue, timeout=args.timeout,
+        max_tokens=args.max_tokens, max_n=args.max_n, max_frames=args.max_frames,
+        max_body=args.max_body)
+    return serve(args.runs, settings, checkpoint=args.checkpoint, device=args.device)
+
+
 def _cmd_gui(args) -> int:
     problem = display_problem()
     if problem:
@@ -553,7 +609,8 @@ UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT
 
 COMMANDS = {"generators": _cmd_generators, "train": _cmd_train, "generate": _cmd_generate,
             "eval": _cmd_eval, "runs": _cmd_runs, "config": _cmd_config, "control": _cmd_control,
-            "demo": _cmd_demo, "gui": _cmd_gui, "plugin": _cmd_plugin, "export": _cmd_export}
+            "demo": _cmd_demo, "gui": _cmd_gui, "plugin": _cmd_plugin, "export": _cmd_export,
+            "serve": _cmd_serve}
 
 
 # Arguments that name files or folders: given as "" (an unset shell variable), each was taken
