@@ -30,8 +30,8 @@ from studio.errors import DataError, StudioError
 
 from generators.text import hf
 from generators.text.config import TextConfig, TextDeclarations, TextSampleConfig  # noqa: F401
-from generators.text.data import (BUILTIN, detect_format, empty_responses_note, mixed_formats_note,
-                                  read_corpus, read_pairs, token_cache)
+from generators.text.data import (BUILTIN, chat_turns, detect_format, empty_responses_note,
+                                  mixed_formats_note, read_corpus, read_pairs, token_cache)
 from generators.text.explain import in_eval_mode
 from generators.text.model import GPT, GPTShape, generate, window
 from generators.text.sampling import choose
@@ -421,8 +421,13 @@ class TextGenerator(TextDeclarations):
                 "val_bits_per_byte": nats / math.log(2) / max(n_bytes, 1), "val_tokens": int(tokens)}
 
     # --- sampling ------------------------------------------------------------------------------
-    def _prompt_ids(self, prompt: str | None) -> list[int]:
+    def _prompt_ids(self, prompt: str | dict | None) -> list[int]:
         tk = self.tokenizer
+        if isinstance(prompt, dict):
+            return self._chat_ids(prompt)
+        if prompt is not None and not isinstance(prompt, str):
+            raise StudioError(f"a prompt is text (or, for a run trained on prompt/response pairs, "
+                              f"a chat {{\"messages\": [...]}}), not {type(prompt).__name__}.")
         if self.format == "pairs":
             return [tk.special_id(PROMPT), *tk.encode(prompt or "").tolist(), tk.special_id(RESPONSE)]
         ids = tk.encode("\n" if prompt is None else prompt).tolist()
@@ -430,6 +435,28 @@ class TextGenerator(TextDeclarations):
             return ids
         start = tk.special_id(END_OF_TEXT) if tk.kind == "bpe" else None
         return [start if start is not None else tk.encode("\n").tolist()[0]]
+
+    def _chat_ids(self, prompt: dict) -> list[int]:
+        """A chat prompt {"messages": [{"role", "content"}, ...]} as training encodes a chat
+        example (data.chat_turns, encode_example): the finished turns, then the system and user
+        messages after the last assistant message as the prompt of the turn to answer, up to
+        its <|response|>."""
+        if self.format != "pairs":
+            raise StudioError("this run continues plain text: it was not trained on "
+                              "prompt/response pairs or chats, so it cannot answer chat messages. "
+                              "Send a plain text prompt (completions) instead.")
+        if "messages" not in prompt:
+            raise StudioError(f"a chat prompt is {{\"messages\": [...]}}; this one has "
+                              f"{', '.join(map(repr, prompt)) or 'nothing'} instead.")
+        try:
+            turns, pending = chat_turns(prompt["messages"], "the chat prompt")
+        except ValueError as exc:
+            raise StudioError(f"{exc}.") from None
+        if not pending:
+            raise StudioError("the chat prompt ends with an assistant message, so there is "
+                              "nothing to answer: end it with a user message.")
+        ids, _ = self.encode_example([*turns, ("\n".join(pending), "")])
+        return ids[:-1].tolist()  # the last response is the model's to write: no <|end|> yet
 
     def _answer_room(self) -> int:
         """Tokens a pairs prompt leaves free for the answer when it is cut to fit."""
@@ -446,8 +473,34 @@ class TextGenerator(TextDeclarations):
             return ids, 0
         room_for_prompt = max(0, self.config.block_size - self._answer_room() - 2)
         if len(ids) - 2 > room_for_prompt:
-            ids = [ids[0], *(ids[-1 - room_for_prompt:-1] if room_for_prompt else []), ids[-1]]
+            kept = ids[-1 - room_for_prompt:-1] if room_for_prompt else []
+            # A chat cut on a turn's start opens with that turn's <|prompt|>, as training's
+            # windows do (never two of them).
+            ids = [*kept, ids[-1]] if kept[:1] == ids[:1] else [ids[0], *kept, ids[-1]]
         return ids, 1
+
+    def _framing(self) -> tuple[int | None, list[int]]:
+        """The token that ends an answer (<|end|> in a pairs run, None for plain text) and the
+        framing tokens never generated (all the others)."""
+        end_id = self.tokenizer.special_id(END) if self.format == "pairs" else None
+        specials = (self.tokenizer.special_id(t) for t in (PROMPT, RESPONSE, END))
+        return end_id, [i for i in specials if i is not None and i != end_id]
+
+    def _decoding_precision(self, device: torch.device):
+        """Decoding runs a token at a time: on a CPU its matmuls are too small for bf16 to pay
+        (a 0.8M-parameter model decoded 0.56x as fast under bf16 autocast as in fp32 at batch
+        1, 0.76x at batch 8, AMD EPYC with AVX512-BF16), so there it stays in fp32 even where
+        training takes bf16."""
+        return self.autocast() if device.type != "cpu" else contextlib.nullcontext()
+
+    def open_decoder(self, max_rows: int):
+        """Continuous batching (batching.TextDecoder): samples join and leave between steps,
+        one forward pass a step for all of them. A classify or tag run answers whole texts at
+        once: it has no decoder (None)."""
+        if self.task is not None:
+            return None
+        from generators.text.batching import TextDecoder
+        return TextDecoder(self, max_rows)
 
     ALTERNATIVES = 5  # the likeliest tokens an explained sample lists at each step
 
@@ -465,10 +518,7 @@ class TextGenerator(TextDeclarations):
         x = torch.tensor([ids] * n, dtype=torch.long, device=device)
         rng = torch.Generator(device=device).manual_seed(seed)
         vocab = self.tokenizer.vocab_size
-        end_id = self.tokenizer.special_id(END) if self.format == "pairs" else None
-        # Framing tokens are never generated, except <|end|> that closes an answer.
-        specials = (self.tokenizer.special_id(t) for t in (PROMPT, RESPONSE, END))
-        banned = [i for i in specials if i is not None and i != end_id]
+        end_id, banned = self._framing()
         rows = [_RowText(params.stop) for _ in range(n)]
 
         step_records: list[dict] = []
@@ -483,12 +533,7 @@ class TextGenerator(TextDeclarations):
                 step_records[:] = self._explain_step(logits, chosen)
             return chosen
 
-        # Decoding runs a token at a time: on a CPU its matmuls are too small for bf16 to pay
-        # (a 0.8M-parameter model decoded 0.56x as fast under bf16 autocast as in fp32 at batch
-        # 1, 0.76x at batch 8, AMD EPYC with AVX512-BF16), so there it stays in fp32 even where
-        # training takes bf16.
-        decoding_precision = self.autocast() if device.type != "cpu" else contextlib.nullcontext()
-        with decoding_precision:
+        with self._decoding_precision(device):
             for new in generate(self.model, x, params.max_new_tokens, pick, use_cache, pinned):
                 pieces = []
                 for i, (row, token) in enumerate(zip(rows, new[:, 0].tolist())):

@@ -224,20 +224,7 @@ def parse_example(obj, where: str) -> list[tuple[str, str]]:
     if not isinstance(obj, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     if "messages" in obj:
-        messages = obj["messages"]
-        if not isinstance(messages, list) or not messages:
-            raise ValueError(f"{where}: 'messages' must be a non-empty list")
-        turns, pending = [], []
-        for i, m in enumerate(messages):
-            if not isinstance(m, dict) or not isinstance(m.get("content"), str) or \
-                    m.get("role") not in ("system", "user", "assistant"):
-                raise ValueError(f"{where}: message {i + 1} needs a role (system, user or "
-                                 f"assistant) and a text content")
-            if m["role"] == "assistant":
-                turns.append(("\n".join(pending), m["content"]))
-                pending = []
-            else:
-                pending.append(m["content"])
+        turns, _ = chat_turns(obj["messages"], where)
         if not turns:
             raise ValueError(f"{where}: no assistant message to learn from")
         return turns
@@ -246,6 +233,26 @@ def parse_example(obj, where: str) -> list[tuple[str, str]]:
         raise ValueError(f"{where}: missing text field(s) {', '.join(repr(k) for k in missing)} "
                          f"(write {{\"prompt\": ..., \"response\": ...}} or a chat 'messages' list)")
     return [(obj["prompt"], obj["response"])]
+
+
+def chat_turns(messages, where: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """A chat 'messages' list -> (its turns [(prompt, response), ...], the system and user
+    messages after the last assistant message). Training learns the turns and leaves the rest;
+    a chat prompt asks the model to answer the rest. ValueError naming what is wrong."""
+    if not isinstance(messages, list) or not messages:
+        raise ValueError(f"{where}: 'messages' must be a non-empty list")
+    turns, pending = [], []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or \
+                m.get("role") not in ("system", "user", "assistant"):
+            raise ValueError(f"{where}: message {i + 1} needs a role (system, user or "
+                             f"assistant) and a text content")
+        if m["role"] == "assistant":
+            turns.append(("\n".join(pending), m["content"]))
+            pending = []
+        else:
+            pending.append(m["content"])
+    return turns, pending
 
 
 def read_pairs(source: str) -> tuple[list[list[tuple[str, str]]], list[str], list[tuple[str, str]]]:

@@ -48,6 +48,99 @@ class KVCache:
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
 
+
+class SlotCache:
+    """Keys and values of up to `rows` sequences side by side, for continuous batching: a slot
+    per sequence (rows, nh, max_len, hs per layer), each with its own length. A sequence is
+    prefilled alone into its slot (`prefill`, a KVCache for one row); `step` then reads one
+    new token of several rows at once, each at its own position and seeing only its own keys."""
+
+    def __init__(self, rows: int, max_len: int):
+        self.rows, self.max_len = rows, max_len
+        self.lengths = [0] * rows  # tokens held per slot
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+
+    def layer(self, layer: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The slots of one layer, allocated on first use in the dtype and device of `like`
+        (under autocast that is the autocast dtype)."""
+        if layer == len(self.keys):
+            _, nh, _, hs = like.shape
+            self.keys.append(like.new_zeros(self.rows, nh, self.max_len, hs))
+            self.values.append(like.new_zeros(self.rows, nh, self.max_len, hs))
+        return self.keys[layer], self.values[layer]
+
+    def prefill(self, row: int) -> "SlotPrefill":
+        """A cache for a forward of one row's tokens (B=1) that fills its slot from the start."""
+        self.lengths[row] = 0
+        return SlotPrefill(self, row)
+
+    def free(self, row: int) -> None:
+        self.lengths[row] = 0
+
+    def step(self, rows: list[int], device: torch.device) -> "SlotStep":
+        return SlotStep(self, rows, device)
+
+
+class SlotPrefill:
+    """KVCache's interface over one slot of a SlotCache: a forward with it computes exactly
+    what a forward with a fresh KVCache(max_len) of batch 1 does (the same shapes and strides),
+    so a row's prefill gives the logits an unbatched decode gives."""
+
+    def __init__(self, slots: SlotCache, row: int):
+        self.slots, self.row, self.length = slots, row, 0
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        keys, values = self.slots.layer(layer, k)
+        row, end = slice(self.row, self.row + 1), self.length + k.size(2)
+        keys[row, :, self.length:end] = k
+        values[row, :, self.length:end] = v
+        self.slots.lengths[self.row] = end
+        return keys[row, :, :end], values[row, :, :end]
+
+
+class SlotStep:
+    """One new token for each of `rows` (R of the slots), read by one forward
+    (GPT.decode_rows): each row's token sits at that row's own position and attends to its
+    own keys only. Only these rows are read, so a mostly empty SlotCache costs what its
+    active rows cost."""
+
+    def __init__(self, slots: SlotCache, rows: list[int], device: torch.device):
+        self.slots = slots
+        self.rows = rows
+        lengths = [slots.lengths[r] for r in rows]
+        if max(lengths) + 1 > slots.max_len:
+            raise ValueError(f"a row of {max(lengths)} tokens has no room for one more in the "
+                             f"block ({slots.max_len})")
+        self.span = max(lengths) + 1  # keys read: up to the longest row's new token
+        self.index = torch.tensor(rows, dtype=torch.long, device=device)
+        self.write_at = torch.tensor(lengths, dtype=torch.long, device=device)
+        self.positions = self.write_at[:, None]  # (R, 1) position ids of the new tokens
+        # Rows side by side in their slots are read as a view (no copy), as KVCache is.
+        self.adjacent = rows == list(range(rows[0], rows[0] + len(rows)))
+        if len(set(lengths)) == 1:
+            self.mask = None  # every row sees all `span` keys: attention needs no mask
+        else:  # (R, 1, 1, span): True where a key is one of the row's own
+            seen = torch.arange(self.span, device=device)[None, :] <= self.write_at[:, None]
+            self.mask = seen[:, None, None, :]
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Store the rows' new k, v (R, nh, 1, hs) in their slots; attention of q (R, nh, 1, hs)
+        over each row's keys so far."""
+        keys, values = self.slots.layer(layer, k)
+        keys[self.index, :, self.write_at] = k[:, :, 0]  # (R, nh, hs) at each row's length
+        values[self.index, :, self.write_at] = v[:, :, 0]
+        if self.adjacent:
+            rows = slice(self.rows[0], self.rows[0] + len(self.rows))
+            k, v = keys[rows, :, :self.span], values[rows, :, :self.span]
+        else:
+            k, v = keys[self.index, :, :self.span], values[self.index, :, :self.span]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask)
+
+    def advance(self) -> None:
+        for row in self.rows:
+            self.slots.lengths[row] += 1
+
 # Up to this many tokens, bf16 attention on a CPU runs faster as plain matmuls and a softmax
 # than through scaled_dot_product_attention, whose CPU flash kernel is slow in bf16 (forward and
 # backward, microbenchmark on a 2-core AMD EPYC with AVX512-BF16, torch 2.14): 3.5x at
@@ -72,10 +165,14 @@ class CausalSelfAttention(nn.Module):
         self.n_head = shape.n_head
         self.dropout = shape.dropout
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | SlotStep | None = None,
+                layer: int = 0) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (B, nh, T, hs)
+        if isinstance(cache, SlotStep):  # continuous batching: rows of different lengths
+            y = cache.attend(layer, q, k, v).transpose(1, 2).contiguous().view(B, T, C)
+            return self.resid_dropout(self.c_proj(y))
         past = cache.length if cache is not None else 0
         if cache is not None:
             k, v = cache.append(layer, k, v)  # (B, nh, past + T, hs)
@@ -143,7 +240,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(shape.n_embd, bias=shape.bias)
         self.mlp = MLP(shape)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | SlotStep | None = None,
+                layer: int = 0) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), cache, layer)
         return x + self.mlp(self.ln_2(x))
 
@@ -211,6 +309,16 @@ class GPT(nn.Module):
             w = loss_weights.reshape(-1).to(per_token.dtype)
             loss = (per_token * w).sum() / w.sum().clamp_min(1)
         return logits, loss
+
+    def decode_rows(self, idx: torch.Tensor, step: SlotStep) -> torch.Tensor:
+        """idx (R, 1): the next token of each of step's rows -> logits (R, vocab) of the token
+        after it. Each row continues its own slot (its own positions and keys): what
+        forward(idx, cache=...) does for one cached sequence, for R of them in one pass."""
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(step.positions))
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, step, i)
+        step.advance()
+        return self.lm_head(self.transformer.ln_f(x))[:, -1, :]
 
     def flops_per_token(self) -> float:
         """Training FLOPs per token (forward + backward), as in the PaLM appendix B."""
