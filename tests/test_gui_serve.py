@@ -6,10 +6,15 @@ module; the built-in image and video demo runs are read, never written.
 """
 
 import json
+import os
 import shlex
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 
+import httpx
 import pytest
 
 from studio import api
@@ -139,7 +144,7 @@ def test_several_runs_show_the_examples_of_the_one_chosen(qtbot, session, runs_f
     assert "text, pairs" in dialog.windowTitle()
 
 
-# --- who can reach it, its port and key -------------------------------------------------------------
+# --- who can reach it, its port and key --------------------------------------------------------
 
 def test_the_local_network_always_uses_the_key(qtbot, session, runs_folder):
     dialog = make_dialog(qtbot, session, runs_folder / "text")
@@ -183,7 +188,36 @@ def test_port_zero_means_any_free_port(qtbot, session, runs_folder):
     assert dialog.port_spin.text() == "any free port" and dialog.port_note.text() == ""
 
 
-# --- the Runs tab's action ----------------------------------------------------------------------------
+def test_the_notes_follow_the_theme(qtbot, session, runs_folder):
+    from studio.gui import theme
+    dialog = make_dialog(qtbot, session, runs_folder / "text")
+    try:
+        session.theme_changed.emit(theme.apply_theme("dark"))
+        assert serve_dialog.COLORS["dark"]["problem"] in dialog.port_note.styleSheet()
+    finally:
+        session.theme_changed.emit(theme.apply_theme("light"))
+    assert serve_dialog.COLORS["light"]["problem"] in dialog.port_note.styleSheet()
+
+
+def test_the_log_keeps_the_last_lines_and_the_last_words_without_a_line_end(qtbot, session,
+                                                                           runs_folder,
+                                                                           monkeypatch):
+    chatty = ("import sys\n"
+              "for i in range(3000): print(f'line {i}', file=sys.stderr)\n"
+              "print('error: the last words', end='', file=sys.stderr)\n"
+              "sys.exit(2)\n")
+    monkeypatch.setattr(serve_dialog, "server_command",
+                        lambda *_: [sys.executable, "-c", chatty])
+    dialog = make_dialog(qtbot, session, runs_folder / "text")
+    dialog.start()
+    qtbot.waitUntil(lambda: not dialog.running, timeout=SERVER_WAIT_MS)
+    log = dialog.log_view.toPlainText().splitlines()
+    assert len(log) == serve_dialog.LOG_LINES
+    assert log[-2:] == ["line 2999", "error: the last words"]
+    assert dialog.status() == "Could not start: the last words"
+
+
+# --- the Runs tab's action ---------------------------------------------------------------------
 
 def make_panel(qtbot, session):
     panel = RunsPanel(session)
@@ -240,3 +274,175 @@ def test_the_server_command_names_the_runs_and_keeps_the_key_off_it(runs_folder)
     assert command[1:] == ["-m", "studio", "serve", str(runs_folder / "text"), "--host",
                            "127.0.0.1", "--port", "0", "--device", "cpu"]
     assert "--device" not in serve_dialog.server_command(["r"], "127.0.0.1", 0, "auto")
+
+
+# --- the real server ------------------------------------------------------------------------------
+# Loading torch and the models on a busy 2-core machine is slow: the waits are generous, and
+# nothing here is timed.
+SERVER_WAIT_MS = 240_000
+
+
+def start_and_wait(qtbot, dialog) -> None:
+    dialog.start()
+    qtbot.waitUntil(lambda: dialog.url is not None or not dialog.running, timeout=SERVER_WAIT_MS)
+    assert dialog.url is not None, f"{dialog.status()}\n{dialog.log_view.toPlainText()}"
+
+
+def process_gone(pid: int) -> bool:
+    """Whether no process has this id (QProcess reaps its child, so none lingers as a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def send_like_curl(command: str) -> httpx.Response:
+    request = curl_request(command)
+    headers = dict(header.split(": ", 1) for header in request["headers"])
+    if request["body"] is None:
+        return httpx.get(request["url"], headers=headers, timeout=SERVER_WAIT_MS / 1000)
+    return httpx.post(request["url"], headers=headers, json=request["body"],
+                      timeout=SERVER_WAIT_MS / 1000)
+
+
+def test_one_server_for_several_runs_answers_its_examples_and_stop_ends_it(qtbot, session,
+                                                                           runs_folder, tmp_path):
+    dialog = make_dialog(qtbot, session, *(runs_folder / name for name in ("text", "pairs",
+                                                                          "classify")))
+    dialog.port_spin.setValue(0)
+    start_and_wait(qtbot, dialog)
+    url, key = dialog.url, dialog.key()
+    port = serve_dialog.url_port(url)
+    assert url == f"http://127.0.0.1:{port}/v1" and dialog.url_edit.text() == url
+    assert dialog.status() == f"Serving on {url} (port {port}: a free one the system picked)"
+    assert dialog.stop_button.isEnabled() and not dialog.start_button.isEnabled()
+    assert not dialog.port_spin.isEnabled() and not dialog.new_key_button.isEnabled()
+
+    models = httpx.get(f"{url}/models", headers={"Authorization": f"Bearer {key}"}).json()
+    assert sorted(model["id"] for model in models["data"]) == ["classify", "pairs", "text"]
+    assert httpx.get(f"{url}/models").status_code == 401  # the key is required
+
+    for index, (model, endpoint) in enumerate((("text", "/completions"),
+                                               ("pairs", "/chat/completions"),
+                                               ("classify", "/classify"))):
+        dialog.example_model.setCurrentIndex(index)
+        curl, program = dialog.curl_view.toPlainText(), dialog.python_view.toPlainText()
+        for example in (curl, program):
+            assert url in example and key in example and model in example
+        answer = send_like_curl(curl)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model"] == model and endpoint in curl
+        ran = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                             cwd=tmp_path, timeout=SERVER_WAIT_MS / 1000)
+        assert ran.returncode == 0, f"the {model} example failed:\n{program}\n{ran.stderr}"
+        assert ran.stdout.strip()
+
+    pid = dialog.server_pid()
+    dialog.stop_button.click()
+    qtbot.waitUntil(lambda: not dialog.running, timeout=SERVER_WAIT_MS)
+    assert dialog.status() == "Stopped." and process_gone(pid)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/health")
+    assert dialog.start_button.isEnabled() and dialog.start_button.text() == "Start again"
+    assert dialog.curl_view.toPlainText() == ""  # the examples named a server that is gone
+
+
+def test_the_image_and_video_examples_write_their_files(qtbot, session, tmp_path):
+    """On the built-in demo runs, which the server only reads."""
+    dialog = make_dialog(qtbot, session, DEMO_RUNS["image"], DEMO_RUNS["video"])
+    dialog.port_spin.setValue(0)
+    start_and_wait(qtbot, dialog)
+    for index, (model, written, starts) in enumerate((("image", "image.png", b"\x89PNG"),
+                                                      ("video", "video.mp4", b"ftyp"))):
+        dialog.example_model.setCurrentIndex(index)
+        for example in ("curl", "python"):
+            folder = tmp_path / f"{model}-{example}"
+            folder.mkdir()
+            if example == "curl":  # what the curl line sends, then its pipe into python3
+                answer = send_like_curl(dialog.curl_view.toPlainText())
+                assert answer.status_code == 200, answer.text
+                script = shlex.split(dialog.curl_view.toPlainText().split(" | ")[1])[2]
+                ran = subprocess.run([sys.executable, "-c", script], input=answer.text,
+                                     capture_output=True, text=True, cwd=folder, timeout=60)
+            else:
+                ran = subprocess.run([sys.executable, "-c", dialog.python_view.toPlainText()],
+                                     capture_output=True, text=True, cwd=folder,
+                                     timeout=SERVER_WAIT_MS / 1000)
+            assert ran.returncode == 0, f"the {model} {example} example failed:\n{ran.stderr}"
+            assert starts in (folder / written).read_bytes()[:16]
+
+
+def test_a_run_that_cannot_load_shows_the_servers_error_and_nothing_runs_on(qtbot, session,
+                                                                            runs_folder):
+    broken = runs_folder / "broken"
+    shutil.copytree(runs_folder / "text", broken)
+    for _, folder in RunDir(broken).step_folders():
+        (folder / "model.safetensors").write_bytes(b"not weights")
+    dialog = make_dialog(qtbot, session, broken)
+    dialog.port_spin.setValue(0)
+    dialog.start()
+    assert dialog.status().startswith("Starting…")
+    qtbot.waitUntil(lambda: not dialog.running, timeout=SERVER_WAIT_MS)
+    assert dialog.url is None and dialog.error_line, dialog.log_view.toPlainText()
+    assert dialog.status() == f"Could not start: {dialog.error_line}"
+    assert f"error: {dialog.error_line}" in dialog.log_view.toPlainText()
+    assert dialog.server.exitCode() == 2
+    assert dialog.start_button.isEnabled() and not dialog.stop_button.isEnabled()
+
+
+def test_a_taken_port_fails_to_start_then_the_free_port_offered_serves(qtbot, session,
+                                                                       runs_folder):
+    dialog = make_dialog(qtbot, session, runs_folder / "text")
+    with socket.socket() as other_program:
+        other_program.bind(("127.0.0.1", 0))
+        other_program.listen()
+        taken = other_program.getsockname()[1]
+        dialog.port_spin.setValue(taken)
+        dialog.start()  # started anyway, despite the note
+        qtbot.waitUntil(lambda: not dialog.running, timeout=SERVER_WAIT_MS)
+        assert dialog.status().startswith(f"Could not start: cannot listen on 127.0.0.1:{taken}")
+        assert "Pick another port" in dialog.status() and "--" not in dialog.status()
+        assert dialog.port_note.text() == f"Port {taken} is taken by another program."
+        offered = dialog.free_port_button.text()
+        dialog.free_port_button.click()
+        start_and_wait(qtbot, dialog)
+    assert dialog.url == f"http://127.0.0.1:{offered.rsplit(' ', 1)[1]}/v1"
+
+
+def test_a_server_that_dies_says_so_and_closing_the_dialog_stops_the_next(qtbot, session,
+                                                                          runs_folder):
+    dialog = make_dialog(qtbot, session, runs_folder / "text")
+    dialog.port_spin.setValue(0)
+    start_and_wait(qtbot, dialog)
+    os.kill(dialog.server_pid(), signal.SIGKILL)  # as the out-of-memory killer would
+    qtbot.waitUntil(lambda: not dialog.running, timeout=SERVER_WAIT_MS)
+    assert dialog.status().startswith("The server stopped by itself: it crashed or was killed")
+    assert dialog.url_edit.text() == "" and dialog.start_button.isEnabled()
+
+    dialog.show()  # closing is what a user does to a dialog on the screen
+    start_and_wait(qtbot, dialog)
+    pid = dialog.server_pid()
+    dialog.close()
+    assert not dialog.isVisible()
+    qtbot.waitUntil(lambda: not dialog.running, timeout=SERVER_WAIT_MS)
+    assert dialog.status() == "Stopped." and process_gone(pid)
+
+
+def test_closing_the_window_stops_every_server_it_started(qtbot, session, runs_folder):
+    from studio.gui.window import MainWindow
+    window = MainWindow(session)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.runs_panel is not None, timeout=SERVER_WAIT_MS)
+    panel = window.runs_panel
+    pids = []
+    for name in ("text", "classify"):
+        panel.select_runs([str(runs_folder / name)])
+        panel.serve_button.click()
+        dialog = panel.serve_dialogs[frozenset([str(runs_folder / name)])]
+        dialog.port_spin.setValue(0)
+        start_and_wait(qtbot, dialog)
+        pids.append(dialog.server_pid())
+    window.close()
+    assert all(process_gone(pid) for pid in pids)

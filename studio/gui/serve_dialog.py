@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import secrets
 import shlex
 import socket
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QFor
                                QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton,
                                QRadioButton, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
+from studio.gui import theme
 from studio.gui.trainer import _yield_to_the_window
 from studio.runstore import RunDir, read_json
 
@@ -40,8 +42,10 @@ LOG_LINES = 500  # the server's log keeps its last lines only: it can run for da
 LONGEST_LINE = 64 * 1024  # a line without an end this long is shown as it is
 STOP_GRACE_MS = 5000  # how long a server told to stop may take to finish before it is killed
 CLOSE_GRACE_MS = 3000  # the same when the window closes: it waits for the server, so less
-PROBLEM_COLOR = "#c62828"  # the colours the Runs tab's statuses use, readable on both themes
-SERVING_COLOR = "#2e7d32"
+# A problem and a server that answers, in the Runs tab's status colours on the light theme,
+# lighter on the dark one (where those dark tones can hardly be read).
+COLORS = {"light": {"problem": "#c62828", "serving": "#2e7d32"},
+          "dark": {"problem": "#ef5350", "serving": "#66bb6a"}}
 
 # What each kind of run answers, in the words of the dialog.
 KIND_WORDS = {
@@ -50,7 +54,7 @@ KIND_WORDS = {
             "prompt/response pairs",
     "images": "image generation (POST /v1/images/generations)",
     "videos": "video generation (POST /v1/videos/generations)",
-    "classify": "classification (POST /v1/classify)",
+    "classify": "classification or tagging (POST /v1/classify)",
 }
 COMPLETION_PROMPT = "Once upon a time"
 CHAT_MESSAGE = "Hello! Can you help me?"
@@ -144,10 +148,10 @@ def curl_example(run: ServedRun, url: str, key: str | None) -> str:
         "chat": ("/chat/completions", {"model": run.model, "max_tokens": 64,
                                        "messages": [{"role": "user", "content": CHAT_MESSAGE}]},
                  ""),
-        "images": ("/images/generations", {"model": run.model, "n": 1, "seed": 0,
+        "images": ("/images/generations", {"model": run.model, "prompt": "", "n": 1, "seed": 0,
                                            "response_format": "b64_json"},
                    _save_first_b64("image.png")),
-        "videos": ("/videos/generations", {"model": run.model, "n": 1, "seed": 0,
+        "videos": ("/videos/generations", {"model": run.model, "prompt": "", "n": 1, "seed": 0,
                                            "format": "mp4", "response_format": "b64_json"},
                    _save_first_b64("video.mp4")),
         "classify": ("/classify", {"model": run.model, "input": CLASSIFY_INPUT}, ""),
@@ -184,13 +188,15 @@ def python_example(run: ServedRun, url: str, key: str | None) -> str:
                        f"print(answer.choices[0].message.content)\n")
     if run.kind == "images":
         return "import base64\n" + head + (
-            f"result = client.images.generate(model={model}, n=1, response_format='b64_json')\n"
+            f"# prompt: a class name of the run, or '' for its classes in turn\n"
+            f"result = client.images.generate(model={model}, prompt='', n=1,\n"
+            f"                                response_format='b64_json')\n"
             f"with open('image.png', 'wb') as f:\n"
             f"    f.write(base64.b64decode(result.data[0].b64_json))\n")
     if run.kind == "videos":  # no such call in the package: its generic post reaches it
         return "import base64\n" + head + (
             f"result = client.post('/videos/generations', cast_to=object, body={{\n"
-            f"    'model': {model}, 'n': 1, 'seed': 0, 'format': 'mp4',\n"
+            f"    'model': {model}, 'prompt': '', 'n': 1, 'seed': 0, 'format': 'mp4',\n"
             f"    'response_format': 'b64_json'}})\n"
             f"with open('video.mp4', 'wb') as f:\n"
             f"    f.write(base64.b64decode(result['data'][0]['b64_json']))\n")
@@ -199,6 +205,22 @@ def python_example(run: ServedRun, url: str, key: str | None) -> str:
                        f"    'model': {model}, 'input': {CLASSIFY_INPUT!r}}})\n"
                        f"print(answer)\n")
     return head + "print([model.id for model in client.models.list()])\n"
+
+
+# The server's advice names its flags; here they are the dialog's controls. Most specific first.
+_FLAGS_IN_DIALOG_WORDS = [(re.compile(pattern), words) for pattern, words in [
+    (r"\(--port 0 takes a free one\)", "(“any free port” takes one that no program uses)"),
+    (r" or --host\b", ""),  # the other choice there is, who can reach it, changes no port
+    (r"--port\b", "port"),
+    (r"--host (\S+)", r"\1"),
+]]
+
+
+def in_dialog_words(message: str) -> str:
+    """A line of the server's with its command-line advice turned into the dialog's controls."""
+    for pattern, words in _FLAGS_IN_DIALOG_WORDS:
+        message = pattern.sub(words, message)
+    return message
 
 
 def server_command(paths: list[str], host: str, port: int, device: str) -> list[str]:
@@ -238,6 +260,8 @@ class ServeDialog(QDialog):
         self.stopping = False  # Stop (or closing) asked it to end: its end is no failure
         self.last_line = ""  # the server's last stderr line: why it ended, when it did
         self.error_line = ""  # its last `error: ...` line, the one it fails to start with
+        self.status_tone: str | None = None  # how the status line is coloured
+        self.offered_port = 0  # the free port the button offers when the one chosen is taken
         self._stdout_rest = self._stderr_rest = b""  # output after the last line end
         self.kill_timer = QTimer(self)
         self.kill_timer.setSingleShot(True)
@@ -270,7 +294,6 @@ class ServeDialog(QDialog):
         self.port_spin.setToolTip("The TCP port the server listens on; 0 lets the system pick "
                                   "a free one (the address below then shows it)")
         self.port_note = QLabel()
-        self.port_note.setStyleSheet(f"color: {PROBLEM_COLOR};")
         self.port_note.setWordWrap(True)
         self.free_port_button = QPushButton()
         self.free_port_button.setToolTip("Use a port no program listens on now")
@@ -282,6 +305,7 @@ class ServeDialog(QDialog):
 
         self.key_edit = QLineEdit(new_key())
         self.key_edit.setReadOnly(True)
+        self.key_edit.setCursorPosition(0)
         self.key_edit.setFont(QFont("monospace"))
         self.key_edit.setToolTip("Clients send it as 'Authorization: Bearer KEY'")
         self.use_key = QCheckBox("Require the key")
@@ -294,7 +318,7 @@ class ServeDialog(QDialog):
         self.new_key_button = QPushButton("New key")
         self.new_key_button.setToolTip("Make a new random key (the old one stops working at the "
                                        "next Start)")
-        self.new_key_button.clicked.connect(lambda: self.key_edit.setText(new_key()))
+        self.new_key_button.clicked.connect(self._new_key)
         key_row = QHBoxLayout()
         key_row.addWidget(self.key_edit, 1)
         key_row.addWidget(self.copy_key_button)
@@ -356,6 +380,7 @@ class ServeDialog(QDialog):
         self.example_model.currentIndexChanged.connect(self._show_examples)
 
         self.log_view = code_view()
+        self.log_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)  # read, not copied
         self.log_view.setMaximumBlockCount(LOG_LINES)
         self.log_view.setPlaceholderText("The server's log")
 
@@ -373,6 +398,7 @@ class ServeDialog(QDialog):
         layout.addWidget(QLabel("Log"))
         layout.addWidget(self.log_view, 1)
 
+        session.theme_changed.connect(self._apply_colors)
         self.reach_group.buttonToggled.connect(lambda *_: self._update_controls())
         self.port_spin.valueChanged.connect(lambda *_: self._update_controls())
         self.use_key.toggled.connect(lambda *_: self._update_controls())
@@ -408,18 +434,32 @@ class ServeDialog(QDialog):
         self.port_note.setText(f"{problem[:1].upper()}{problem[1:]}." if problem else "")
         self.free_port_button.setVisible(problem is not None)
         if problem is not None:
-            self.free_port_button.setText(f"Use port {free_port(self.host())}")
+            self.offered_port = free_port(self.host())
+            self.free_port_button.setText(f"Use port {self.offered_port}")
+
+    def _new_key(self) -> None:
+        self.key_edit.setText(new_key())
+        self.key_edit.setCursorPosition(0)  # its start in view, as when the dialog opened
 
     def port_problem(self) -> str | None:
         port = self.port_spin.value()
         return None if port == 0 else port_problem(self.host(), port)
 
     def _use_free_port(self) -> None:
-        self.port_spin.setValue(int(self.free_port_button.text().rsplit(" ", 1)[-1]))
+        self.port_spin.setValue(self.offered_port)
 
-    def _set_status(self, text: str, color: str | None = None) -> None:
+    def _set_status(self, text: str, tone: str | None = None) -> None:
+        """The status line; `tone` "problem" or "serving" colours it."""
         self.status_label.setText(text)
-        self.status_label.setStyleSheet(f"color: {color};" if color else "")
+        self.status_tone = tone
+        self._apply_colors()
+
+    def _apply_colors(self, *_) -> None:
+        """The status and port notes in the colours of the theme now (also when it changes)."""
+        colors = COLORS[theme.current()]
+        tone = self.status_tone
+        self.status_label.setStyleSheet(f"color: {colors[tone]};" if tone else "")
+        self.port_note.setStyleSheet(f"color: {colors['problem']};")
 
     def status(self) -> str:
         return self.status_label.text()
@@ -542,7 +582,7 @@ class ServeDialog(QDialog):
         port = url_port(url)
         asked_any = self.port_spin.value() == 0
         picked = f" (port {port}: a free one the system picked)" if asked_any else ""
-        self._set_status(f"Serving on {url}{picked}", SERVING_COLOR)
+        self._set_status(f"Serving on {url}{picked}", "serving")
         if self.host() == LOCAL_NETWORK:
             self.network_note.setText(
                 f"From other computers, use this computer's network name or address instead of "
@@ -566,7 +606,7 @@ class ServeDialog(QDialog):
         self._show_examples()
         self._update_controls()  # before the message: it may offer the free port shown
         if self.error_line:
-            why = self.error_line
+            why = in_dialog_words(self.error_line)
         elif exit_status == QProcess.ExitStatus.CrashExit:
             why = "it crashed or was killed" + (f" (its last line: {self.last_line})"
                                                 if self.last_line else "")
@@ -574,22 +614,18 @@ class ServeDialog(QDialog):
             why = self.last_line or f"it ended with exit code {exit_code}"
         if self.stopping:
             self._set_status("Stopped.")
-        elif not was_serving:
-            port_note = (f" ({self.port_note.text().rstrip('.')}: "
-                         f"“{self.free_port_button.text()}” picks a free one)"
-                         if not self.free_port_button.isHidden() else "")
-            self._set_status(f"Could not start: {why}{port_note}. Start again once that is "
-                             f"fixed.", PROBLEM_COLOR)
+        elif not was_serving:  # a taken port is said beside the port, with a free one offered
+            self._set_status(f"Could not start: {why}", "problem")
         else:
             self._set_status(f"The server stopped by itself: {why}. Start again to restart it.",
-                             PROBLEM_COLOR)
+                             "problem")
 
     def _process_error(self, error: QProcess.ProcessError) -> None:
         # A server that started and then crashes says so through `finished`; only a process
         # that never started has no `finished` to come.
         if error == QProcess.ProcessError.FailedToStart:
             self._set_status(f"Could not start the server process: {self.server.errorString()}. "
-                             f"Is {sys.executable} still there?", PROBLEM_COLOR)
+                             f"Is {sys.executable} still there?", "problem")
             self._update_controls()
 
     def done(self, result: int) -> None:
