@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from studio.contract import DataReport, Sample
+from studio.contract import DataReport, Sample, SampleRequest
 from studio.errors import StudioError
 from studio.optim import fused_adamw
 
@@ -40,6 +40,7 @@ LONG_RUN_EVAL_IMAGES, LONG_RUN_FEATURE_STEPS = 2000, 600
 EVAL_SEED_BASE = 1_000_000  # evaluation draws seeds from here: never the seeds users look at
 CALIBRATION_SEED = 2**31 - 1
 CALIBRATION_IMAGES = 256  # latents that measure G_ema's BatchNorm statistics
+SERVE_BATCH = 64  # images per forward pass when several requests are answered together
 
 
 class ImageGenerator(ImageDeclarations):
@@ -282,6 +283,17 @@ class ImageGenerator(ImageDeclarations):
         return class_from(prompt, params.class_label, self.classes, "image")
 
     def sample(self, params: ImageSampleConfig, n: int = 1, seed: int = 0, prompt=None) -> list[Sample]:
+        latents, labels, metas = self._items(params, n, seed, prompt)
+        images = self.render(latents, labels)
+        if params.grid:
+            columns = params.frames if params.interpolate_to >= 0 else None
+            return [Sample("image", grid(images, columns), {"grid": metas})]
+        return [Sample("image", pixels, meta) for pixels, meta in zip(to_uint8(images), metas)]
+
+    def _items(self, params: ImageSampleConfig, n: int, seed: int,
+               prompt) -> tuple[torch.Tensor, torch.Tensor | None, list[dict]]:
+        """What `sample` renders: the latents (N, latent_dim), labels (N,) or None and the
+        meta of each image."""
         asked = self._class_from(prompt, params)
         dim = self.config.latent_dim
         if params.interpolate_to >= 0:
@@ -298,11 +310,34 @@ class ImageGenerator(ImageDeclarations):
         for i, meta in enumerate(metas):
             meta.update(truncation=params.truncation,
                         **({"class": self.classes[int(labels[i])]} if labels is not None else {}))
-        images = self.render(latents, labels)
-        if params.grid:
-            columns = params.frames if params.interpolate_to >= 0 else None
-            return [Sample("image", grid(images, columns), {"grid": metas})]
-        return [Sample("image", pixels, meta) for pixels, meta in zip(to_uint8(images), metas)]
+        return latents, labels, metas
+
+    def sample_batch(self, requests: list[SampleRequest]) -> list[list[Sample]]:
+        """Several requests' images from as few forward passes of G as SERVE_BATCH allows: each
+        request gets what `sample` gives it (the same latents, labels and meta; the pixels
+        within float rounding of another batch size). An interpolation or a grid is made by
+        `sample` alone. A bad request (e.g. an unknown class) raises before anything renders."""
+        answers: list[list[Sample] | None] = [None] * len(requests)
+        batched, alone = [], []  # (request index, latents, labels, metas); request indices
+        for k, r in enumerate(requests):
+            if r.params.interpolate_to >= 0 or r.params.grid:
+                self._class_from(r.prompt, r.params)  # a bad one raises before anything renders
+                alone.append(k)
+            else:
+                batched.append((k, *self._items(r.params, r.n, r.seed, r.prompt)))
+        for k in alone:
+            r = requests[k]
+            answers[k] = self.sample(r.params, r.n, r.seed, r.prompt)
+        if batched:
+            latents = torch.cat([latents for _, latents, _, _ in batched])
+            labels = None if batched[0][2] is None else torch.cat([labels for _, _, labels, _ in batched])
+            pixels = to_uint8(self.render(latents, labels, batch=SERVE_BATCH))
+            start = 0
+            for k, _, _, metas in batched:
+                answers[k] = [Sample("image", image, meta)
+                              for image, meta in zip(pixels[start:start + len(metas)], metas)]
+                start += len(metas)
+        return answers
 
     def preview(self) -> list[Sample]:
         """One grid of the fixed probe seeds, about as wide as the window's preview area (4:3).

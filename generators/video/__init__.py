@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from studio.contract import DataReport, Sample
+from studio.contract import DataReport, Sample, SampleRequest
 from studio.errors import StudioError
 
 from generators.image import ImageGenerator, _default_cache_dir, _unwrap, class_from
@@ -43,6 +43,7 @@ EVAL_SEED_BASE = 1_000_000  # evaluation draws seeds from here: never the seeds 
 CALIBRATION_SEED = 2**31 - 1
 CALIBRATION_CLIPS = 32  # clips whose every frame measures G_ema's BatchNorm statistics
 RENDER_FRAMES = 256  # frames rendered at once when sampling
+SERVE_CLIPS = 64  # clips rendered together when several requests are answered at once
 SMALL_DATA_CLIPS = 10  # below this many clips nothing is held out: scores compare with training
 
 
@@ -290,22 +291,28 @@ class VideoGenerator(VideoDeclarations):
         self._calibrated_at = version
 
     def _frame_latents(self, G, content_seeds, motion_seeds, times: torch.Tensor,
-                       truncation: float, contents: torch.Tensor | None = None) -> torch.Tensor:
-        """(N*T, latent) frame latents of N clips from their seeds, at `times` (T,)."""
+                       truncation: float | list[float],
+                       contents: torch.Tensor | None = None) -> torch.Tensor:
+        """(N*T, latent) frame latents of N clips from their seeds, at `times` (T,), with one
+        truncation for all or one per clip."""
         cfg, device = self.config, self._device()
+        truncations = truncation if isinstance(truncation, list) else [truncation] * len(content_seeds)
         if contents is None:
-            contents = torch.stack([content_for_seed(s, cfg.content_dim, truncation) for s in content_seeds])
+            contents = torch.stack([content_for_seed(s, cfg.content_dim, t)
+                                    for s, t in zip(content_seeds, truncations)])
         steps = G.noise_steps(float(times.max()))
-        noise = torch.stack([motion_for_seed(s, steps, cfg.motion_dim, truncation) for s in motion_seeds])
+        noise = torch.stack([motion_for_seed(s, steps, cfg.motion_dim, t)
+                             for s, t in zip(motion_seeds, truncations)])
         with torch.no_grad():
             return G.frame_latents(contents.to(device), noise.to(device),
                                    times.to(device).expand(len(contents), -1))
 
     @torch.no_grad()
     def render_clips(self, content_seeds, motion_seeds, times: torch.Tensor,
-                     labels: torch.Tensor | None, truncation: float = 0.0,
+                     labels: torch.Tensor | None, truncation: float | list[float] = 0.0,
                      contents: torch.Tensor | None = None) -> torch.Tensor:
-        """Clips (N, T, C, H, W) in [-1, 1] from G_ema at `times` (T,), in fp32."""
+        """Clips (N, T, C, H, W) in [-1, 1] from G_ema at `times` (T,), in fp32 (truncation:
+        one for all clips or one per clip)."""
         self._calibrate()
         G = _unwrap(self.model).G_ema
         T = len(times)
@@ -324,6 +331,13 @@ class VideoGenerator(VideoDeclarations):
 
     # --- sampling ------------------------------------------------------------------------------
     def sample(self, params: VideoSampleConfig, n: int = 1, seed: int = 0, prompt=None) -> list[Sample]:
+        clips = self._clips(params, n, seed, prompt)
+        frames = self.render_clips(clips.content_seeds, clips.motion_seeds, clips.times,
+                                   clips.labels, params.truncation, clips.contents)
+        return [Sample("video", to_uint8(clip), meta) for clip, meta in zip(frames, clips.metas)]
+
+    def _clips(self, params: VideoSampleConfig, n: int, seed: int, prompt) -> "_Clips":
+        """What `sample` renders: each clip's seeds, label and meta, and the times of its frames."""
         asked = self._class_from(prompt, params)
         fps = params.fps or self.fps
         frames = params.frames or self.config.frames
@@ -348,8 +362,40 @@ class VideoGenerator(VideoDeclarations):
             meta.update(content_seed=content_seeds[i], motion_seed=motion_seeds[i], fps=fps,
                         frames=frames, truncation=params.truncation,
                         **({"class": self.classes[int(labels[i])]} if labels is not None else {}))
-        clips = self.render_clips(content_seeds, motion_seeds, times, labels, params.truncation, contents)
-        return [Sample("video", to_uint8(clip), meta) for clip, meta in zip(clips, metas)]
+        return _Clips(content_seeds, motion_seeds, times, labels, metas, contents)
+
+    def sample_batch(self, requests: list[SampleRequest]) -> list[list[Sample]]:
+        """Several requests' clips from as few forward passes of G as SERVE_CLIPS allows:
+        clips whose frames fall at the same times (the same frames and fps) render together,
+        each with its own seeds, label and truncation, and each request gets what `sample`
+        gives it (the pixels within float rounding of another batch size). A content
+        interpolation is made by `sample` alone. A bad request raises before anything renders."""
+        answers: list[list[Sample] | None] = [None] * len(requests)
+        by_times: dict[tuple, list] = {}  # frame times -> [(request index, its clips, truncation)]
+        alone = []
+        for k, r in enumerate(requests):
+            if r.params.interpolate_to >= 0:
+                self._class_from(r.prompt, r.params)
+                alone.append(k)
+            else:
+                clips = self._clips(r.params, r.n, r.seed, r.prompt)
+                answers[k] = []
+                by_times.setdefault(tuple(clips.times.tolist()), []).append((k, clips, r.params.truncation))
+        for k in alone:
+            r = requests[k]
+            answers[k] = self.sample(r.params, r.n, r.seed, r.prompt)
+        for group in by_times.values():
+            clips = [(k, i, c, t) for k, c, t in group for i in range(len(c.metas))]  # one per clip
+            for start in range(0, len(clips), SERVE_CLIPS):
+                chunk = clips[start:start + SERVE_CLIPS]
+                labels = None if chunk[0][2].labels is None else \
+                    torch.stack([c.labels[i] for _, i, c, _ in chunk])
+                frames = self.render_clips([c.content_seeds[i] for _, i, c, _ in chunk],
+                                           [c.motion_seeds[i] for _, i, c, _ in chunk],
+                                           chunk[0][2].times, labels, [t for _, _, _, t in chunk])
+                for (k, i, c, _), clip in zip(chunk, frames):
+                    answers[k].append(Sample("video", to_uint8(clip), c.metas[i]))
+        return answers
 
     def preview(self) -> list[Sample]:
         """One clip that is the grid of the fixed probe seeds' clips, frame by frame. With
@@ -501,6 +547,18 @@ class VideoGenerator(VideoDeclarations):
                   if getattr(self.config, key) is None and state.get(key)}
         if chosen:
             self.config = dataclasses.replace(self.config, **chosen)
+
+
+@dataclasses.dataclass
+class _Clips:
+    """The clips of one request, before they are rendered."""
+
+    content_seeds: list[int]
+    motion_seeds: list[int]
+    times: torch.Tensor  # (T,) the times of every clip's frames, in training frames
+    labels: torch.Tensor | None
+    metas: list[dict]
+    contents: torch.Tensor | None = None  # set for a content interpolation
 
 
 def scaled_evaluation(config: VideoConfig, max_steps: int) -> VideoConfig:
