@@ -672,6 +672,8 @@ class RunsPanel(QWidget):
     def stop_servers(self) -> None:
         """Stop every server started from this tab, and wait until each is gone."""
         for dialog in self.serve_dialogs.values():
+            dialog.stop()  # all told at once, so they end side by side, not one after the other
+        for dialog in self.serve_dialogs.values():
             dialog.stop_now()
 
     def delete_selected(self) -> None:
