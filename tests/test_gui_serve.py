@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -68,9 +69,23 @@ def session(runs_folder):
     return Session(Settings(runs_folder=str(runs_folder), default_device="cpu"))
 
 
+OPENED: list[ServeDialog] = []
+
+
+@pytest.fixture(autouse=True)
+def stop_the_servers_of_each_test():
+    """A test that ends with its server running (or fails midway) stops it, so no server
+    loads the machine during the tests after it."""
+    yield
+    for dialog in OPENED:
+        dialog.stop_now()
+    OPENED.clear()
+
+
 def make_dialog(qtbot, session, *paths) -> ServeDialog:
     dialog = ServeDialog([str(p) for p in paths], session)
     qtbot.addWidget(dialog)
+    OPENED.append(dialog)
     return dialog
 
 
@@ -289,12 +304,13 @@ def start_and_wait(qtbot, dialog) -> None:
 
 
 def process_gone(pid: int) -> bool:
-    """Whether no process has this id (QProcess reaps its child, so none lingers as a zombie)."""
+    """Whether no process of this id runs: there is none, or only its exit status is left for
+    its parent to collect (a zombie, as a killed orphan stays where nothing collects it)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return True
-    return False
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def send_like_curl(command: str) -> httpx.Response:
@@ -427,6 +443,41 @@ def test_a_server_that_dies_says_so_and_closing_the_dialog_stops_the_next(qtbot,
     assert not dialog.isVisible()
     qtbot.waitUntil(lambda: not dialog.running, timeout=SERVER_WAIT_MS)
     assert dialog.status() == "Stopped." and process_gone(pid)
+
+
+def test_a_server_is_killed_when_python_exits_without_closing_the_window(tmp_path, runs_folder):
+    """A test session that ends with a server running: Qt's objects are not destroyed at
+    that exit, so no QProcess ends its child; the dialog's exit hook does."""
+    inner = tmp_path / "test_leaves_a_server.py"
+    pid_file = tmp_path / "pid"
+    inner.write_text(f"""
+import sys
+from studio.gui import serve_dialog
+from studio.gui.session import Session
+from studio.gui.settings import Settings
+
+WAITS = ("import time; print('serving on http://127.0.0.1:9/v1 (models: text)', flush=True); "
+         "time.sleep(600)")
+
+
+def test_leaves_its_server_running(qtbot, monkeypatch):
+    monkeypatch.setattr(serve_dialog, "server_command", lambda *_: [sys.executable, "-c", WAITS])
+    dialog = serve_dialog.ServeDialog([{str(runs_folder / "text")!r}], Session(Settings()))
+    qtbot.addWidget(dialog)
+    dialog.start()
+    qtbot.waitUntil(lambda: dialog.url is not None, timeout=60_000)
+    open({str(pid_file)!r}, "w").write(str(dialog.server_pid()))
+""", encoding="utf-8")
+    ran = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          str(inner)], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=SERVER_WAIT_MS / 1000)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    pid = int(pid_file.read_text())
+    try:
+        assert process_gone(pid)  # killed before the session's Python ended
+    finally:
+        if not process_gone(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_closing_the_window_stops_every_server_it_started(qtbot, session, runs_folder):

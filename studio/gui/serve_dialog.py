@@ -14,11 +14,14 @@ classify (classifiers and taggers).
 
 from __future__ import annotations
 
+import atexit
 import errno
 import json
+import os
 import re
 import secrets
 import shlex
+import signal
 import socket
 import sys
 from dataclasses import dataclass
@@ -234,6 +237,23 @@ def server_command(paths: list[str], host: str, port: int, device: str) -> list[
 
 # --- the dialog ----------------------------------------------------------------------------------
 
+# The process ids of the servers running now. The window stops its servers when it closes; but
+# when Python exits another way (an error out of the event loop, a test session ending), Qt's
+# objects are not destroyed, so no QProcess kills its child, and a server would serve on with
+# nobody to stop it: these are killed at exit instead.
+_running_servers: set[int] = set()
+
+
+@atexit.register
+def _kill_servers_left_running() -> None:
+    for pid in _running_servers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)  # gone before Python is
+        except OSError:
+            pass  # it had ended, or Qt collected it first
+
+
 def copy_text(text: str) -> None:
     QGuiApplication.clipboard().setText(text)
 
@@ -262,6 +282,7 @@ class ServeDialog(QDialog):
         self.error_line = ""  # its last `error: ...` line, the one it fails to start with
         self.status_tone: str | None = None  # how the status line is coloured
         self.offered_port = 0  # the free port the button offers when the one chosen is taken
+        self.server_process_id: int | None = None  # the running server's, for the exit's check
         self._stdout_rest = self._stderr_rest = b""  # output after the last line end
         self.kill_timer = QTimer(self)
         self.kill_timer.setSingleShot(True)
@@ -506,7 +527,7 @@ class ServeDialog(QDialog):
         server.readyReadStandardError.connect(self._read_stderr)
         server.finished.connect(self._ended)
         server.errorOccurred.connect(self._process_error)
-        server.started.connect(lambda: _yield_to_the_window(server.processId()))
+        server.started.connect(lambda: self._started(server.processId()))
         command = server_command([run.path for run in self.served], self.host(),
                                  self.port_spin.value(), self.session.settings.default_device)
         self.log_view.appendPlainText(f"$ python {shlex.join(command[1:])}")
@@ -515,6 +536,11 @@ class ServeDialog(QDialog):
                          f"{'model' if len(self.served) == 1 else 'models'})")
         self.start_button.setText("Start again")
         self._update_controls()
+
+    def _started(self, pid: int) -> None:
+        self.server_process_id = pid
+        _running_servers.add(pid)
+        _yield_to_the_window(pid)
 
     def stop(self) -> None:
         """Ask the server to end (it finishes what it is answering); killed if it has not
@@ -592,6 +618,7 @@ class ServeDialog(QDialog):
 
     def _ended(self, exit_code: int, exit_status: QProcess.ExitStatus) -> None:
         self.kill_timer.stop()
+        _running_servers.discard(self.server_process_id)
         # What it wrote as it ended, the last line without a line end included.
         self._read_stdout()
         self._read_stderr()
