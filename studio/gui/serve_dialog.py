@@ -540,7 +540,7 @@ class ServeDialog(QDialog):
     def _started(self, pid: int) -> None:
         self.server_process_id = pid
         _running_servers.add(pid)
-        _yield_to_the_window(pid)
+        _yield_to_the_window(pid)  # as training does: its answers never make the window lag
 
     def stop(self) -> None:
         """Ask the server to end (it finishes what it is answering); killed if it has not
