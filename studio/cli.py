@@ -166,12 +166,20 @@ def _parser() -> argparse.ArgumentParser:
                    "to DIR (how assets/demo/<generator>, the window's first-launch models, are made)")
 
     x = sub.add_parser("export", help="copy a run with its best weights only (no trainer "
-                                      "state); --merge folds a LoRA run's adapters into its base")
+                                      "state; --merge folds a LoRA run's adapters into its "
+                                      "base), or export its model as ONNX graphs (--format onnx)")
     x.add_argument("run")
-    x.add_argument("--out", required=True, metavar="DIR", help="the new run folder")
+    x.add_argument("--out", required=True, metavar="DIR", help="the new folder")
+    x.add_argument("--format", choices=("safetensors", "onnx"), default="safetensors",
+                   help="safetensors (default): a run folder the studio loads; onnx: the model "
+                        "as ONNX graphs with a manifest.json (and tokenizer.json for text), each "
+                        "checked with onnxruntime against PyTorch (needs the onnx extra: pip "
+                        "install 'aigc-studio[onnx]')")
     x.add_argument("--merge", action="store_true",
-                   help="LoRA runs: write base + adapters as one plain run that needs no base")
-    x.add_argument("--checkpoint", default="best", help="with --merge: which checkpoint (default best)")
+                   help="LoRA runs: write base + adapters as one plain run that needs no base "
+                        "(ONNX graphs are always merged)")
+    x.add_argument("--checkpoint", default="best", help="with --merge or --format onnx: which "
+                   "checkpoint (default best)")
 
     _add_serve_parser(sub)
 
@@ -558,6 +566,17 @@ def display_problem(env=None, system: str | None = None, plugin=None) -> str | N
 
 def _cmd_export(args) -> int:
     from studio import api
+    if args.format == "onnx":
+        from studio.onnx_export import export_onnx
+        report = export_onnx(args.run, args.out, args.checkpoint)
+        for graph in report["graphs"]:
+            print(f"{graph['file']}: max abs error vs PyTorch {graph['max_abs_error']:.2e} "
+                  f"(tolerance {graph['tolerance']:.0e}, {graph['checked_inputs']} inputs checked "
+                  f"with onnxruntime)", file=sys.stderr)
+        for note in report["notes"]:
+            print(f"note: {note}", file=sys.stderr)
+        print(report["out"])
+        return 0
     if args.merge:
         written = api.export_merged_run(args.run, args.out, args.checkpoint)
     else:

@@ -23,6 +23,7 @@ from studio import api
 from studio.errors import StudioError
 from studio.onnx_export import export_onnx
 from studio.runstore import RunDir
+from conftest import run_cli
 
 from generators.text.onnx_graphs import CachedDecoder, write_hf_tokenizer
 from generators.text.tokenizer import BPETokenizer, CharTokenizer, load_tokenizer
@@ -351,3 +352,17 @@ def test_missing_onnx_libraries_say_what_to_install(tmp_path, monkeypatch):
                                           r"pip install \"aigc-studio\[onnx\]\""):
         export_onnx(str(DEMO / "text"), str(tmp_path / "onnx"))
     assert not (tmp_path / "onnx").exists()
+
+
+def test_the_cli_exports_onnx_and_prints_each_graphs_error(tmp_path):
+    out = tmp_path / "gan-onnx"
+    code, stdout, stderr = run_cli("export", DEMO / "image", "--format", "onnx", "--out", out)
+    assert code == 0, stderr
+    assert stdout.strip() == str(out)
+    assert (out / "generator.onnx").is_file() and (out / "manifest.json").is_file()
+    assert "generator.onnx: max abs error vs PyTorch" in stderr
+    (tmp_path / "a-file").write_text("x")
+    code, stdout, stderr = run_cli("export", DEMO / "image", "--format", "onnx", "--out",
+                                   tmp_path / "a-file")
+    assert code == 2 and stderr.startswith("error: ") and len(stderr.strip().splitlines()) == 1
+    assert (tmp_path / "a-file").read_text() == "x"
