@@ -71,9 +71,15 @@ class Metrics:
                                         registry=registry)
 
     def watch(self, workers) -> None:
-        """The gauges read each worker when /metrics is asked for."""
+        """The gauges read each worker when /metrics is asked for; each model's counters start
+        at 0 (a series shows before its first sample)."""
         for worker in workers:
             name = worker.model.name
+            if worker.model.kind == "text":
+                self.tokens.labels(name)
+                self.first_token.labels(name)
+            else:
+                self.samples.labels(name)
             self.queue_depth.labels(name).set_function(lambda w=worker: w.queued)
             self.active.labels(name).set_function(lambda w=worker: w.active)
             rate = self.tokens_per_second if worker.model.kind == "text" else self.samples_per_second
@@ -405,8 +411,11 @@ class Hub:
     def model(self, body: dict) -> ServedModel:
         name = body.get("model")
         served = ", ".join(self.models)
-        if not isinstance(name, str) or not name:
+        if name is None or name == "":
             raise bad(f"'model' is missing: name one of the served models ({served}).",
+                      param="model")
+        if not isinstance(name, str):
+            raise bad(f"'model' must be the id of a served model ({served}), got {name!r}.",
                       param="model")
         if name not in self.models:
             raise ApiError(404, f"model '{name}' is not served here; the served models are "
@@ -414,8 +423,8 @@ class Hub:
                            code="model_not_found")
         return self.models[name]
 
-    def submit(self, ask, size: int) -> Job:
-        job = Job(asyncio.get_running_loop(), ask, size)
+    def submit(self, ask) -> Job:
+        job = Job(asyncio.get_running_loop(), ask)
         ask.model.worker.submit(job)
         return job
 
@@ -510,7 +519,7 @@ def create_app(models: list[ServedModel], settings: ServeSettings, metrics: Metr
     async def answer_text(request, chat: bool):
         body = await json_body(request)
         ask = text_ask(body, hub.model(body), settings, chat)
-        job = hub.submit(ask, len(ask.choices))
+        job = hub.submit(ask)
         reply = TextReply(ask, metrics)
         if not ask.stream:
             waiter = Waiter(job, settings.timeout, request)
@@ -563,7 +572,7 @@ def create_app(models: list[ServedModel], settings: ServeSettings, metrics: Metr
     async def answer_media(request, video: bool):
         body = await json_body(request)
         ask = media_ask(body, hub.model(body), settings, video)
-        samples = await answer_of(request, hub.submit(ask, ask.n))
+        samples = await answer_of(request, hub.submit(ask))
         data = []
         for sample in samples:
             meta = plain(sample.meta)
@@ -592,7 +601,7 @@ def create_app(models: list[ServedModel], settings: ServeSettings, metrics: Metr
     async def classify(request: Request):
         body = await json_body(request)
         ask = classify_ask(body, hub.model(body))
-        samples = await answer_of(request, hub.submit(ask, len(ask.texts)))
+        samples = await answer_of(request, hub.submit(ask))
         data = []
         for i, (text, sample) in enumerate(zip(ask.texts, samples)):
             meta = plain(sample.meta)

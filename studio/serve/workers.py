@@ -68,11 +68,10 @@ class Job:
     """One request on its way through a worker. Made on the event loop; `send` may be called
     from any thread."""
 
-    def __init__(self, loop, ask, size: int = 1):
+    def __init__(self, loop, ask):
         import asyncio
         self.loop = loop
         self.ask = ask
-        self.size = size  # rows (choices) or items it asks for
         self.events: asyncio.Queue = asyncio.Queue()
         self._cancelled = threading.Event()
 
@@ -197,14 +196,17 @@ def measure(model: ServedModel) -> None:
 # --- workers -----------------------------------------------------------------------------------
 
 class Worker(threading.Thread):
-    """The thread that owns one model's generator and its queue of jobs."""
+    """The thread that owns one model's generator and its queue of jobs. Whatever it holds
+    when it stops (queued, taken, under way) is answered: 503 on shutdown, 500 if it failed."""
 
     def __init__(self, model: ServedModel, settings: ServeSettings, metrics=None):
         super().__init__(name=f"serve-{model.name}", daemon=True)
         self.model, self.settings, self.metrics = model, settings, metrics
         self.jobs: queue.Queue = queue.Queue(maxsize=settings.queue)
         self.stopping = threading.Event()
+        self.failure: ApiError | None = None  # what every request gets once the worker failed
         self.held: list[Job] = []  # taken from the queue, not yet under way
+        self.under_way: list[Job] = []  # being generated now
         self.active = 0  # rows (text) or requests (batches) under way
         self._rate = collections.deque()  # (time, tokens or samples)
         self._rate_lock = threading.Lock()
@@ -212,6 +214,8 @@ class Worker(threading.Thread):
 
     # --- the asyncio side ----------------------------------------------------------------------
     def submit(self, job: Job) -> None:
+        if self.failure is not None:
+            raise self.failure
         if self.stopping.is_set():
             raise SHUTTING_DOWN
         try:
@@ -236,19 +240,22 @@ class Worker(threading.Thread):
             with torch.no_grad():
                 self.serve()
         except Exception as exc:  # noqa: BLE001 - a bug here must not leave requests hanging
-            failure = generator_failed(self.model, exc)
+            generator_failed(self.model, exc)  # its traceback, in the server's log
+            self.failure = ApiError(500, f"model '{self.model.name}' failed and is no longer "
+                                         f"served ({type(exc).__name__}); the server's log has "
+                                         f"the details.", type="server_error",
+                                    code="model_failed")
             self.stopping.set()
-            self.answer_all_left(failure)
-            return
-        self.answer_all_left(SHUTTING_DOWN)
+        self.answer_all_left(self.failure or SHUTTING_DOWN)
 
     def serve(self) -> None:  # pragma: no cover - interface
+        """Answer jobs until `stopping` is set."""
         raise NotImplementedError
 
     def answer_all_left(self, error: ApiError) -> None:
-        for job in self.held:
+        for job in dict.fromkeys(self.under_way + self.held):  # each once, in order
             job.send(Failed(error))
-        self.held.clear()
+        self.under_way, self.held, self.active = [], [], 0
         while True:
             try:
                 self.jobs.get_nowait().send(Failed(error))
@@ -286,6 +293,11 @@ class TextWorker(Worker):
     """Text generation: continuous batching through the generator's decoder, or one choice at
     a time through `stream` for generators without one."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rows: dict[int, tuple[Job, int]] = {}  # decoder row -> (job, choice)
+        self.waiting: collections.deque = collections.deque()  # (job, choice) not yet in a row
+
     def serve(self) -> None:
         decoder = self.model.gen.open_decoder(self.settings.max_batch)
         if decoder is None:
@@ -294,38 +306,45 @@ class TextWorker(Worker):
             self.serve_batched(decoder)
 
     def serve_batched(self, decoder) -> None:
-        rows: dict[int, tuple[Job, int]] = {}  # row -> (job, choice)
-        waiting: collections.deque = collections.deque()  # (job, choice) not yet in a row
+        rows = self.rows
         while not self.stopping.is_set():
-            self.admit(decoder, rows, waiting)
+            self.admit(decoder)
             for row, (job, _) in list(rows.items()):
                 if job.cancelled:
                     decoder.drop(row)
-                    del rows[row]
-            self.active = len(rows)
+                    self.free(row)
             if not rows:
                 continue
             try:
                 pieces = decoder.step()
             except Exception as exc:  # noqa: BLE001 - the decoder's state is lost with it
                 failure = generator_failed(self.model, exc)
-                for job in {job for job, _ in rows.values()}:
+                for job in self.under_way:
                     job.send(Failed(failure))
                     job.cancel()
                 rows.clear()
+                self.recount()
                 decoder = self.model.gen.open_decoder(self.settings.max_batch)
                 continue
             self.count(len(pieces))
             for piece in pieces:
                 job, choice = rows[piece.row]
                 if piece.done:
-                    del rows[piece.row]
+                    self.free(piece.row)
                 job.send(Piece(choice, piece.text, piece.done, piece.reason, piece.tokens))
-        for job in {job for job, _ in rows.values()} | {job for job, _ in waiting}:
-            job.send(Failed(SHUTTING_DOWN))
 
-    def admit(self, decoder, rows: dict, waiting: collections.deque) -> None:
+    def free(self, row: int) -> None:
+        del self.rows[row]
+        self.recount()
+
+    def recount(self) -> None:
+        """The jobs and rows under way, after rows were taken or freed."""
+        self.under_way = list(dict.fromkeys(job for job, _ in self.rows.values()))
+        self.active = len(self.rows)
+
+    def admit(self, decoder) -> None:
         """Fill free rows with waiting choices (blocking briefly only when nothing runs)."""
+        rows, waiting = self.rows, self.waiting
         while len(rows) < decoder.max_rows:
             if not waiting:
                 job = self.next_job(wait=not rows)
@@ -342,23 +361,24 @@ class TextWorker(Worker):
             try:
                 row = decoder.add(job.ask.params, seed, prompt)
             except StudioError as exc:
-                self.fail(job, refused(exc), waiting)
+                self.refuse(job, refused(exc))
                 continue
             except Exception as exc:  # noqa: BLE001 - the generator's bug, said to the client
-                self.fail(job, generator_failed(self.model, exc), waiting)
+                self.refuse(job, generator_failed(self.model, exc))
                 continue
             rows[row] = (job, choice)
+            self.recount()
             job.send(Started(choice, decoder.prompt_tokens(row)))
 
-    def fail(self, job: Job, error: ApiError, waiting: collections.deque) -> None:
+    def refuse(self, job: Job, error: ApiError) -> None:
         """A job whose choice could not start: it is answered with the error, and its other
         choices leave (their rows are dropped at the next step)."""
         job.send(Failed(error))
         job.cancel()
-        kept = [(j, c) for j, c in waiting if j is not job]
-        waiting.clear()
-        waiting.extend(kept)
-        if not waiting:
+        kept = [(j, c) for j, c in self.waiting if j is not job]
+        self.waiting.clear()
+        self.waiting.extend(kept)
+        if not self.waiting:
             self.held = []
 
     def serve_one_at_a_time(self) -> None:
@@ -367,7 +387,7 @@ class TextWorker(Worker):
             job = self.next_job(wait=True)
             if job is None:
                 continue
-            self.active = 1
+            self.under_way, self.active = [job], 1
             try:
                 for choice, (_, prompt, seed) in enumerate(job.ask.choices):
                     if job.cancelled or self.stopping.is_set():
@@ -377,10 +397,8 @@ class TextWorker(Worker):
                 job.send(Failed(refused(exc)))
             except Exception as exc:  # noqa: BLE001 - the generator's bug, said to the client
                 job.send(Failed(generator_failed(self.model, exc)))
-            finally:
-                self.active = 0
-            if self.stopping.is_set():
-                job.send(Failed(SHUTTING_DOWN))
+            if not self.stopping.is_set():  # else it is answered as the worker stops
+                self.under_way, self.active = [], 0
 
     def stream_choice(self, job: Job, choice: int, pieces) -> None:
         """One choice through `stream`: a piece is counted as a token (the stream says no
@@ -412,16 +430,14 @@ class BatchWorker(Worker):
                 if job is None:
                     break
                 batch.append(job)
-            self.active = len(batch)
-            try:
-                for job, outcome in zip(batch, self.answer(batch)):
-                    if isinstance(outcome, ApiError):
-                        job.send(Failed(outcome))
-                    else:
-                        self.count(len(outcome))
-                        job.send(Answer(outcome))
-            finally:
-                self.active = 0
+            self.under_way, self.active = batch, len(batch)
+            for job, outcome in zip(batch, self.answer(batch)):
+                if isinstance(outcome, ApiError):
+                    job.send(Failed(outcome))
+                else:
+                    self.count(len(outcome))
+                    job.send(Answer(outcome))
+            self.under_way, self.active = [], 0
 
     def answer(self, batch: list[Job]) -> list:
         """Each job's samples, or the ApiError it gets. A batch the generator refuses is
