@@ -26,6 +26,7 @@ def sample(folder, prompt=None, tokens=100, temperature=0.0, seed=0) -> list[int
     folder = Path(folder)
     model = json.loads((folder / "manifest.json").read_text())["model"]
     tokenizer = Tokenizer.from_file(str(folder / model["tokenizer"]))
+    tokenizer.encode_special_tokens = True  # "<|prompt|>" typed by a user is text, as in the studio
     decoder = onnxruntime.InferenceSession(str(folder / "decoder.onnx"),
                                            providers=["CPUExecutionProvider"])
     block, pinned, special = model["block_size"], model["pinned_tokens"], model["special_tokens"]

@@ -470,8 +470,8 @@ def test_context_menu_offers_what_can_be_done_and_disables_the_rest(qtbot, runs_
 
     select(panel, runs_folder, "alpha")
     assert menu_entries(panel) == {"Open": True, "Resume": True, "Duplicate with changes…": True,
-                                   "Fine-tune from this run…": True, "Open run folder": True,
-                                   "Compare": False, "Delete…": True}
+                                   "Fine-tune from this run…": True, "Serve…": True,
+                                   "Open run folder": True, "Compare": False, "Delete…": True}
     actions = {a.text(): a for a in panel.context_menu().actions()}
     actions["Open run folder"].trigger()
     assert opened == [str(runs_folder / "alpha")]

@@ -209,6 +209,7 @@ def test_the_exported_tokenizer_encodes_and_decodes_as_the_studios(tmp_path, kin
               else BPETokenizer.train([MULTILINGUAL], vocab_size=400))
     write_hf_tokenizer(studio, tmp_path / "tokenizer.json")
     hf = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    hf.encode_special_tokens = True  # as the manifest's tokenizer_settings say
     texts = [MULTILINGUAL[:200], "", "Ünïcödé 🦊\r\n\ttabs  and  spaces",
              "never seen: ñ ß 😀 Ωμέγα ∑ \u0301 q", "literal <|prompt|> and <unk> text"]
     for text in texts:

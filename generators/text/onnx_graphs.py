@@ -173,6 +173,9 @@ def manifest(gen, folder: Path) -> dict:
     tk, cfg = gen.tokenizer, gen.config
     write_hf_tokenizer(tk, Path(folder) / TOKENIZER_FILE)
     doc = {"tokenizer": TOKENIZER_FILE, "tokenizer_kind": tk.kind,
+           # tokenizers does not save the setting: set it after Tokenizer.from_file, so that
+           # text spelling a special token ("<|prompt|>") stays text, as in the studio.
+           "tokenizer_settings": {"encode_special_tokens": True},
            "block_size": cfg.block_size, "vocab_size": tk.vocab_size,
            "n_layer": cfg.n_layer, "n_head": cfg.n_head, "head_size": cfg.n_embd // cfg.n_head,
            "special_tokens": {name: tk.special_id(token) for name, token in

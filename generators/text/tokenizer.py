@@ -114,6 +114,9 @@ class BPETokenizer:
         missing = [t for t in SPECIALS if tokenizer.token_to_id(t) is None]
         if missing:
             tokenizer.add_special_tokens(missing)
+        # User text that spells a special token ("<|prompt|>" typed into a prompt sent to
+        # `studio serve`) is text: framing is only ever inserted by code, never forged by a user.
+        tokenizer.encode_special_tokens = True
         alphabet = byte_level_alphabet()
         size = tokenizer.get_vocab_size()
         specials = {t.content for t in tokenizer.get_added_tokens_decoder().values()}
