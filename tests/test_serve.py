@@ -73,7 +73,8 @@ class CliServer:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     """A tiny run trained on the built-in prompt/response pairs ("shop"), a tiny classifier of
-    the built-in reviews ("reviews"), and the demo text, image and video runs (read only)."""
+    the built-in reviews ("reviews"), a tiny tagger of the built-in named entities ("names"),
+    and the demo text, image and video runs (read only)."""
     root = tmp_path_factory.mktemp("serve-runs")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STUDIO_CACHE_DIR", str(root / "cache"))
@@ -81,8 +82,10 @@ def runs(tmp_path_factory) -> dict[str, Path]:
                   settings=[*TINY, "block_size=128"], max_steps=3, events="none")
         api.train("text", data="builtin:sentiment", run_dir=str(root / "reviews"),
                   settings=[*TINY, "block_size=64", "task=classify"], max_steps=3, events="none")
-    return {"shop": root / "shop", "reviews": root / "reviews", "text": DEMO / "text",
-            "image": DEMO / "image", "video": DEMO / "video"}
+        api.train("text", data="builtin:entities", run_dir=str(root / "names"),
+                  settings=[*TINY, "block_size=64", "task=tag"], max_steps=3, events="none")
+    return {"shop": root / "shop", "reviews": root / "reviews", "names": root / "names",
+            "text": DEMO / "text", "image": DEMO / "image", "video": DEMO / "video"}
 
 
 @pytest.fixture(scope="module")
@@ -127,11 +130,11 @@ def assert_openai_error(response: httpx.Response, status: int, *words: str) -> d
 
 def test_the_server_says_where_it_listens_and_who_can_reach_it(server, client):
     assert server.first_line.startswith("serving on http://127.0.0.1:")
-    assert server.first_line.endswith("(models: shop, reviews, text, image, video)")
+    assert server.first_line.endswith("(models: shop, reviews, names, text, image, video)")
     said = "".join(server.stderr)
     assert "only this machine can reach it" in said and "API key" in said
     models = {model.id: model for model in client.models.list().data}
-    assert set(models) == {"shop", "reviews", "text", "image", "video"}
+    assert set(models) == {"shop", "reviews", "names", "text", "image", "video"}
     assert models["image"].model_extra["studio"]["generator"] == "image"
     assert models["reviews"].model_extra["studio"]["task"] == "classify"
 
@@ -335,8 +338,21 @@ def test_a_classifier_answers_each_text(runs, http):
         assert item["studio"]["run"] == str(runs["reviews"])
     assert_openai_error(http.post("/v1/classify", json={"model": "text", "input": "x"}), 400,
                         "/v1/completions")
+    assert_openai_error(http.post("/v1/classify", json={"model": "reviews", "input": []}), 400,
+                        "non-empty list")
     assert_openai_error(http.post("/v1/completions", json={"model": "reviews", "prompt": "x"}),
                         400, "/v1/classify")
+
+
+def test_a_tagger_answers_the_tags_of_each_word(runs, http):
+    text = "Maria Lopez flew to Paris with Air France"
+    reply = http.post("/v1/classify", json={"model": "names", "input": text})
+    assert reply.status_code == 200, reply.text
+    [item] = reply.json()["data"]
+    made = api.generate(str(runs["names"]), prompt=text, device="cpu")[0]
+    assert item["task"] == "tag" and "label" not in item
+    assert item["words"] == text.split() and item["tags"] == made.meta["tags"]
+    assert item["entities"] == made.meta["entities"]
 
 
 # --- security and bad input ----------------------------------------------------------------------
@@ -368,7 +384,7 @@ def test_an_oversized_body_is_413(http):
     ({"model": "text", "prompt": "a", "n": MAX_N + 1}, 400, "n", ["--max-n"]),
     ({"model": "text", "prompt": "a", "max_tokens": MAX_TOKENS + 1}, 400, "max_tokens",
      ["--max-tokens"]),
-    ({"model": "nope", "prompt": "a"}, 404, "model", ["shop, reviews, text, image, video"]),
+    ({"model": "nope", "prompt": "a"}, 404, "model", ["shop, reviews, names, text, image, video"]),
     ({"model": "text", "prompt": "a", "logprobs": 3}, 400, "logprobs", ["not supported"]),
     ({"model": "text", "prompt": "a", "frequency_penalty": 0}, 200, None, []),
     ({"model": "text", "prompt": "a", "colour": "red"}, 400, "colour", ["unknown field"]),

@@ -23,8 +23,11 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
+                               generate_latest)
 from starlette.exceptions import HTTPException
 
+from studio import export
 from studio.config import to_dict
 from studio.serve import ServeSettings
 from studio.serve.validate import ApiError, bad, classify_ask, media_ask, text_ask
@@ -45,7 +48,6 @@ class Metrics:
     LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
     def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
         self.registry = registry = CollectorRegistry()
         self.requests = Counter("studio_serve_requests", "HTTP requests answered, by endpoint "
                                 "and status (499: the client went away)",
@@ -89,7 +91,6 @@ class Metrics:
         (self.tokens if model.kind == "text" else self.samples).labels(model.name).inc(amount)
 
     def text(self) -> tuple[bytes, str]:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
@@ -262,9 +263,13 @@ class Waiter:
                     self.job.cancel()
                     raise ClientGone()
             try:
-                wait = min(self.deadline, self.next_check) - now if self.request is not None \
-                    else self.deadline - now
-                return await asyncio.wait_for(self.job.events.get(), max(wait, 0.001))
+                return self.job.events.get_nowait()
+            except asyncio.QueueEmpty:
+                pass
+            until = min(self.deadline, self.next_check) if self.request is not None \
+                else self.deadline
+            try:
+                return await asyncio.wait_for(self.job.events.get(), max(until - now, 0.001))
             except asyncio.TimeoutError:
                 continue
 
@@ -381,7 +386,6 @@ class TextReply:
 def encode(sample, file_format: str, lineage: dict) -> bytes:
     """One image as PNG, or one clip as MP4 or GIF, with its lineage inside (studio.export's
     writers; a clip goes through a temporary folder that is removed again)."""
-    from studio import export
     if file_format == "png":
         buffer = io.BytesIO()
         buffer.name = "sample.png"  # Pillow picks the format by the name
@@ -433,7 +437,7 @@ async def json_body(request) -> dict:
     raw = await request.body()
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise bad(f"the request body is not JSON ({exc}); send a JSON object with "
                   f"Content-Type: application/json.") from None
     if not isinstance(body, dict):
@@ -521,23 +525,27 @@ def create_app(models: list[ServedModel], settings: ServeSettings, metrics: Metr
         ask = text_ask(body, hub.model(body), settings, chat)
         job = hub.submit(ask)
         reply = TextReply(ask, metrics)
-        if not ask.stream:
-            waiter = Waiter(job, settings.timeout, request)
-            while not reply.finished:
-                event = await waiter.next()
-                if isinstance(event, Failed):
-                    raise event.error
-                reply.take(event)
-            return reply.whole()
-        # The first event comes before the answer starts, so a refusal is still a plain error.
         waiter = Waiter(job, settings.timeout, request)
-        first = await waiter.next()
-        if isinstance(first, Failed):
-            raise first.error
+        try:
+            if not ask.stream:
+                while not reply.finished:
+                    reply.take(await next_event(waiter))
+                return reply.whole()
+            # The first event comes before the answer starts: a refusal is still a plain error.
+            first = await next_event(waiter)
+        except BaseException:
+            job.cancel()  # whatever ended the wait, the work for it stops
+            raise
         waiter.request = None  # Starlette watches a streamed answer's client itself
         return StreamingResponse(stream_text(job, reply, first, waiter),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def next_event(waiter: Waiter):
+        event = await waiter.next()
+        if isinstance(event, Failed):
+            raise event.error
+        return event
 
     async def stream_text(job: Job, reply: TextReply, first, waiter: Waiter):
         try:
@@ -591,10 +599,14 @@ def create_app(models: list[ServedModel], settings: ServeSettings, metrics: Metr
         return {"created": int(time.time()), "data": data}
 
     async def answer_of(request, job: Job) -> list:
-        event = await Waiter(job, settings.timeout, request).next()
-        if isinstance(event, Failed):
-            raise event.error
-        assert isinstance(event, Answer)
+        """A batch job's samples (an image, video or classify request)."""
+        try:
+            event = await next_event(Waiter(job, settings.timeout, request))
+        except BaseException:
+            job.cancel()
+            raise
+        if not isinstance(event, Answer):
+            raise TypeError(f"a batch job was answered with {event!r}")
         return event.samples
 
     @app.post("/v1/classify")

@@ -324,6 +324,8 @@ def media_ask(body: dict, model, settings: ServeSettings, video: bool) -> MediaA
         if frames is not None:
             given["frames"] = ("frames", frames)
         file_format = choice_of(body, "format", ("mp4", "gif"))
+        if setting_default(model.gen.SampleConfig, "format") is not None:
+            given["format"] = ("format", file_format)  # the lineage says what was made
     else:
         check_size(body.get("size"), model)
         file_format = "png"
