@@ -248,6 +248,24 @@ def test_a_streamed_chat_opens_with_the_role_and_ends_with_the_reason(client):
     assert chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
 
 
+def test_chat_messages_are_checked(http):
+    for messages, param in (([], "messages"), ([{"role": "tool", "content": "x"}], "messages[0].role"),
+                            ([{"role": "user", "content": [{"type": "image_url"}]}],
+                             "messages[0].content")):
+        error = assert_openai_error(http.post("/v1/chat/completions", json={
+            "model": "shop", "messages": messages}), 400)
+        assert error["param"] == param
+    asked = {"model": "shop", "temperature": 0, "seed": 0}
+    in_parts = http.post("/v1/chat/completions", json={**asked, "max_completion_tokens": 6,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Can I "},
+                                                  {"type": "text", "text": "pay later?"}]}]})
+    whole = http.post("/v1/chat/completions", json={**asked, "max_tokens": 6, "messages": [
+        {"role": "user", "content": "Can I pay later?"}]})
+    assert in_parts.status_code == whole.status_code == 200, in_parts.text
+    assert in_parts.json()["choices"][0]["message"] == whole.json()["choices"][0]["message"]
+    assert in_parts.json()["usage"] == whole.json()["usage"]
+
+
 def test_chat_on_a_plain_text_run_is_refused(client, http):
     with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.create(model="text", messages=[{"role": "user", "content": "hi"}])
@@ -391,6 +409,11 @@ def test_an_oversized_body_is_413(http):
     ({"model": "text", "prompt": [1, 2]}, 400, "prompt", ["token ids"]),
     ({"prompt": "a"}, 400, "model", ["missing"]),
     ({"model": "text", "prompt": "a", "top_k": -2}, 400, "top_k", [">= 0"]),
+    ({"model": "text", "prompt": "a", "echo": True}, 400, "echo", ["not supported"]),
+    ({"model": "text", "prompt": "a", "stream": "yes"}, 400, "stream", ["true or false"]),
+    ({"model": "text", "prompt": "a", "stream_options": {"include_usage": True}}, 400,
+     "stream_options", ["stream: true"]),
+    ({"model": "text", "prompt": "a", "seed": -1}, 400, "seed", ["at least 0"]),
 ])
 def test_bad_parameters_are_said_in_openais_shape(http, body, status, param, words):
     body = {"max_tokens": 2, **body}

@@ -75,12 +75,16 @@ def check_fields(body: dict, endpoint: str, known: set, neutral: dict) -> None:
             raise bad(f"unknown field '{name}' for POST {endpoint}; this server reads "
                       f"{', '.join(sorted(known))}.", param=name, code="unknown_field")
         allowed = neutral[name]
-        if allowed is not ANY and not any(value is ok or (value == ok and isinstance(value, bool)
-                                                          == isinstance(ok, bool))
-                                          for ok in allowed):
+        if allowed is not ANY and not any(same(value, ok) for ok in allowed):
             raise bad(f"'{name}' is not supported by this server (it may only be "
                       f"{' or '.join(_shown(ok) for ok in allowed)}); leave it out.",
                       param=name, code="unsupported_field")
+
+
+def same(value, neutral) -> bool:
+    """JSON equality, where true and false are not the numbers 1 and 0."""
+    return value is neutral or (value == neutral and
+                                isinstance(value, bool) == isinstance(neutral, bool))
 
 
 def _shown(value) -> str:
@@ -114,9 +118,9 @@ def seed_of(body: dict, n: int) -> int:
     return secrets.randbelow(2**31) if seed is None else seed
 
 
-def text_of(body: dict, name: str, required: bool = False) -> str | None:
+def text_of(body: dict, name: str) -> str | None:
     value = body.get(name)
-    if value is None and not required:
+    if value is None:
         return None
     if not isinstance(value, str):
         raise bad(f"'{name}' must be text, got {_json_type(value)}.", param=name)
@@ -223,18 +227,22 @@ def text_ask(body: dict, model, settings: ServeSettings, chat: bool) -> TextAsk:
     # OpenAI's defaults where they differ from the generator's: temperature 1, and no top-k.
     params = settings_for(config, given, {"temperature": 1.0, "top_k": 0}, model.name)
     seed = seed_of(body, n)
+    stream, include_usage = streaming_of(body)
+    choices = [(p, prompt, seed + i) for p, prompt in enumerate(prompts) for i in range(n)]
+    return TextAsk(model, chat, params, seed, n, choices, stream, include_usage)
+
+
+def streaming_of(body: dict) -> tuple[bool, bool]:
+    """Whether to stream, and whether a last chunk gives the usage."""
     stream = body.get("stream")
-    if stream not in (None, True, False) or isinstance(stream, (int, float)) and \
-            not isinstance(stream, bool):
+    if stream is not None and not isinstance(stream, bool):
         raise bad(f"'stream' must be true or false, got {stream!r}.", param="stream")
     options = body.get("stream_options") or {}
     if not isinstance(options, dict) or set(options) - {"include_usage"}:
         raise bad("'stream_options' may hold include_usage only.", param="stream_options")
     if options and not stream:
         raise bad("'stream_options' goes with stream: true only.", param="stream_options")
-    choices = [(p, prompt, seed + i) for p, prompt in enumerate(prompts) for i in range(n)]
-    return TextAsk(model, chat, params, seed, n, choices, bool(stream),
-                   bool(options.get("include_usage")))
+    return bool(stream), bool(options.get("include_usage"))
 
 
 def prompts_of(body: dict) -> list:

@@ -15,13 +15,14 @@ away, the request timed out), which the worker checks between steps.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import queue
 import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,6 @@ class Job:
     from any thread."""
 
     def __init__(self, loop, ask):
-        import asyncio
         self.loop = loop
         self.ask = ask
         self.events: asyncio.Queue = asyncio.Queue()
@@ -188,6 +188,11 @@ def measure(model: ServedModel) -> None:
             sample = model.gen.sample(params, n=1, seed=0)[0]
     except StudioError as exc:
         raise StudioError(f"cannot serve {model.run.path}: a first sample failed: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - the generator's bug: one line, not a traceback
+        said = " ".join(str(exc).split())
+        raise StudioError(f"cannot serve {model.run.path}: generator '{model.gen.name}' failed "
+                          f"making a first sample ({type(exc).__name__}{': ' + said if said else ''}"
+                          f"). Fix the generator, or report it to its author.") from None
     shape = sample.data.shape  # (H, W, C) or (T, H, W, C)
     model.height, model.width = int(shape[-3]), int(shape[-2])
     model.frames = int(shape[0]) if model.kind == "video" else 0
