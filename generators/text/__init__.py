@@ -2,8 +2,8 @@
 
 This module is the thin adapter between the plugin contract and plain-torch pieces: the model
 and its KV-cache decoding loop (model.py), tokenizers (tokenizer.py), data reading and the
-token cache (data.py), sampling strategies (sampling.py) and the Hugging Face GPT-2 import
-(hf.py).
+token cache (data.py), sampling strategies (sampling.py), continuous batching for serving
+(batching.py) and the Hugging Face GPT-2 import (hf.py).
 
 With `task=classify` or `task=tag` the run is a classifier or tagger on the same body
 instead (tasks.py: a task layer on the GPT, trained on labelled data); otherwise it generates.

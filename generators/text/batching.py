@@ -61,6 +61,7 @@ class TextDecoder(Decoder):
         self.end_id, self.banned = gen._framing()
         self.slots = SlotCache(max_rows, self.block)
         self.rows: list[_Row | None] = [None] * max_rows
+        self.no_history = torch.zeros(1, 0, dtype=torch.long, device=self.device)
 
     @property
     def active(self) -> int:
@@ -147,7 +148,9 @@ class TextDecoder(Decoder):
         for k, row in enumerate(rows):
             if not row.greedy:
                 p = row.params
-                history = torch.tensor([row.tokens], dtype=torch.long, device=self.device)
+                # the history only counts for the repetition penalty
+                history = torch.tensor([row.tokens], dtype=torch.long, device=self.device) \
+                    if p.repetition_penalty != 1.0 else self.no_history
                 chosen[k] = int(choose(logits[k:k + 1], history, temperature=p.temperature,
                                        top_k=p.top_k, top_p=p.top_p,
                                        repetition=p.repetition_penalty, generator=row.rng))

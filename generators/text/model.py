@@ -117,8 +117,10 @@ class SlotStep:
         self.write_at = torch.tensor(lengths, dtype=torch.long, device=device)
         self.positions = self.write_at[:, None]  # (R, 1) position ids of the new tokens
         # Rows side by side in their slots are read as a view (no copy), as KVCache is.
-        self.adjacent = rows == list(range(rows[0], rows[0] + len(rows)))
-        if len(set(lengths)) == 1:
+        adjacent = rows == list(range(rows[0], rows[0] + len(rows)))
+        self.side_by_side = slice(rows[0], rows[0] + len(rows)) if adjacent else None
+        self.one_length = len(set(lengths)) == 1
+        if self.one_length:
             self.mask = None  # every row sees all `span` keys: attention needs no mask
         else:  # (R, 1, 1, span): True where a key is one of the row's own
             seen = torch.arange(self.span, device=device)[None, :] <= self.write_at[:, None]
@@ -128,10 +130,14 @@ class SlotStep:
         """Store the rows' new k, v (R, nh, 1, hs) in their slots; attention of q (R, nh, 1, hs)
         over each row's keys so far."""
         keys, values = self.slots.layer(layer, k)
-        keys[self.index, :, self.write_at] = k[:, :, 0]  # (R, nh, hs) at each row's length
-        values[self.index, :, self.write_at] = v[:, :, 0]
-        if self.adjacent:
-            rows = slice(self.rows[0], self.rows[0] + len(self.rows))
+        rows = self.side_by_side
+        if rows is not None and self.one_length:  # one block of the slots: plain slices
+            keys[rows, :, self.span - 1:self.span] = k
+            values[rows, :, self.span - 1:self.span] = v
+        else:  # (R, nh, hs) at each row's own length
+            keys[self.index, :, self.write_at] = k[:, :, 0]
+            values[self.index, :, self.write_at] = v[:, :, 0]
+        if rows is not None:
             k, v = keys[rows, :, :self.span], values[rows, :, :self.span]
         else:
             k, v = keys[self.index, :, :self.span], values[self.index, :, :self.span]
@@ -140,6 +146,7 @@ class SlotStep:
     def advance(self) -> None:
         for row in self.rows:
             self.slots.lengths[row] += 1
+
 
 # Up to this many tokens, bf16 attention on a CPU runs faster as plain matmuls and a softmax
 # than through scaled_dot_product_attention, whose CPU flash kernel is slow in bf16 (forward and
