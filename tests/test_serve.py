@@ -342,6 +342,14 @@ def test_frames_over_the_servers_limit_are_refused(http):
 
 # --- classify ------------------------------------------------------------------------------------
 
+def test_the_openai_clients_own_post_reaches_the_studios_endpoints(client):
+    answer = client.post("/classify", cast_to=object, body={"model": "reviews", "input": "Nice"})
+    assert answer["data"][0]["label"] in answer["data"][0]["probabilities"]
+    clip = client.post("/videos/generations", cast_to=object, body={
+        "model": "video", "frames": 4, "format": "gif", "seed": 0})
+    assert clip["data"][0]["frames"] == 4 and clip["data"][0]["b64_json"]
+
+
 def test_a_classifier_answers_each_text(runs, http):
     texts = ["I love this lamp, it works perfectly.", "The kettle broke after two days."]
     reply = http.post("/v1/classify", json={"model": "reviews", "input": texts})

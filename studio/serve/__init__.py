@@ -63,7 +63,10 @@ with a key every endpoint but /health needs `Authorization: Bearer KEY` (compare
 time). Request bodies, max_tokens, n and frames are bounded by the flags below; only the
 runs named on the command line can be reached, and no request names a path. Every error is
 OpenAI's `{"error": {"message", "type", "param", "code"}}`, never a traceback (those go to
-the server's stderr).
+the server's stderr): 400 a field (named in "param") or a prompt the generator refuses, 401 the
+key, 404 a model, endpoint or file, 413 the body, 429 the queue (with Retry-After), 500 the
+generator failed, 503 shutting down, 504 --timeout. A stream that has started ends with such an
+error as its last event instead (no [DONE]).
 
 This package's own module imports nothing heavy: the CLI reads the settings' defaults from
 it while `studio --help` stays instant; the server is in studio.serve.server.
