@@ -10,6 +10,7 @@ import io
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -483,7 +484,6 @@ def test_a_run_that_cannot_load_stops_the_start_with_one_line(tmp_path, runs):
     one_line_error(code, err, str(not_a_run))
     assert "serving on" not in out
     broken = tmp_path / "broken"
-    import shutil
     shutil.copytree(runs["shop"], broken)
     for weights in broken.glob("checkpoints/*/model.safetensors"):
         weights.write_bytes(b"not safetensors")
@@ -500,7 +500,6 @@ def test_another_host_needs_a_key(runs, monkeypatch):
 
 
 def test_two_runs_of_one_name_are_refused(tmp_path, runs):
-    import shutil
     other = tmp_path / "elsewhere" / "text"
     shutil.copytree(runs["text"], other)
     code, out, err = run_cli("serve", runs["text"], other, "--port", "0")

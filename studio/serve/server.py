@@ -19,11 +19,12 @@ def bind(host: str, port: int) -> socket.socket:
     """A socket bound to host:port (port 0: a free one), not yet listening: a taken port is
     refused before the runs load, and no client connects before the server is ready."""
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise StudioError(f"--host {host} is not an address of this machine ({exc.strerror}); "
                           f"give an IP address such as 127.0.0.1.") from None
+    # A name such as localhost: its IPv4 address, where clients look first.
+    family, kind, proto, _, address = next((a for a in found if a[0] == socket.AF_INET), found[0])
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
