@@ -231,6 +231,9 @@ def _add_serve_parser(sub) -> None:
                    help=f"the most frames a clip may have (default {default.max_frames})")
     s.add_argument("--max-body", type=int, default=default.max_body, metavar="BYTES",
                    help=f"the largest request body (default {default.max_body:,})")
+    s.add_argument("--stop-with-stdin", action="store_true",
+                   help="stop when standard input closes (the window starts its servers so: "
+                        "one never outlives the window)")
 
 
 def _print_table(rows: list[dict], columns: list[str]) -> None:
@@ -594,7 +597,8 @@ def _cmd_serve(args) -> int:
         max_batch=args.max_batch, queue=args.queue, timeout=args.timeout,
         max_tokens=args.max_tokens, max_n=args.max_n, max_frames=args.max_frames,
         max_body=args.max_body)
-    return serve(args.runs, settings, checkpoint=args.checkpoint, device=args.device)
+    return serve(args.runs, settings, checkpoint=args.checkpoint, device=args.device,
+                 stop_with_stdin=args.stop_with_stdin)
 
 
 def _cmd_gui(args) -> int:

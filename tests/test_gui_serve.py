@@ -287,7 +287,7 @@ def test_a_run_that_cannot_be_read_is_said_in_a_dialog(qtbot, session, runs_fold
 def test_the_server_command_names_the_runs_and_keeps_the_key_off_it(runs_folder):
     command = serve_dialog.server_command([str(runs_folder / "text")], "127.0.0.1", 0, "cpu")
     assert command[1:] == ["-m", "studio", "serve", str(runs_folder / "text"), "--host",
-                           "127.0.0.1", "--port", "0", "--device", "cpu"]
+                           "127.0.0.1", "--port", "0", "--stop-with-stdin", "--device", "cpu"]
     assert "--device" not in serve_dialog.server_command(["r"], "127.0.0.1", 0, "auto")
 
 

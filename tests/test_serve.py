@@ -39,8 +39,8 @@ class CliServer:
     def __init__(self, args: list[str], env: dict | None = None, timeout: float = 300):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "studio", "serve", *map(str, args), "--port", "0"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         self.stderr: list[str] = []
         threading.Thread(target=self._keep_stderr, daemon=True).start()
         lines: queue.Queue = queue.Queue()

@@ -323,6 +323,26 @@ def test_ctrl_c_stops_the_cli_server_and_answers_its_clients():
     assert "Traceback" not in "".join(server.stderr)
 
 
+def test_a_server_started_to_stop_with_stdin_stops_when_its_starter_goes():
+    """The window starts its servers so: the pipe closes when the window's process ends, even
+    killed, and the server must not serve on without it."""
+    from test_serve import CliServer
+    server = CliServer([DEMO / "text", "--device", "cpu", "--max-tokens", "100000",
+                        "--stop-with-stdin"])
+    reply: list[httpx.Response] = []
+    thread = threading.Thread(target=lambda: reply.append(httpx.post(
+        f"{server.url}/completions", timeout=PATIENCE,
+        json={"model": "text", "prompt": "The ", "max_tokens": 100000})))
+    thread.start()
+    wait_for(lambda: httpx.get(f"{server.root}/health").json()["active"] == 1,
+             "the request to be under way")
+    server.process.stdin.close()
+    assert server.process.wait(timeout=PATIENCE) == 0
+    thread.join(PATIENCE)
+    assert reply[0].status_code == 503 and reply[0].json()["error"]["code"] == "shutting_down"
+    assert "Traceback" not in "".join(server.stderr)
+
+
 # --- image batches ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("max_batch", [4, 1])

@@ -229,7 +229,7 @@ def in_dialog_words(message: str) -> str:
 def server_command(paths: list[str], host: str, port: int, device: str) -> list[str]:
     """`python -m studio serve ...` for these runs (the key travels in the environment)."""
     command = [sys.executable, "-m", "studio", "serve", *paths, "--host", host,
-               "--port", str(port)]
+               "--port", str(port), "--stop-with-stdin"]  # never outlives the window
     if device and device != "auto":
         command += ["--device", device]
     return command

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import threading
 
 import uvicorn
 
@@ -51,10 +52,10 @@ def who_can_reach(settings: ServeSettings, port: int) -> str:
 
 
 def serve(paths: list[str], settings: ServeSettings, checkpoint: str | None = None,
-          device: str = "auto") -> int:
-    """Load the runs, listen, and answer until Ctrl+C (or SIGTERM). Refusals (a run that
-    cannot load, a taken port, a non-local host without a key) are StudioErrors, said before
-    anything listens."""
+          device: str = "auto", stop_with_stdin: bool = False) -> int:
+    """Load the runs, listen, and answer until Ctrl+C (or SIGTERM), or, with
+    `stop_with_stdin`, until standard input closes. Refusals (a run that cannot load, a taken
+    port, a non-local host without a key) are StudioErrors, said before anything listens."""
     settings.check()
     sock = bind(settings.host, settings.port)
     workers = []
@@ -72,12 +73,27 @@ def serve(paths: list[str], settings: ServeSettings, checkpoint: str | None = No
 
         config = uvicorn.Config(create_app(models, settings, metrics), lifespan="off",
                                 log_level="warning", access_log=False, timeout_graceful_shutdown=5)
-        StudioServer(config, on_ready=ready,
-                     on_exit=lambda: stop_workers(workers, wait=0)).run(sockets=[sock])
+        server = StudioServer(config, on_ready=ready, on_exit=lambda: stop_workers(workers, wait=0))
+        if stop_with_stdin:
+            stop_when_stdin_closes(server)
+        server.run(sockets=[sock])
     finally:
         stop_workers(workers)
         sock.close()
     return 0
+
+
+def stop_when_stdin_closes(server: "StudioServer") -> None:
+    """Stop the server once standard input reaches its end. The window starts its servers with
+    a pipe as their stdin, which the system closes when the window's process ends however it
+    ends (a crash, a kill), so a server never outlives the window that started it."""
+    def wait_for_the_end() -> None:
+        while sys.stdin.buffer.read(4096):
+            pass
+        server.on_exit()  # as Ctrl+C does, without a signal for uvicorn to raise again
+        server.should_exit = True
+
+    threading.Thread(target=wait_for_the_end, name="stdin-watch", daemon=True).start()
 
 
 class StudioServer(uvicorn.Server):
