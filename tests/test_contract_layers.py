@@ -17,6 +17,7 @@ import studio.registry
 from conftest import ROOT
 from studio import api
 from studio.cli import main
+from studio.contract import API_VERSION
 from studio.engine import _Context
 from studio.errors import StudioError
 from studio.plugins import API_CHECK, LIGHT_CHECK, validate
@@ -159,7 +160,7 @@ def test_validate_refuses_a_plugin_written_for_another_api(tmp_path, monkeypatch
     entry = plugin_package(tmp_path, monkeypatch, "later_plugin", api_range=">=2.0,<3")
     failed = failed_checks(entry)
     assert list(failed) == [API_CHECK]  # refused there, before anything is trained
-    assert ">=2.0,<3" in failed[API_CHECK] and "this studio's is 1.0" in failed[API_CHECK]
+    assert ">=2.0,<3" in failed[API_CHECK] and f"this studio's is {API_VERSION}" in failed[API_CHECK]
     assert str(tmp_path / "later_plugin") in failed[API_CHECK]  # file:line in the plugin
 
 

@@ -398,6 +398,59 @@ def pixels(item: dict) -> np.ndarray:
 
 # --- memory ----------------------------------------------------------------------------------------
 
+def resident_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:  # Linux, where CI runs
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_bursts_of_32_clients_leave_the_servers_memory_where_it_was():
+    """Waves of 32 clients at once against a small queue, images as urls kept in the file
+    store, streams cut short: what the server holds for them is bounded, so its memory after
+    many waves is what it was after the first."""
+    from test_serve import CliServer
+    server = CliServer([DEMO / "text", DEMO / "image", "--device", "cpu", "--queue", "4",
+                        "--max-batch", "4"])
+
+    def one_client(i: int) -> int:
+        with httpx.Client(timeout=PATIENCE) as client:
+            if i % 3 == 0:
+                return client.post(f"{server.url}/images/generations", json={
+                    "model": "image", "n": 2, "seed": i, "response_format": "url"}).status_code
+            if i % 3 == 1:
+                with client.stream("POST", f"{server.url}/completions", json={
+                        "model": "text", "prompt": "The ", "max_tokens": 200, "seed": i,
+                        "stream": True}) as reply:
+                    next(reply.iter_lines(), None)  # then the client goes away
+                    return reply.status_code
+            return client.post(f"{server.url}/completions", json={
+                "model": "text", "prompt": "The ", "max_tokens": 20, "seed": i}).status_code
+
+    def wave(number: int) -> list[int]:
+        threads, codes = [], [0] * 32
+        for i in range(32):
+            threads.append(threading.Thread(target=lambda i=i: codes.__setitem__(
+                i, one_client(number * 32 + i))))
+            threads[-1].start()
+        for thread in threads:
+            thread.join(PATIENCE)
+        assert not any(thread.is_alive() for thread in threads), "a client hung"
+        return codes
+
+    try:
+        for number in range(2):  # the first waves fill caches and pools once
+            wave(number)
+        settled = resident_mib(server.process.pid)
+        codes = [code for number in range(2, 10) for code in wave(number)]
+        wait_for(lambda: httpx.get(f"{server.root}/health").json()["active"] == 0,
+                 "the server to be idle")
+        grown = resident_mib(server.process.pid) - settled
+    finally:
+        server.stop()
+    assert set(codes) <= {200, 429} and 200 in codes and 429 in codes, sorted(set(codes))
+    assert grown < 64, f"the server grew {grown:.0f} MiB over 8 waves of 32 clients"
+
+
 def test_the_file_store_keeps_the_newest_within_its_size():
     store = FileStore(max_bytes=100)
     first = store.put(b"a" * 40, "png")
