@@ -56,7 +56,7 @@ class Metrics:
                                  "request's arrival to the end of its answer (streams included)",
                                  ["endpoint"], buckets=self.LATENCY_BUCKETS, registry=registry)
         self.first_token = Histogram("studio_serve_time_to_first_token_seconds", "Seconds from a "
-                                     "text request's arrival to its first text", ["model"],
+                                     "streamed text request's arrival to its first text", ["model"],
                                      buckets=self.LATENCY_BUCKETS, registry=registry)
         self.tokens = Counter("studio_serve_tokens_generated", "Tokens generated", ["model"],
                               registry=registry)
@@ -312,7 +312,7 @@ class TextReply:
         choice = event.choice
         chunks += self.open(choice)
         if event.text:
-            if not self.first_text_seen:
+            if not self.first_text_seen and self.ask.stream:  # a whole answer comes at once
                 self.first_text_seen = True
                 self.metrics.first_token.labels(self.model.name).observe(
                     time.monotonic() - self.started)
