@@ -169,7 +169,8 @@ def _parser() -> argparse.ArgumentParser:
                                       "state; --merge folds a LoRA run's adapters into its "
                                       "base), or export its model as ONNX graphs (--format onnx)")
     x.add_argument("run")
-    x.add_argument("--out", required=True, metavar="DIR", help="the new folder")
+    x.add_argument("--out", metavar="DIR", help="the new folder (default: beside the run, "
+                   "named RUN-onnx or RUN-export)")
     x.add_argument("--format", choices=("safetensors", "onnx"), default="safetensors",
                    help="safetensors (default): a run folder the studio loads; onnx: the model "
                         "as ONNX graphs with a manifest.json (and tokenizer.json for text), each "
@@ -568,7 +569,13 @@ def display_problem(env=None, system: str | None = None, plugin=None) -> str | N
 
 
 def _cmd_export(args) -> int:
+    from pathlib import Path
+
     from studio import api
+    if args.out is None:
+        run = Path(args.run).resolve()
+        run = run.parent.parent if run.parent.name == "checkpoints" else run
+        args.out = str(run.with_name(f"{run.name}-{'onnx' if args.format == 'onnx' else 'export'}"))
     if args.format == "onnx":
         from studio.onnx_export import export_onnx
         report = export_onnx(args.run, args.out, args.checkpoint)

@@ -367,3 +367,12 @@ def test_the_cli_exports_onnx_and_prints_each_graphs_error(tmp_path):
                                    tmp_path / "a-file")
     assert code == 2 and stderr.startswith("error: ") and len(stderr.strip().splitlines()) == 1
     assert (tmp_path / "a-file").read_text() == "x"
+
+
+def test_without_out_the_export_goes_beside_the_run(tmp_path):
+    run = tmp_path / "shapes"
+    shutil.copytree(DEMO / "image", run)
+    code, stdout, stderr = run_cli("export", run, "--format", "onnx")
+    assert code == 0, stderr
+    assert stdout.strip() == str(tmp_path / "shapes-onnx")
+    assert (tmp_path / "shapes-onnx" / "generator.onnx").is_file()
