@@ -118,7 +118,8 @@ def test_a_user_template_file_loads_with_names_resolved(tmp_path):
     assert (picture.fit, picture.clip_slot) == ("contain", "clip")
     assert (template.clip.fps, template.clip.seconds, template.clip.zoom) == (10, 3.0, 1.2)
     # A relative path is taken from the folder given (a recipe's), not the working folder.
-    assert load_template("mine.json", relative_to=tmp_path).regions.keys() == template.regions.keys()
+    relative = load_template("mine.json", relative_to=tmp_path)
+    assert relative.path == path and relative.regions == template.regions
 
 
 def test_an_unknown_template_name_lists_the_builtin_ones():
@@ -395,7 +396,6 @@ def test_the_seed_is_the_documented_hash_pinned_across_machines():
                      ensure_ascii=False, separators=(",", ":"))
     expected = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % 2 ** 31
     assert slot_seed(2024, "orbit-lamp", "headline") == expected == 1071368617
-    assert slot_seed(2024, "ключ-行", "headline") == slot_seed(2024, "ключ-行", "headline")
 
 
 def test_seeds_are_the_same_in_a_fresh_process_with_another_hash_salt():
