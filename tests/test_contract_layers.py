@@ -57,6 +57,9 @@ engine = SimpleNamespace(device=torch.device("cpu"), train_model=model,
                          train=SimpleNamespace(grad_accum=1), world_size=2)
 _Context(engine).average_gradients(torch.optim.SGD(model.parameters(), lr=0.1))
 print(sorted({float(v) for p in model.parameters() for v in p.grad.flatten()}))
+# Leave together, as the engine's ranks do: a rank that tore gloo down while the other still
+# spoke to it aborted it ("terminate called without an active exception") on a loaded machine.
+torch.distributed.barrier()
 torch.distributed.destroy_process_group()
 """
 

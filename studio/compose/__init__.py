@@ -2,4 +2,7 @@
 
 fonts        which font file has the glyphs of a text (shipped fonts in assets/fonts/ first)
 text_layout  wrap, shrink and ellipsise text to fit a box, and draw it on an image
+template     a layout as JSON data (canvas, fonts, colours, regions); built-ins in templates/
+recipe       a recipe (a template and, per slot, a run, prompt, settings and guards), rows
+             from CSV or JSONL filling its {placeholders}, seeds per row and slot, the guards
 """
