@@ -184,6 +184,17 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_serve_parser(sub)
 
+    cp = sub.add_parser("compose", help="make ads from a recipe: for each row of a CSV/JSONL "
+                                        "file, text, picture and clip from your runs, laid out")
+    cp.add_argument("recipe", help="the recipe JSON (a template and a run, prompt and seed per slot)")
+    cp.add_argument("--rows", required=True, help="CSV or JSONL: one ad per row, filling the "
+                    "recipe's {placeholders}")
+    cp.add_argument("--out", required=True, metavar="DIR", help="ads/<row>/ per ad, review.json "
+                    "and index.html; run again to finish an interrupted batch")
+    cp.add_argument("--format", dest="formats", action="append", choices=("png", "mp4", "gif"),
+                    help="what to write per ad (repeatable; default png)")
+    cp.add_argument("--device", default="cpu")
+
     sub.add_parser("gui", help="open the studio window (also: `studio` with no command)")
 
     ctl = sub.add_parser("control", help="pause, resume or stop a run that is training")
@@ -608,6 +619,32 @@ def _cmd_serve(args) -> int:
                  stop_with_stdin=args.stop_with_stdin)
 
 
+def _cmd_compose(args) -> int:
+    from studio.compose.batch import run_batch
+    bar = None
+
+    def progress(done: int, total: int, row: str) -> None:
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+            bar = tqdm(total=total, unit="ad", file=sys.stderr, disable=not sys.stderr.isatty())
+        bar.update(done - bar.n)
+        bar.set_postfix_str(row)
+
+    try:
+        report = run_batch(args.recipe, args.rows, args.out, tuple(args.formats or ("png",)),
+                           progress, args.device)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"{len(report.made)} made, {len(report.skipped)} finished earlier, {len(report.failed)} "
+          f"failed; {len(report.review)} for review (review.json); contact sheet: "
+          f"{os.path.join(args.out, 'index.html')}")
+    for item in report.review:
+        print(f"review {item['row']}: {'; '.join(item['reasons'])}", file=sys.stderr)
+    return 0
+
+
 def _cmd_gui(args) -> int:
     problem = display_problem()
     if problem:
@@ -640,13 +677,14 @@ UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT
 COMMANDS = {"generators": _cmd_generators, "train": _cmd_train, "generate": _cmd_generate,
             "eval": _cmd_eval, "runs": _cmd_runs, "config": _cmd_config, "control": _cmd_control,
             "demo": _cmd_demo, "gui": _cmd_gui, "plugin": _cmd_plugin, "export": _cmd_export,
-            "serve": _cmd_serve}
+            "serve": _cmd_serve, "compose": _cmd_compose}
 
 
 # Arguments that name files or folders: given as "" (an unset shell variable), each was taken
 # for "not given" and fell back on a default (the built-in data, runs/, a new run folder).
 PATH_ARGUMENTS = {"data": "--data", "val_data": "--val-data", "run_dir": "--run-dir",
-                  "resume": "--resume", "init_from": "--init-from", "init_from_hf": "--init-from-hf",
+                  "rows": "--rows", "recipe": "the recipe", "resume": "--resume",
+                  "init_from": "--init-from", "init_from_hf": "--init-from-hf",
                   "config_file": "--config", "out": "--out", "export_to": "--export-to",
                   "run": "the run folder", "root": "the runs folder"}
 

@@ -112,3 +112,16 @@ def test_safe_names_stay_distinct():
     names = {safe_name(k) for k in ["a b", "a_b", "a/b", "..", ".x", "x"]}
     assert len(names) == 6 and "a_b" in names and "x" in names
     assert all(not n.startswith(".") and "/" not in n for n in names)
+
+
+def test_studio_compose_makes_the_batch_and_says_where(recipe, tmp_path):
+    from conftest import run_cli
+    rows, out = rows_file(tmp_path, GOOD), tmp_path / "out"
+    code, stdout, stderr = run_cli("compose", recipe, "--rows", rows, "--out", out)
+    assert code == 0, stderr
+    assert stdout.startswith("2 made, 0 finished earlier, 0 failed") and "index.html" in stdout
+    assert (out / "ads" / "orbit-lamp" / "poster.png").is_file()
+    code, stdout, stderr = run_cli("compose", recipe, "--rows", rows, "--out", out)
+    assert code == 0 and stdout.startswith("0 made, 2 finished earlier"), stderr
+    code, _, stderr = run_cli("compose", recipe, "--rows", tmp_path / "missing.csv", "--out", out)
+    assert code == 2 and stderr.startswith("error: ") and len(stderr.strip().splitlines()) == 1

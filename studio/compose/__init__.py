@@ -7,4 +7,5 @@ recipe       a recipe (a template and, per slot, a run, prompt, settings and gua
              from CSV or JSONL filling its {placeholders}, seeds per row and slot, the guards
 runner       a recipe's runs loaded once; an ad's content per row (text retried by the guards)
 render       the poster (PNG), the clip (MP4/GIF) and ad.json, the lineage, written atomically
+batch        one ad per row (`studio compose`), resumable, review.json and an index.html sheet
 """
