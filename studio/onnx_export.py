@@ -35,7 +35,7 @@ from studio import lora
 from studio.api import load_run
 from studio.errors import StudioError
 from studio.export import folder_problem
-from studio.runstore import read_json, write_json
+from studio.runstore import read_json, swap_folder_in, write_json
 
 MANIFEST = "manifest.json"
 FORMAT = "aigc-studio-onnx"  # manifest.json's "format": what marks a folder as an ONNX export
@@ -82,7 +82,7 @@ def export_onnx(run: str, out: str, checkpoint: str | None = "best", device: str
                     "lora_merged": lora_merged, "graphs": records,
                     "model": gen.onnx_manifest(tmp)}
         write_json(tmp / MANIFEST, manifest)
-        _put_in_place(tmp, target)
+        swap_folder_in(tmp, target)
     except OSError as exc:
         raise StudioError(f"cannot write {out}: {exc.strerror or exc}. Pick another folder; "
                           f"nothing was written there.") from None
@@ -128,24 +128,6 @@ def _refuse_target(target: Path) -> None:
     if target.is_dir() and any(target.iterdir()) and not is_onnx_export(target):
         raise StudioError(f"{target} already exists and is not an ONNX export; nothing in it "
                           f"was changed. Export to a new folder.")
-
-
-def _put_in_place(tmp: Path, target: Path) -> None:
-    """Rename the complete export into place; an earlier one there is moved aside first and
-    removed only once the new one is in place."""
-    earlier = None
-    if target.exists():
-        earlier = target.with_name(f".{target.name}.replaced-{os.getpid()}")
-        shutil.rmtree(earlier, ignore_errors=True)
-        os.replace(target, earlier)
-    try:
-        os.replace(tmp, target)
-    except OSError:
-        if earlier is not None:
-            os.replace(earlier, target)  # the earlier export goes back where it was
-        raise
-    if earlier is not None:
-        shutil.rmtree(earlier, ignore_errors=True)
 
 
 # --- one graph ---------------------------------------------------------------------------------

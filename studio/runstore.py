@@ -62,6 +62,25 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def swap_folder_in(staging: Path, target: Path) -> None:
+    """Rename a complete folder into place. An earlier one there is moved aside first and
+    removed only once the new one is in place (put back if the rename fails), so `target` is
+    always whole: the old or the new (ONNX exports, composed ads)."""
+    earlier = target.with_name(f".{target.name}.replaced-{os.getpid()}")
+    shutil.rmtree(earlier, ignore_errors=True)
+    had_one = target.exists()
+    if had_one:
+        os.replace(target, earlier)
+    try:
+        os.replace(staging, target)
+    except OSError:
+        if had_one:
+            os.replace(earlier, target)
+        raise
+    if had_one:
+        shutil.rmtree(earlier, ignore_errors=True)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

@@ -28,7 +28,7 @@ from studio.compose.runner import AdContent
 from studio.compose.template import Region, Template
 from studio.compose.text_layout import FittedText, draw_text, fit_text
 from studio.errors import StudioError
-from studio.runstore import write_json
+from studio.runstore import swap_folder_in, write_json
 
 AD_FORMATS = ("png", "mp4", "gif")
 POSTER_FILE, LINEAGE_FILE = "poster.png", "ad.json"
@@ -97,7 +97,7 @@ def write_ad(folder: str | Path, template: Template, content: AdContent,
                 if suffix in formats:
                     _write_video(pixels, fps, staging / f"clip.{suffix}")
         write_json(staging / LINEAGE_FILE, lineage)
-        _put_in_place(staging, folder)
+        swap_folder_in(staging, folder)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise StudioError(f"cannot write the ad {folder}: {exc.strerror or exc}. Pick a "
@@ -225,20 +225,3 @@ def _write_video(frames: np.ndarray, fps: float, path: Path) -> None:
         iio.imwrite(path, frames, extension=".mp4", plugin="FFMPEG", fps=fps,
                     macro_block_size=2, output_params=MP4_OUTPUT_PARAMS)
 
-
-def _put_in_place(staging: Path, folder: Path) -> None:
-    """Swap the finished ad in: the earlier one is moved aside first and removed only after."""
-    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-    if old.exists():
-        shutil.rmtree(old)
-    had_one = folder.exists()
-    if had_one:
-        os.replace(folder, old)
-    try:
-        os.replace(staging, folder)
-    except OSError:
-        if had_one:
-            os.replace(old, folder)
-        raise
-    if had_one:
-        shutil.rmtree(old, ignore_errors=True)
