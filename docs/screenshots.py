@@ -81,7 +81,8 @@ def shoot_every_theme_and_size(app, window, session, panels, suffix, before_shot
                 shoot(app, window, f"{name}{suffix}-{width}x{height}-{theme_name}")
 
 
-def main():
+def open_window():
+    """The real window on a fresh runs folder, light theme, 1280x800: (app, session, window)."""
     OUT.mkdir(parents=True, exist_ok=True)
     app = QApplication(sys.argv)
     session = Session(Settings(runs_folder=str(work / "runs"), last_generator="text"))
@@ -89,6 +90,11 @@ def main():
     window = MainWindow(session)
     window.resize(*SIZES[0])
     window.show()
+    return app, session, window
+
+
+def main():
+    app, session, window = open_window()
     wait(app, lambda: window.train_panel is not None and window.data_panel.report is not None)
 
     # One short real run, so Train has charts and previews and Runs has a row of its own.

@@ -7,28 +7,17 @@ themes: docs/screenshot-serve-<theme>.png.
 
 from __future__ import annotations
 
-import sys
 
 # Importing it sets up as it does: a fresh settings folder and runs folder, the output folder.
-from screenshots import OUT, settle, wait, work
+from screenshots import OUT, open_window, settle, wait
 
-from PySide6.QtWidgets import QApplication  # noqa: E402
 from studio import api  # noqa: E402
 from studio.gui import theme  # noqa: E402
 from studio.gui.serve_dialog import ServeDialog  # noqa: E402
-from studio.gui.session import Session  # noqa: E402
-from studio.gui.settings import Settings  # noqa: E402
-from studio.gui.window import MainWindow  # noqa: E402
 
 
 def main():
-    OUT.mkdir(parents=True, exist_ok=True)
-    app = QApplication(sys.argv)
-    session = Session(Settings(runs_folder=str(work / "runs"), last_generator="text"))
-    theme.apply_theme("light")
-    window = MainWindow(session)
-    window.resize(1280, 800)
-    window.show()
+    app, session, window = open_window()
     window.tabs.setCurrentWidget(window.runs_panel)
     demos = [str(p) for p in api.demo_runs() if session.run_generator(str(p)) in ("text", "image")]
     dialog = ServeDialog(sorted(demos, key=lambda p: session.run_generator(p) != "text"), session,
