@@ -41,12 +41,15 @@ class BatchReport:
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     review: list[dict] = field(default_factory=list)
+    stopped: bool = False  # `stop` asked for it before every row was handled
 
 
 def run_batch(recipe_path: str | Path, rows_path: str | Path, out_dir: str | Path,
               formats: tuple[str, ...] = ("png",), progress: Progress | None = None,
-              device: str = "cpu") -> BatchReport:
-    """Make (or finish) the ads of every row; see the module's docstring."""
+              device: str = "cpu", stop: Callable[[], bool] | None = None) -> BatchReport:
+    """Make (or finish) the ads of every row; see the module's docstring. `stop` is asked
+    before each row: when it says True the batch ends there, its review list and contact sheet
+    written for the rows handled so far (the same call later finishes the rest)."""
     out_dir = Path(out_dir).expanduser()
     _check_formats(formats)
     ads_dir = _writable_ads_folder(out_dir)  # before any run is loaded or row read
@@ -60,6 +63,9 @@ def run_batch(recipe_path: str | Path, rows_path: str | Path, out_dir: str | Pat
     folders = {key: ads_dir / safe_name(key) for key, _ in rows}
     composer = None  # loaded only when a row needs making: a finished batch loads no weights
     for done, (key, row) in enumerate(rows, 1):
+        if stop is not None and stop():
+            report.stopped = True
+            break
         finished = _finished_lineage(folders[key], document, key, row, formats)
         if finished is not None:
             report.skipped.append(key)
@@ -194,7 +200,9 @@ def _contact_sheet(rows: list[tuple[str, dict]], folders: dict[str, Path],
             "img{max-width:100%}.review{outline:3px solid #d33}.reason{color:#d33}"
             "</style></head><body>\n"
             f"<p>{len(report.made)} made, {len(report.skipped)} finished earlier, "
-            f"{len(report.failed)} failed, {len(report.review)} to review.</p>\n"
+            f"{len(report.failed)} failed, {len(report.review)} to review."
+            f"{' Stopped before the end: the same batch again finishes it.' if report.stopped else ''}"
+            f"</p>\n"
             + "\n".join(cards)
             + (f"\n<h2>Rows not made</h2><ul>{broken}</ul>" if broken else "")
             + "\n</body></html>\n")

@@ -31,7 +31,9 @@ A recipe is a JSON file:
   templates whose `{placeholders}` name a row's columns; `{{` and `}}` are literal braces.
 * Text slots only: `stop` (a string or a list: the text ends there), `max_chars`, `banned`
   (words or phrases), `retries` (regenerate up to this many times, each with the next seed,
-  before the ad goes to review; default 2).
+  before the ad goes to review; default 2), `tidy` (default true: runs of spaces and line
+  breaks become one space and punctuation before the first word goes, as an ad's copy is set;
+  false shows the text as generated, line breaks and all).
 * `seed_offset` is added to the slot's seed: raise it to re-roll one slot, keeping the others.
 
 Seeds: a slot's seed is a function of the recipe's seed, the row's key and the slot's name only
@@ -52,8 +54,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from studio.compose.template import (Spot, Template, checked_object, checked_text, load_template,
-                                     template_path, whole_number)
+from studio.compose.template import (Spot, Template, checked_object, checked_text, flag,
+                                     load_template, template_path, whole_number)
 from studio.errors import StudioError
 from studio.runstore import read_json
 
@@ -63,8 +65,11 @@ RECIPE_FORMAT = 1
 SEED_LIMIT = 2 ** 31
 SEED_DOMAIN = "aigc-studio compose seed 1"  # changing it would change every ad ever made
 DEFAULT_RETRIES = 2
-GUARD_KEYS = ("max_chars", "stop", "banned", "retries")
+GUARD_KEYS = ("max_chars", "stop", "banned", "retries", "tidy")
 ROW_KEY_COLUMN = "id"
+# Unicode categories tidy_text drops before a text's first word: dashes, connectors, closing
+# brackets and quotes, and other punctuation (":", ",", "."); opening ones (Ps, Pi) stay.
+LEADING_PUNCTUATION_DROPPED = ("Pd", "Pc", "Pe", "Pf", "Po")
 # Scripts written without spaces between words: a banned word there is found as a substring,
 # since there is no word boundary to look for (Korean attaches particles to words, so it is
 # treated the same way).
@@ -89,6 +94,7 @@ class Slot:
     stop: tuple[str, ...] = ()
     banned: tuple[str, ...] = ()
     retries: int = 0
+    tidy: bool = True
 
     def placeholders(self) -> set[str]:
         return set(placeholders_in(self.prompt)) if self.prompt is not None else set()
@@ -144,8 +150,15 @@ class FilledSlot:
 def load_recipe(path: str | Path) -> Recipe:
     """Read and check a recipe file and its template. Run folders are not opened (see above)."""
     path = Path(path).expanduser()
+    return recipe_from_document(read_json(path, "The recipe file"), path)
+
+
+def recipe_from_document(data: Any, path: str | Path) -> Recipe:
+    """Check a recipe held in memory (the window edits one before it is saved) as if it were
+    the file `path`: relative runs and templates are found from that file's folder, and
+    messages name it."""
+    path = Path(path).expanduser()
     spot = Spot(str(path))
-    data = read_json(path, "The recipe file")
     folder = path.resolve().parent  # runs and templates are found from here
     checked_object(data, spot, required=("template", "slots"),
                    optional=("format", "description", "seed"))
@@ -239,7 +252,8 @@ def _guards(name: str, entry: dict, spot: Spot, settings: dict) -> dict:
             "stop": _stop(entry.get("stop", []), spot / "stop"),
             "banned": _banned(entry.get("banned", []), spot / "banned"),
             "retries": whole_number(entry.get("retries", DEFAULT_RETRIES), spot / "retries",
-                                    0, 20)}
+                                    0, 20),
+            "tidy": flag(entry.get("tidy", True), spot / "tidy")}
 
 
 def _checkpoint(value: Any, spot: Spot) -> str:
@@ -304,6 +318,17 @@ def slot_seed(recipe_seed: int, row_key: str, slot_name: str) -> int:
                      separators=(",", ":"))
     digest = hashlib.sha256(key.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") % SEED_LIMIT
+
+
+def slots_changed(before: dict, after: dict) -> tuple[str, ...]:
+    """The slots of recipe document `after` whose content may differ from `before`'s for the
+    same row: every slot when the template or seed changed, else those whose entries differ.
+    The window keeps the other slots of its preview as they are."""
+    slots = after.get("slots", {}) if isinstance(after.get("slots"), dict) else {}
+    if any(before.get(key) != after.get(key) for key in ("template", "seed")):
+        return tuple(slots)
+    earlier = before.get("slots", {}) if isinstance(before.get("slots"), dict) else {}
+    return tuple(name for name, entry in slots.items() if earlier.get(name) != entry)
 
 
 def fill(recipe: Recipe, row: dict, row_key: str) -> list[FilledSlot]:
@@ -525,6 +550,19 @@ def check_text(text: str, slot: Slot) -> list[str]:
     problems += [f"holds the banned word '{word}'" for word in slot.banned
                  if contains_word(shown, word)]
     return problems
+
+
+def tidy_text(text: str) -> str:
+    """Generated text set as ad copy: every run of whitespace (line breaks too) one space, and
+    what comes before the first word dropped when it is punctuation that cannot open a phrase
+    (a model continuing "Headline for Orbit lamp:" may write ": Light ..."); opening quotes
+    and brackets stay."""
+    text = " ".join(text.split())
+    start = 0
+    while start < len(text) and (text[start].isspace() or unicodedata.category(text[start])
+                                 in LEADING_PUNCTUATION_DROPPED):
+        start += 1
+    return text[start:]
 
 
 def contains_word(text: str, word: str) -> bool:

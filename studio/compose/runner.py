@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from studio.compose.recipe import FilledSlot, Recipe, Slot, check_text, fill
+from studio.compose.recipe import FilledSlot, Recipe, Slot, check_text, fill, tidy_text
 from studio.compose.template import Spot
 from studio.errors import StudioError
 from studio.runstore import RunDir, read_json
@@ -85,10 +85,18 @@ class _LoadedRun:
 class Composer:
     """Makes the content of ads from one recipe (see the module's docstring)."""
 
-    def __init__(self, recipe: Recipe, device: str = "cpu"):
+    def __init__(self, recipe: Recipe, device: str = "cpu", document: dict | None = None,
+                 reuse: Composer | None = None):
+        """`document`: the recipe as JSON when it is not (yet) the file at recipe.path, as in
+        the window's editor. `reuse`: a composer whose loaded runs this one may share (the
+        window makes a new composer on every edit; the weights are read once)."""
         self.recipe = recipe
-        self.recipe_document = read_json(recipe.path, "The recipe file")
+        self.recipe_document = (document if document is not None
+                                else read_json(recipe.path, "The recipe file"))
+        self.device = device
         self._loaded: dict[tuple[Path, str], _LoadedRun] = {}
+        if reuse is not None and reuse.device == device:
+            self._loaded.update(reuse._loaded)
         self._sample_settings: dict[str, Any] = {}  # slot name -> its checked SampleConfig
         # Every slot is checked before any weights are read: a mistake in the last slot is
         # reported at once, not after the others' runs have loaded.
@@ -145,10 +153,17 @@ class Composer:
                                                   f"loaded: {exc}") from None
             self._loaded[key] = _LoadedRun(slot.run, gen, folder.name)
 
-    def make(self, row_key: str, row: dict) -> AdContent:
-        """The content of the ad for one row: every slot generated, in the recipe's order."""
+    def make(self, row_key: str, row: dict, keep: AdContent | None = None,
+             remake: tuple[str, ...] = ()) -> AdContent:
+        """The content of the ad for one row: every slot generated, in the recipe's order.
+        With `keep` (an earlier ad of the same row), its slots are kept except those named in
+        `remake` and those `keep` lacks: the window re-rolls one slot with the others locked."""
         slots, review = {}, []
         for filled in fill(self.recipe, row, str(row_key)):
+            if keep is not None and filled.name not in remake and filled.name in keep.slots:
+                slots[filled.name] = keep.slots[filled.name]
+                review += [why for why in keep.review if why.startswith(f"slots.{filled.name}:")]
+                continue
             if filled.kind == "text":
                 content, problems = self._text(filled)
                 if problems:
@@ -186,9 +201,11 @@ class Composer:
         for attempt in range(filled.slot.retries + 1):
             seed = filled.seed_for_try(attempt)
             sample = self._sample(filled, seed)
-            text = _continuation(sample.data, filled.prompt).strip()
+            generated = _continuation(sample.data, filled.prompt)
+            text = tidy_text(generated) if filled.slot.tidy else generated.strip()
             problems = check_text(text, filled.slot)
-            tries.append({"seed": seed, "text": text, "problems": problems})
+            tries.append({"seed": seed, "generated": generated, "text": text,
+                          "problems": problems})
             if not problems:
                 break
         lineage = {**filled.lineage(attempt), **self._run_lineage(filled), "text": text,
