@@ -182,11 +182,30 @@ def _export_png(samples: list[Sample], lineage: dict, path: Path, separate: bool
 
 
 def _export_video(samples: list[Sample], lineage: dict, path: Path) -> list[Path]:
-    import imageio.v3 as iio
     frames = animation_frames(samples)
     fps = frames_per_second(samples)
-    comment = json.dumps(lineage, ensure_ascii=False, default=str)
-    scale, (height, width) = 1, frames.shape[1:3]
+    height, width = frames.shape[1:3]
+    written, scale = write_clip(frames, fps, path,
+                                comment=json.dumps(lineage, ensure_ascii=False, default=str))
+    write_json(sidecar_path(path), {"file": path.name, "frames": written, "fps": fps,
+                                    "scale": scale, "height": int(height), "width": int(width),
+                                    **lineage})
+    return [path, sidecar_path(path)]
+
+
+# ffmpeg's bit-exact flags leave its version out of the file, so that the same frames give the
+# same bytes on any machine with the same encoder; one thread makes x264's output independent
+# of the machine's cores (slower, so only where identical bytes are promised).
+BITEXACT_MP4_PARAMS = ["-threads", "1", "-fflags", "+bitexact", "-flags:v", "+bitexact",
+                       "-map_metadata", "-1"]
+
+
+def write_clip(frames: np.ndarray, fps: float, path: Path, comment: str | None = None,
+               bitexact: bool = False) -> tuple[int, int]:
+    """Write T x H x W x 3 uint8 `frames` as a GIF or an MP4 (by `path`'s suffix), with
+    `comment` in its metadata; `bitexact`: the same frames always give the same MP4 bytes.
+    Returns the frames written and the factor tiny clips were enlarged by (MP4)."""
+    import imageio.v3 as iio
     if path.suffix.lower() == ".gif":
         # Browsers play delays under 20 ms as 100 ms: above 50 fps, every k-th frame is kept.
         # Delays are whole hundredths of a second: each frame's is the step between its
@@ -196,21 +215,21 @@ def _export_video(samples: list[Sample], lineage: dict, path: Path) -> list[Path
         frames = frames[::keep]
         starts = [round(i * keep * 100 / fps) for i in range(len(frames) + 1)]
         delays = [10 * (b - a) for a, b in zip(starts, starts[1:])]
-        iio.imwrite(path, frames, extension=".gif", duration=delays, loop=0,
-                    comment=comment.encode("utf-8"))
-    else:
-        # H.264 smears clips a few pixels wide into colour blocks: enlarge tiny clips with
-        # nearest-neighbour pixels first, and pad to even sides (yuv420p needs them).
-        scale = max(1, math.ceil(64 / min(frames.shape[1:3])))
-        frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
-        odd_h, odd_w = frames.shape[1] % 2, frames.shape[2] % 2
-        frames = np.pad(frames, ((0, 0), (0, odd_h), (0, odd_w), (0, 0)), mode="edge")
-        iio.imwrite(path, frames, extension=".mp4", plugin="FFMPEG", fps=fps, macro_block_size=2,
-                    output_params=["-metadata", f"comment={comment}"])
-    write_json(sidecar_path(path), {"file": path.name, "frames": len(frames), "fps": fps,
-                                    "scale": scale, "height": int(height), "width": int(width),
-                                    **lineage})
-    return [path, sidecar_path(path)]
+        extra = {"comment": comment.encode("utf-8")} if comment is not None else {}
+        iio.imwrite(path, frames, extension=".gif", duration=delays, loop=0, **extra)
+        return len(frames), 1
+    # H.264 smears clips a few pixels wide into colour blocks: enlarge tiny clips with
+    # nearest-neighbour pixels first, and pad to even sides (yuv420p needs them).
+    scale = max(1, math.ceil(64 / min(frames.shape[1:3])))
+    frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
+    odd_h, odd_w = frames.shape[1] % 2, frames.shape[2] % 2
+    frames = np.pad(frames, ((0, 0), (0, odd_h), (0, odd_w), (0, 0)), mode="edge")
+    params = list(BITEXACT_MP4_PARAMS) if bitexact else []
+    if comment is not None:
+        params += ["-metadata", f"comment={comment}"]
+    iio.imwrite(path, frames, extension=".mp4", plugin="FFMPEG", fps=fps, macro_block_size=2,
+                output_params=params)
+    return len(frames), scale
 
 
 # --- a folder ----------------------------------------------------------------------------------

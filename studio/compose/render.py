@@ -32,11 +32,6 @@ from studio.runstore import swap_folder_in, write_json
 
 AD_FORMATS = ("png", "mp4", "gif")
 POSTER_FILE, LINEAGE_FILE = "poster.png", "ad.json"
-# ffmpeg's bit-exact flags leave its version out of the file, so that the same frames give
-# the same bytes on any machine with the same encoder; one thread makes x264's output
-# independent of the machine's cores.
-MP4_OUTPUT_PARAMS = ["-threads", "1", "-fflags", "+bitexact", "-flags:v", "+bitexact",
-                     "-map_metadata", "-1"]
 
 
 def render_poster(template: Template, content: AdContent) -> Image.Image:
@@ -214,14 +209,5 @@ def _write_png(image: Image.Image, path: Path, lineage: dict) -> None:
 
 
 def _write_video(frames: np.ndarray, fps: float, path: Path) -> None:
-    import imageio.v3 as iio
-    if path.suffix == ".gif":
-        # GIF delays are whole hundredths of a second: each frame's is the step between its
-        # rounded start times, so the clip lasts as long as it should.
-        starts = [round(i * 100 / fps) for i in range(len(frames) + 1)]
-        delays = [10 * max(2, b - a) for a, b in zip(starts, starts[1:])]
-        iio.imwrite(path, frames, extension=".gif", duration=delays, loop=0)
-    else:
-        iio.imwrite(path, frames, extension=".mp4", plugin="FFMPEG", fps=fps,
-                    macro_block_size=2, output_params=MP4_OUTPUT_PARAMS)
-
+    from studio.export import write_clip
+    write_clip(frames, fps, path, bitexact=True)  # the lineage is in ad.json
