@@ -77,6 +77,19 @@ def test_an_interrupted_batch_resumes_without_redoing_a_row(recipe, tmp_path):
     assert all(mtimes(out)[p] == t for p, t in first.items())
 
 
+def test_a_batch_asked_to_stop_ends_between_rows_and_finishes_later(recipe, tmp_path):
+    rows, out = rows_file(tmp_path, GOOD), tmp_path / "out"
+    handled = []
+    report = run_batch(recipe, rows, out, progress=lambda done, total, key: handled.append(key),
+                       stop=lambda: bool(handled))
+    assert report.stopped and report.made == ["orbit-lamp"] and handled == ["orbit-lamp"]
+    assert not (out / "ads" / safe_name("cube speaker")).exists()
+    assert "Stopped before the end" in (out / "index.html").read_text(encoding="utf-8")
+    report = run_batch(recipe, rows, out)
+    assert not report.stopped and report.made == ["cube speaker"]
+    assert report.skipped == ["orbit-lamp"]
+
+
 def test_broken_rows_and_missing_placeholders_go_to_review(recipe, tmp_path):
     lines = [GOOD[0], "bad,\"Quote left open,circle,x\"y\n", "empty-tagline,Vase,triangle,\n"]
     out = tmp_path / "out"

@@ -13,7 +13,8 @@ import pytest
 
 from conftest import ROOT
 from studio.compose.recipe import (SEED_LIMIT, Slot, check_text, duplicates, fill, load_recipe,
-                                   placeholders_in, read_rows, slot_seed)
+                                   placeholders_in, read_rows, recipe_from_document, slot_seed,
+                                   slots_changed, tidy_text)
 from studio.compose.template import builtin_templates, load_template
 from studio.errors import StudioError
 
@@ -296,6 +297,10 @@ BAD_RECIPES = {
                          "template cannot be used: unknown template 'postr'"),
     "missing template file": (lambda r: r.update(template="layouts/gone.json"),
                               "template names"),
+    "tidy not a flag": (lambda r: r["slots"]["body"].update(tidy="yes"),
+                        "slots.body.tidy must be true or false"),
+    "tidy on a picture": (lambda r: r["slots"]["picture"].update(tidy=False),
+                          "slots.picture.tidy is for text slots only"),
     "bad checkpoint": (lambda r: r["slots"]["body"].update(checkpoint=""),
                        "slots.body.checkpoint must be \"latest\", \"best\""),
 }
@@ -611,3 +616,46 @@ def test_recipes_and_templates_import_neither_torch_nor_qt():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           check=True)
     assert proc.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("generated, shown", [
+    (": Light that follows\nthe sun", "Light that follows the sun"),
+    ("\n\n  — Warm,   bright.\n", "Warm, bright."),
+    ("，新品上市\n限时", "新品上市 限时"),  # a full-width comma is punctuation too
+    ('"Bright" at home', '"Bright" at home'),  # an opening quote opens the phrase: kept
+    ("(new) lamp", "(new) lamp"),
+    ("¿Listo? #lamp", "¿Listo? #lamp"),
+    (".,;:", ""),
+])
+def test_tidy_text_sets_generated_text_as_ad_copy(generated, shown):
+    assert tidy_text(generated) == shown
+
+
+def test_tidy_is_on_by_default_and_can_be_turned_off(tmp_path):
+    data = good_recipe()
+    data["slots"]["body"]["tidy"] = False
+    recipe = load_recipe(write_recipe(tmp_path, data))
+    assert recipe.slots["headline"].tidy is True and recipe.slots["body"].tidy is False
+
+
+def test_a_recipe_in_memory_is_checked_as_the_file_it_would_be(tmp_path):
+    data = good_recipe()
+    from_memory = recipe_from_document(data, tmp_path / "draft.json")
+    from_file = load_recipe(write_recipe(tmp_path, data, name="draft.json"))
+    assert from_memory == from_file
+    assert from_memory.slots["body"].run == (tmp_path / "runs" / "text").resolve()
+    data["slots"]["body"]["retries"] = -1
+    message = one_line_error(lambda: recipe_from_document(data, tmp_path / "draft.json"))
+    assert message.startswith(f"{tmp_path / 'draft.json'}: slots.body.retries")
+
+
+def test_slots_changed_names_the_slots_whose_content_may_differ():
+    before = good_recipe()
+    after = json.loads(json.dumps(before))
+    assert slots_changed(before, after) == ()
+    after["slots"]["picture"]["seed_offset"] = 1
+    after["slots"]["body"]["prompt"] = "{product}!"
+    assert slots_changed(before, after) == ("body", "picture")
+    for key, value in (("seed", 8), ("template", "square")):
+        changed = {**before, key: value}
+        assert slots_changed(before, changed) == ("headline", "body", "picture", "clip")

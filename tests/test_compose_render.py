@@ -198,3 +198,46 @@ def test_an_ad_is_replaced_only_by_a_complete_one(composer, content, tmp_path):
         write_ad(folder, composer.recipe.template, broken, formats=("png",))
     assert (folder / "poster.png").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["ad"]  # no staging folder left behind
+
+
+def test_remaking_one_slot_keeps_the_others_as_they_were(composer, content, row, tmp_path):
+    """The window's re-roll: the slot's seed_offset raised, only that slot made again, the
+    others (locked) taken from the ad on screen; the result equals composing the whole row
+    from the changed recipe, so the saved recipe makes it again."""
+    document = recipe_document(headline={"seed_offset": 4})
+    path = tmp_path / "recipe.json"
+    from studio.compose.recipe import recipe_from_document
+    rerolled = Composer(recipe_from_document(document, path), document=document,
+                        reuse=composer)
+    assert rerolled._loaded.keys() == composer._loaded.keys()  # no weights read again
+
+    remade = rerolled.make(*row, keep=content, remake=("headline",))
+    assert remade.slots["headline"].lineage["seed"] != content.slots["headline"].lineage["seed"]
+    for name in ("body", "picture", "clip"):
+        assert remade.slots[name] is content.slots[name]
+    assert remade.lineage() == rerolled.make(*row).lineage()
+
+
+def test_cjk_text_on_a_poster_is_drawn_with_real_glyphs(composer, content):
+    """On the rendered pixels: two Chinese headlines of the same length differ (a font without
+    the glyphs draws every character as the same .notdef box), and the font picked has each
+    character (its glyph is not the .notdef box)."""
+    from studio.compose.text_layout import fit_text
+    template = composer.recipe.template
+    box = template.regions["headline"].box
+    first, second = "新品上市限时优惠", "明亮灯光温暖你家"
+
+    def headline_pixels(text):
+        poster = np.asarray(render_poster(template, with_texts(content, headline=text)))
+        return poster[box.y:box.bottom, box.x:box.right]
+
+    bare = headline_pixels("")
+    assert (headline_pixels(first) != bare).any()
+    assert not np.array_equal(headline_pixels(first), headline_pixels(second))
+    style = template.regions["headline"].text
+    fitted = fit_text(first, box.w, box.h, max_size=style.max_size, min_size=style.min_size,
+                      bold=style.font.bold)
+    from studio.compose.fonts import has_glyphs
+    assert not has_glyphs(fitted.font.path, "\ue000")  # so it draws as the .notdef box
+    tofu = bytes(fitted.font.getmask("\ue000"))
+    assert all(bytes(fitted.font.getmask(char)) != tofu for char in first)

@@ -67,9 +67,11 @@ SEED_DOMAIN = "aigc-studio compose seed 1"  # changing it would change every ad 
 DEFAULT_RETRIES = 2
 GUARD_KEYS = ("max_chars", "stop", "banned", "retries", "tidy")
 ROW_KEY_COLUMN = "id"
-# Unicode categories tidy_text drops before a text's first word: dashes, connectors, closing
-# brackets and quotes, and other punctuation (":", ",", "."); opening ones (Ps, Pi) stay.
-LEADING_PUNCTUATION_DROPPED = ("Pd", "Pc", "Pe", "Pf", "Po")
+# What tidy_text drops before a text's first word: dashes, connectors, closing brackets and
+# quotes (by Unicode category), and the marks that end or separate phrases; what may open one
+# (quotes, "¿", "#", "@", opening brackets) stays.
+LEADING_CATEGORIES_DROPPED = ("Pd", "Pc", "Pe", "Pf")
+LEADING_MARKS_DROPPED = set(".,:;!?…·、。，：；！？．｡､")
 # Scripts written without spaces between words: a banned word there is found as a substring,
 # since there is no word boundary to look for (Korean attaches particles to words, so it is
 # treated the same way).
@@ -559,8 +561,8 @@ def tidy_text(text: str) -> str:
     and brackets stay."""
     text = " ".join(text.split())
     start = 0
-    while start < len(text) and (text[start].isspace() or unicodedata.category(text[start])
-                                 in LEADING_PUNCTUATION_DROPPED):
+    while start < len(text) and (text[start] in LEADING_MARKS_DROPPED or unicodedata.category(
+            text[start]) in LEADING_CATEGORIES_DROPPED or text[start].isspace()):
         start += 1
     return text[start:]
 
