@@ -224,7 +224,9 @@ def write_clip(frames: np.ndarray, fps: float, path: Path, comment: str | None =
     frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
     odd_h, odd_w = frames.shape[1] % 2, frames.shape[2] % 2
     frames = np.pad(frames, ((0, 0), (0, odd_h), (0, odd_w), (0, 0)), mode="edge")
-    params = list(BITEXACT_MP4_PARAMS) if bitexact else []
+    # x264's "veryfast" preset: on a 16-frame 1080x1350 ad, 0.46 s against the default
+    # "medium"'s 0.92 s, a smaller file (174 vs 188 KiB), 0.3 dB less PSNR (41.0 vs 41.3).
+    params = ["-preset", "veryfast"] + (BITEXACT_MP4_PARAMS if bitexact else [])
     if comment is not None:
         params += ["-metadata", f"comment={comment}"]
     iio.imwrite(path, frames, extension=".mp4", plugin="FFMPEG", fps=fps, macro_block_size=2,
