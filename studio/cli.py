@@ -186,11 +186,16 @@ def _parser() -> argparse.ArgumentParser:
 
     cp = sub.add_parser("compose", help="make ads from a recipe: for each row of a CSV/JSONL "
                                         "file, text, picture and clip from your runs, laid out")
-    cp.add_argument("recipe", help="the recipe JSON (a template and a run, prompt and seed per slot)")
-    cp.add_argument("--rows", required=True, help="CSV or JSONL: one ad per row, filling the "
-                    "recipe's {placeholders}")
+    cp.add_argument("recipe", help="the recipe JSON (a template and a run, prompt and seed per "
+                    "slot), or an ad's ad.json to make that ad again")
+    cp.add_argument("--rows", help="CSV or JSONL: one ad per row, filling the recipe's "
+                    "{placeholders} (with a recipe)")
     cp.add_argument("--out", required=True, metavar="DIR", help="ads/<row>/ per ad, review.json "
-                    "and index.html; run again to finish an interrupted batch")
+                    "and index.html; run again to finish an interrupted batch (with an ad.json: "
+                    "the ad's folder)")
+    cp.add_argument("--reroll", action="append", default=[], metavar="SLOT",
+                    help="with an ad.json: draw this slot anew, the others as they were "
+                         "(repeatable)")
     cp.add_argument("--format", dest="formats", action="append", choices=("png", "mp4", "gif"),
                     help="what to write per ad (repeatable; default png)")
     cp.add_argument("--device", default="cpu")
@@ -620,7 +625,25 @@ def _cmd_serve(args) -> int:
 
 
 def _cmd_compose(args) -> int:
-    from studio.compose.batch import run_batch
+    from studio.compose.batch import is_ad_lineage, remake_ad, run_batch
+    formats = tuple(args.formats or ("png",))
+    if is_ad_lineage(args.recipe):
+        if args.rows:
+            raise StudioError(f"{args.recipe} is an ad's ad.json: it makes that one ad again "
+                              f"from the row it records, so leave out --rows (or give the "
+                              f"recipe to make a batch).")
+        folder, notes = remake_ad(args.recipe, args.out, formats, tuple(args.reroll), args.device)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        print(f"made {folder}")
+        return 0
+    if args.reroll:
+        raise StudioError("--reroll works on one ad: give its ad.json instead of the recipe "
+                          "(e.g. studio compose ads/<row>/ad.json --out again/ --reroll "
+                          "headline).")
+    if not args.rows:
+        raise StudioError(f"{args.recipe} is a recipe: give the rows to fill it with, "
+                          f"--rows products.csv (CSV or JSONL, one ad per row).")
     bar = None
 
     def progress(done: int, total: int, row: str) -> None:
@@ -632,8 +655,7 @@ def _cmd_compose(args) -> int:
         bar.set_postfix_str(row)
 
     try:
-        report = run_batch(args.recipe, args.rows, args.out, tuple(args.formats or ("png",)),
-                           progress, args.device)
+        report = run_batch(args.recipe, args.rows, args.out, formats, progress, args.device)
     finally:
         if bar is not None:
             bar.close()

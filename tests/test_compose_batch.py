@@ -138,3 +138,53 @@ def test_studio_compose_makes_the_batch_and_says_where(recipe, tmp_path):
     assert code == 0 and stdout.startswith("0 made, 2 finished earlier"), stderr
     code, _, stderr = run_cli("compose", recipe, "--rows", tmp_path / "missing.csv", "--out", out)
     assert code == 2 and stderr.startswith("error: ") and len(stderr.strip().splitlines()) == 1
+
+
+def test_an_ad_is_made_again_from_its_ad_json_exactly_or_with_one_slot_rerolled(recipe,
+                                                                                 tmp_path):
+    from conftest import run_cli
+    out = tmp_path / "out"
+    run_batch(recipe, rows_file(tmp_path, GOOD[:1]), out)
+    ad = out / "ads" / "orbit-lamp"
+    recipe.write_text("{}", encoding="utf-8")  # the recipe file changed since: not used
+    try:
+        code, stdout, stderr = run_cli("compose", ad / "ad.json", "--out", tmp_path / "again")
+        assert code == 0, stderr
+        assert stdout.strip() == f"made {tmp_path / 'again'}"
+        for name in ("poster.png", "ad.json"):
+            assert (tmp_path / "again" / name).read_bytes() == (ad / name).read_bytes(), name
+
+        code, _, stderr = run_cli("compose", ad / "ad.json", "--out", tmp_path / "new",
+                                  "--reroll", "picture")
+        assert code == 0, stderr
+    finally:
+        recipe.write_text(json.dumps(json.loads((ad / "ad.json").read_text())["recipe"]
+                                     ["document"]), encoding="utf-8")
+    before, after = (json.loads((folder / "ad.json").read_text(encoding="utf-8"))
+                     for folder in (ad, tmp_path / "new"))
+    assert after["recipe"]["document"]["slots"]["picture"]["seed_offset"] == 1
+    assert after["slots"]["picture"]["seed"] == before["slots"]["picture"]["seed"] + 1
+    for name in ("headline", "body", "clip"):
+        assert after["slots"][name] == before["slots"][name]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--rows", "x.csv"], "is an ad's ad.json: it makes that one ad again"),
+    (["--reroll", "logo"], "there is no slot 'logo' to re-roll; the recipe's slots: headline"),
+])
+def test_making_an_ad_again_refuses_what_does_not_apply(recipe, tmp_path, args, expected):
+    from conftest import run_cli
+    out = tmp_path / "out"
+    run_batch(recipe, rows_file(tmp_path, GOOD[:1]), out)
+    code, _, stderr = run_cli("compose", out / "ads" / "orbit-lamp" / "ad.json", "--out",
+                              tmp_path / "again", *args)
+    assert code == 2 and expected in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_a_recipe_needs_rows_and_takes_no_reroll(recipe, tmp_path):
+    from conftest import run_cli
+    code, _, stderr = run_cli("compose", recipe, "--out", tmp_path / "out")
+    assert code == 2 and "give the rows to fill it with, --rows" in stderr
+    code, _, stderr = run_cli("compose", recipe, "--rows", "x.csv", "--out", tmp_path / "o",
+                              "--reroll", "headline")
+    assert code == 2 and "--reroll works on one ad" in stderr

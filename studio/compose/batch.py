@@ -6,6 +6,9 @@ out_dir/review.json (each row a person should look at, with the reasons) and out
 document, same row) is skipped, so a batch that was stopped is started again with the same call.
 One row's failure (a missing placeholder, a class the generator refuses) goes into the review
 list and the batch goes on.
+
+`remake_ad` makes one ad again from its ad.json (the recipe and row recorded there), exactly,
+or with some slots re-rolled.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from studio.compose.recipe import duplicates, load_recipe, read_rows
+from studio.compose.recipe import (duplicates, load_recipe, read_rows, recipe_from_document,
+                                   rerolled)
 from studio.compose.render import AD_FORMATS, LINEAGE_FILE, POSTER_FILE, write_ad
+from studio.compose.template import file_sha256
 from studio.errors import StudioError
 from studio.runstore import read_json, write_atomic, write_json
 
@@ -98,6 +103,46 @@ def run_batch(recipe_path: str | Path, rows_path: str | Path, out_dir: str | Pat
     write_atomic(out_dir / INDEX_FILE, _contact_sheet(rows, folders, lineages, reasons,
                                                       report, out_dir).encode("utf-8"))
     return report
+
+
+def is_ad_lineage(path: str | Path) -> bool:
+    """Whether `path` is an ad's ad.json (what write_ad writes) rather than a recipe."""
+    try:
+        data = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"recipe", "row_key", "row", "slots"} <= data.keys()
+
+
+def remake_ad(lineage_path: str | Path, out_folder: str | Path,
+              formats: tuple[str, ...] = ("png",), reroll: tuple[str, ...] = (),
+              device: str = "cpu") -> tuple[Path, list[str]]:
+    """Make an ad again from its ad.json: the same recipe (as recorded, not as the file is
+    now) and row give the same files; each slot in `reroll` draws anew (recipe.rerolled), the
+    others stay as they were. Returns the folder and notes for the user (a template file that
+    changed since the ad was made)."""
+    lineage_path = Path(lineage_path).expanduser()
+    _check_formats(formats)
+    lineage = read_json(lineage_path, "The ad's lineage file")
+    try:
+        recorded = lineage["recipe"]
+        document, recipe_path = recorded["document"], recorded["path"]
+        row_key, row = str(lineage["row_key"]), lineage["row"]
+        template_sha = lineage.get("template", {}).get("sha256")
+    except (KeyError, TypeError):
+        raise StudioError(f"{lineage_path} is not an ad's ad.json (it lacks the recipe or the "
+                          f"row the ad was made from). Give the ad.json `studio compose` wrote "
+                          f"beside a poster, or a recipe with --rows.") from None
+    for name in reroll:
+        document = rerolled(document, name)
+    recipe = recipe_from_document(document, recipe_path)
+    notes = []
+    if template_sha and template_sha != file_sha256(recipe.template.path):
+        notes.append(f"the template {recipe.template.path} changed since the ad was made, so "
+                     f"its layout differs")
+    from studio.compose.runner import Composer
+    content = Composer(recipe, device, document=document).make(row_key, row)
+    return write_ad(out_folder, recipe.template, content, formats), notes + list(content.review)
 
 
 def safe_name(row_key: str) -> str:

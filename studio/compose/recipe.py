@@ -322,6 +322,22 @@ def slot_seed(recipe_seed: int, row_key: str, slot_name: str) -> int:
     return int.from_bytes(digest[:8], "big") % SEED_LIMIT
 
 
+def rerolled(document: dict, slot_name: str) -> dict:
+    """A copy of recipe `document` with one slot's seed_offset raised so that it draws anew:
+    by 1 for a picture or clip, by retries + 1 for a text slot, so that none of its new tries
+    repeats a seed an earlier try used. The copy still makes the new ad exactly."""
+    slots = document.get("slots") if isinstance(document, dict) else None
+    if not isinstance(slots, dict) or not isinstance(slots.get(slot_name), dict):
+        names = ", ".join(slots) if isinstance(slots, dict) else "none"
+        raise StudioError(f"there is no slot '{slot_name}' to re-roll; the recipe's slots: "
+                          f"{names}.")
+    changed = json.loads(json.dumps(document))
+    entry = changed["slots"][slot_name]
+    tries = entry.get("retries", DEFAULT_RETRIES) + 1 if "prompt" in entry else 1
+    entry["seed_offset"] = (entry.get("seed_offset", 0) + tries) % SEED_LIMIT
+    return changed
+
+
 def slots_changed(before: dict, after: dict) -> tuple[str, ...]:
     """The slots of recipe document `after` whose content may differ from `before`'s for the
     same row: every slot when the template or seed changed, else those whose entries differ.

@@ -18,7 +18,6 @@ What each slot was made from (run, checkpoint, seed, settings, prompt, every try
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from studio.compose.recipe import FilledSlot, Recipe, Slot, check_text, fill, tidy_text
-from studio.compose.template import Spot
+from studio.compose.template import Spot, file_sha256
 from studio.errors import StudioError
 from studio.runstore import RunDir, read_json
 
@@ -69,7 +68,7 @@ class AdContent:
                 "recipe": {"path": str(self.recipe.path), "seed": self.recipe.seed,
                            "document": self.recipe_document},
                 "template": {"name": template.name, "path": str(template.path),
-                             "sha256": _file_sha256(template.path)},
+                             "sha256": file_sha256(template.path)},
                 "row_key": self.row_key, "row": self.row,
                 "slots": {name: content.lineage for name, content in self.slots.items()},
                 "review": list(self.review)}
@@ -247,7 +246,3 @@ def _rgb(pixels: np.ndarray, ndim: int) -> np.ndarray:
     if pixels.shape[-1] == 1:
         pixels = np.repeat(pixels, 3, axis=-1)
     return np.ascontiguousarray(pixels[..., :3], dtype=np.uint8)
-
-
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

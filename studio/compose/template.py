@@ -247,6 +247,12 @@ class Template:
 
 # --- loading ----------------------------------------------------------------------------------
 
+def file_sha256(path: str | Path) -> str:
+    """A template file's digest, kept in each ad's lineage: a later edit of the file shows."""
+    import hashlib
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def builtin_templates() -> list[str]:
     """The names of the templates that ship with the studio, e.g. ["banner", "poster", ...]."""
     return sorted(path.stem for path in BUILTIN_FOLDER.glob("*.json"))
