@@ -50,6 +50,18 @@ def test_malformed_lines_are_reported_with_line_numbers(tmp_path):
         read_pairs(str(tmp_path / "bad.jsonl"))
 
 
+def test_line_separators_inside_a_json_string_stay_in_the_example(tmp_path):
+    # json.dumps leaves U+2028, U+2029 and U+0085 unescaped (ensure_ascii=False), as many
+    # exporters do; they are line breaks to str.splitlines() but not to JSON Lines.
+    rows = [{"prompt": "Line\u2028separator", "response": "Next\u0085line\u2029end"},
+            {"prompt": "b", "response": "c"}]
+    path = write_jsonl(tmp_path / "qa.jsonl", rows)
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))  # Windows line ends too
+    examples, _, skipped = read_pairs(str(path))
+    assert skipped == []
+    assert examples == [[("Line\u2028separator", "Next\u0085line\u2029end")], [("b", "c")]]
+
+
 def test_chat_messages_become_turns():
     from generators.text.data import parse_example
     turns = parse_example({"messages": [

@@ -303,7 +303,9 @@ def _parse_jsonl(text: str, name: str, examples: list, skipped: list) -> int:
     """Add the examples of one JSONL text to `examples`, its bad lines (name:line, reason) to
     `skipped`; return how many examples it gave."""
     before = len(examples)
-    for number, line in enumerate(text.splitlines(), start=1):
+    # split("\n"), not splitlines(): a JSON string may hold U+2028, U+0085 and other characters
+    # splitlines() breaks at, which would cut one example in two broken lines.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         where = f"{name}:{number}"
