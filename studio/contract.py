@@ -44,8 +44,10 @@ layout); it then moves the model there, keeps it as `self.model` and sets `self.
 the run's precision (studio.engine.bind_device, the same for training and loading). During
 training `self.model` is the bare model; `ctx.model` is what to call in a step (wrapped for
 DDP under torchrun). `evaluate`, `preview` and `sample` run with the model in eval mode and
-autograd off (no_grad), and during training with the global RNG put back afterwards, so they
-do not change a resumed run; the model is back in train mode for the next step.
+autograd off (no_grad), and during training with torch's global RNG (the CPU's and the CUDA
+device's) put back afterwards, so they do not change a resumed run; Python's `random` and
+numpy's global state are not put back, so draw from torch (or a generator of your own) there.
+The model is back in train mode for the next step.
 
 Reproducibility: draw every batch from the `rng` that `get_batch` is given (the engine
 checkpoints it, so a resume is bit-exact), and sample from `seed` alone: the same `params`,
