@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PySide6.QtCore import QProcess
 
 from studio import api
 from studio.gui import runs_panel as runs_panel_module
@@ -181,6 +182,45 @@ def test_new_key_and_copy(qtbot, session, runs_folder):
     assert dialog.key_edit.text() != first and dialog.key() == dialog.key_edit.text()
     dialog.copy_key_button.click()
     assert QGuiApplication.clipboard().text() == dialog.key_edit.text()
+
+
+@pytest.mark.parametrize("typed, problem", [
+    ("my-clients-key_2026", None),
+    ("", "The API key is empty"),
+    ("two words", "letters, digits and punctuation only"),
+    ("schlüssel", "letters, digits and punctuation only"),
+])
+def test_a_typed_key_is_used_or_refused_before_start(qtbot, session, runs_folder, monkeypatch,
+                                                      typed, problem):
+    dialog = make_dialog(qtbot, session, runs_folder / "text")
+    assert not dialog.key_edit.isReadOnly()
+    started = []
+    monkeypatch.setattr(QProcess, "start", lambda self, *args: started.append(args))
+    dialog.key_edit.setText(typed)
+    dialog.start()
+    if problem is None:
+        assert started and dialog.running_key == typed
+    else:
+        assert not started and problem in dialog.status()
+        dialog.use_key.setChecked(False)  # without a key there is nothing to check
+        dialog.start()
+        assert started and dialog.running_key is None
+
+
+def test_the_weights_served_are_the_latest_or_the_best_checkpoint(qtbot, session, runs_folder,
+                                                                  monkeypatch):
+    dialog = make_dialog(qtbot, session, runs_folder / "text")
+    started = []
+    monkeypatch.setattr(QProcess, "start", lambda self, program, args: started.append(args))
+    dialog.start()
+    assert "--checkpoint" not in started[-1]  # the server's default: latest
+    dialog.checkpoint_box.setCurrentIndex(dialog.checkpoint_box.findData("best"))
+    dialog.start_button.setEnabled(True)
+    dialog.server = None  # the first start's process never ran
+    dialog.start()
+    assert started[-1][-2:] == ["--checkpoint", "best"]
+    assert serve_dialog.server_command(["r"], "127.0.0.1", 0, "cpu", "best")[-2:] == [
+        "--checkpoint", "best"]
 
 
 def test_a_taken_port_is_said_and_a_free_one_offered(qtbot, session, runs_folder):

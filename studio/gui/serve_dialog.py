@@ -226,13 +226,26 @@ def in_dialog_words(message: str) -> str:
     return message
 
 
-def server_command(paths: list[str], host: str, port: int, device: str) -> list[str]:
+def server_command(paths: list[str], host: str, port: int, device: str,
+                   checkpoint: str = "latest") -> list[str]:
     """`python -m studio serve ...` for these runs (the key travels in the environment)."""
     command = [sys.executable, "-m", "studio", "serve", *paths, "--host", host,
                "--port", str(port), "--stop-with-stdin"]  # never outlives the window
     if device and device != "auto":
         command += ["--device", device]
+    if checkpoint != "latest":
+        command += ["--checkpoint", checkpoint]
     return command
+
+
+def key_problem(key: str) -> str | None:
+    """Why a typed key cannot be sent in an HTTP header, or None."""
+    if not key:
+        return "The API key is empty: type one, or press New key"
+    if not all("!" <= char <= "~" for char in key):
+        return ("The API key may hold letters, digits and punctuation only (no spaces or other "
+                "characters): HTTP headers carry nothing else. Press New key for a random one")
+    return None
 
 
 # --- the dialog ----------------------------------------------------------------------------------
@@ -325,10 +338,10 @@ class ServeDialog(QDialog):
         port_row.addWidget(self.free_port_button)
 
         self.key_edit = QLineEdit(new_key())
-        self.key_edit.setReadOnly(True)
         self.key_edit.setCursorPosition(0)
         self.key_edit.setFont(QFont("monospace"))
-        self.key_edit.setToolTip("Clients send it as 'Authorization: Bearer KEY'")
+        self.key_edit.setToolTip("Clients send it as 'Authorization: Bearer KEY'. Type your own "
+                                 "(e.g. one your clients already use) or press New key.")
         self.use_key = QCheckBox("Require the key")
         self.use_key.setChecked(True)
         self.use_key.setToolTip("Every request but /health must carry the key (always on for "
@@ -346,7 +359,14 @@ class ServeDialog(QDialog):
         key_row.addWidget(self.new_key_button)
         key_row.addWidget(self.use_key)
 
+        self.checkpoint_box = QComboBox()
+        self.checkpoint_box.addItem("Latest checkpoint", "latest")
+        self.checkpoint_box.addItem("Best checkpoint (best held-out score; else the latest)",
+                                    "best")
+        self.checkpoint_box.setToolTip("Which weights of each run the server answers with")
+
         form = QFormLayout()
+        form.addRow("Weights", self.checkpoint_box)
         form.addRow("Who can reach it", reach)
         form.addRow("Port", port_row)
         form.addRow("API key", key_row)
@@ -446,8 +466,9 @@ class ServeDialog(QDialog):
         if on_network:
             self.use_key.setChecked(True)  # the server refuses other hosts without a key
         for control in (self.this_computer, self.local_network, self.port_spin,
-                        self.new_key_button):
+                        self.new_key_button, self.checkpoint_box):
             control.setEnabled(not running)
+        self.key_edit.setReadOnly(running)
         self.use_key.setEnabled(not running and not on_network)
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running and not self.stopping)
@@ -507,6 +528,10 @@ class ServeDialog(QDialog):
     def start(self) -> None:
         if self.running:
             return
+        problem = key_problem(self.key_edit.text()) if self.key() is not None else None
+        if problem:
+            self._set_status(f"{problem}.", "problem")
+            return
         self.url, self.stopping, self.last_line, self.error_line = None, False, "", ""
         self.running_key = self.key()
         self._stdout_rest = self._stderr_rest = b""
@@ -529,7 +554,8 @@ class ServeDialog(QDialog):
         server.errorOccurred.connect(self._process_error)
         server.started.connect(lambda: self._started(server.processId()))
         command = server_command([run.path for run in self.served], self.host(),
-                                 self.port_spin.value(), self.session.settings.default_device)
+                                 self.port_spin.value(), self.session.settings.default_device,
+                                 self.checkpoint_box.currentData())
         self.log_view.appendPlainText(f"$ python {shlex.join(command[1:])}")
         server.start(command[0], command[1:])
         self._set_status(f"Starting… (loading {len(self.served)} "
