@@ -28,7 +28,7 @@ def open_window(qtbot, session):
 def test_window_builds_every_panel_and_lists_generators(qtbot, session):
     win = open_window(qtbot, session)
     tabs = [win.tabs.tabText(i).replace("&", "") for i in range(win.tabs.count())]
-    assert tabs == ["Data", "Train", "Generate", "Runs"]
+    assert tabs == ["Data", "Train", "Generate", "Runs", "Compose"]
     names = [win.picker.itemData(i) for i in range(win.picker.count())]
     assert "text" in names and win.picker.currentData() == "text"
     assert "text — text" in win.picker.currentText()

@@ -35,6 +35,9 @@ class Settings:
     last_generator: str = "text"
     data_source: str = ""  # the Data panel's chosen file or folder ("" = the built-in data)
     val_source: str = ""  # its held-out data ("" = the generator holds out a part of the data)
+    compose_recipe: str = ""  # the Compose tab's recipe file ("" = a new recipe)
+    compose_rows: str = ""  # its rows file (CSV or JSONL)
+    compose_output: str = ""  # the folder its batches write into
 
     @classmethod
     def load(cls) -> "Settings":

@@ -1,4 +1,5 @@
-"""The main window: a generator picker, four panels (Data, Train, Generate, Runs), menus.
+"""The main window: a generator picker, five panels (Data, Train, Generate, Runs, Compose),
+menus.
 
 One notion of the current run (the session's) runs through it: the title bar names it, Train
 shows it, Generate samples from it, Ctrl+G generates from it. The window appears before torch
@@ -34,11 +35,11 @@ SAFE_MODE_NOTE = ("Safe mode: only the built-in generators are loaded, no plugin
 FIRST_STEPS = ("New here? Data: pick your files or use the demo data · Train: press Start · "
                "Generate: try the demo models (Ctrl+G)")
 SHORTCUTS = [
-    ("Ctrl+Enter", "Train: start training · Generate: generate"),
-    ("Ctrl+.", "Stop: training if it runs, else a generation (in any tab)"),
+    ("Ctrl+Enter", "Train: start training · Generate: generate · Compose: preview the ad"),
+    ("Ctrl+.", "Stop: training if it runs, else a generation, else a Compose batch (in any tab)"),
     ("Ctrl+G", "Go to Generate and generate from the current run"),
-    ("Ctrl+1 … Ctrl+4", "Show Data, Train, Generate, Runs"),
-    ("Alt+D, Alt+T, Alt+G, Alt+R", "The same tabs by their underlined letter"),
+    ("Ctrl+1 … Ctrl+5", "Show Data, Train, Generate, Runs, Compose"),
+    ("Alt+D, Alt+T, Alt+G, Alt+R, Alt+C", "The same tabs by their underlined letter"),
     ("Return / Delete", "Runs table: open / delete the selected runs"),
     ("F1", "This list"),
     ("Ctrl+Q", "Quit"),
@@ -237,6 +238,7 @@ class MainWindow(QMainWindow):
         if self.session.settings.geometry:
             self.restoreGeometry(QByteArray.fromBase64(self.session.settings.geometry.encode()))
         self.data_panel = self.train_panel = self.generate_panel = self.runs_panel = None
+        self.compose_panel = None
         self.training_progress = ""  # e.g. "step 45/200 (22%)" while the Train panel trains
         self._build_chrome()
         # Now, before torch: names, and modality and version from the generators' light
@@ -300,7 +302,7 @@ class MainWindow(QMainWindow):
         self.stop_action = self._action(None, "Stop", self.stop_shortcut, QKeySequence("Ctrl+."))
         self.generate_action = self._action(None, "Generate", self.generate_shortcut,
                                             QKeySequence("Ctrl+G"))
-        for number in range(1, 5):
+        for number in range(1, 6):
             self._action(None, f"Tab {number}", lambda _=False, i=number - 1: self._show_tab(i),
                          QKeySequence(f"Ctrl+{number}"))
 
@@ -447,23 +449,29 @@ class MainWindow(QMainWindow):
             self._tell(note)
 
     def _make_panels(self) -> None:
+        from studio.gui.compose_panel import ComposePanel
         from studio.gui.data_panel import DataPanel
         from studio.gui.generate_panel import GeneratePanel
         from studio.gui.runs_panel import RunsPanel
         from studio.gui.train_panel import TrainPanel
 
         self.data_panel = self.train_panel = self.generate_panel = self.runs_panel = None
+        self.compose_panel = None
         data_panel = DataPanel(self.session)
         train_panel = TrainPanel(self.session, data_panel)
         generate_panel = GeneratePanel(self.session)
         runs_panel = RunsPanel(self.session)
+        # Compose uses runs of every generator at once: it does not follow the picker.
+        compose_panel = ComposePanel(self.session)
         self.data_panel, self.train_panel = data_panel, train_panel
         self.generate_panel, self.runs_panel = generate_panel, runs_panel
+        self.compose_panel = compose_panel
         self.tabs.clear()
         self.tabs.addTab(self.data_panel, "&Data")
         self.tabs.addTab(self.train_panel, "&Train")
         self.tabs.addTab(self.generate_panel, "&Generate")
         self.tabs.addTab(self.runs_panel, "&Runs")
+        self.tabs.addTab(self.compose_panel, "&Compose")
         self.runs_panel.resume_requested.connect(self._resume)
         self.runs_panel.duplicate_requested.connect(self._duplicate)
         self.runs_panel.fine_tune_requested.connect(self._fine_tune)
@@ -528,13 +536,16 @@ class MainWindow(QMainWindow):
                                          f"{self.generate_panel.problem() or 'already generating'}")
 
     def stop_shortcut(self) -> None:
-        """Ctrl+.: stop training if it runs, else a generation that runs (from any tab)."""
+        """Ctrl+.: stop training if it runs, else a generation that runs, else a Compose batch
+        (from any tab)."""
         if self.train_panel is None:
             return
         if self.train_panel.trainer.running:
             self.train_panel.stop()
         elif self.generate_panel.busy:
             self.generate_panel.stop()
+        elif self.compose_panel.batch_running:
+            self.compose_panel.stop_batch()
 
     def _resume(self, path: str) -> None:
         self.tabs.setCurrentWidget(self.train_panel)
@@ -576,6 +587,9 @@ class MainWindow(QMainWindow):
             dialog.apply()
 
     def closeEvent(self, event) -> None:
+        if self.compose_panel is not None and not self.compose_panel.may_discard():
+            event.ignore()  # an unsaved recipe, and the user chose Cancel
+            return
         trainer = self.train_panel.trainer if self.train_panel else None
         if trainer is not None and trainer.running:
             choice = ask_on_close(self)
@@ -589,6 +603,8 @@ class MainWindow(QMainWindow):
                 trainer.detach()
         if self.runs_panel is not None:
             self.runs_panel.stop_servers()  # no server outlives the window that started it
+        if self.compose_panel is not None:
+            self.compose_panel.stop_batch()  # it ends after the ad it is making
         self.session.settings.geometry = bytes(self.saveGeometry().toBase64()).decode()
         self.session.settings.save()
         event.accept()
