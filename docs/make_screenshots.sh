@@ -11,3 +11,4 @@ fi
 [ -x .venv/bin/python ] || { python3 -m venv .venv && .venv/bin/pip install -q -e .; }
 QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python docs/screenshots.py docs
 QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python docs/serve_screenshot.py docs
+QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python docs/compose_screenshot.py docs

@@ -18,6 +18,7 @@ from PySide6.QtCore import Qt
 from studio import api
 from studio.compose.recipe import load_recipe, recipe_from_document
 from studio.compose.runner import Composer
+from studio.export import shorten
 from studio.gui import compose_panel
 from studio.gui.compose_panel import ComposePanel, LoadedRuns
 from studio.gui.session import Session
@@ -126,7 +127,8 @@ def test_a_new_recipe_on_the_demo_runs_previews_an_ad(qtbot, panel, errors):
     assert picture.std() > 10  # a drawn shape, not the paper
     for name in ("headline", "body"):
         text = content.slots[name].text
-        assert text and html.escape(text) in panel.details_label.text()
+        assert text and html.escape(shorten(text, compose_panel.DETAILS_TEXT)) in panel.details_label.text()
+        assert f"{name}: {text}" in panel.details_label.toolTip()  # the whole text
         ink = region_pixels(panel, name).min(axis=2)
         assert (ink < 128).sum() > 100  # dark letters on the light paper
     assert content.row_key == "orbit-lamp" and content.row["product"] == "Orbit lamp"

@@ -41,11 +41,12 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDia
 
 from studio.compose.batch import ADS_FOLDER, INDEX_FILE, REVIEW_FILE, safe_name
 from studio.compose.recipe import (DEFAULT_RETRIES, ROW_KEY_COLUMN, SEED_LIMIT, placeholders_in,
-                                   read_rows, recipe_from_document, slots_changed)
+                                   read_rows, recipe_from_document, rerolled, slots_changed)
 from studio.compose.render import AD_FORMATS, LINEAGE_FILE, POSTER_FILE
 from studio.compose.runner import MODALITY_OF_KIND
 from studio.compose.template import builtin_templates, load_template, template_path
 from studio.errors import StudioError
+from studio.export import shorten
 from studio.gui.messages import for_window
 from studio.gui.session import title_of
 from studio.gui.views import ImageView, VideoPlayer
@@ -81,6 +82,7 @@ LIVE_DELAY_MS = 500  # after the last edit, before a live preview starts
 # A clip preview's frames are scaled down to this side: 48 frames of a 1080x1350 poster would
 # hold 200 MB; the view is rarely larger.
 CLIP_PREVIEW_SIDE = 720
+DETAILS_TEXT = 70  # characters of a slot's text in the details under the poster (all: tooltip)
 THUMBNAIL = QSize(120, 150)
 PROBLEM_COLOUR = "#d9534f"
 
@@ -127,15 +129,6 @@ def default_slot(name: str, kind: str, run: str, generator: str | None) -> dict:
     if generator == BUILTIN_GENERATOR_OF_KIND[kind]:
         entry["settings"] = settings
     return entry
-
-
-def reroll_step(entry: dict, kind: str) -> int:
-    """How far Re-roll moves a slot's seed_offset: past every seed its tries may use (a text
-    slot's guard retries with seed + 1, + 2, ...), so the new text shares no try with the old."""
-    if kind != "text":
-        return 1
-    retries = entry.get("retries", DEFAULT_RETRIES)
-    return (retries if isinstance(retries, int) and retries >= 0 else DEFAULT_RETRIES) + 1
 
 
 def rebased(document: dict, old_folder: Path, new_folder: Path) -> dict:
@@ -717,7 +710,7 @@ class ComposePanel(QWidget):
         left_scroll.setWidgetResizable(True)
         left_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         left_scroll.setWidget(left_body)
-        left_scroll.setMinimumWidth(380)
+        left_scroll.setMinimumWidth(360)
         left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.left_scroll = left_scroll
 
@@ -1424,12 +1417,13 @@ class ComposePanel(QWidget):
         """Make slot `name` again with a new seed, keeping the others: its seed_offset is
         raised in the recipe, so the saved recipe makes this ad again."""
         editor = self.editors.get(name)
-        if editor is None or self.shown is None or editor.locked or not editor.included:
+        if editor is None or self.shown is None or editor.locked or not editor.included \
+                or self.problem() is not None:
             return False
+        # By recipe.rerolled's rule (past a text slot's retry seeds), into the entry the
+        # editor holds rather than a copy of the document.
         entry = self.document["slots"][name]
-        offset = entry.get("seed_offset", 0)
-        offset = (offset if isinstance(offset, int) else 0) + reroll_step(entry, editor.kind)
-        entry["seed_offset"] = offset % SEED_LIMIT
+        entry["seed_offset"] = rerolled(self.document, name)["slots"][name]["seed_offset"]
         editor.set_seed_offset(entry["seed_offset"])
         self._update_title()
         return self._request_ad((name,))
@@ -1556,7 +1550,7 @@ class ComposePanel(QWidget):
         """Each slot of the shown ad: its seed (and try), what it holds, and whether it was
         made now or kept."""
         import html
-        rows = []
+        rows, texts = [], []
         for name, slot in content.slots.items():
             lineage = slot.lineage
             if name in remade:
@@ -1567,7 +1561,8 @@ class ComposePanel(QWidget):
             seed = f"seed {lineage.get('seed')}" + (f", try {lineage.get('attempt', 0) + 1} of "
                                                     f"{tries}" if tries > 1 else "")
             if slot.text is not None:
-                what = f"“{html.escape(slot.text)}”"
+                what = f"“{html.escape(shorten(slot.text, DETAILS_TEXT))}”"
+                texts.append(f"{name}: {slot.text}")
             elif slot.frames is not None:
                 what = f"{len(slot.frames)} frames at {slot.fps:g} fps"
             else:
@@ -1577,6 +1572,7 @@ class ComposePanel(QWidget):
             rows.append(f"<tr><td><b>{html.escape(name)}</b>&nbsp;</td><td>{seed} · {state}"
                         f"&nbsp;</td><td>{what}</td></tr>")
         self.details_label.setText(f"<table cellspacing='2'>{''.join(rows)}</table>")
+        self.details_label.setToolTip("\n\n".join(texts))
 
     def _show_slot_states(self) -> None:
         """The slot groups say which are locked, and which shown content their edits have
