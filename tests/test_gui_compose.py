@@ -127,7 +127,8 @@ def test_a_new_recipe_on_the_demo_runs_previews_an_ad(qtbot, panel, errors):
     assert picture.std() > 10  # a drawn shape, not the paper
     for name in ("headline", "body"):
         text = content.slots[name].text
-        assert text and html.escape(shorten(text, compose_panel.DETAILS_TEXT)) in panel.details_label.text()
+        excerpt = html.escape(shorten(text, compose_panel.DETAILS_TEXT))
+        assert text and excerpt in panel.details_label.text()
         assert f"{name}: {text}" in panel.details_label.toolTip()  # the whole text
         ink = region_pixels(panel, name).min(axis=2)
         assert (ink < 128).sum() > 100  # dark letters on the light paper
@@ -215,6 +216,17 @@ def test_a_locked_slot_keeps_its_content_when_another_slot_changes(qtbot, panel)
     assert unlocked.slots["headline"].lineage["prompt"] == "Slogan for Orbit lamp:"
     assert unlocked.slots["body"].lineage == after.slots["body"].lineage
 
+    # A new recipe seed remakes every slot but the locked one; unlocked, that one follows.
+    headline.lock_box.setChecked(True)
+    panel.seed_spin.setValue(99)
+    reseeded = preview(qtbot, panel)
+    assert reseeded.slots["headline"].lineage == unlocked.slots["headline"].lineage
+    assert reseeded.slots["body"].lineage["seed"] != unlocked.slots["body"].lineage["seed"]
+    headline.lock_box.setChecked(False)
+    followed = preview(qtbot, panel)
+    assert followed.slots["headline"].lineage["seed"] != reseeded.slots["headline"].lineage["seed"]
+    assert followed.slots["body"].lineage == reseeded.slots["body"].lineage
+
 
 def test_edits_preview_by_themselves_when_live(qtbot, panel):
     preview(qtbot, panel)
@@ -235,6 +247,46 @@ def test_play_clip_renders_and_plays_the_ad_s_clip(qtbot, panel):
     assert panel.clip_button.text() == "Show poster"
     qtbot.mouseClick(panel.clip_button, Qt.MouseButton.LeftButton)
     assert panel.view_stack.currentWidget() is panel.poster_view and panel.clip_player is None
+
+
+def test_another_template_lays_the_ad_out_anew_and_the_clip_slot_is_optional(qtbot, panel):
+    preview(qtbot, panel)
+    panel.editors["headline"].lock_box.setChecked(True)
+    type_into(qtbot, panel.editors["headline"].prompt_edit, " ")
+    headline = dict(panel.document["slots"]["headline"])
+    index = panel.template_combo.findData("banner")
+    panel.template_combo.setCurrentIndex(index)
+    panel.template_combo.activated.emit(index)
+    assert panel.document["template"] == "banner"
+    assert panel.document["slots"]["headline"] == headline  # the same slots keep their entries
+    assert panel.editors["headline"].locked
+    content = preview(qtbot, panel)  # a new template: every slot made, the locked one too
+    assert panel.poster_view.array.shape == (500, 1500, 3)
+    assert content.slots["headline"].lineage["prompt"] == "Headline for Orbit lamp: "
+
+    clip = panel.editors["clip"]
+    entry = panel.document["slots"]["clip"]
+    clip.setChecked(False)  # left out: the ad's clip zooms the picture instead
+    assert "clip" not in panel.document["slots"] and panel.problem() is None
+    without = preview(qtbot, panel)
+    assert "clip" not in without.slots
+    assert without.slots["headline"].lineage == content.slots["headline"].lineage
+    clip.setChecked(True)
+    assert panel.document["slots"]["clip"] == entry  # as it was
+
+
+def test_new_asks_before_unsaved_changes_go(qtbot, panel, monkeypatch):
+    answers = ["cancel", "discard"]
+    asked = []
+    monkeypatch.setattr(compose_panel, "ask_unsaved",
+                        lambda parent, name: asked.append(name) or answers.pop(0))
+    type_into(qtbot, panel.editors["body"].prompt_edit, " Buy now.")
+    assert panel.dirty
+    qtbot.mouseClick(panel.new_button, Qt.MouseButton.LeftButton)
+    assert asked == ["Untitled recipe"] and panel.dirty  # cancelled: the edit stays
+    qtbot.mouseClick(panel.new_button, Qt.MouseButton.LeftButton)
+    assert len(asked) == 2 and not panel.dirty
+    assert panel.document["slots"]["body"]["prompt"] == "{product}: {tagline}."
 
 
 # --- bad input ------------------------------------------------------------------------------

@@ -40,8 +40,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDia
                                QTabWidget, QVBoxLayout, QWidget)
 
 from studio.compose.batch import ADS_FOLDER, INDEX_FILE, REVIEW_FILE, safe_name
-from studio.compose.recipe import (DEFAULT_RETRIES, ROW_KEY_COLUMN, SEED_LIMIT, placeholders_in,
-                                   read_rows, recipe_from_document, rerolled, slots_changed)
+from studio.compose.recipe import (DEFAULT_RETRIES, RECIPE_FORMAT, ROW_KEY_COLUMN, SEED_LIMIT,
+                                   placeholders_in, read_rows, recipe_from_document, rerolled)
 from studio.compose.render import AD_FORMATS, LINEAGE_FILE, POSTER_FILE
 from studio.compose.runner import MODALITY_OF_KIND
 from studio.compose.template import builtin_templates, load_template, template_path
@@ -116,7 +116,8 @@ def new_document(template_name: str, run_for_kind: dict[str, tuple[str, str | No
     template = load_template(template_name)
     slots = {name: default_slot(name, kind, *run_for_kind.get(kind, ("", None)))
              for name, kind in template.slot_kinds().items()}
-    return {"format": 1, "template": template_name, "seed": DEFAULT_SEED, "slots": slots}
+    return {"format": RECIPE_FORMAT, "template": template_name, "seed": DEFAULT_SEED,
+            "slots": slots}
 
 
 def default_slot(name: str, kind: str, run: str, generator: str | None) -> dict:
@@ -198,6 +199,14 @@ def used_placeholders(document: dict) -> list[str]:
                 continue
             names += [name for name in found if name not in names]
     return names
+
+
+def cell_text(value) -> str:
+    """A row's value as a field shows it: as a placeholder fills it in (numbers and true/false
+    as JSON writes them)."""
+    if isinstance(value, (bool, int, float)):
+        return json.dumps(value)
+    return str(value)
 
 
 def is_an_ad(folder: Path) -> bool:
@@ -303,18 +312,21 @@ def batch_rows(ctx, recipe_path: Path, rows_path: Path, out_dir: Path,
 
 @dataclass
 class ShownAd:
-    """The ad in the preview and what each of its slots was made from, so that a later request
-    makes again only the slots whose entry changed since."""
+    """The ad in the preview and what each of its slots was made from: the recipe's seed and
+    the slot's entry then. Per slot, not per ad (as recipe.slots_changed compares documents),
+    because a locked slot keeps content made with an earlier seed or entry."""
 
     content: object  # AdContent
     template: object  # the document's "template" value
-    seed: object
     row_key: str
     row: dict
-    entries: dict = field(default_factory=dict)  # slot -> the recipe entry it was made from
+    made_with: dict = field(default_factory=dict)  # slot -> (recipe seed, slot entry)
 
-    def made_from(self) -> dict:
-        return {"template": self.template, "seed": self.seed, "slots": self.entries}
+    def changed(self, document: dict) -> set[str]:
+        """The slots of `document` whose content may differ from what is shown."""
+        seed = document.get("seed")
+        return {name for name, entry in document["slots"].items()
+                if self.made_with.get(name) != (seed, entry)}
 
 
 # --- one slot's controls --------------------------------------------------------------------------
@@ -622,7 +634,9 @@ class ComposePanel(QWidget):
         self.saved_document: dict | None = None  # as on disk (or as new): the unsaved marker
         self.recipe_path: Path | None = None
         self.editors: dict[str, SlotEditor] = {}
-        self.set_aside: dict[str, dict] = {}  # optional slots left out, to put back as they were
+        # Slot entries out of the recipe for now (an optional slot left out, a slot the new
+        # template lacks), by (name, kind), to come back as they were.
+        self.set_aside: dict[tuple[str, str], dict] = {}
         self.locked: set[str] = set()
         self.loaded = LoadedRuns()
         self.shown: ShownAd | None = None
@@ -662,7 +676,7 @@ class ComposePanel(QWidget):
         self.save_button = QPushButton("Save")
         self.save_button.setToolTip("Save the recipe (JSON, as `studio compose` reads it)")
         self.save_as_button = QPushButton("Save as…")
-        self.new_button.clicked.connect(self.new_recipe)
+        self.new_button.clicked.connect(lambda: self.new_recipe())  # not clicked's bool as `ask`
         self.open_button.clicked.connect(self.open_recipe)
         self.save_button.clicked.connect(self.save)
         self.save_as_button.clicked.connect(self.save_as)
@@ -997,6 +1011,8 @@ class ComposePanel(QWidget):
             self.show_results(out)
 
     def new_recipe(self, ask: bool = True) -> bool:
+        """A new recipe on the template shown (a built-in one), each slot on its kind's demo
+        run with the example's prompts. `ask`: about unsaved changes first."""
         if ask and not self.may_discard():
             return False
         template = self.document.get("template", DEFAULT_TEMPLATE) if self.document \
@@ -1004,9 +1020,6 @@ class ComposePanel(QWidget):
         if not isinstance(template, str) or template not in builtin_templates():
             template = DEFAULT_TEMPLATE
         self._set_document(new_document(template, self.default_runs()), None)
-        for name, value in DEFAULT_ROW.items():
-            if name != ROW_KEY_COLUMN:
-                self.row_values.setdefault(name, value)
         self._remember("compose_recipe", "")
         return True
 
@@ -1047,6 +1060,9 @@ class ComposePanel(QWidget):
 
     def _set_document(self, document: dict, path: Path | None) -> None:
         """Show a recipe: its template and seed, one editor per slot of the template."""
+        if self.ad_task is not None:  # an ad of the recipe shown before is never shown
+            self.ad_task.cancel()
+            self.pending = False
         self.document = document
         self.recipe_path = path
         self.saved_document = copy.deepcopy(document)
@@ -1092,12 +1108,11 @@ class ComposePanel(QWidget):
         for name, kind in template.slot_kinds().items():
             editor = SlotEditor(name, kind, name in optional)
             editor.load(slots.get(name), self.folder(), self.runs_of_kind.get(kind, []))
-            if name not in slots:
-                self.set_aside[name] = default_slot(name, kind, *self.default_runs()[kind])
             editor.changed.connect(self._slot_edited)
             editor.included_changed.connect(self._slot_included)
             editor.reroll_requested.connect(self.reroll)
             editor.lock_changed.connect(self._lock_changed)
+            editor.set_locked(name in self.locked)  # a slot kept by a template chosen anew
             self.editors[name] = editor
             self.slots_column.addWidget(editor)
 
@@ -1175,9 +1190,8 @@ class ComposePanel(QWidget):
     def _update_title(self) -> None:
         marker = " •" if self.dirty else ""
         self.recipe_label.setText(f"<b>{self.recipe_name()}</b>{marker}")
-        self.recipe_label.setToolTip(str(self.recipe_path) + (" — unsaved changes" if marker
-                                                              else "")
-                                     if self.recipe_path else "Not saved yet")
+        where = str(self.recipe_path) if self.recipe_path else "Not saved yet"
+        self.recipe_label.setToolTip(where + (" · unsaved changes (•)" if marker else ""))
 
     # -- edits
     def _on_template_chosen(self, index: int) -> None:
@@ -1197,25 +1211,26 @@ class ComposePanel(QWidget):
             show_error(self, str(exc))
             self._show_template_choice()
             return
+        earlier_kinds = {name: editor.kind for name, editor in self.editors.items()}
         self.document["template"] = value
-        self._fit_slots_to(template)
+        self._fit_slots_to(template, earlier_kinds)
         self._show_template_choice()
         self._build_editors()
         self._document_changed()
 
-    def _fit_slots_to(self, template) -> None:
+    def _fit_slots_to(self, template, earlier_kinds: dict[str, str]) -> None:
         """The slots a new template shows: those of the same name and kind kept, new ones on
         the default runs, the others set aside (a template chosen back brings them back)."""
         slots = self.document["slots"]
         kinds = template.slot_kinds()
         defaults = self.default_runs()
         for name in list(slots):
-            if name not in kinds:
-                self.set_aside[name] = slots.pop(name)
+            if kinds.get(name) != earlier_kinds.get(name):
+                self.set_aside[name, earlier_kinds.get(name, "")] = slots.pop(name)
         for name, kind in kinds.items():
             if name not in slots and name not in template.optional_slots():
-                slots[name] = self.set_aside.pop(name, None) or default_slot(name, kind,
-                                                                             *defaults[kind])
+                slots[name] = self.set_aside.pop((name, kind), None) or \
+                    default_slot(name, kind, *defaults[kind])
         self.locked &= set(slots)
 
     def _on_seed(self, value: int) -> None:
@@ -1229,11 +1244,11 @@ class ComposePanel(QWidget):
         slots = self.document["slots"]
         editor = self.editors[name]
         if included:
-            slots[name] = self.set_aside.pop(name, None) or default_slot(
+            slots[name] = self.set_aside.pop((name, editor.kind), None) or default_slot(
                 name, editor.kind, *self.default_runs()[editor.kind])
             editor.load(slots[name], self.folder(), self.runs_of_kind.get(editor.kind, []))
         elif name in slots:
-            self.set_aside[name] = slots.pop(name)
+            self.set_aside[name, editor.kind] = slots.pop(name)
         self._document_changed()
 
     def _lock_changed(self, name: str, locked: bool) -> None:
@@ -1295,7 +1310,9 @@ class ComposePanel(QWidget):
         if not self.row_base or ROW_KEY_COLUMN in self.row_base:
             row[ROW_KEY_COLUMN] = key
         for name in self.row_fields:
-            row[name] = self.row_values.get(name, "")
+            value = self.row_values.get(name, "")
+            if name not in self.row_base or value != cell_text(self.row_base[name]):
+                row[name] = value  # typed; a JSONL row's numbers and true/false stay as read
         return key, row
 
     def set_row(self, key: str, values: dict) -> None:
@@ -1352,7 +1369,7 @@ class ComposePanel(QWidget):
         key, row = self.rows[index]
         self.row_combo.setCurrentIndex(index)
         self.row_base = dict(row)
-        self.set_row(key, {name: value for name, value in row.items()
+        self.set_row(key, {name: cell_text(value) for name, value in row.items()
                            if name != ROW_KEY_COLUMN and value is not None})
 
     # -- checking
@@ -1450,8 +1467,7 @@ class ComposePanel(QWidget):
         if fresh:
             note = "Making the ad…"
         else:
-            changed = set(slots_changed(shown.made_from(), self.document))
-            wanted = changed if only is None else set(only)
+            wanted = shown.changed(self.document) if only is None else set(only)
             request.keep = shown.content
             request.remake = tuple(name for name in self.document["slots"]
                                    if name in wanted and name not in self.locked)
@@ -1479,13 +1495,14 @@ class ComposePanel(QWidget):
         if task.context.cancelled:
             return  # superseded: the next request shows its own
         request, content = made.request, made.content
-        earlier = self.shown.entries if request.keep is not None else {}
+        earlier = self.shown.made_with if request.keep is not None else {}
         remade = {name for name in content.slots
                   if request.keep is None or name in request.remake or name not in earlier}
-        entries = {name: copy.deepcopy(request.document["slots"][name]) if name in remade
-                   else earlier[name] for name in content.slots}
-        self.shown = ShownAd(content, request.document.get("template"),
-                             request.document.get("seed"), request.row_key, request.row, entries)
+        seed = request.document.get("seed")
+        made_with = {name: (seed, copy.deepcopy(request.document["slots"][name]))
+                     if name in remade else earlier[name] for name in content.slots}
+        self.shown = ShownAd(content, request.document.get("template"), request.row_key,
+                             request.row, made_with)
         self.poster_view.show_array(made.poster)
         showing_clip = self.view_stack.currentWidget() is self.clip_holder
         self.view_stack.setCurrentWidget(self.poster_view)
@@ -1577,14 +1594,14 @@ class ComposePanel(QWidget):
     def _show_slot_states(self) -> None:
         """The slot groups say which are locked, and which shown content their edits have
         left behind (made again by the next Preview)."""
-        shown = self.shown
+        changed = self.shown.changed(self.document) & set(self.shown.made_with) \
+            if self.shown is not None else set()
         for name, editor in self.editors.items():
             what = KIND_TITLES[editor.kind] + (" (optional)" if editor.optional else "")
             notes = []
             if editor.locked:
                 notes.append("locked")
-            if shown is not None and name in self.document["slots"] and \
-                    shown.entries.get(name) not in (None, self.document["slots"][name]):
+            if name in changed:
                 notes.append("changed since the preview")
             editor.setTitle(f"{name} — {what}" + (f" · {', '.join(notes)}" if notes else ""))
 
