@@ -70,7 +70,8 @@ def panel(qtbot, tmp_path, loaded_runs, errors):
     yield panel
     panel.stop_batch()  # never leave a task writing into a widget that is going away
     qtbot.waitUntil(lambda: not panel.busy and not panel.batch_running
-                    and panel.export_task is None and panel.clip_task is None, timeout=WAIT_MS)
+                    and panel.export_task is None and panel.clip_task is None
+                    and panel.results_task is None, timeout=WAIT_MS)
 
 
 def preview(qtbot, panel, action=None):
@@ -434,6 +435,16 @@ def test_a_small_batch_runs_with_progress_thumbnails_and_review_reasons(
     qtbot.mouseClick(panel.sheet_button, Qt.MouseButton.LeftButton)
     assert opened == [tmp_path / "out" / "index.html"]
     assert errors == []
+
+    # The next window shows the batch's ads again, marked as they were.
+    reopened = make_panel(qtbot, Session(Settings.load()), panel.loaded)
+    assert reopened.rows_path == rows and reopened.output_folder() == tmp_path / "out"
+    qtbot.waitUntil(lambda: reopened.results_task is None, timeout=WAIT_MS)
+    shown = {reopened.results_list.item(i).text(): reopened.results_list.item(i)
+             for i in range(reopened.results_list.count())}
+    assert sorted(shown) == ["⚠ cube-speaker", "⚠ hex-tray", "⚠ orbit-lamp"]
+    assert not shown["⚠ orbit-lamp"].icon().isNull()
+    assert shown["⚠ hex-tray"].toolTip() == items["hex-tray"].toolTip()
 
 
 def test_stop_ends_a_batch_between_rows_and_run_batch_again_finishes_it(

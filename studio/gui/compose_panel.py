@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QBrush, QColor, QDesktopServices, QIcon, QKeySequence, QPixmap, QShortcut
+from PySide6.QtGui import (QBrush, QColor, QDesktopServices, QIcon, QImage, QKeySequence, QPixmap,
+                           QShortcut)
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QFormLayout,
                                QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListView, QListWidget,
                                QListWidgetItem, QMessageBox, QProgressBar, QPushButton,
@@ -301,13 +302,56 @@ def export_ad(ctx, folder: Path, template, content, formats: tuple[str, ...]) ->
 
 def batch_rows(ctx, recipe_path: Path, rows_path: Path, out_dir: Path,
                formats: tuple[str, ...], device: str):
-    """The task behind Run batch: progress values are (done, total, row key); Stop (the task
-    cancelled) ends it before the next row."""
+    """The task behind Run batch: progress values are (done, total, row key, the ad's
+    thumbnail or None, its own review reasons); Stop (the task cancelled) ends it before the
+    next row. The batch adds duplicates and failures to the reasons at the end."""
     from studio.compose.batch import run_batch
 
-    return run_batch(recipe_path, rows_path, out_dir, formats,
-                     progress=lambda done, total, key: ctx.progress((done, total, key)),
+    def progress(done: int, total: int, key: str) -> None:
+        folder = out_dir / ADS_FOLDER / safe_name(key)
+        try:
+            reasons = [str(why) for why in read_json(folder / LINEAGE_FILE, "ad.json")["review"]]
+        except (StudioError, KeyError, TypeError):
+            reasons = []  # a failed row: its reason comes with the batch's report
+        ctx.progress((done, total, key, thumbnail(folder / POSTER_FILE), reasons))
+
+    return run_batch(recipe_path, rows_path, out_dir, formats, progress=progress,
                      device=device, stop=lambda: ctx.cancelled)
+
+
+def earlier_results(ctx, out: Path) -> list[tuple[str, list[str], QImage | None]]:
+    """The task that lists the ads a batch left in `out`: (row key, review reasons,
+    thumbnail) each, the reasons from its review.json; then the rows it has reasons for and
+    no ad (failed and broken rows)."""
+    try:
+        review = read_json(out / REVIEW_FILE, "review.json")
+    except StudioError:
+        review = []
+    reasons = {entry["row"]: [str(why) for why in entry.get("reasons", [])] for entry in review
+               if isinstance(entry, dict) and isinstance(entry.get("row"), str)
+               and isinstance(entry.get("reasons", []), list)} if isinstance(review, list) else {}
+    results = []
+    ads = out / ADS_FOLDER
+    for folder in sorted(ads.iterdir()) if ads.is_dir() else []:
+        if ctx.cancelled:
+            break
+        try:
+            key = str(read_json(folder / LINEAGE_FILE, "ad.json").get("row_key", folder.name))
+        except (StudioError, AttributeError):
+            continue  # not an ad, or one being written
+        results.append((key, reasons.get(key, []), thumbnail(folder / POSTER_FILE)))
+    listed = {key for key, _, _ in results}
+    return results + [(key, why, None) for key, why in reasons.items() if key not in listed]
+
+
+def thumbnail(poster: Path) -> QImage | None:
+    """A poster scaled for the results list, read off the GUI thread (a QImage may be; a
+    QPixmap may not). None when there is no poster (a failed row, a batch without PNGs)."""
+    image = QImage(str(poster)) if poster.is_file() else QImage()
+    if image.isNull():
+        return None
+    return image.scaled(THUMBNAIL, Qt.AspectRatioMode.KeepAspectRatio,
+                        Qt.TransformationMode.SmoothTransformation)
 
 
 @dataclass
@@ -648,6 +692,7 @@ class ComposePanel(QWidget):
         self.clip_task: Task | None = None
         self.export_task: Task | None = None
         self.batch_task: Task | None = None
+        self.results_task: Task | None = None  # reading an output folder's earlier ads
         self.batch_started = 0.0
         self._batch_first_done: tuple[float, int] | None = None  # when the first ad was done
         self.batch_out: Path | None = None
@@ -1731,7 +1776,7 @@ class ComposePanel(QWidget):
         if out is None:
             out = self.recipe_path.resolve().parent / f"{self.recipe_path.stem}-ads"
             self.out_edit.setText(str(out))
-            self._remember("compose_output", str(out))
+        self._remember("compose_output", str(out))
         formats = self.export_formats(self.batch_boxes)
         if not formats:
             show_error(self, "Tick at least one format for the batch (PNG, MP4 or GIF).")
@@ -1771,7 +1816,7 @@ class ComposePanel(QWidget):
         return self.batch_task is not None
 
     def _batch_progress(self, value) -> None:
-        done, total, key = value
+        done, total, key, image, reasons = value
         self.progress_bar.setRange(0, max(1, total))
         self.progress_bar.setValue(done)
         now = time.monotonic()
@@ -1786,30 +1831,20 @@ class ComposePanel(QWidget):
         stopping = " · stopping after this ad…" if self.batch_task is not None and \
             self.batch_task.context.cancelled else ""
         self.progress_label.setText(f"{done} of {total} · {key}{eta}{stopping}")
-        self._add_result(key, self._reasons_of(key))
+        self._add_result(key, reasons, image)
 
     def _ad_folder(self, key: str) -> Path:
         return self.batch_out / ADS_FOLDER / safe_name(key)
 
-    def _reasons_of(self, key: str) -> list[str]:
-        """An ad's own review reasons, from its ad.json (the batch adds duplicates and
-        failures at the end)."""
-        try:
-            return list(read_json(self._ad_folder(key) / LINEAGE_FILE, "ad.json").get("review", []))
-        except (StudioError, AttributeError):
-            return []
-
-    def _add_result(self, key: str, reasons: list[str]) -> None:
+    def _add_result(self, key: str, reasons: list[str], image: QImage | None = None) -> None:
+        """Show one ad in the results (its reasons updated, if it is there already)."""
         item = self.batch_items.get(key)
         if item is None:
             item = QListWidgetItem(key)
             self.batch_items[key] = item
             self.results_list.addItem(item)
-        poster = self._ad_folder(key) / POSTER_FILE if self.batch_out else None
-        if poster is not None and poster.is_file():
-            item.setIcon(QIcon(QPixmap(str(poster)).scaled(
-                THUMBNAIL, Qt.AspectRatioMode.KeepAspectRatio,
-                Qt.TransformationMode.SmoothTransformation)))
+        if image is not None:
+            item.setIcon(QIcon(QPixmap.fromImage(image)))
         self._mark(item, key, reasons)
 
     def _mark(self, item: QListWidgetItem, key: str, reasons: list[str]) -> None:
@@ -1842,25 +1877,28 @@ class ComposePanel(QWidget):
         self._update_state_keeping_failure()
 
     def show_results(self, out: Path) -> None:
-        """The ads a batch left in `out` earlier, with its review list."""
+        """The ads a batch left in `out` earlier, with its review list, read in the
+        background (a folder may hold thousands)."""
         self.batch_out = out
         self.batch_items.clear()
         self.results_list.clear()
-        ads = out / ADS_FOLDER
-        if not ads.is_dir():
-            return
-        try:
-            review = read_json(out / REVIEW_FILE, "review.json")
-        except StudioError:
-            review = []
-        reasons = {entry.get("row"): entry.get("reasons", []) for entry in review
-                   if isinstance(entry, dict)} if isinstance(review, list) else {}
-        for folder in sorted(ads.iterdir()):
-            try:
-                key = read_json(folder / LINEAGE_FILE, "ad.json").get("row_key", folder.name)
-            except (StudioError, AttributeError):
-                continue
-            self._add_result(key, reasons.get(key, []))
+        if self.results_task is not None:
+            self.results_task.cancel()
+        task = Task(earlier_results, out)
+        task.signals.done.connect(lambda results, t=task: self._earlier_results(t, results))
+        task.signals.finished.connect(lambda t=task: self._results_read(t))
+        self.results_task = task
+        start(task)
+
+    def _earlier_results(self, task: Task, results) -> None:
+        if task is not self.results_task or task.context.cancelled or self.batch_running:
+            return  # another folder was chosen since, or a batch fills the list now
+        for key, reasons, image in results:
+            self._add_result(key, reasons, image)
+
+    def _results_read(self, task: Task) -> None:
+        if task is self.results_task:
+            self.results_task = None
 
     def _on_result_selected(self, item: QListWidgetItem | None, _previous=None) -> None:
         data = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
