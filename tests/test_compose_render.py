@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from studio.compose.recipe import load_recipe, read_rows
+from studio.compose.recipe import load_recipe, read_rows, recipe_from_document
 from studio.compose.render import render_clip, render_poster, write_ad
 from studio.compose.runner import Composer
 from studio.errors import StudioError
@@ -206,7 +206,6 @@ def test_remaking_one_slot_keeps_the_others_as_they_were(composer, content, row,
     from the changed recipe, so the saved recipe makes it again."""
     document = recipe_document(headline={"seed_offset": 4})
     path = tmp_path / "recipe.json"
-    from studio.compose.recipe import recipe_from_document
     rerolled = Composer(recipe_from_document(document, path), document=document,
                         reuse=composer)
     assert rerolled._loaded.keys() == composer._loaded.keys()  # no weights read again
@@ -241,3 +240,31 @@ def test_cjk_text_on_a_poster_is_drawn_with_real_glyphs(composer, content):
     assert not has_glyphs(fitted.font.path, "\ue000")  # so it draws as the .notdef box
     tofu = bytes(fitted.font.getmask("\ue000"))
     assert all(bytes(fitted.font.getmask(char)) != tofu for char in first)
+
+
+def test_an_ad_never_replaces_a_folder_of_other_files(composer, content, tmp_path):
+    template = composer.recipe.template
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "holiday.jpg").write_bytes(b"a person's own file")
+    with pytest.raises(StudioError, match="holds other files"):
+        write_ad(mine, template, content, formats=("png",))
+    assert [p.name for p in mine.iterdir()] == ["holiday.jpg"]
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(StudioError, match="it is a file"):
+        write_ad(tmp_path / "a-file", template, content, formats=("png",))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_ad(empty, template, content, formats=("png",))  # an empty folder, then an earlier ad
+    write_ad(empty, template, content, formats=("png",))
+    assert (empty / "poster.png").is_file()
+
+
+def test_a_composer_takes_over_only_the_runs_its_recipe_uses(composer, tmp_path):
+    document = recipe_document()
+    del document["slots"]["clip"]  # the video run is not used now
+    smaller = Composer(recipe_from_document(document, tmp_path / "r.json"), document=document,
+                       reuse=composer)
+    video = (EXAMPLE / "../../assets/demo/video").resolve()
+    assert all(run != video for run, _ in smaller._loaded)
+    assert all(smaller._loaded[key] is composer._loaded[key] for key in smaller._loaded)

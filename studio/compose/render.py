@@ -79,6 +79,7 @@ def write_ad(folder: str | Path, template: Template, content: AdContent,
         raise StudioError(f"ad formats {list(formats)!r}: pick from {', '.join(AD_FORMATS)} "
                           f"(e.g. png and mp4).")
     folder = Path(folder)
+    _refuse_other_files(folder)
     lineage = content.lineage()
     staging = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     try:
@@ -196,6 +197,18 @@ def _fit(pixels: np.ndarray, region: Region, background: str, zoom: float = 1.0)
 
 
 # --- files -----------------------------------------------------------------------------------
+
+def _refuse_other_files(folder: Path) -> None:
+    """An ad replaces an earlier ad, never a folder of other things: `folder` must be missing,
+    empty, or hold an ad.json."""
+    if folder.is_file():
+        raise StudioError(f"cannot write the ad into {folder}: it is a file. Give a folder "
+                          f"(it is made if missing).")
+    if folder.is_dir() and not (folder / LINEAGE_FILE).is_file() and any(folder.iterdir()):
+        raise StudioError(f"cannot write the ad into {folder}: it holds other files, and an ad "
+                          f"replaces the folder it is written to. Give a new or empty folder, "
+                          f"or an earlier ad's folder.")
+
 
 def _fresh_folder(path: Path) -> None:
     if path.exists():

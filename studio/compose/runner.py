@@ -94,15 +94,16 @@ class Composer:
                                 else read_json(recipe.path, "The recipe file"))
         self.device = device
         self._loaded: dict[tuple[Path, str], _LoadedRun] = {}
-        if reuse is not None and reuse.device == device:
-            self._loaded.update(reuse._loaded)
+        # Only the runs this recipe uses are taken over: the window makes composer after
+        # composer, and runs a user tried and left must not stay in memory.
+        reusable = reuse._loaded if reuse is not None and reuse.device == device else {}
         self._sample_settings: dict[str, Any] = {}  # slot name -> its checked SampleConfig
         # Every slot is checked before any weights are read: a mistake in the last slot is
         # reported at once, not after the others' runs have loaded.
         for slot in recipe.slots.values():
             self._sample_settings[slot.name] = self._checked_settings(slot)
         for slot in recipe.slots.values():
-            self._load(slot, device)
+            self._load(slot, device, reusable)
 
     def _spot(self, slot: Slot) -> Spot:
         return Spot(str(self.recipe.path)) / "slots" / slot.name
@@ -137,12 +138,14 @@ class Composer:
             settings["stop"] = list(slot.stop)
         return from_dict(gen_cls.SampleConfig, settings, f"{spot.file}: {spot.path}.settings")
 
-    def _load(self, slot: Slot, device: str) -> None:
-        """Load the slot's run, once per run and checkpoint."""
+    def _load(self, slot: Slot, device: str, reusable: dict) -> None:
+        """Load the slot's run, once per run and checkpoint (or take it from `reusable`)."""
         from studio.api import load_run
 
         spot = self._spot(slot)
         key = (slot.run, slot.checkpoint)
+        if key not in self._loaded and key in reusable:
+            self._loaded[key] = reusable[key]
         if key not in self._loaded:
             checkpoint = None if slot.checkpoint == "latest" else slot.checkpoint
             try:

@@ -25,7 +25,10 @@ class TaskContext:
         return self._cancel.is_set()
 
     def progress(self, value) -> None:
-        self._signals.progress.emit(value)
+        try:
+            self._signals.progress.emit(value)
+        except RuntimeError:  # the window that asked was closed meanwhile: nobody listens
+            pass
 
 
 class TaskSignals(QObject):
