@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT
 from studio.compose.recipe import (SEED_LIMIT, Slot, check_text, duplicates, fill, load_recipe,
                                    placeholders_in, read_rows, recipe_from_document, rerolled,
-                                   slot_seed, slots_changed, tidy_text)
+                                   slot_seed, tidy_text)
 from studio.compose.template import builtin_templates, load_template
 from studio.errors import StudioError
 
@@ -649,18 +649,6 @@ def test_a_recipe_in_memory_is_checked_as_the_file_it_would_be(tmp_path):
     assert message.startswith(f"{tmp_path / 'draft.json'}: slots.body.retries")
 
 
-def test_slots_changed_names_the_slots_whose_content_may_differ():
-    before = good_recipe()
-    after = json.loads(json.dumps(before))
-    assert slots_changed(before, after) == ()
-    after["slots"]["picture"]["seed_offset"] = 1
-    after["slots"]["body"]["prompt"] = "{product}!"
-    assert slots_changed(before, after) == ("body", "picture")
-    for key, value in (("seed", 8), ("template", "square")):
-        changed = {**before, key: value}
-        assert slots_changed(before, changed) == ("headline", "body", "picture", "clip")
-
-
 def test_a_reroll_moves_a_text_slot_past_its_retries_and_a_picture_by_one():
     document = good_recipe()  # headline: retries 1; body: the default 2
     once = rerolled(document, "headline")
@@ -669,7 +657,6 @@ def test_a_reroll_moves_a_text_slot_past_its_retries_and_a_picture_by_one():
     assert rerolled(document, "body")["slots"]["body"]["seed_offset"] == 3
     assert rerolled(document, "picture")["slots"]["picture"]["seed_offset"] == 1
     assert "seed_offset" not in document["slots"]["headline"]  # the original is not changed
-    assert slots_changed(document, once) == ("headline",)
     message = one_line_error(lambda: rerolled(document, "logo"))
     assert message == ("there is no slot 'logo' to re-roll; the recipe's slots: headline, body, "
                        "picture, clip.")

@@ -338,17 +338,6 @@ def rerolled(document: dict, slot_name: str) -> dict:
     return changed
 
 
-def slots_changed(before: dict, after: dict) -> tuple[str, ...]:
-    """The slots of recipe document `after` whose content may differ from `before`'s for the
-    same row: every slot when the template or seed changed, else those whose entries differ.
-    The window keeps the other slots of its preview as they are."""
-    slots = after.get("slots", {}) if isinstance(after.get("slots"), dict) else {}
-    if any(before.get(key) != after.get(key) for key in ("template", "seed")):
-        return tuple(slots)
-    earlier = before.get("slots", {}) if isinstance(before.get("slots"), dict) else {}
-    return tuple(name for name, entry in slots.items() if earlier.get(name) != entry)
-
-
 def fill(recipe: Recipe, row: dict, row_key: str) -> list[FilledSlot]:
     """Each slot of `recipe` made ready for one row, in the recipe's order. A placeholder the
     row has no value for (no such column, null, or an empty cell) raises StudioError naming it,

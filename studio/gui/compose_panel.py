@@ -357,8 +357,8 @@ def thumbnail(poster: Path) -> QImage | None:
 @dataclass
 class ShownAd:
     """The ad in the preview and what each of its slots was made from: the recipe's seed and
-    the slot's entry then. Per slot, not per ad (as recipe.slots_changed compares documents),
-    because a locked slot keeps content made with an earlier seed or entry."""
+    the slot's entry then. Per slot, not per ad, because a locked slot keeps content made with
+    an earlier seed or entry."""
 
     content: object  # AdContent
     template: object  # the document's "template" value
