@@ -189,12 +189,3 @@ def test_a_recipe_needs_rows_and_takes_no_reroll(recipe, tmp_path):
                               "--reroll", "headline")
     assert code == 2 and "--reroll works on one ad" in stderr
 
-
-def test_a_batch_may_share_the_runs_a_composer_has_loaded(recipe, tmp_path, monkeypatch):
-    import studio.api
-    from studio.compose.recipe import load_recipe
-    from studio.compose.runner import Composer
-    preview = Composer(load_recipe(recipe))
-    monkeypatch.setattr(studio.api, "load_run", lambda *args, **kwargs: pytest.fail("loaded again"))
-    report = run_batch(recipe, rows_file(tmp_path, GOOD[:1]), tmp_path / "out", reuse=preview)
-    assert report.made == ["orbit-lamp"]

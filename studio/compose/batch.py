@@ -51,12 +51,10 @@ class BatchReport:
 
 def run_batch(recipe_path: str | Path, rows_path: str | Path, out_dir: str | Path,
               formats: tuple[str, ...] = ("png",), progress: Progress | None = None,
-              device: str = "cpu", stop: Callable[[], bool] | None = None,
-              reuse=None) -> BatchReport:
+              device: str = "cpu", stop: Callable[[], bool] | None = None) -> BatchReport:
     """Make (or finish) the ads of every row; see the module's docstring. `stop` is asked
     before each row: when it says True the batch ends there, its review list and contact sheet
-    written for the rows handled so far (the same call later finishes the rest). `reuse`: a
-    Composer whose loaded runs the batch may share (the window's preview)."""
+    written for the rows handled so far (the same call later finishes the rest)."""
     out_dir = Path(out_dir).expanduser()
     _check_formats(formats)
     ads_dir = _writable_ads_folder(out_dir)  # before any run is loaded or row read
@@ -81,7 +79,7 @@ def run_batch(recipe_path: str | Path, rows_path: str | Path, out_dir: str | Pat
             try:
                 if composer is None:
                     from studio.compose.runner import Composer
-                    composer = Composer(recipe, device, document=document, reuse=reuse)
+                    composer = Composer(recipe, device, document=document)
                 content = composer.make(key, row)
                 write_ad(folders[key], recipe.template, content, formats)
                 report.made.append(key)
