@@ -631,6 +631,23 @@ def test_tidy_text_sets_generated_text_as_ad_copy(generated, shown):
     assert tidy_text(generated) == shown
 
 
+@pytest.mark.parametrize("generated, shown", [
+    ("The lamp is bright. It foll", "The lamp is bright."),
+    ('He said "go." Then we wen', 'He said "go."'),
+    ("Bright light for your hom", "Bright light for your…"),
+    ("a, b, c an", "a, b, c…"),
+    ("Bright light for your home ", "Bright light for your home…"),  # the last word was whole
+    ("Bright light for your home,\n", "Bright light for your home…"),
+    ("新品上市。限时优", "新品上市。"),
+    ("新品上市限时优", "新品上市限时优…"),  # no spaces: no word to drop
+    ("Ends here!", "Ends here!"),  # cut where a sentence ends anyway
+    ("", ""),
+])
+def test_text_cut_at_the_token_limit_ends_at_a_sentence_or_a_whole_word(generated, shown):
+    assert tidy_text(generated, cut=True) == shown
+    assert tidy_text(generated) == " ".join(generated.split())  # not cut: the words all kept
+
+
 def test_tidy_is_on_by_default_and_can_be_turned_off(tmp_path):
     data = good_recipe()
     data["slots"]["body"]["tidy"] = False

@@ -83,6 +83,11 @@ def test_an_ad_is_written_offline_with_its_lineage(composer, content, tmp_path):
     assert headline["seed"] == headline["attempts"][-1]["seed"]
     assert headline["settings"]["stop"] == ["\n"]
     assert lineage["slots"]["picture"]["prompt"] == "circle"
+    # A text the generator cut at its token limit is set to end at a sentence or a whole word.
+    body = lineage["slots"]["body"]["attempts"][-1]
+    assert body["cut_at_length"] and body["generated"] != body["text"]
+    assert body["text"][-1] in '.!?…"\')]'
+    assert body["text"].removesuffix("…") in " ".join(body["generated"].split())
     # Each text slot either passed its guards or put the ad on the review list, saying why.
     for name in ("headline", "body"):
         passed = not lineage["slots"][name]["attempts"][-1]["problems"]

@@ -143,13 +143,13 @@ def test_a_new_recipe_on_the_demo_runs_previews_an_ad(qtbot, panel, errors):
 
 
 def test_review_reasons_of_the_previewed_ad_are_shown(qtbot, panel):
-    panel.editors["body"].max_chars_spin.setValue(20)
+    panel.editors["body"].max_chars_spin.setValue(3)
     panel.editors["body"].retries_spin.setValue(1)
-    assert panel.document["slots"]["body"]["max_chars"] == 20
+    assert panel.document["slots"]["body"]["max_chars"] == 3
     content = preview(qtbot, panel)
     length = len(content.slots["body"].text)
-    assert length > 20
-    reason = f"slots.body: {length} characters, over the limit of 20 (kept the last of 2 tries)"
+    assert length > 3
+    reason = f"slots.body: {length} characters, over the limit of 3 (kept the last of 2 tries)"
     assert content.review == (reason,)
     assert panel.review_label.text() == f"Needs review: {reason}"
 

@@ -182,6 +182,20 @@ def test_stop_strings_stop_and_are_not_shown():
         assert gen.sample(never, prompt="abc")[0].data[3:] == full  # runs to max_new_tokens
 
 
+def test_a_sample_says_whether_it_ended_by_itself_or_at_the_token_limit():
+    tk = CharTokenizer.train("abcdefghij")
+    gen = make_generator(tk)
+    with torch.no_grad():
+        full = gen.sample(TextSampleConfig(temperature=0, max_new_tokens=20), prompt="abc")[0]
+        # A stop string made of the very last token: the sample ended by itself, on the limit.
+        last = full.data[-1]
+        first = full.data[3:].find(last)
+        stopped = gen.sample(TextSampleConfig(temperature=0, max_new_tokens=first + 1,
+                                              stop=[last]), prompt="abc")[0]
+    assert full.meta["finish_reason"] == "length"
+    assert stopped.meta["finish_reason"] == "stop"
+
+
 def test_long_prompt_is_handled_and_said():
     tk = CharTokenizer.train("abcdefghij ")
     gen = make_generator(tk, block=32)

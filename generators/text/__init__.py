@@ -506,13 +506,16 @@ class TextGenerator(TextDeclarations):
 
     def _decode(self, params: TextSampleConfig, n: int, seed: int, prompt,
                 use_cache: bool = True, explained: list[list[dict]] | None = None,
-                produced: list[int] | None = None) -> Iterator[list[str]]:
+                produced: list[int] | None = None,
+                ended: list[bool] | None = None) -> Iterator[list[str]]:
         """Yields, step by step, the new text of each of the n samples. With `explained` (n
         empty lists), each sample's list gets a record per token it produced: the token, the
         model's probability of it and the likeliest alternatives (the model's own
         distribution at temperature 1, before sampling's penalties and filters). With
         `produced` (n zeros), each sample's count of the tokens it produced (a sample that
-        ends early stops counting while the others go on)."""
+        ends early stops counting while the others go on). With `ended` (n False), True for
+        each sample that ended by itself (its end token or a stop string) rather than at
+        max_new_tokens."""
         ids, pinned = self._context_ids(prompt)
         device = self.device or torch.device("cpu")
         x = torch.tensor([ids] * n, dtype=torch.long, device=device)
@@ -548,6 +551,8 @@ class TextGenerator(TextDeclarations):
                         row.done = True
                     else:
                         pieces.append(row.feed(self.tokenizer.token_bytes(token)))
+                    if ended is not None and row.done:
+                        ended[i] = True
                 yield pieces
                 if all(row.done for row in rows):
                     return
@@ -617,15 +622,20 @@ class TextGenerator(TextDeclarations):
             return self._answers(params, n, prompt)
         texts = [""] * n
         explained = [[] for _ in range(n)] if params.explain else None
-        produced = [0] * n
-        for pieces in self._decode(params, n, seed, prompt, use_cache, explained, produced):
+        produced, ended = [0] * n, [False] * n
+        for pieces in self._decode(params, n, seed, prompt, use_cache, explained, produced,
+                                   ended):
             texts = [t + p for t, p in zip(texts, pieces)]
         meta = {"prompt": prompt, "seed": seed, "format": self.format,
                 "params": {k: v for k, v in vars(params).items()}}
         start = "" if self.format == "pairs" else ("\n" if prompt is None else prompt)
         samples = []
         for i, text in enumerate(texts):
-            sample = Sample("text", start + text, {**meta, "index": i})
+            # As OpenAI says it: "stop" (the end token or a stop string), "length" (cut at
+            # max_new_tokens, perhaps mid-word: an ad's copy is tidied accordingly).
+            sample = Sample("text", start + text, {**meta, "index": i,
+                                                   "finish_reason": "stop" if ended[i] else
+                                                   "length"})
             # Said of each sample as it went: an answer that ended early never slid.
             note = self.context_note(prompt, params, produced[i])
             if note:

@@ -72,6 +72,9 @@ ROW_KEY_COLUMN = "id"
 # (quotes, "¿", "#", "@", opening brackets) stays.
 LEADING_CATEGORIES_DROPPED = ("Pd", "Pc", "Pe", "Pf")
 LEADING_MARKS_DROPPED = set(".,:;!?…·、。，：；！？．｡､")
+# Where a sentence ends, for text cut at the token limit: ".", "!", "?" or "…" (with closing
+# quotes or brackets) before a space, or a full-width end mark anywhere.
+SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s)|[。！？]")
 # Scripts written without spaces between words: a banned word there is found as a substring,
 # since there is no word boundary to look for (Korean attaches particles to words, so it is
 # treated the same way).
@@ -559,17 +562,30 @@ def check_text(text: str, slot: Slot) -> list[str]:
     return problems
 
 
-def tidy_text(text: str) -> str:
+def tidy_text(text: str, cut: bool = False) -> str:
     """Generated text set as ad copy: every run of whitespace (line breaks too) one space, and
     what comes before the first word dropped when it is punctuation that cannot open a phrase
     (a model continuing "Headline for Orbit lamp:" may write ": Light ..."); opening quotes
-    and brackets stay."""
+    and brackets stay. `cut`: the generator stopped at its token limit, perhaps mid-word; the
+    text then ends at its last finished sentence, or, with none, at its last whole word with an
+    ellipsis (text without spaces, such as Chinese, keeps its characters and gets the
+    ellipsis)."""
+    last_word_whole = text[-1:].isspace()  # a space came after it: the cut is between words
     text = " ".join(text.split())
     start = 0
     while start < len(text) and (text[start] in LEADING_MARKS_DROPPED or unicodedata.category(
             text[start]) in LEADING_CATEGORIES_DROPPED or text[start].isspace()):
         start += 1
-    return text[start:]
+    text = text[start:]
+    if not cut or not text:
+        return text
+    ends = list(SENTENCE_END.finditer(text + " "))  # the space: an end at the very end counts
+    if ends:
+        return text[:ends[-1].end()].rstrip()
+    last_space = text.rfind(" ")
+    if last_space > 0 and not last_word_whole:
+        text = text[:last_space]
+    return text.rstrip(" ,;:-–—") + "…"
 
 
 def contains_word(text: str, word: str) -> bool:

@@ -204,10 +204,11 @@ class Composer:
             seed = filled.seed_for_try(attempt)
             sample = self._sample(filled, seed)
             generated = _continuation(sample.data, filled.prompt)
-            text = tidy_text(generated) if filled.slot.tidy else generated.strip()
+            cut = sample.meta.get("finish_reason") == "length"  # generators that say so
+            text = tidy_text(generated, cut) if filled.slot.tidy else generated.strip()
             problems = check_text(text, filled.slot)
-            tries.append({"seed": seed, "generated": generated, "text": text,
-                          "problems": problems})
+            tries.append({"seed": seed, "generated": generated, "cut_at_length": cut,
+                          "text": text, "problems": problems})
             if not problems:
                 break
         lineage = {**filled.lineage(attempt), **self._run_lineage(filled), "text": text,
