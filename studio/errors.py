@@ -10,6 +10,13 @@ class StudioError(Exception):
     """A problem with the user's input or files, explained in plain words."""
 
 
+def json_kind(value) -> str:
+    """What a JSON value is, in a message's words ("got a list")."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "true/false",
+             int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
 class TrainingDiverged(StudioError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 

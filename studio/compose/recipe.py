@@ -56,7 +56,7 @@ from typing import Any, NamedTuple
 
 from studio.compose.template import (Spot, Template, checked_object, checked_text, flag,
                                      load_template, template_path, whole_number)
-from studio.errors import StudioError
+from studio.errors import StudioError, json_kind
 from studio.runstore import read_json
 
 RECIPE_FORMAT = 1
@@ -501,7 +501,7 @@ def _jsonl_rows(content: str) -> tuple[list[ReadableRow], list[tuple[int, str]]]
                                    f"{exc.colno})"))
             continue
         if not isinstance(value, dict):
-            broken.append((number, f"line {line} is {_json_kind(value)}, not a JSON object of "
+            broken.append((number, f"line {line} is {json_kind(value)}, not a JSON object of "
                                    f"columns such as {{\"product\": \"...\"}}"))
             continue
         rows.append((number, line, value))
@@ -536,12 +536,6 @@ def _id_text(value: Any) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
-
-
-def _json_kind(value: Any) -> str:
-    names = {list: "a list", str: "a string", bool: "true/false", int: "a number",
-             float: "a number", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
 
 
 # --- guards -----------------------------------------------------------------------------------

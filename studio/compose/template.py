@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.errors import StudioError
+from studio.errors import StudioError, json_kind
 from studio.runstore import read_json
 
 TEMPLATE_FORMAT = 1
@@ -89,7 +89,7 @@ def checked_object(value: Any, spot: Spot, required: tuple[str, ...],
                    optional: tuple[str, ...] = ()) -> dict:
     """`value` as a JSON object holding every `required` key and nothing unknown."""
     if not isinstance(value, dict):
-        raise spot.error(f"must be a JSON object {{...}}, got {_json_kind(value)}.")
+        raise spot.error(f"must be a JSON object {{...}}, got {json_kind(value)}.")
     known = sorted(required + optional)
     for key in value:
         if key not in known:
@@ -117,7 +117,7 @@ def number(value: Any, spot: Spot, low: float, high: float) -> float:
 
 def checked_text(value: Any, spot: Spot, *, empty_ok: bool = False) -> str:
     if not isinstance(value, str):
-        raise spot.error(f"must be text (a JSON string), got {_json_kind(value)}.")
+        raise spot.error(f"must be text (a JSON string), got {json_kind(value)}.")
     if not empty_ok and not value.strip():
         raise spot.error("must not be empty.")
     return value
@@ -133,12 +133,6 @@ def flag(value: Any, spot: Spot) -> bool:
     if not isinstance(value, bool):
         raise spot.error(f"must be true or false, got {value!r}.")
     return value
-
-
-def _json_kind(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "text", bool: "true/false",
-             int: "a number", float: "a number", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
 
 
 # --- what a template is -----------------------------------------------------------------------
@@ -306,7 +300,7 @@ def _parse_template(data: Any, path: Path, spot: Spot) -> Template:
 def _palette(value: Any, spot: Spot) -> dict[str, str]:
     if not isinstance(value, dict):
         raise spot.error(f"must be a JSON object of names and #rrggbb colours, got "
-                         f"{_json_kind(value)}.")
+                         f"{json_kind(value)}.")
     return {name: _hex_colour(colour, spot / name) for name, colour in value.items()}
 
 
@@ -386,7 +380,7 @@ def _regions(value: Any, spot: Spot, width: int, height: int, margins: Margins,
     for name, entry in value.items():
         where = spot / name
         if not isinstance(entry, dict):
-            raise where.error(f"must be a JSON object {{...}}, got {_json_kind(entry)}.")
+            raise where.error(f"must be a JSON object {{...}}, got {json_kind(entry)}.")
         holds = one_of(entry.get("holds"), where / "holds", ("text", "media"))
         if holds == "text":
             region = _text_region(name, entry, where, fonts, palette)

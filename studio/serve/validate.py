@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from studio.config import check_field, from_dict, to_dict
-from studio.errors import StudioError
+from studio.errors import StudioError, json_kind
 from studio.serve import ServeSettings
 
 MAX_SEED = 2**62  # as `studio generate`: seeds are 64-bit, and each choice's is seed + its index
@@ -123,7 +123,7 @@ def text_of(body: dict, name: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise bad(f"'{name}' must be text, got {_json_type(value)}.", param=name)
+        raise bad(f"'{name}' must be text, got {json_kind(value)}.", param=name)
     return value
 
 
@@ -134,11 +134,6 @@ def choice_of(body: dict, name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise bad(f"'{name}' must be one of {', '.join(choices)}; got {value!r}.", param=name)
     return value
-
-
-def _json_type(value) -> str:
-    names = {dict: "an object", list: "a list", str: "text", bool: "true/false", type(None): "null"}
-    return names.get(type(value), "a number")
 
 
 # --- the generator's settings ------------------------------------------------------------------
@@ -257,7 +252,7 @@ def prompts_of(body: dict) -> list:
     if isinstance(prompt, list) and prompt and all(isinstance(p, (int, list)) for p in prompt):
         raise bad("a prompt of token ids is not supported: send the prompt as text (or a list "
                   "of texts).", param="prompt")
-    raise bad(f"'prompt' must be text or a non-empty list of texts, got {_json_type(prompt)}.",
+    raise bad(f"'prompt' must be text or a non-empty list of texts, got {json_kind(prompt)}.",
               param="prompt")
 
 
@@ -285,7 +280,7 @@ def messages_of(body: dict) -> list[dict]:
                           param=f"{where}.content")
             content = "".join(part["text"] for part in content)
         if not isinstance(content, str):
-            raise bad(f"{where}.content must be text, got {_json_type(content)}.",
+            raise bad(f"{where}.content must be text, got {json_kind(content)}.",
                       param=f"{where}.content")
         out.append({"role": role, "content": content})
     return out
