@@ -306,9 +306,9 @@ def test_stopping_answers_every_waiting_request(gated_text):
             assert reply.json()["error"]["code"] == "shutting_down"
 
 
-def test_ctrl_c_stops_the_cli_server_and_answers_its_clients():
-    from test_serve import CliServer
-    server = CliServer([DEMO / "text", "--device", "cpu", "--max-tokens", "100000"])
+def long_completion_under_way(server) -> tuple[threading.Thread, list[httpx.Response]]:
+    """A completion that would run for long, sent from a thread, once the server works on it:
+    the thread, and the list its reply goes into."""
     reply: list[httpx.Response] = []
     thread = threading.Thread(target=lambda: reply.append(httpx.post(
         f"{server.url}/completions", timeout=PATIENCE,
@@ -316,6 +316,13 @@ def test_ctrl_c_stops_the_cli_server_and_answers_its_clients():
     thread.start()
     wait_for(lambda: httpx.get(f"{server.root}/health").json()["active"] == 1,
              "the request to be under way")
+    return thread, reply
+
+
+def test_ctrl_c_stops_the_cli_server_and_answers_its_clients():
+    from test_serve import CliServer
+    server = CliServer([DEMO / "text", "--device", "cpu", "--max-tokens", "100000"])
+    thread, reply = long_completion_under_way(server)
     server.process.send_signal(signal.SIGINT)
     assert server.process.wait(timeout=PATIENCE) == 130  # as every command stopped by Ctrl+C
     thread.join(PATIENCE)
@@ -329,13 +336,7 @@ def test_a_server_started_to_stop_with_stdin_stops_when_its_starter_goes():
     from test_serve import CliServer
     server = CliServer([DEMO / "text", "--device", "cpu", "--max-tokens", "100000",
                         "--stop-with-stdin"])
-    reply: list[httpx.Response] = []
-    thread = threading.Thread(target=lambda: reply.append(httpx.post(
-        f"{server.url}/completions", timeout=PATIENCE,
-        json={"model": "text", "prompt": "The ", "max_tokens": 100000})))
-    thread.start()
-    wait_for(lambda: httpx.get(f"{server.root}/health").json()["active"] == 1,
-             "the request to be under way")
+    thread, reply = long_completion_under_way(server)
     server.process.stdin.close()
     assert server.process.wait(timeout=PATIENCE) == 0
     thread.join(PATIENCE)
