@@ -48,7 +48,7 @@ from studio.compose.runner import MODALITY_OF_KIND
 from studio.compose.template import builtin_templates, load_template, template_path
 from studio.errors import StudioError
 from studio.export import shorten
-from studio.gui.messages import for_window
+from studio.gui.messages import duration_text, for_window
 from studio.gui.session import title_of
 from studio.gui.views import ImageView, VideoPlayer
 from studio.gui.workers import Task, start
@@ -1827,7 +1827,7 @@ class ComposePanel(QWidget):
         eta = ""
         if done > first_done and done < total:
             seconds = (now - first_time) / (done - first_done) * (total - done)
-            eta = f" · about {_duration(seconds)} left"
+            eta = f" · about {duration_text(seconds)} left"
         stopping = " · stopping after this ad…" if self.batch_task is not None and \
             self.batch_task.context.cancelled else ""
         self.progress_label.setText(f"{done} of {total} · {key}{eta}{stopping}")
@@ -1864,8 +1864,8 @@ class ComposePanel(QWidget):
                  f"{len(report.failed)} failed", f"{len(report.review)} to review"]
         stopped = " Stopped: Run batch again finishes the rest." if report.stopped else ""
         self.summary_label.setText(", ".join(parts) + "." + stopped)
-        self.progress_label.setText(f"Done in {_duration(time.monotonic() - self.batch_started)}"
-                                    if not report.stopped else "Stopped.")
+        took = duration_text(time.monotonic() - self.batch_started)
+        self.progress_label.setText(f"Done in {took}" if not report.stopped else "Stopped.")
         self.batch_finished.emit(report)
 
     def _batch_failed(self, message: str) -> None:
@@ -1939,10 +1939,3 @@ def _merged(first, second):
     if first is None or second is None:
         return None
     return tuple(dict.fromkeys(first + second))
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    return f"{seconds // 60} min {seconds % 60:02d} s"

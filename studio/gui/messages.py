@@ -88,3 +88,13 @@ def _keep_case(match: re.Match, replacement) -> str:
     """The replacement for one match, capitalised when the advice began a sentence."""
     text = replacement(match) if callable(replacement) else match.expand(replacement)
     return text[:1].upper() + text[1:] if match.group(0)[:1].isupper() else text
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as the window shows it: "45s", "3m 05s", "2h 07m"."""
+    seconds = int(seconds)
+    if seconds < 90:
+        return f"{seconds}s"
+    if seconds < 5400:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"

@@ -31,7 +31,7 @@ from studio.errors import StudioError
 from studio.gui import workers
 from studio.gui.charts import Charts
 from studio.gui.config_form import ConfigForm
-from studio.gui.messages import for_window
+from studio.gui.messages import duration_text, for_window
 from studio.gui.session import why_not_a_base
 from studio.gui.settings import config_dir
 from studio.gui.trainer import TrainerProcess
@@ -936,7 +936,7 @@ class TrainPanel(QWidget):
         if record is not None:
             self._set_progress(record["step"])
             eta = record.get("eta_s")
-            eta_text = f" · ETA {_duration(eta)}" if eta is not None else ""
+            eta_text = f" · ETA {duration_text(eta)}" if eta is not None else ""
             rate = record.get("items_per_s")
             rate_text = f" · {rate:,.0f} {record['unit']}/s" if rate is not None else ""
             self.stats.setText(f"step {record['step']} / {record['max_steps']} · loss "
@@ -1073,12 +1073,3 @@ def _progress_title(record: dict) -> str:
     """'step 45/200 (22%)' for the window title."""
     step, total = record["step"], record.get("max_steps") or 0
     return f"step {step}/{total} ({100 * step // total}%)" if total else f"step {step}"
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 90:
-        return f"{seconds}s"
-    if seconds < 5400:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
