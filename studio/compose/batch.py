@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from studio.compose.recipe import (duplicates, load_recipe, read_rows, recipe_from_document,
-                                   rerolled)
-from studio.compose.render import AD_FORMATS, LINEAGE_FILE, POSTER_FILE, write_ad
+from studio.compose.recipe import duplicates, read_rows, recipe_from_document, rerolled
+from studio.compose.render import LINEAGE_FILE, POSTER_FILE, check_formats, write_ad
 from studio.compose.template import file_sha256
 from studio.errors import StudioError
 from studio.runstore import read_json, write_atomic, write_json
@@ -56,10 +55,11 @@ def run_batch(recipe_path: str | Path, rows_path: str | Path, out_dir: str | Pat
     before each row: when it says True the batch ends there, its review list and contact sheet
     written for the rows handled so far (the same call later finishes the rest)."""
     out_dir = Path(out_dir).expanduser()
-    _check_formats(formats)
+    check_formats(formats)
     ads_dir = _writable_ads_folder(out_dir)  # before any run is loaded or row read
-    recipe = load_recipe(recipe_path)
-    document = read_json(recipe.path, "The recipe file")
+    recipe_path = Path(recipe_path).expanduser()
+    document = read_json(recipe_path, "The recipe file")  # read once: checked, then recorded
+    recipe = recipe_from_document(document, recipe_path)
     rows, broken = read_rows(rows_path)
 
     report = BatchReport()
@@ -122,7 +122,7 @@ def remake_ad(lineage_path: str | Path, out_folder: str | Path,
     others stay as they were. Returns the folder and notes for the user (a template file that
     changed since the ad was made)."""
     lineage_path = Path(lineage_path).expanduser()
-    _check_formats(formats)
+    check_formats(formats)
     lineage = read_json(lineage_path, "The ad's lineage file")
     try:
         recorded = lineage["recipe"]
@@ -154,13 +154,6 @@ def safe_name(row_key: str) -> str:
         return name
     digest = hashlib.sha256(row_key.encode("utf-8")).hexdigest()[:8]
     return f"{name.lstrip('.')[:80]}-{digest}"
-
-
-def _check_formats(formats: tuple[str, ...]) -> None:
-    unknown = [f for f in formats if f not in AD_FORMATS]
-    if unknown or not formats:
-        raise StudioError(f"ad formats {list(formats)!r}: pick from {', '.join(AD_FORMATS)} "
-                          f"(e.g. png and mp4).")
 
 
 def _writable_ads_folder(out_dir: Path) -> Path:

@@ -74,10 +74,7 @@ def write_ad(folder: str | Path, template: Template, content: AdContent,
     """Write one ad into `folder`: poster.png ("png"), clip.mp4 ("mp4"), clip.gif ("gif") and
     always ad.json. An existing ad there is replaced only once the new one is complete.
     Returns the folder."""
-    unknown = [f for f in formats if f not in AD_FORMATS]
-    if unknown or not formats:
-        raise StudioError(f"ad formats {list(formats)!r}: pick from {', '.join(AD_FORMATS)} "
-                          f"(e.g. png and mp4).")
+    check_formats(formats)
     folder = Path(folder)
     _refuse_other_files(folder)
     lineage = content.lineage()
@@ -102,6 +99,14 @@ def write_ad(folder: str | Path, template: Template, content: AdContent,
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return folder
+
+
+def check_formats(formats: tuple[str, ...]) -> None:
+    """Refuse an empty or unknown list of ad formats (before any work is done)."""
+    unknown = [f for f in formats if f not in AD_FORMATS]
+    if unknown or not formats:
+        raise StudioError(f"ad formats {list(formats)!r}: pick from {', '.join(AD_FORMATS)} "
+                          f"(e.g. png and mp4).")
 
 
 # --- layout ----------------------------------------------------------------------------------
