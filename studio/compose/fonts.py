@@ -141,6 +141,9 @@ def _check_user_fonts(fonts: Sequence[str | Path]) -> list[Path]:
 
 
 # --- Which characters a font has: its cmap table -------------------------------------------
+# Read here rather than with fontTools: on the shipped fonts both give the same code points
+# (5,918 / 5,898 / 34,600), this in 1-6 ms a font against fontTools' 11-67 ms
+# (TTFont(lazy=True).getBestCmap()), and without another dependency.
 
 @lru_cache(maxsize=64)
 def _covered_code_points(path: str, _mtime_ns: int, _bytes: int) -> frozenset[int]:
